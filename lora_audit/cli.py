@@ -1,0 +1,106 @@
+"""The ``lora-audit`` command line: parses options, calls the library, prints. No logic lives here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import wraps
+from typing import Any
+
+import click
+
+from lora_audit import __version__
+from lora_audit.errors import EvidenceError
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def handles_errors(fn):
+    """Bad input: one line on stderr, exit 2; the traceback only with --debug."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        ctx = click.get_current_context()
+        try:
+            return fn(*args, **kwargs)
+        except EvidenceError as e:
+            if (ctx.obj or {}).get("debug"):
+                raise
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(2)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lora-audit")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.option("--sd-scripts", "sd_scripts", type=click.Path(file_okay=False), envvar="LORA_AUDIT_SD_SCRIPTS",
+              help="sd-scripts checkout (default: $LORA_AUDIT_SD_SCRIPTS, else the sd-scripts submodule).")
+@click.pass_context
+def main(ctx: click.Context, debug: bool, sd_scripts: str | None) -> None:
+    """Audit kohya-ss sd-scripts LoRA training runs: read the evidence, diff runs, rank suspects."""
+    ctx.obj = {"debug": debug, "sd_scripts": sd_scripts}
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--all", "show_all", is_flag=True, help="Also show parameters at kohya's defaults.")
+@handles_errors
+def inspect(paths: tuple[str, ...], as_json: bool, show_all: bool) -> None:
+    """Read the evidence of each run (a folder or a file) into kohya parameters with provenance."""
+    from lora_audit.evidence import load_run
+    from lora_audit.report.console import render_run
+
+    runs = [load_run(p) for p in paths]
+    if as_json:
+        _echo_json({"runs": [r.to_json() for r in runs]})
+        return
+    click.echo("\n\n".join(render_run(r, show_all) for r in runs))
+
+
+@main.command("infer-dim")
+@click.argument("size")
+@click.option("--arch", type=click.Choice(["sd15", "sd2", "sdxl"]), help="Architecture, if known.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--limit", default=10, show_default=True, help="Candidates to show (text output).")
+@handles_errors
+def infer_dim(size: str, arch: str | None, as_json: bool, limit: int) -> None:
+    """List every (network_dim, save precision, text encoder, conv dim) a LoRA file SIZE fits, best first."""
+    from lora_audit.kohya.filesize import candidates
+    from lora_audit.report.console import table
+
+    try:
+        cands = candidates(size, arch)
+    except ValueError as e:
+        raise EvidenceError(str(e)) from None
+    if as_json:
+        _echo_json({"candidates": [c.model_dump() for c in cands]})
+        return
+    if not cands:
+        click.echo(f"no kohya LoRA layout fits {size}")
+        return
+    rows = [[c.arch, c.network_dim, c.save_precision, "yes" if c.text_encoder else "no", c.conv_dim or "-",
+             f"{c.expected_bytes:,}", f"{c.delta_bytes:+,}"] for c in cands[:limit]]
+    click.echo(table(rows, ["arch", "dim", "precision", "text encoder", "conv dim", "expected bytes", "delta"]))
+    if len(cands) > limit:
+        click.echo(f"... {len(cands) - limit} more (--limit, --json)")
+
+
+def _register_optional() -> None:
+    """Commands of the heavy parts register themselves when their modules are present."""
+    try:
+        from lora_audit.train.commands import make_tiny_model, make_toy_dataset, train
+    except ImportError:
+        return
+    for cmd in (make_tiny_model, make_toy_dataset, train):
+        main.add_command(cmd)
+
+
+_register_optional()
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

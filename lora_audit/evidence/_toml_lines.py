@@ -1,0 +1,91 @@
+"""TOML reading with line numbers: tomllib gives the values, a scan of the text gives each key's line."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from lora_audit.errors import EvidenceError
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"""^\s*("[^"]+"|'[^']+'|[A-Za-z0-9_.-]+)\s*=""")
+
+
+def read_toml(path: Path) -> tuple[dict, str]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise EvidenceError("file not found", path) from None
+    except UnicodeDecodeError as e:
+        raise EvidenceError(f"not UTF-8 text ({e.reason})", path) from None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"line (\d+)", str(e))
+        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(e))
+        raise EvidenceError(f"invalid TOML: {msg}", path, int(m.group(1)) if m else None) from None
+
+
+class KeyLines:
+    """Line of each key, addressed by (table path, occurrence of an array-of-tables, key)."""
+
+    def __init__(self, text: str):
+        # list of (table_name, occurrence_index, key, line)
+        self._entries: list[tuple[str, int, str, int]] = []
+        counts: dict[str, int] = {}
+        table, occ = "", 0
+        in_multiline = False
+        for i, line in enumerate(text.splitlines(), start=1):
+            stripped = line.strip()
+            if in_multiline:
+                if stripped.endswith("]") or stripped.endswith('"""') or stripped.endswith("'''"):
+                    in_multiline = False
+                continue
+            h = _HEADER.match(line)
+            if h and not _KEY.match(line):
+                table = h.group(2).replace('"', "").replace("'", "")
+                if h.group(1) == "[[":
+                    counts[table] = counts.get(table, -1) + 1
+                    occ = counts[table]
+                else:
+                    occ = 0
+                continue
+            k = _KEY.match(line)
+            if k:
+                key = k.group(1).strip("\"'")
+                self._entries.append((table, occ, key, i))
+                rest = line[k.end():].strip()
+                if (rest.startswith("[") and not rest.rstrip().endswith("]")) or rest.count('"""') == 1 or rest.count("'''") == 1:
+                    in_multiline = True
+
+    def line(self, key: str, table: str = "", occurrence: int | None = None) -> int | None:
+        for t, o, k, ln in self._entries:
+            if k == key and t == table and (occurrence is None or o == occurrence):
+                return ln
+        return None
+
+    def line_in_any(self, key: str) -> int | None:
+        for _t, _o, k, ln in self._entries:
+            if k == key:
+                return ln
+        return None
+
+    def lines_for_table(self, table: str, occurrence: int) -> dict[str, int]:
+        return {k: ln for t, o, k, ln in self._entries if t == table and o == occurrence}
+
+
+def flatten_sections(data: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """kohya's read_config_from_file flattening: top-level keys and one level of sections, later wins.
+
+    Returns (section, key, value) in file order; section "" for top-level keys.
+    """
+    out: list[tuple[str, str, Any]] = []
+    for name, value in data.items():
+        if isinstance(value, dict):
+            for k, v in value.items():
+                out.append((name, k, v))
+        else:
+            out.append(("", name, value))
+    return out

@@ -1,0 +1,66 @@
+"""``--config_file`` TOML: kohya's flat-or-sectioned training config.
+
+kohya (``train_util.read_config_from_file``) loads the TOML, flattens one level of sections into one namespace
+(later keys win) and re-parses the command line *into* that namespace: command line > config file > defaults,
+and the config values are taken as they are, without argparse's type conversion. Unknown keys are kept on the
+namespace and never read, so a typo (``network_dims``) silently leaves the real setting at its default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lora_audit.evidence._toml_lines import KeyLines, flatten_sections, read_toml
+from lora_audit.kohya.catalog import catalog
+from lora_audit.model import Evidence, Note, Setting
+
+# Keys a config TOML may carry that are not training arguments but are harmless.
+_DATASET_TOP_KEYS = {"general", "datasets"}
+
+
+def is_dataset_toml(data: dict) -> bool:
+    return "datasets" in data and isinstance(data["datasets"], list)
+
+
+def parse_config_toml(path: Path, label: str | None = None) -> Evidence:
+    """Read a kohya ``--config_file`` TOML into an Evidence (kind ``config_toml``).
+
+    ``facts["ignored_keys"]`` lists keys kohya accepts but never reads (typos); ``facts["mistyped"]`` lists values
+    of the wrong type that kohya will not convert. Both are also warnings.
+    """
+    path = Path(path)
+    label = label or str(path)
+    data, text = read_toml(path)
+    lines = KeyLines(text)
+    cat = catalog()
+    ev = Evidence(path=label, kind="config_toml")
+    ignored, mistyped = [], []
+    seen: dict[str, str] = {}
+    for section, key, value in flatten_sections(data):
+        line = lines.line(key, section) or lines.line_in_any(key)
+        src = f"{label}:{line}" if line else f"{label}:{key}"
+        if key in seen:
+            ev.warnings.append(Note(message=f"{key} set twice; kohya keeps the later value (first at {seen[key]})",
+                                    source=src))
+        seen[key] = src
+        if key not in cat:
+            near = cat.nearest(key)
+            hint = f" (did you mean {near}?)" if near else ""
+            ev.warnings.append(Note(
+                message=f"unknown key {key!r}{hint}: kohya accepts it silently and never reads it", source=src))
+            ignored.append({"key": key, "value": value, "source": src, "nearest": near})
+            continue
+        problem = cat.check_config_value(key, value)
+        note = None
+        if problem:
+            ev.warnings.append(Note(message=problem, source=src))
+            mistyped.append({"name": key, "value": value, "source": src, "expected": cat.get(key).type})
+            note = "wrong type: kohya takes the TOML value as it is"
+        ev.settings.append(Setting(name=key, value=value, source=src, note=note))
+    ev.facts["ignored_keys"] = ignored
+    ev.facts["mistyped"] = mistyped
+    names = {s.name for s in ev.settings}
+    # A config that names the model and the data is a whole training config: unset values are kohya's defaults.
+    ev.complete = "pretrained_model_name_or_path" in names and bool(
+        names & {"train_data_dir", "dataset_config", "in_json"})
+    return ev

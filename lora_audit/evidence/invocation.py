@@ -1,0 +1,255 @@
+"""A training command (words after shell parsing) → Evidence, with kohya's argparse semantics.
+
+Shared by the shell, batch, PowerShell and Markdown-notes parsers (which only turn text into words), and by the
+embedded trainer (``parse_argv``), so there is one reading of kohya's command line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+from lora_audit.evidence.config_toml import parse_config_toml
+from lora_audit.evidence.dataset_toml import parse_dataset_toml, run_settings
+from lora_audit.kohya.catalog import ConversionError, catalog
+from lora_audit.model import Evidence, Note, Setting
+
+TRAINING_SCRIPTS = ("train_network.py", "sdxl_train_network.py")
+_NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+# accelerate launch options that take no value
+_ACCELERATE_FLAGS = {"--multi_gpu", "--cpu", "--use_deepspeed", "--use_fsdp", "--use_megatron_lm", "--quiet", "-q",
+                     "--debug", "--no_python", "--module", "-m", "--tpu", "--use_xpu", "--same_network"}
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str
+    line: int
+
+
+def _basename(word: str) -> str:
+    return PureWindowsPath(word).name if "\\" in word else PurePosixPath(word).name
+
+
+def find_training_command(words: list[Token]) -> tuple[str, list[Token], dict[str, Any]] | None:
+    """Find ``script.py`` in a command and return (script basename, its arguments, launcher facts).
+
+    Recognises ``[VAR=x ...] [env|nohup|time] accelerate launch [opts] script.py``, ``python[3][.exe] [-u]
+    script.py``, ``python -m accelerate.commands.launch ...``, ``./script.py``. Launcher facts: the accelerate
+    options (``num_processes`` matters for the effective batch).
+    """
+    i = 0
+    while i < len(words) and (_ASSIGNMENT.match(words[i].text) or words[i].text in ("env", "nohup", "time", "exec",
+                                                                                      "call", "&", "sudo")):
+        i += 1
+    if i >= len(words):
+        return None
+    facts: dict[str, Any] = {}
+    head = _basename(words[i].text).lower()
+    rest = words[i + 1:]
+    if head in ("accelerate", "accelerate.exe") and rest and rest[0].text == "launch":
+        facts["launcher"] = "accelerate launch"
+        rest = rest[1:]
+    elif re.fullmatch(r"(python|python3(\.\d+)?|py|python\.exe|python3\.exe|pythonw\.exe)", head):
+        facts["launcher"] = "python"
+        opts = []
+        while rest and rest[0].text.startswith("-") and not rest[0].text.endswith(".py"):
+            if rest[0].text == "-m" and len(rest) > 1:
+                mod = rest[1].text
+                if mod.startswith("accelerate"):
+                    facts["launcher"] = "accelerate launch"
+                    rest = rest[2:]
+                    if rest and rest[0].text == "launch":
+                        rest = rest[1:]
+                    break
+                return None  # python -m something_else
+            opts.append(rest[0].text)
+            rest = rest[1:]
+    elif head.endswith(".py"):
+        facts["launcher"] = "direct"
+        rest = words[i:]
+    else:
+        return None
+    # accelerate options up to the script
+    acc: dict[str, Any] = {}
+    j = 0
+    while j < len(rest) and not rest[j].text.endswith(".py"):
+        t = rest[j].text
+        if t.startswith("-"):
+            name, eq, val = t.partition("=")
+            key = name.lstrip("-").replace("-", "_")
+            if eq:
+                acc[key] = val
+            elif name in _ACCELERATE_FLAGS or j + 1 >= len(rest) or rest[j + 1].text.startswith("-") or \
+                    rest[j + 1].text.endswith(".py"):
+                acc[key] = True
+            else:
+                acc[key] = rest[j + 1].text
+                j += 1
+        j += 1
+    if j >= len(rest):
+        return None
+    if acc:
+        facts["accelerate"] = acc
+    return _basename(rest[j].text), rest[j + 1:], facts
+
+
+def _group_flags(args: list[Token], ev: Evidence, label: str) -> list[tuple[str, Token, list[Token] | None, str | None]]:
+    """Split words into (dest, flag token, value tokens or None for a bare flag, abbreviation note)."""
+    cat = catalog()
+    out = []
+    i = 0
+    while i < len(args):
+        tok = args[i]
+        text = tok.text
+        if not text.startswith("-") or _NEGATIVE_NUMBER.match(text):
+            ev.warnings.append(Note(message=f"stray argument {text!r}: argparse would refuse it",
+                                    source=f"{label}:{tok.line}"))
+            i += 1
+            continue
+        flag, eq, inline = text.partition("=")
+        arg, abbrev = cat.for_flag(flag)
+        i += 1
+        values: list[Token] = []
+        if eq:
+            values = [Token(inline, tok.line)]
+        elif arg is None or not arg.is_flag:
+            many = arg is not None and arg.is_list
+            while i < len(args) and (not args[i].text.startswith("-") or _NEGATIVE_NUMBER.match(args[i].text)
+                                     or args[i].text in ("-", "")):
+                values.append(args[i])
+                i += 1
+                if not many:
+                    break
+        if arg is None:
+            near = cat.nearest(flag)
+            hint = f" (did you mean --{near}?)" if near else ""
+            ev.warnings.append(Note(message=f"unknown flag {flag}{hint}: kohya's argparse stops with "
+                                            "'unrecognized arguments'", source=f"{label}:{tok.line}"))
+            ev.facts.setdefault("unknown_flags", []).append(
+                {"flag": flag, "value": " ".join(v.text for v in values) or None, "source": f"{label}:{tok.line}",
+                 "nearest": near})
+            continue
+        out.append((arg.name, tok, values if (values or not arg.is_flag) else None, abbrev))
+    return out
+
+
+def resolve_invocation(script: str, args: list[Token], path: Path | str, kind: str,
+                       facts: dict[str, Any] | None = None, label: str | None = None) -> Evidence:
+    """Type one training command's flags as kohya would and follow its config files.
+
+    Precedence is kohya's (``train_util.read_config_from_file``): command line > ``--config_file`` > defaults;
+    and for dataset parameters (``config_util.BlueprintGenerator``): dataset TOML subset > dataset > general >
+    command line. Files are looked up relative to the evidence file's folder.
+    """
+    path = Path(path)
+    label = label or str(path)
+    cat = catalog()
+    ev = Evidence(path=label, kind=kind, script=script, complete=True, facts=dict(facts or {}))
+    if script not in TRAINING_SCRIPTS:
+        ev.warnings.append(Note(message=f"{script} is not one of {', '.join(TRAINING_SCRIPTS)}: its arguments are "
+                                        "read with train_network.py's catalog", source=f"{label}"))
+    cli: dict[str, Setting] = {}
+    for name, tok, values, abbrev in _group_flags(args, ev, label):
+        src = f"{label}:{tok.line}"
+        arg = cat.get(name)
+        if script in TRAINING_SCRIPTS and script not in arg.scripts:
+            ev.warnings.append(Note(message=f"--{name} is not an argument of {script}", source=src))
+        try:
+            value = cat.convert(name, None if values is None else [v.text for v in values])
+        except ConversionError as e:
+            ev.warnings.append(Note(message=f"{e}: argparse stops here", source=src))
+            continue
+        if name in cli:
+            ev.warnings.append(Note(message=f"--{name} given twice; argparse keeps the last ({cli[name].source} "
+                                            "is overridden)", source=src))
+        cli[name] = Setting(name=name, value=value, source=src, note=abbrev)
+
+    merged: dict[str, Setting] = {}
+    if "config_file" in cli:
+        cfg_name = str(cli["config_file"].value)
+        # read_config_from_file appends ".toml" when missing
+        cfg_name = cfg_name if cfg_name.endswith(".toml") else cfg_name + ".toml"
+        cfg_path = _locate(cfg_name, path.parent)
+        if cfg_path is None:
+            ev.complete = False
+            ev.warnings.append(Note(message=f"config file {cfg_name} not found next to the script: its settings are "
+                                            "unknown", source=cli["config_file"].source))
+        else:
+            cfg = parse_config_toml(cfg_path, label=_rel_label(cfg_path, path, label))
+            ev.includes.append(str(cfg_path))
+            ev.warnings.extend(cfg.warnings)
+            for k in ("ignored_keys", "mistyped"):
+                ev.facts.setdefault(k, []).extend(cfg.facts.get(k, []))
+            for s in cfg.settings:
+                merged[s.name] = s
+    for name, s in cli.items():
+        if name in merged and merged[name].value != s.value:
+            s = s.model_copy(update={"note": _join(s.note, f"overrides {merged[name].source} "
+                                                            f"({merged[name].value!r}): command line wins")})
+        merged[name] = s
+
+    if "dataset_config" in merged:
+        ds_name = str(merged["dataset_config"].value)
+        ds_path = _locate(ds_name, path.parent)
+        if ds_path is None:
+            ev.complete = False
+            ev.warnings.append(Note(message=f"dataset config {ds_name} not found: dataset settings are unknown",
+                                    source=merged["dataset_config"].source))
+        else:
+            ds = parse_dataset_toml(ds_path, label=_rel_label(ds_path, path, label))
+            ev.includes.append(str(ds_path))
+            ev.warnings.extend(ds.warnings)
+            argvals = {k: s.value for k, s in merged.items()}
+            resolved = ds.resolve(argvals, {k: s.source for k, s in merged.items()})
+            ev.facts["datasets"] = [r.model_dump() for r in resolved]
+            for s in run_settings(ds, resolved):
+                if s.name in merged and merged[s.name].value != s.value and s.source != merged[s.name].source:
+                    s = s.model_copy(update={"note": _join(s.note, f"overrides {merged[s.name].source} "
+                                                                    f"({merged[s.name].value!r}): kohya takes the "
+                                                                    "dataset config first")})
+                    ev.warnings.append(Note(message=f"{s.name} from the dataset config overrides "
+                                                    f"{merged[s.name].value!r} at {merged[s.name].source}",
+                                            source=s.source))
+                merged[s.name] = s
+            for ignored in ("train_data_dir", "reg_data_dir", "in_json"):
+                if ignored in merged:
+                    ev.warnings.append(Note(message=f"--{ignored} is ignored by kohya when a dataset config is given",
+                                            source=merged[ignored].source))
+    ev.settings = list(merged.values())
+    return ev
+
+
+def parse_argv(argv: list[str], script: str = "train_network.py", base_dir: Path | None = None,
+               label: str = "command line") -> Evidence:
+    """Read a kohya argument vector (the words after ``script.py``) as kohya would, files relative to base_dir."""
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    tokens = [Token(t, i + 1) for i, t in enumerate(argv)]
+    return resolve_invocation(script, tokens, base / "__argv__", kind="argv", label=label)
+
+
+def _locate(name: str, folder: Path) -> Path | None:
+    p = Path(name.replace("\\", "/")) if "\\" in name else Path(name)
+    candidates = [p] if p.is_absolute() else [folder / p]
+    candidates.append(folder / p.name)
+    for c in candidates:
+        if c.is_file():
+            return c
+    return None
+
+
+def _rel_label(target: Path, evidence_path: Path, evidence_label: str) -> str:
+    """Label an included file the way its including evidence is labelled (same relative root)."""
+    try:
+        rel = target.resolve().relative_to(evidence_path.parent.resolve())
+    except ValueError:
+        return str(target)
+    parent = str(Path(evidence_label).parent)
+    return str(rel) if parent in ("", ".") else str(Path(parent) / rel)
+
+
+def _join(a: str | None, b: str) -> str:
+    return f"{a}; {b}" if a else b

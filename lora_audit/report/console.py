@@ -1,0 +1,58 @@
+"""Plain-text rendering for the terminal (the CLI prints what these return)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lora_audit.kohya.catalog import CATEGORIES, category
+from lora_audit.model import Run
+
+
+def fmt_value(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return " ".join(fmt_value(v) for v in value) or "[]"
+    return str(value)
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in rows + [headers]) for i in range(len(headers))]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(out)
+
+
+def render_run(run: Run, show_all: bool = False) -> str:
+    out = [f"run {run.name}  verdict: {run.verdict}  script: {run.script or 'unknown'}"]
+    out.append("evidence: " + ", ".join(f"{e.path} ({e.kind})" for e in run.evidence))
+    groups: dict[str, list[list[str]]] = {}
+    hidden = 0
+    for name, p in sorted(run.params.items()):
+        if p.origin == "default" and not show_all:
+            hidden += 1
+            continue
+        value = fmt_value(p.value) if p.origin != "unknown" else "?"
+        if p.alternatives:
+            value += " (or " + ", ".join(fmt_value(a.value) for a in p.alternatives) + ")"
+        groups.setdefault(category(name), []).append([name, value, p.origin, p.source or "", p.note or ""])
+    for cat in CATEGORIES:
+        if cat in groups:
+            out.append(f"\n## {cat}")
+            out.append(table(groups[cat], ["param", "value", "origin", "source", "note"]))
+    if hidden:
+        out.append(f"\n({hidden} parameters at kohya's defaults hidden; --all shows them)")
+    if run.conflicts:
+        out.append("\nconflicts:")
+        for c in run.conflicts:
+            out.append(f"  {c.param}: " + " vs ".join(f"{fmt_value(v.value)} ({v.source})" for v in c.values))
+    if run.warnings:
+        out.append("\nwarnings:")
+        for w in run.warnings:
+            out.append(f"  {w.source + ': ' if w.source else ''}{w.message}")
+    return "\n".join(out)

@@ -1,0 +1,221 @@
+"""Generate lora_audit/kohya/data/catalog.json from an sd-scripts checkout.
+
+Reads the ``add_argument`` calls reachable from ``setup_parser()`` of ``train_network.py`` and
+``sdxl_train_network.py`` with :mod:`ast` (nothing of sd-scripts is imported or copied), and writes, for every
+argument: its dest name, option strings, type, default, choices, nargs, action, and which scripts accept it.
+
+Usage: python scripts/gen_kohya_catalog.py PATH/TO/sd-scripts [--out lora_audit/kohya/data/catalog.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPTS = ["train_network.py", "sdxl_train_network.py"]
+
+
+class _Module:
+    def __init__(self, root: Path, path: Path):
+        self.root = root
+        self.path = path
+        self.tree = ast.parse(path.read_text(encoding="utf-8"))
+        self.functions = {n.name: n for n in self.tree.body if isinstance(n, ast.FunctionDef)}
+        self.constants: dict[str, object] = {}
+        for node in self.tree.body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                try:
+                    self.constants[node.targets[0].id] = ast.literal_eval(node.value)
+                except Exception:
+                    pass
+        # name -> module file, name -> (module file, function name)
+        self.module_aliases: dict[str, Path] = {}
+        self.function_aliases: dict[str, tuple[Path, str]] = {}
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    f = self._file_for(a.name)
+                    if f:
+                        self.module_aliases[a.asname or a.name] = f
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                for a in node.names:
+                    sub = self._file_for(f"{node.module}.{a.name}")
+                    if sub:
+                        self.module_aliases[a.asname or a.name] = sub
+                        continue
+                    f = self._file_for(node.module)
+                    if f:
+                        self.function_aliases[a.asname or a.name] = (f, a.name)
+
+    def _file_for(self, dotted: str) -> Path | None:
+        f = self.root / (dotted.replace(".", "/") + ".py")
+        return f if f.exists() else None
+
+
+def _literal(node: ast.AST, module: _Module):
+    try:
+        return ast.literal_eval(node), True
+    except Exception:
+        pass
+    if isinstance(node, ast.Name) and node.id in module.constants:
+        return module.constants[node.id], True
+    return ast.unparse(node), False
+
+
+class _Collector:
+    def __init__(self, root: Path):
+        self.root = root
+        self.modules: dict[Path, _Module] = {}
+        self.args: dict[str, dict] = {}
+
+    def module(self, path: Path) -> _Module:
+        if path not in self.modules:
+            self.modules[path] = _Module(self.root, path)
+        return self.modules[path]
+
+    def walk_function(self, module: _Module, name: str, seen: set):
+        key = (module.path, name)
+        if key in seen or name not in module.functions:
+            return
+        seen.add(key)
+        fn = module.functions[name]
+        for node in ast.walk(fn):
+            if not isinstance(node, ast.Call):
+                continue
+            f = node.func
+            if isinstance(f, ast.Attribute) and f.attr == "add_argument":
+                self.add_argument(module, node)
+            elif isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name):
+                target = module.module_aliases.get(f.value.id)
+                if target:
+                    self.walk_function(self.module(target), f.attr, seen)
+            elif isinstance(f, ast.Name):
+                if f.id in module.functions:
+                    self.walk_function(module, f.id, seen)
+                elif f.id in module.function_aliases:
+                    path, fname = module.function_aliases[f.id]
+                    self.walk_function(self.module(path), fname, seen)
+
+    def add_argument(self, module: _Module, call: ast.Call):
+        flags = [a.value for a in call.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+        if not flags or not flags[0].startswith("-"):
+            return
+        kw = {k.arg: k.value for k in call.keywords if k.arg}
+        long_flags = [f for f in flags if f.startswith("--")]
+        dest = _literal(kw["dest"], module)[0] if "dest" in kw else (long_flags or flags)[0].lstrip("-").replace("-", "_")
+        action = _literal(kw["action"], module)[0] if "action" in kw else "store"
+        entry = {
+            "name": dest,
+            "flags": flags,
+            "action": action,
+            "type": None,
+            "default": None,
+            "default_expr": None,
+            "choices": None,
+            "nargs": None,
+            "help": None,
+            "defined_in": f"{module.path.relative_to(self.root).as_posix()}:{call.lineno}",
+        }
+        if "type" in kw:
+            entry["type"] = ast.unparse(kw["type"])
+        if action == "store_true":
+            entry["default"] = False
+        elif action == "store_false":
+            entry["default"] = True
+        if "default" in kw:
+            value, ok = _literal(kw["default"], module)
+            if ok:
+                entry["default"] = value
+            else:
+                entry["default_expr"] = value
+        if "choices" in kw:
+            value, ok = _literal(kw["choices"], module)
+            entry["choices"] = value if ok else None
+        if "nargs" in kw:
+            entry["nargs"] = _literal(kw["nargs"], module)[0]
+        if "help" in kw:
+            h, ok = _literal(kw["help"], module)
+            if ok and isinstance(h, str):
+                entry["help"] = h.split(" / ")[0].strip()
+        self.args[dest] = entry
+
+
+def dataset_schema(root: Path) -> dict:
+    """The dataset TOML schema of library/config_util.py: ConfigSanitizer's *_SCHEMA dicts and the *Params defaults."""
+    tree = ast.parse((root / "library/config_util.py").read_text(encoding="utf-8"))
+    schemas: dict[str, dict[str, str]] = {}
+    defaults: dict[str, dict[str, object]] = {}
+    for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+        for node in cls.body:
+            if cls.name == "ConfigSanitizer" and isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict):
+                name = node.targets[0].id if isinstance(node.targets[0], ast.Name) else None
+                if not name or not name.endswith("_SCHEMA"):
+                    continue
+                group = {}
+                for k, v in zip(node.value.keys, node.value.values):
+                    if isinstance(k, ast.Call):  # Required("image_dir")
+                        k = k.args[0]
+                    if isinstance(k, ast.Constant):
+                        t = ast.unparse(v)
+                        if "twodim" in t:
+                            t = ("scalar_or_pair:" if "scalar" in t else "pair:") + t.split(",")[-1].strip(" )")
+                        group[k.value] = t
+                schemas[name] = group
+            elif cls.name.endswith("Params") and isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                if node.value is not None:
+                    try:
+                        value = ast.literal_eval(node.value)
+                    except Exception:
+                        continue
+                    if isinstance(value, tuple) and len(value) == 1:  # `x: str = (",",)` is a tuple in kohya's source
+                        value = value[0]
+                    defaults.setdefault(cls.name, {})[node.target.id] = value
+    return {"schemas": schemas, "defaults": defaults}
+
+
+def build_catalog(root: Path) -> dict:
+    per_script: dict[str, dict[str, dict]] = {}
+    for script in SCRIPTS:
+        c = _Collector(root)
+        c.walk_function(c.module(root / script), "setup_parser", set())
+        per_script[script] = c.args
+    merged: dict[str, dict] = {}
+    for script, args in per_script.items():
+        for name, entry in args.items():
+            item = merged.setdefault(name, dict(entry, scripts=[]))
+            item["scripts"].append(script)
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+    except Exception:
+        commit = None
+    return {
+        "generator": "scripts/gen_kohya_catalog.py",
+        "sd_scripts_commit": commit,
+        "scripts": SCRIPTS,
+        "arguments": dict(sorted(merged.items())),
+        "dataset_config": dataset_schema(root),
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("sd_scripts", type=Path)
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "lora_audit/kohya/data/catalog.json")
+    ap.add_argument("--commit", help="sd-scripts commit to record (when the checkout is not a git work tree)")
+    a = ap.parse_args(argv)
+    cat = build_catalog(a.sd_scripts)
+    if a.commit:
+        cat["sd_scripts_commit"] = a.commit
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(cat, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+    print(f"{len(cat['arguments'])} arguments from {', '.join(SCRIPTS)} -> {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
