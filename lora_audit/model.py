@@ -93,6 +93,9 @@ class Run(BaseModel):
     conflicts: list[Conflict] = Field(default_factory=list)
     warnings: list[Note] = Field(default_factory=list)
     artifacts: list[Artifact] = Field(default_factory=list)
+    # what the evidence says beside parameters: ignored_keys, mistyped, unknown_flags, num_processes,
+    # image_count, repeats, datasets
+    facts: dict[str, Any] = Field(default_factory=dict)
 
     def value(self, name: str, default: Any = None) -> Any:
         p = self.params.get(name)

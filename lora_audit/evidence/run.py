@@ -181,6 +181,21 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
     )
     for e in evidences:
         run.warnings.extend(e.warnings)
+        for key in ("ignored_keys", "mistyped", "unknown_flags"):
+            run.facts.setdefault(key, []).extend(e.facts.get(key, []))
+        acc = e.facts.get("accelerate") or {}
+        if "num_processes" in acc and "num_processes" not in run.facts:
+            try:
+                run.facts["num_processes"] = int(acc["num_processes"])
+            except ValueError:
+                pass
+        if e.facts.get("datasets") and "datasets" not in run.facts:
+            run.facts["datasets"] = e.facts["datasets"]
+    dataset = meta.get("dataset", {}) if isinstance(meta.get("dataset"), dict) else {}
+    if isinstance(dataset.get("images"), int):
+        run.facts["image_count"] = dataset["images"]
+    if isinstance(dataset.get("repeats"), int):
+        run.facts["repeats"] = dataset["repeats"]
     run.warnings.extend(run_warnings)
     _merge(run, evidences)
     _fill_defaults(run, evidences)

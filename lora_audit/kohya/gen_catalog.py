@@ -4,7 +4,7 @@ Reads the ``add_argument`` calls reachable from ``setup_parser()`` of ``train_ne
 ``sdxl_train_network.py`` with :mod:`ast` (nothing of sd-scripts is imported or copied), and writes, for every
 argument: its dest name, option strings, type, default, choices, nargs, action, and which scripts accept it.
 
-Usage: python scripts/gen_kohya_catalog.py PATH/TO/sd-scripts [--out lora_audit/kohya/data/catalog.json]
+Usage: python -m lora_audit.kohya.gen_catalog PATH/TO/sd-scripts [--commit SHA] [--out lora_audit/kohya/data/catalog.json]
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ def build_catalog(root: Path) -> dict:
     except Exception:
         commit = None
     return {
-        "generator": "scripts/gen_kohya_catalog.py",
+        "generator": "python -m lora_audit.kohya.gen_catalog",
         "sd_scripts_commit": commit,
         "scripts": SCRIPTS,
         "arguments": dict(sorted(merged.items())),
@@ -205,7 +205,7 @@ def build_catalog(root: Path) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sd_scripts", type=Path)
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "lora_audit/kohya/data/catalog.json")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "data" / "catalog.json")
     ap.add_argument("--commit", help="sd-scripts commit to record (when the checkout is not a git work tree)")
     a = ap.parse_args(argv)
     cat = build_catalog(a.sd_scripts)

@@ -1,0 +1,190 @@
+"""RunDiff: every parameter that differs between runs, in words a person would use, plus derived quantities.
+
+The first run is the baseline; every other run is compared with it. Values are compared after normalisation
+(``kohya.normalize``) and with kohya's meaning of unset values (``kohya.semantics``), so an explicit value that
+equals what kohya does by default is a *nominal* change (the text changed, training did not).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from deepdiff import DeepDiff
+from pydantic import BaseModel, Field
+
+from lora_audit.kohya.catalog import CATEGORIES, category
+from lora_audit.kohya.normalize import normalize, resolution_pair
+from lora_audit.kohya.semantics import effective, inert
+from lora_audit.model import Param, Run
+
+Kind = Literal["changed", "added", "removed", "unknown", "same"]
+
+
+class Cell(BaseModel):
+    value: Any = None
+    origin: str = "unknown"
+    source: str | None = None
+
+
+class Change(BaseModel):
+    param: str
+    category: str
+    kind: Kind
+    words: str
+    values: dict[str, Cell]
+    nominal: bool = False  # the text changed (explicit <-> default) but kohya does the same thing
+    inert: dict[str, str] = Field(default_factory=dict)  # run -> why the parameter has no effect there
+    note: str | None = None  # how a derived quantity was derived; structural detail of list changes
+
+
+class RunDiff(BaseModel):
+    runs: list[str]
+    changes: list[Change]
+    derived: list[Change]
+
+    def effective_changes(self) -> list[Change]:
+        return [c for c in self.changes if c.kind != "same" and not c.nominal]
+
+    def nominal_changes(self) -> list[Change]:
+        return [c for c in self.changes if c.nominal]
+
+    def to_json(self) -> dict:
+        return self.model_dump()
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "unset"
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    return str(v)
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool) or v is None:
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def change_words(name: str, a: Any, b: Any) -> str:
+    """``DOUBLED 32→64``, ``4× 16→64``, ``HALVED 4→2``, ``fp16→bf16``, ``ON (was off)``."""
+    if name == "resolution":
+        pa, pb = resolution_pair(a), resolution_pair(b)
+        if pa and pb:
+            ra = (pb[0] * pb[1]) / (pa[0] * pa[1])
+            base = f"{pa[0]}×{pa[1]}→{pb[0]}×{pb[1]}"
+            return f"{base} ({_ratio_word(ra).strip()} pixels)" if ra != 1 else base
+    if isinstance(a, bool) or isinstance(b, bool):
+        return f"{'ON' if b else 'OFF'} (was {'on' if a else 'off'})"
+    na, nb = _number(a), _number(b)
+    if na is not None and nb is not None and na != 0:
+        return f"{_ratio_word(nb / na)}{_fmt(a)}→{_fmt(b)}"
+    return f"{_fmt(a)}→{_fmt(b)}"
+
+
+def _ratio_word(r: float) -> str:
+    if math.isclose(r, 2):
+        return "DOUBLED "
+    if math.isclose(r, 0.5):
+        return "HALVED "
+    for k in (3, 4, 8, 16):
+        if math.isclose(r, k):
+            return f"{k}× "
+        if math.isclose(r, 1 / k):
+            return f"÷{k} "
+    return ""
+
+
+def _cell(p: Param | None) -> Cell:
+    if p is None:
+        return Cell()
+    return Cell(value=p.value, origin=p.origin, source=p.source)
+
+
+def _compare(name: str, base: Param | None, other: Param | None, other_run: str) -> tuple[Kind, str, bool]:
+    """(kind, words, nominal) for one parameter between the baseline and one other run."""
+    bo = base.origin if base else "unknown"
+    oo = other.origin if other else "unknown"
+    if bo == "unknown" or oo == "unknown":
+        if bo == "unknown" and oo == "unknown":
+            return "same", "unknown in both", False
+        return "unknown", f"unknown in {other_run}" if oo == "unknown" else "unknown in baseline", False
+    a, b = base.value, other.value
+    ea, why_a = effective(name, a)
+    eb, why_b = effective(name, b)
+    if normalize(name, a) == normalize(name, b):
+        return "same", "same", False
+    if normalize(name, ea) == normalize(name, eb):
+        # e.g. explicit 0.3 vs unset (kohya's default 0.3): nominal
+        return "same", f"{_fmt(a)}→{_fmt(b)}: same in effect ({why_a or why_b})", True
+    if bo == "explicit" and oo == "default":
+        was = _fmt(a)
+        now = f"; kohya's default {_fmt(eb)}" if eb is not None and b is None and eb != 0 else ""
+        if b is not None and not (b is False):
+            now = f"; kohya's default {_fmt(b)}"
+        return "removed", f"REMOVED (was {was}{now})", False
+    if bo == "default" and oo == "explicit":
+        return "added", f"ADDED {_fmt(b)} (default {_fmt(ea)})", False
+    return "changed", change_words(name, ea, eb), False
+
+
+def _structural(name: str, a: Any, b: Any) -> str | None:
+    if isinstance(a, (list, dict)) or isinstance(b, (list, dict)):
+        dd = DeepDiff(a if a is not None else [], b if b is not None else [], ignore_order=True)
+        if dd:
+            return "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in dd.to_dict().items())
+    return None
+
+
+def _diff_params(runs: list[Run], params: dict[str, list[Param | None]], include_same: bool,
+                 notes: dict[str, str] | None = None) -> list[Change]:
+    names = [r.name for r in runs]
+    out = []
+    for name, ps in params.items():
+        kinds, words, nominal = [], [], True
+        for r, p in zip(runs[1:], ps[1:]):
+            k, w, nom = _compare(name, ps[0], p, r.name)
+            kinds.append(k)
+            if k != "same" or nom:
+                words.append(w if len(runs) == 2 else f"{r.name}: {w}")
+            nominal = nominal and (nom or k == "same")
+        kind = next((k for k in ("changed", "removed", "added", "unknown") if k in kinds), "same")
+        is_nominal = kind == "same" and any(words)
+        if kind == "same" and not is_nominal and not include_same:
+            continue
+        note = (notes or {}).get(name)
+        if ps[0] is not None and len(ps) == 2 and ps[1] is not None and kind == "changed":
+            note = note or _structural(name, ps[0].value, ps[1].value)
+        inert_why = {r.name: w for r, p in zip(runs, ps) if p is not None and (w := inert(name, r))}
+        out.append(Change(param=name, category=category(name), kind=kind,
+                          words="; ".join(words) or "same", nominal=is_nominal,
+                          values={n: _cell(p) for n, p in zip(names, ps)}, inert=inert_why, note=note))
+    order = {c: i for i, c in enumerate(CATEGORIES)}
+    out.sort(key=lambda c: (order.get(c.category, 99), c.param))
+    return out
+
+
+def diff_runs(runs: list[Run], include_same: bool = False) -> RunDiff:
+    """Diff the runs parameter by parameter; the first run is the baseline."""
+    if len(runs) < 2:
+        raise ValueError("a diff needs at least two runs")
+    names: list[str] = []
+    for r in runs:
+        names.extend(n for n in r.params if n not in names)
+    params = {n: [r.params.get(n) for r in runs] for n in names}
+    from lora_audit.derive import derive
+
+    derived_runs = [derive(r) for r in runs]
+    dnames = list(dict.fromkeys(n for d in derived_runs for n in d))
+    dparams = {n: [d.get(n) for d in derived_runs] for n in dnames}
+    notes = {n: next((d[n].note for d in derived_runs if n in d and d[n].note), None) for n in dnames}
+    return RunDiff(runs=[r.name for r in runs], changes=_diff_params(runs, params, include_same),
+                   derived=_diff_params(runs, dparams, include_same, notes))
