@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from functools import wraps
 from typing import Any
 
@@ -88,6 +89,59 @@ def infer_dim(size: str, arch: str | None, as_json: bool, limit: int) -> None:
     click.echo(table(rows, ["arch", "dim", "precision", "text encoder", "conv dim", "expected bytes", "delta"]))
     if len(cands) > limit:
         click.echo(f"... {len(cands) - limit} more (--limit, --json)")
+
+
+@main.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option("--all", "show_all", is_flag=True, help="Also list the parameters that stayed the same.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@handles_errors
+def diff(runs: tuple[str, ...], show_all: bool, as_json: bool) -> None:
+    """Every parameter that differs between RUNS (the first is the baseline), grouped by category."""
+    from lora_audit.diff import diff_runs
+    from lora_audit.evidence import load_runs
+    from lora_audit.report.console import render_diff
+
+    loaded = load_runs(list(runs))
+    if len(loaded) < 2:
+        raise EvidenceError(f"diff needs at least two runs, got {len(loaded)} ({', '.join(runs)})")
+    d = diff_runs(loaded, include_same=show_all)
+    if as_json:
+        _echo_json(d.to_json())
+        return
+    click.echo(render_diff(d))
+
+
+@main.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option("--good", multiple=True, help="Name of a good run (default: verdicts from run.toml).")
+@click.option("--bad", multiple=True, help="Name of a bad run (default: verdicts from run.toml).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Report path (default: reports/<runs>.md).")
+@click.option("--template", type=click.Path(exists=True, dir_okay=False), help="Your own jinja2 template.")
+@click.option("--date", "report_date", help="Date printed in the report (YYYY-MM-DD; default today).")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings and the diff as JSON (no report).")
+@handles_errors
+def audit(runs, good, bad, out, template, report_date, as_json) -> None:
+    """Diagnose RUNS (folders, or one folder of run folders): ranked suspects and a Markdown report."""
+    from lora_audit.audit import audit as run_audit, default_report_path
+    from lora_audit.evidence import load_runs
+    from lora_audit.report.markdown import render_audit
+
+    result = run_audit(load_runs(list(runs)), list(good) or None, list(bad) or None)
+    if report_date:
+        result.date = report_date
+    if as_json:
+        _echo_json(result.to_json())
+        return
+    path = Path(out) if out else default_report_path(list(runs))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_audit(result, template), encoding="utf-8")
+    for p in result.pairs:
+        top = [f for f in p.findings if f.level == "primary"]
+        click.echo(f"{p.good} -> {p.bad}: {len(p.diff.effective_changes())} effective changes, "
+                   f"{p.nominal} nominal; primary suspects: " + (", ".join(
+                       dict.fromkeys(x for f in top for x in f.params)) or "none"))
+    click.echo(f"report: {path}")
 
 
 def _register_optional() -> None:

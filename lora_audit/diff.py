@@ -121,6 +121,9 @@ def _compare(name: str, base: Param | None, other: Param | None, other_run: str)
     ea, why_a = effective(name, a)
     eb, why_b = effective(name, b)
     if normalize(name, a) == normalize(name, b):
+        if {bo, oo} == {"explicit", "default"}:
+            return "same", (f"{_fmt(a)}→unset: kohya's default is the same {_fmt(b)}" if bo == "explicit"
+                            else f"unset→{_fmt(b)}: the same as kohya's default"), True
         return "same", "same", False
     if normalize(name, ea) == normalize(name, eb):
         # e.g. explicit 0.3 vs unset (kohya's default 0.3): nominal

@@ -56,3 +56,23 @@ def render_run(run: Run, show_all: bool = False) -> str:
         for w in run.warnings:
             out.append(f"  {w.source + ': ' if w.source else ''}{w.message}")
     return "\n".join(out)
+
+
+def render_diff(d) -> str:
+    """A table per category: parameter, each run's value (origin), the change in words."""
+    out = [f"baseline: {d.runs[0]}"]
+    rows_by_cat: dict[str, list[list[str]]] = {}
+    origin_mark = {"explicit": "", "default": " (default)", "inferred": " (inferred)", "unknown": "?"}
+    for c in d.changes + [x.model_copy(update={"category": "Derived"}) for x in d.derived]:
+        cells = [("?" if v.origin == "unknown" else fmt_value(v.value) + origin_mark[v.origin])
+                 for v in c.values.values()]
+        words = c.words + (" [nominal]" if c.nominal else "") + (
+            " [inert in " + ", ".join(c.inert) + "]" if c.inert else "")
+        rows_by_cat.setdefault(c.category, []).append([c.param, *cells, words])
+    for cat in CATEGORIES + ["Derived"]:
+        if cat in rows_by_cat:
+            out.append(f"\n## {cat}")
+            out.append(table(rows_by_cat[cat], ["param", *d.runs, "change"]))
+    if len(out) == 1:
+        out.append("no differences")
+    return "\n".join(out)

@@ -27,6 +27,7 @@ _RANK = {"primary": 0, "secondary": 1, "unlikely": 2, "unknown": 3}
 
 class Finding(BaseModel):
     id: str
+    kind: Literal["change", "fact", "unknown"] = "change"  # a parameter change, a fact of the evidence, a gap
     params: list[str]
     level: Level
     impact: str  # high / medium / low / unknown
@@ -123,7 +124,7 @@ def find_suspects(good: Run, bad: Run, diff: RunDiff | None = None, rules: dict 
         for item in bad.facts.get(fact_rule["fact"], []):
             ctx = {"item": _Fmt(item), **fmt}
             findings.append(Finding(
-                id=fact_rule["id"], params=[str(item.get("name") or item.get("key") or item.get("flag"))],
+                id=fact_rule["id"], kind="fact", params=[str(item.get("name") or item.get("key") or item.get("flag"))],
                 level=_LEVEL[fact_rule["impact"]], impact=fact_rule["impact"], title=fact_rule["title"].format(**ctx),
                 rationale=" ".join(fact_rule["why"].format(**ctx).split()), evidence=[item.get("source", "")],
                 good=good.name, bad=bad.name))
@@ -145,7 +146,7 @@ def _unknown_findings(good: Run, bad: Run, changes: dict[str, Change]) -> list[F
         if unknown:
             note = next((run.params[p].note for p in unknown if p in run.params and run.params[p].note), None)
             out.append(Finding(
-                id=f"unknown:{run.name}", params=unknown, level="unknown", impact="unknown",
+                id=f"unknown:{run.name}", kind="unknown", params=unknown, level="unknown", impact="unknown",
                 title=f"{len(unknown)} parameter(s) unknown in {run.name}",
                 rationale=f"Not known for {run.name}: {', '.join(unknown)}. {note or ''}".strip(),
                 good=good.name, bad=bad.name))
@@ -153,7 +154,7 @@ def _unknown_findings(good: Run, bad: Run, changes: dict[str, Change]) -> list[F
             if param.alternatives and param.origin == "inferred":
                 alts = ", ".join(fmt_value(a.value) + (f" ({a.note})" if a.note else "") for a in param.alternatives)
                 out.append(Finding(
-                    id=f"ambiguous:{run.name}:{p}", params=[p], level="unknown", impact="unknown",
+                    id=f"ambiguous:{run.name}:{p}", kind="unknown", params=[p], level="unknown", impact="unknown",
                     title=f"{p} of {run.name} is inferred and ambiguous: {fmt_value(param.value)} or {alts}",
                     rationale=f"{param.note or ''} The LoRA file itself (its header: tensor shapes, dtype and "
                               "ss_* metadata) would settle it: `lora-audit inspect FILE.safetensors`.".strip(),

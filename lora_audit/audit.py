@@ -1,0 +1,133 @@
+"""The audit: runs with verdicts → for each good→bad pair, the diff, the findings, the missing data and what to
+try next. A pydantic model the report renders; the CLI prints it as JSON."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from lora_audit.diff import RunDiff, diff_runs
+from lora_audit.errors import EvidenceError
+from lora_audit.kohya.catalog import CATEGORIES
+from lora_audit.model import Run
+from lora_audit.rules.engine import Finding, find_suspects
+
+
+class Pair(BaseModel):
+    good: str
+    bad: str
+    diff: RunDiff
+    findings: list[Finding]
+    counts: dict[str, int]  # effective changes per category
+    nominal: int
+    same: list[str]  # parameters set explicitly in both runs to the same value
+    recommendations: list[str]
+
+
+class Audit(BaseModel):
+    date: str
+    runs: list[Run]
+    good: list[str]
+    bad: list[str]
+    overview: RunDiff  # all runs side by side (baseline: the first good run)
+    pairs: list[Pair]
+    missing: dict[str, list[str]] = Field(default_factory=dict)  # run -> unknown key params
+
+    def to_json(self) -> dict:
+        return {
+            "date": self.date,
+            "runs": [{"name": r.name, "verdict": r.verdict, "script": r.script,
+                      "evidence": [e.model_dump() for e in r.evidence]} for r in self.runs],
+            "good": self.good, "bad": self.bad,
+            "diff": self.overview.to_json(),
+            "pairs": [p.model_dump() for p in self.pairs],
+            "missing": self.missing,
+        }
+
+
+def _choose(runs: list[Run], good: list[str] | None, bad: list[str] | None) -> tuple[list[str], list[str]]:
+    names = [r.name for r in runs]
+    for n in (good or []) + (bad or []):
+        if n not in names:
+            raise EvidenceError(f"no run named {n!r} (runs: {', '.join(names)})")
+    g = list(good or [r.name for r in runs if r.verdict == "good"])
+    b = list(bad or [r.name for r in runs if r.verdict == "bad" and r.name not in g])
+    if not g:
+        raise EvidenceError("no good run: mark one with verdict = \"good\" in its run.toml, or pass --good NAME")
+    if not b:
+        b = [n for n in names if n not in g]
+    if not b:
+        raise EvidenceError("no run to compare with the good one: an audit needs a good and a bad run")
+    return g, b
+
+
+def _recommendations(pair_findings: list[Finding], good: Run, bad: Run, diff: RunDiff) -> list[str]:
+    primary = [f for f in pair_findings if f.level == "primary"]
+    recs = []
+    arch = next((f for f in primary if f.id == "architecture-switched"), None)
+    changes = diff.effective_changes()
+    if arch:
+        recs.append(f"The architecture changed ({arch.title.split(': ')[-1]}): test it as one atomic change set "
+                    f"(script, base model and resolution move together): `groups` strategy — {good.name} with only "
+                    "the architecture switched, every other parameter kept.")
+    singles = [f for f in primary if f.id != "architecture-switched" and f.kind == "change"]
+    if singles:
+        recs.append("`ofat` (one factor at a time, forward): " + "; ".join(
+            f"{good.name} + only {', '.join(f.params)} as in {bad.name}" for f in singles[:6]) + ".")
+        recs.append(f"`reverse`: {bad.name} with one parameter restored from {good.name} at a time, starting with "
+                    + ", ".join(dict.fromkeys(p for f in singles for p in f.params)) + ".")
+    if len(changes) > 4:
+        recs.append(f"`bisect` over the {len(changes)} effective changes: about {max(1, (len(changes) - 1).bit_length())}"
+                    " rounds of trainings find a single culprit, fewer runs than one per change.")
+    dim = next((c for c in changes if c.param == "network_dim"), None)
+    if dim:
+        a = dim.values[good.name].value
+        b = dim.values[bad.name].value
+        if isinstance(a, int) and isinstance(b, int):
+            lo, hi = sorted((a, b))
+            sweep = sorted({lo // 2 or 1, lo, (lo + hi) // 2, hi})
+            recs.append(f"`sweep network_dim={','.join(map(str, sweep))}` on {good.name}'s settings shows where "
+                        "quality turns.")
+    recs.append("Always train a `control` variant (the good run unchanged): the same seed does not give the same "
+                "LoRA across machines and versions, so a control tells noise from effect.")
+    unknown = [f for f in pair_findings if f.level == "unknown"]
+    if unknown:
+        recs.append("Settle the unknowns first where it is cheap: " + "; ".join(f.title for f in unknown) + ".")
+    return recs
+
+
+def audit(runs: list[Run], good: list[str] | None = None, bad: list[str] | None = None) -> Audit:
+    if len(runs) < 2:
+        raise EvidenceError(f"an audit needs at least two runs, got {len(runs)}")
+    g, b = _choose(runs, good, bad)
+    by = {r.name: r for r in runs}
+    order = [by[g[0]]] + [r for r in runs if r.name != g[0]]
+    overview = diff_runs(order, include_same=True)
+    pairs = []
+    for gn in g:
+        for bn in b:
+            if gn == bn:
+                continue
+            d = diff_runs([by[gn], by[bn]], include_same=True)
+            findings = find_suspects(by[gn], by[bn], d)
+            eff = d.effective_changes()
+            counts = Counter(c.category for c in eff if c.kind != "unknown")
+            same = [c.param for c in d.changes if c.kind == "same" and not c.nominal
+                    and all(v.origin == "explicit" for v in c.values.values())]
+            pairs.append(Pair(good=gn, bad=bn, diff=d, findings=findings,
+                              counts={k: counts[k] for k in CATEGORIES if counts[k]},
+                              nominal=len(d.nominal_changes()), same=same,
+                              recommendations=_recommendations(findings, by[gn], by[bn], d)))
+    missing = {r.name: [k for k, p in r.params.items() if p.origin == "unknown"] for r in runs}
+    return Audit(date=date.today().isoformat(), runs=runs, good=g, bad=b, overview=overview, pairs=pairs,
+                 missing={k: v for k, v in missing.items() if v})
+
+
+def default_report_path(paths: list[str]) -> Path:
+    """reports/<name>.md: the folder's name for one folder of runs, the run names joined otherwise."""
+    names = [Path(p).resolve().name for p in paths]
+    stem = names[0] if len(names) == 1 else "-vs-".join(names)
+    return Path("reports") / f"{stem}.md"
