@@ -120,3 +120,10 @@ def test_generated_style_toml_is_readable_by_kohyas_toml_package(tmp_path):
     flat = {k: v for sec in toml.load(p).values() for k, v in sec.items()}
     s = _settings(parse_config_toml(p))
     assert {k: s[k].value for k in flat} == flat
+
+
+def test_choice_outside_kohyas_is_flagged(tmp_path):
+    p = tmp_path / "cfg.toml"
+    p.write_text('mixed_precision = "BF16"\n')
+    ev = parse_config_toml(p)
+    assert ev.facts["mistyped"] and "not one of kohya's choices" in ev.warnings[0].message

@@ -50,7 +50,7 @@ def compile_expr(text: str) -> ast.Expression:
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name) and node.func.id in _FUNCS):
             raise ExprError(f"only {', '.join(_FUNCS)} may be called in {text!r}")
-        if isinstance(node, ast.Attribute) and not isinstance(node.value, ast.Name):
+        if isinstance(node, ast.Attribute) and (not isinstance(node.value, ast.Name) or node.attr.startswith("_")):
             raise ExprError(f"only name.param attributes are allowed in {text!r}")
     return tree
 
