@@ -144,6 +144,66 @@ def audit(runs, good, bad, out, template, report_date, as_json) -> None:
     click.echo(f"report: {path}")
 
 
+def _pick_runs(runs: tuple[str, ...], good: str, bads: tuple[str, ...]):
+    """--good/--bad are run folders, or names of runs found in RUNS."""
+    from lora_audit.evidence import load_run, load_runs
+
+    loaded = {r.name: r for r in load_runs(list(runs))} if runs else {}
+
+    def one(ref: str):
+        if ref in loaded:
+            return loaded[ref]
+        if Path(ref).exists():
+            r = load_run(ref)
+            loaded.setdefault(r.name, r)
+            return r
+        raise EvidenceError(f"no run named {ref!r}" + (f" (runs: {', '.join(loaded)})" if loaded else "")
+                            + " and no such folder")
+
+    g = one(good)
+    b = [one(x) for x in bads]
+    if not b:
+        b = [r for r in loaded.values() if r.verdict == "bad" and r.name != g.name]
+    if not b:
+        raise EvidenceError("no bad run: pass --bad RUN")
+    return g, b, loaded
+
+
+@main.command()
+@click.argument("runs", nargs=-1, type=click.Path())
+@click.option("--good", required=True, help="The good run (a folder, or a name among RUNS).")
+@click.option("--bad", "bads", multiple=True, help="A bad run (repeatable; default: RUNS with verdict bad).")
+@click.option("--strategy", type=click.Choice(["ofat", "reverse", "groups"]), default="ofat", show_default=True)
+@click.option("--sweep", "sweeps", multiple=True, metavar="PARAM=V1,V2,...", help="Also sweep a parameter.")
+@click.option("--no-control", is_flag=True, help="Leave out the control variant (the good run unchanged).")
+@click.option("--out", type=click.Path(file_okay=False), help="Study folder (default: runs/<good>-vs-<bad>).")
+@click.option("--backend", type=click.Choice(["kohya", "builtin"]), default="kohya", show_default=True)
+@click.option("--seconds-per-step", type=float, help="For the GPU-hours estimate.")
+@click.option("--dry-run", is_flag=True, help="Print the plan, write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.pass_context
+@handles_errors
+def ablate(ctx, runs, good, bads, strategy, sweeps, no_control, out, backend, seconds_per_step, dry_run, as_json):
+    """Plan and write minimal-change retraining variants (a study folder kohya can run as is)."""
+    from lora_audit.ablate.emit import write_study
+    from lora_audit.ablate.plan import plan
+    from lora_audit.report.console import render_plan
+    from lora_audit.settings import sd_scripts_path
+
+    g, b, loaded = _pick_runs(runs, good, bads)
+    p = plan(g, b, strategy, list(sweeps), control=not no_control, seconds_per_step=seconds_per_step)
+    folder = Path(out) if out else Path("runs") / f"{g.name}-vs-{'-'.join(r.name for r in b)}"
+    if not dry_run:
+        write_study(p, {r.name: r for r in [g, *b]}, folder, backend,
+                    str(sd_scripts_path(ctx.obj.get("sd_scripts"))))
+    if as_json:
+        _echo_json({"study": str(folder), "written": not dry_run, **p.to_json()})
+        return
+    click.echo(render_plan(p))
+    if not dry_run:
+        click.echo(f"study: {folder}")
+
+
 def _register_optional() -> None:
     """Commands of the heavy parts register themselves when their modules are present."""
     try:

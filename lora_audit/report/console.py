@@ -76,3 +76,23 @@ def render_diff(d) -> str:
     if len(out) == 1:
         out.append("no differences")
     return "\n".join(out)
+
+
+def render_plan(p) -> str:
+    out = [f"plan: {p.strategy}, good {p.good}, bad {', '.join(p.bad)}"]
+    atomic = [c for c in p.change_sets if c.atomic_reason]
+    for c in atomic:
+        out.append(f"atomic change set {c.id} ({', '.join(c.params)}): {c.atomic_reason}")
+    rows = [[v.id, v.baseline, "; ".join(f"{c.param} {fmt_value(c.from_)}→{fmt_value(c.to)}"
+                                         + (" (default)" if c.to_origin == "default" else "")
+                                         + (" (inferred)" if c.to_origin == "inferred" else "")
+                                         for c in v.changes) or "(unchanged)",
+             "?" if v.steps is None else str(v.steps)] for v in p.variants]
+    out.append(table(rows, ["variant", "baseline", "changes", "steps"]))
+    hours = p.gpu_hours()
+    known = [v.steps for v in p.variants if v.steps is not None]
+    out.append(f"{len(p.variants)} trainings" + (f", {sum(known)} optimizer steps" if known else "")
+               + (f", {hours} GPU-hours at {p.seconds_per_step} s/step" if hours is not None else ""))
+    for e in p.excluded:
+        out.append(f"not ablated: {e}")
+    return "\n".join(out)

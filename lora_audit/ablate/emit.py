@@ -1,0 +1,189 @@
+"""Write a study folder: study.toml, and per variant config.toml (+ dataset.toml), train.sh, variant.json.
+
+Minimal change is textual: when the baseline run's evidence is a kohya config TOML, each variant's config.toml is
+that file edited with tomlkit (comments, order and formatting kept) at the changed keys only, plus the
+per-variant output name/dir and logging dir. Otherwise (a shell script, notes, a GUI JSON, LoRA metadata) the
+study first writes ``baseline-<run>.toml``, a clean kohya config of the baseline's explicit values (defaults left
+to kohya), and every variant is that file edited the same way, so a diff of baseline and variant shows just the
+change. Every value written into train.sh is shell-quoted.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+
+from lora_audit.ablate.plan import _NOT_CONFIG, AblationPlan, ParamChange, VariantSpec
+from lora_audit.errors import EvidenceError
+from lora_audit.kohya.catalog import CATEGORIES, catalog, category
+from lora_audit.model import Run
+
+_PATH_KEYS = ("output_dir", "output_name", "logging_dir")
+_NOT_WRITTEN = _NOT_CONFIG | {"config_file", "dataset_config", "output_config"}
+
+
+def _source_file(source: str | None) -> str | None:
+    if not source:
+        return None
+    head, _, tail = source.rpartition(":")
+    return head if tail.isdigit() or tail else source
+
+
+def baseline_config(run: Run) -> tuple[str, str | None]:
+    """(config TOML text, dataset TOML path or None) the variants of ``run`` start from."""
+    toml_ev = [e for e in run.evidence if e.kind == "config_toml"]
+    scripts = [e for e in run.evidence if e.kind in ("shell", "bat", "ps1", "notes", "gui_json")]
+    dataset = None
+    ds = run.params.get("dataset_config")
+    if ds is not None and ds.origin == "explicit" and run.path:
+        for cand in (Path(run.path) / str(ds.value), Path(str(ds.value))):
+            if cand.is_file():
+                dataset = str(cand)
+                break
+        else:
+            matches = sorted(Path(run.path).rglob(Path(str(ds.value)).name)) if Path(run.path).is_dir() else []
+            dataset = str(matches[0]) if matches else None
+    if toml_ev and not scripts:
+        return Path(toml_ev[0].path).read_text(encoding="utf-8"), dataset
+    explicit = {k: p for k, p in run.params.items() if p.origin == "explicit" and k not in _NOT_WRITTEN
+                and k in catalog()}
+    if not explicit:
+        raise EvidenceError(f"{run.name} has no explicit training settings to build a config from "
+                            "(only inferred or unknown values)")
+    doc = tomlkit.document()
+    doc.add(tomlkit.comment(f"kohya config of run {run.name}, rebuilt by lora-audit from its evidence:"))
+    doc.add(tomlkit.comment("explicit values only, each with its source; kohya's defaults are left to kohya."))
+    for cat in CATEGORIES:
+        names = [k for k in explicit if category(k) == cat]
+        if not names:
+            continue
+        doc.add(tomlkit.nl())
+        doc.add(tomlkit.comment(cat))
+        for k in names:
+            p = explicit[k]
+            doc.add(k, _toml_value(k, p.value))
+            if p.source:
+                doc[k].comment(p.source)
+    return tomlkit.dumps(doc), dataset
+
+
+def _toml_value(name: str, value: Any):
+    arg = catalog().get(name)
+    if arg is not None and arg.type == "float" and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if name == "resolution" and isinstance(value, (list, tuple)):
+        value = ",".join(str(v) for v in value)
+    if name == "resolution" and isinstance(value, int):
+        value = str(value)
+    return value
+
+
+def _tables(doc) -> list:
+    out = [doc]
+    for _, v in doc.items():
+        if isinstance(v, (tomlkit.items.Table,)):
+            out.append(v)
+        elif isinstance(v, tomlkit.items.AoT):
+            for t in v:
+                out.append(t)
+                for _, sub in t.items():
+                    if isinstance(sub, tomlkit.items.AoT):
+                        out.extend(sub)
+    return out
+
+
+def _set(doc, key: str, value: Any, remove: bool) -> bool:
+    """Edit ``key`` where it is (any table); add it at the top when absent. True if the document had it."""
+    found = False
+    for t in _tables(doc):
+        if key in t:
+            found = True
+            if remove:
+                del t[key]
+            else:
+                t[key] = value
+    if not found and not remove:
+        doc[key] = value
+    return found
+
+
+def variant_config(base_text: str, v: VariantSpec, output_name: str) -> str:
+    doc = tomlkit.parse(base_text)
+    for c in v.changes:
+        if c.param in _NOT_WRITTEN:
+            continue
+        _set(doc, c.param, _toml_value(c.param, c.to), remove=c.to_origin == "default" or c.to is None)
+    _set(doc, "output_dir", "output", remove=False)
+    _set(doc, "output_name", output_name, remove=False)
+    _set(doc, "logging_dir", "logs", remove=False)
+    if "dataset_config" in doc or any("dataset_config" in t for t in _tables(doc)):
+        _set(doc, "dataset_config", "dataset.toml", remove=False)
+    text = tomlkit.dumps(doc)
+    tomllib.loads(text)  # what we write must parse
+    return text
+
+
+def train_script(v: VariantSpec, backend: str, sd_scripts: str, has_dataset: bool) -> str:
+    q = shlex.quote
+    lines = ["#!/usr/bin/env bash", f"# variant {v.id}: {v.purpose}", "# generated by lora-audit ablate; "
+             "edit config.toml, not this file", "set -euo pipefail", 'cd "$(dirname "$0")"']
+    args = ["--config_file", "config.toml"] + (["--dataset_config", "dataset.toml"] if has_dataset else [])
+    if backend == "builtin":
+        lines.append("exec python -m lora_audit.train " + " ".join(q(a) for a in args))
+    else:
+        lines.append("SD_SCRIPTS=${LORA_AUDIT_SD_SCRIPTS:-" + q(sd_scripts) + "}")
+        lines.append(f'exec accelerate launch "$SD_SCRIPTS"/{q(v.script)} ' + " ".join(q(a) for a in args))
+    return "\n".join(lines) + "\n"
+
+
+def write_study(plan: AblationPlan, runs: dict[str, Run], out: Path, backend: str = "kohya",
+                sd_scripts: str = "sd-scripts") -> list[Path]:
+    """Write the study folder; returns the variant folders. Refuses to overwrite a different study."""
+    out = Path(out)
+    study_file = out / "study.toml"
+    if study_file.exists():
+        old = tomllib.loads(study_file.read_text(encoding="utf-8"))
+        if old.get("good") != plan.good or old.get("bad") != plan.bad:
+            raise EvidenceError(f"{study_file} belongs to another study ({old.get('good')} vs {old.get('bad')}); "
+                                "choose another --out", str(study_file))
+    out.mkdir(parents=True, exist_ok=True)
+    bases: dict[str, tuple[str, str | None]] = {}
+    folders = []
+    for v in plan.variants:
+        if v.baseline not in bases:
+            bases[v.baseline] = baseline_config(runs[v.baseline])
+            (out / f"baseline-{_safe(v.baseline)}.toml").write_text(bases[v.baseline][0], encoding="utf-8")
+        text, dataset = bases[v.baseline]
+        base_name = runs[v.baseline].value("output_name") or "lora"
+        d = out / v.id
+        d.mkdir(exist_ok=True)
+        (d / "config.toml").write_text(variant_config(text, v, f"{base_name}-{v.id}"), encoding="utf-8")
+        if dataset:
+            (d / "dataset.toml").write_text(Path(dataset).read_text(encoding="utf-8"), encoding="utf-8")
+        sh = d / "train.sh"
+        sh.write_text(train_script(v, backend, sd_scripts, bool(dataset)), encoding="utf-8")
+        sh.chmod(0o755)
+        (d / "variant.json").write_text(json.dumps({k: val for k, val in v.dump().items()
+                                                    if k in ("id", "baseline", "changes", "hash", "purpose",
+                                                             "steps", "script")}, indent=2, default=str) + "\n")
+        folders.append(d)
+    doc = tomlkit.document()
+    doc.add(tomlkit.comment("lora-audit study: the runs compared, the strategy, the backend"))
+    doc["good"] = plan.good
+    doc["bad"] = plan.bad
+    doc["strategy"] = plan.strategy
+    doc["backend"] = backend
+    doc["sd_scripts"] = sd_scripts
+    doc["variants"] = [v.id for v in plan.variants]
+    doc["runs"] = {name: r.path or "" for name, r in runs.items()}
+    study_file.write_text(tomlkit.dumps(doc), encoding="utf-8")
+    return folders
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
