@@ -79,18 +79,26 @@ def _recommendations(pair_findings: list[Finding], good: Run, bad: Run, diff: Ru
             f"{good.name} + only {', '.join(f.params)} as in {bad.name}" for f in singles[:6]) + ".")
         recs.append(f"`reverse`: {bad.name} with one parameter restored from {good.name} at a time, starting with "
                     + ", ".join(dict.fromkeys(p for f in singles for p in f.params)) + ".")
-    if len(changes) > 4:
-        recs.append(f"`bisect` over the {len(changes)} effective changes: about {max(1, (len(changes) - 1).bit_length())}"
+    from lora_audit.ablate.plan import change_sets
+
+    sets, _ = change_sets(good, bad, diff)
+    if len(sets) > 4:
+        recs.append(f"`bisect` over the {len(sets)} change sets: about {max(1, (len(sets) - 1).bit_length())}"
                     " rounds of trainings find a single culprit, fewer runs than one per change.")
     dim = next((c for c in changes if c.param == "network_dim"), None)
     if dim:
         a = dim.values[good.name].value
         b = dim.values[bad.name].value
-        if isinstance(a, int) and isinstance(b, int):
+        if isinstance(a, int) and isinstance(b, int) and a != b:
             lo, hi = sorted((a, b))
-            sweep = sorted({lo // 2 or 1, lo, (lo + hi) // 2, hi})
-            recs.append(f"`sweep network_dim={','.join(map(str, sweep))}` on {good.name}'s settings shows where "
-                        "quality turns.")
+            sweep = [lo // 2] if lo > 1 else []
+            v = lo
+            while v < hi:
+                sweep.append(v)
+                v *= 2
+            sweep.append(hi)
+            recs.append(f"`sweep network_dim={','.join(map(str, sorted(set(sweep))))}` on {good.name}'s settings "
+                        "shows where quality turns.")
     recs.append("Always train a `control` variant (the good run unchanged): the same seed does not give the same "
                 "LoRA across machines and versions, so a control tells noise from effect.")
     unknown = [f for f in pair_findings if f.level == "unknown"]
@@ -103,6 +111,7 @@ def audit(runs: list[Run], good: list[str] | None = None, bad: list[str] | None 
     if len(runs) < 2:
         raise EvidenceError(f"an audit needs at least two runs, got {len(runs)}")
     g, b = _choose(runs, good, bad)
+    runs = sorted(runs, key=lambda r: 0 if r.name in g else (1 if r.name in b else 2))
     by = {r.name: r for r in runs}
     order = [by[g[0]]] + [r for r in runs if r.name != g[0]]
     overview = diff_runs(order, include_same=True)

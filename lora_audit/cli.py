@@ -138,8 +138,9 @@ def audit(runs, good, bad, out, template, report_date, as_json) -> None:
     path.write_text(render_audit(result, template), encoding="utf-8")
     for p in result.pairs:
         top = [f for f in p.findings if f.level == "primary"]
-        click.echo(f"{p.good} -> {p.bad}: {len(p.diff.effective_changes())} effective changes, "
-                   f"{p.nominal} nominal; primary suspects: " + (", ".join(
+        unknown = len(p.diff.effective_changes()) - len(p.diff.known_changes())
+        click.echo(f"{p.good} -> {p.bad}: {len(p.diff.known_changes())} effective changes, {p.nominal} nominal, "
+                   f"{unknown} unknown; primary suspects: " + (", ".join(
                        dict.fromkeys(x for f in top for x in f.params)) or "none"))
     click.echo(f"report: {path}")
 

@@ -44,7 +44,11 @@ class RunDiff(BaseModel):
     derived: list[Change]
 
     def effective_changes(self) -> list[Change]:
+        """Changes kohya acts on, and unknowns that may hide one."""
         return [c for c in self.changes if c.kind != "same" and not c.nominal]
+
+    def known_changes(self) -> list[Change]:
+        return [c for c in self.changes if c.kind in ("changed", "added", "removed") and not c.nominal]
 
     def nominal_changes(self) -> list[Change]:
         return [c for c in self.changes if c.nominal]
@@ -136,7 +140,11 @@ def _compare(name: str, base: Param | None, other: Param | None, other_run: str)
         return "removed", f"REMOVED (was {was}{now})", False
     if bo == "default" and oo == "explicit":
         return "added", f"ADDED {_fmt(b)} (default {_fmt(ea)})", False
-    return "changed", change_words(name, ea, eb), False
+    words = change_words(name, ea, eb)
+    if other.alternatives:
+        words += " (inferred; or " + ", ".join(
+            _fmt(a.value) + (f": {a.note}" if a.note else "") for a in other.alternatives) + ")"
+    return "changed", words, False
 
 
 def _structural(name: str, a: Any, b: Any) -> str | None:
@@ -152,15 +160,20 @@ def _diff_params(runs: list[Run], params: dict[str, list[Param | None]], include
     names = [r.name for r in runs]
     out = []
     for name, ps in params.items():
-        kinds, words, nominal = [], [], True
+        kinds, words, noms = [], [], []
         for r, p in zip(runs[1:], ps[1:]):
             k, w, nom = _compare(name, ps[0], p, r.name)
             kinds.append(k)
+            noms.append(nom)
             if k != "same" or nom:
                 words.append(w if len(runs) == 2 else f"{r.name}: {w}")
-            nominal = nominal and (nom or k == "same")
         kind = next((k for k in ("changed", "removed", "added", "unknown") if k in kinds), "same")
-        is_nominal = kind == "same" and any(words)
+        if kind == "unknown" and not any(p is not None and p.origin in ("explicit", "inferred") for p in ps):
+            # unknown here, kohya's default there: nothing to compare; --all lists it, as "same" unknowns are
+            if not include_same:
+                continue
+            kind, words = "same", []
+        is_nominal = kind == "same" and any(noms)
         if kind == "same" and not is_nominal and not include_same:
             continue
         note = (notes or {}).get(name)

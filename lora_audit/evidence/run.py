@@ -19,6 +19,7 @@ from typing import Any
 from lora_audit.errors import EvidenceError
 from lora_audit.kohya.catalog import catalog
 from lora_audit.kohya.normalize import same
+from lora_audit.kohya.semantics import effective
 from lora_audit.model import (Alternative, Artifact, Conflict, ConflictValue, Evidence, EvidenceRef, Note, Param,
                               Run, Setting)
 
@@ -263,10 +264,27 @@ def _fill_defaults(run: Run, evidences: list[Evidence]) -> None:
     script = run.script or "train_network.py"
     if complete:
         for name, arg in cat.arguments.items():
-            if name in run.params or script not in arg.scripts:
+            if script not in arg.scripts:
                 continue
-            run.params[name] = Param(value=arg.default, origin="default", source=None,
-                                     note=f"kohya's default ({script}); no evidence sets it")
+            have = run.params.get(name)
+            default = Param(value=arg.default, origin="default", source=None,
+                            note=f"kohya's default ({script}); no evidence sets it")
+            if have is None:
+                run.params[name] = default
+            elif have.origin == "inferred":
+                # The command is complete and leaves it unset, so kohya used its default; what a file's shapes or
+                # size suggest is a check of that, not a second value.
+                eff = effective(name, arg.default)[0]
+                options = [have.value, *(a.value for a in have.alternatives)]
+                if any(same(name, effective(name, o)[0], eff) for o in options):
+                    default.note += f"; consistent with {have.source} ({have.note or 'inferred'})"
+                    run.params[name] = default
+                else:
+                    run.conflicts.append(Conflict(param=name, values=[
+                        ConflictValue(value=arg.default, source="kohya default (the command leaves it unset)"),
+                        ConflictValue(value=have.value, source=have.source or "inferred")]))
+                    have.note = (have.note + "; " if have.note else "") + (
+                        f"the training command leaves it unset (kohya default {arg.default!r})")
     for name in KEY_PARAMS:
         if name not in run.params:
             run.params[name] = Param(origin="unknown", note=_unknown_note(name, evidences))

@@ -33,7 +33,8 @@ def _basename(path: str) -> str:
 
 
 def _shown(c: Change) -> bool:
-    return c.kind != "same" or c.nominal or any(v.origin in ("explicit", "inferred") for v in c.values.values())
+    return c.kind in ("changed", "added", "removed") or c.nominal or any(
+        v.origin in ("explicit", "inferred") for v in c.values.values())
 
 
 def _environment(template: str | Path | None) -> tuple[jinja2.Environment, str]:

@@ -79,7 +79,7 @@ def _values(run: Run) -> dict[str, Any]:
 
 
 def _sources(changes: list[Change]) -> list[str]:
-    return [c.source for ch in changes for c in ch.values.values() if c.source]
+    return list(dict.fromkeys(c.source for ch in changes for c in ch.values.values() if c.source))
 
 
 def find_suspects(good: Run, bad: Run, diff: RunDiff | None = None, rules: dict | None = None) -> list[Finding]:

@@ -1,0 +1,351 @@
+"""The bash lexer: script text → words and operators, as bash reads them before any expansion.
+
+Quotes, escapes, ``\\``-newline continuations, comments, redirections and heredoc bodies are dealt with here; a
+word keeps ``$VAR``, ``${VAR:-x}``, ``$(...)`` as parts for the executor (``_bash``) to expand in order.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from lora_audit.errors import EvidenceError
+from lora_audit.evidence._script import Lines, commented_continuation
+from lora_audit.model import Note
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\+?)=")
+_BRACE_OPS = (":-", ":=", ":+", ":?", "-", "=", "+", "?")
+_METACHARS = " \t\n;&|()<>"
+_OPERATORS = (";;", "&&", "||", "|&", ";", "&", "|", "(", ")")
+_BRACED = re.compile(r"([A-Za-z_][A-Za-z0-9_]*|\d+|[@*#?$!-])(\[([^\]]*)\])?")  # ${NAME[index]...}
+_BLANK_TO_EOL = re.compile(r"[ \t]*(#.*)?(\n|$)")
+_FD = re.compile(r"\d*")  # the file descriptor number of a redirection (2>&1)
+_REDIRECTS = ("<<<", "<<-", "&>>", "<<", ">>", "<>", ">&", "<&", ">|", "&>", ">", "<")
+
+
+@dataclass
+class Part:
+    kind: str  # "lit" | "var" | "sub" (command substitution / arithmetic, kept as written)
+    quoted: bool
+    line: int
+    chars: list[tuple[str, int]] = field(default_factory=list)  # lit
+    raw: str = ""  # var, sub: the text as written
+    name: str = ""  # var
+    index: str | None = None  # var: "@", "*", "0", ...
+    op: str | None = None  # var: one of _BRACE_OPS, or "unsupported"
+    arg: list[Part] | None = None  # var: the word after op
+
+
+@dataclass
+class Word:
+    parts: list[Part]
+    line: int
+    quoted: bool = False  # has quotes: an empty result is still a word ("")
+    assign: tuple[str, bool] | None = None  # NAME= / NAME+=
+    array: list[Word] | None = None  # NAME=( ... )
+    notes: list[Note] = field(default_factory=list)
+
+    def plain(self) -> str | None:
+        """The word's text when it is a bare literal (for keywords and builtins)."""
+        if self.quoted or self.assign or any(p.kind != "lit" for p in self.parts):
+            return None
+        return "".join(c for p in self.parts for c, _ in p.chars)
+
+
+@dataclass
+class Op:
+    text: str
+    line: int
+
+
+class Lexer:
+    def __init__(self, text: str, lines: Lines, label: str, start: int = 0, end: int | None = None):
+        self.text, self.line_of, self.label = text, lines, label
+        self.pos, self.end = start, len(text) if end is None else end
+        self._heredocs: list[tuple[str, bool]] = []
+        self._continued = False  # a `\`-newline was read since the last newline: a comment now ends the command
+
+    # -- top level ------------------------------------------------------------------------------------------------
+    def items(self) -> list[Word | Op | Note]:
+        out: list[Word | Op | Note] = []
+        t = self.text
+        while self.pos < self.end:
+            c = t[self.pos]
+            if c == "\\" and self._peek(1) == "\n":
+                self.pos += 2
+                self._continued = True
+            elif c in " \t":
+                self.pos += 1
+            elif c == "\n":
+                out.append(Op("\n", self.line_of(self.pos)))
+                self.pos += 1
+                self._continued = False
+                self._read_heredocs()
+            elif c == "#":
+                start = self.pos
+                self._skip_line()
+                if self._continued and commented_continuation(t, start, self.pos, "\\"):
+                    out.append(Note(message="a commented-out line inside a \\-continued command ends it: the lines "
+                                            "after it are not part of the command",
+                                    source=f"{self.label}:{self.line_of(start)}"))
+            elif self._redirect_at(self.pos):
+                self._redirect()
+            elif c in ";&|()":
+                op = next(o for o in _OPERATORS if t.startswith(o, self.pos))
+                out.append(Op(op, self.line_of(self.pos)))
+                self.pos += len(op)
+            else:
+                out.append(self._word())
+        return out
+
+    def _peek(self, k: int) -> str:
+        i = self.pos + k
+        return self.text[i] if i < self.end else ""
+
+    def _skip_line(self) -> None:
+        nl = self.text.find("\n", self.pos, self.end)
+        self.pos = self.end if nl < 0 else nl
+
+    def _redirect_at(self, pos: int) -> bool:
+        """``>``, ``2>&1``, ``&>`` ... (an fd number only directly before the operator)."""
+        after = _FD.match(self.text, pos).end()
+        return after < self.end and self.text.startswith(_REDIRECTS, after) and (
+            self.text[after] in "<>" or self.text.startswith("&>", after))
+
+    def _redirect(self) -> None:
+        self.pos = _FD.match(self.text, self.pos).end()
+        op = next(o for o in _REDIRECTS if self.text.startswith(o, self.pos))
+        self.pos += len(op)
+        while self.pos < self.end and self.text[self.pos] in " \t":
+            self.pos += 1
+        if self.pos >= self.end or self.text[self.pos] in _METACHARS:
+            return
+        target = self._word(assign_ok=False)  # the file name (or heredoc delimiter): not a word of the command
+        if op in ("<<", "<<-"):
+            delim = "".join(c for p in target.parts for c, _ in p.chars) or "".join(p.raw for p in target.parts)
+            self._heredocs.append((delim, op == "<<-"))
+
+    def _read_heredocs(self) -> None:
+        """Skip the bodies of heredocs opened on the line just ended (``cat > x.toml <<EOF``)."""
+        for delim, strip_tabs in self._heredocs:
+            while self.pos < self.end:
+                nl = self.text.find("\n", self.pos, self.end)
+                stop = self.end if nl < 0 else nl
+                body_line = self.text[self.pos:stop]
+                self.pos = stop + 1 if nl >= 0 else self.end
+                if (body_line.lstrip("\t") if strip_tabs else body_line) == delim:
+                    break
+        self._heredocs = []
+
+    # -- words ----------------------------------------------------------------------------------------------------
+    def _word(self, stops: str = _METACHARS, quoted_context: bool = False, assign_ok: bool = True) -> Word:
+        word = Word(parts=[], line=self.line_of(self.pos))
+        m = _ASSIGNMENT.match(self.text, self.pos, self.end) if assign_ok and not quoted_context else None
+        if m:
+            word.assign = (m.group(1), m.group(2) == "+")
+            self.pos = m.end()
+            if self._peek(0) == "(":
+                word.array = self._array()
+                return word
+        t = self.text
+        while self.pos < self.end:
+            c = t[self.pos]
+            if c in stops:
+                break
+            if c == "\\":
+                nxt = self._peek(1)
+                if nxt == "\n":
+                    self.pos += 2
+                    continue
+                if nxt and nxt in " \t" and not quoted_context and _BLANK_TO_EOL.match(t, self.pos + 1, self.end):
+                    word.notes.append(Note(
+                        message="backslash followed by a space at the end of the line is not a continuation: the "
+                                "command ends here and the next lines are separate commands",
+                        source=f"{self.label}:{self.line_of(self.pos)}"))
+                self._lit(word, nxt or "\\", self.pos + 1 if nxt else self.pos, quoted=True)
+                word.quoted = True
+                self.pos += 2 if nxt else 1
+            elif c == "'":
+                self._single(word)
+            elif c == '"':
+                self._double(word)
+            elif c == "$":
+                self._dollar(word, quoted=quoted_context)
+            elif c == "`":
+                self._backtick(word, quoted=quoted_context)
+            else:
+                self._lit(word, c, self.pos, quoted=quoted_context)
+                self.pos += 1
+        return word
+
+    def _array(self) -> list[Word]:
+        open_line = self.line_of(self.pos)
+        self.pos += 1
+        elems: list[Word] = []
+        while True:
+            if self.pos >= self.end:
+                raise EvidenceError("unterminated array: '(' is never closed", self.label, open_line)
+            c = self.text[self.pos]
+            if c in " \t\n":
+                self.pos += 1
+            elif c == "\\" and self._peek(1) == "\n":
+                self.pos += 2
+            elif c == "#":
+                self._skip_line()
+            elif c == ")":
+                self.pos += 1
+                return elems
+            else:
+                elems.append(self._word(assign_ok=False))
+                if self.pos < self.end and self.text[self.pos] in ";&|(<>":
+                    raise EvidenceError(f"unexpected {self.text[self.pos]!r} in an array", self.label,
+                                        self.line_of(self.pos))
+
+    def _lit(self, word: Word, c: str, pos: int, quoted: bool) -> None:
+        if word.parts and word.parts[-1].kind == "lit" and word.parts[-1].quoted == quoted:
+            word.parts[-1].chars.append((c, self.line_of(pos)))
+        else:
+            word.parts.append(Part("lit", quoted, self.line_of(pos), chars=[(c, self.line_of(pos))]))
+
+    def _single(self, word: Word) -> None:
+        start = self.pos
+        close = self.text.find("'", start + 1, self.end)
+        if close < 0:
+            raise EvidenceError("unterminated single quote", self.label, self.line_of(start))
+        word.quoted = True
+        word.parts.append(Part("lit", True, self.line_of(start)))  # keeps '' as an empty word
+        for i in range(start + 1, close):
+            self._lit(word, self.text[i], i, quoted=True)
+        self.pos = close + 1
+
+    def _double(self, word: Word) -> None:
+        start = self.pos
+        self.pos += 1
+        word.quoted = True
+        word.parts.append(Part("lit", True, self.line_of(start)))
+        t = self.text
+        while self.pos < self.end:
+            c = t[self.pos]
+            if c == '"':
+                self.pos += 1
+                return
+            if c == "\\" and self._peek(1) in ('$', '`', '"', '\\', '\n'):
+                if self._peek(1) != "\n":
+                    self._lit(word, self._peek(1), self.pos + 1, quoted=True)
+                self.pos += 2
+            elif c == "$":
+                self._dollar(word, quoted=True)
+            elif c == "`":
+                self._backtick(word, quoted=True)
+            else:
+                self._lit(word, c, self.pos, quoted=True)
+                self.pos += 1
+        raise EvidenceError("unterminated double quote", self.label, self.line_of(start))
+
+    def _dollar(self, word: Word, quoted: bool) -> None:
+        t, start = self.text, self.pos
+        nxt = self._peek(1)
+        line = self.line_of(start)
+        if nxt == "{":
+            end = self._matching(start + 1, "{", "}")
+            word.parts.append(self._braced(start, end, quoted))
+            self.pos = end
+        elif nxt == "(":
+            end = self._matching(start + 1, "(", ")")
+            word.parts.append(Part("sub", quoted, line, raw=t[start:end]))
+            self.pos = end
+        elif nxt == "'" and not quoted:  # $'...': ANSI-C quoting
+            self.pos += 1
+            self._ansi_c(word)
+        elif nxt == '"' and not quoted:  # $"...": locale translation, otherwise a double-quoted string
+            self.pos += 1
+            self._double(word)
+        elif nxt and (nxt.isalpha() or nxt == "_"):
+            m = _NAME.match(t, start + 1, self.end)
+            word.parts.append(Part("var", quoted, line, raw=t[start:m.end()], name=m.group(0)))
+            self.pos = m.end()
+        elif nxt and (nxt.isdigit() or nxt in "@*#?$!-"):
+            word.parts.append(Part("var", quoted, line, raw=t[start:start + 2], name=nxt))
+            self.pos += 2
+        else:
+            self._lit(word, "$", start, quoted)
+            self.pos += 1
+
+    def _braced(self, start: int, end: int, quoted: bool) -> Part:
+        """``${NAME}``, ``${NAME[@]}``, ``${NAME:-word}`` (and :=, :+, without colon); anything else unsupported."""
+        raw = self.text[start:end]
+        inner_start = start + 2
+        m = _BRACED.match(self.text, inner_start, end - 1)
+        part = Part("var", quoted, self.line_of(start), raw=raw)
+        if not m:  # ${#NAME}, ${!NAME} come out as unsupported below: their "rest" is no operator
+            part.op = "unsupported"
+            return part
+        part.name, part.index = m.group(1), m.group(3)
+        rest = self.text[m.end():end - 1]
+        if not rest:
+            return part
+        op = next((o for o in _BRACE_OPS if rest.startswith(o)), None)
+        if op is None:
+            part.op = "unsupported"
+            return part
+        part.op = op
+        sub = Lexer(self.text, self.line_of, self.label, m.end() + len(op), end - 1)
+        part.arg = sub._word(stops="", quoted_context=quoted, assign_ok=False).parts
+        return part
+
+    def _matching(self, open_pos: int, opener: str, closer: str) -> int:
+        """Index just past the bracket closing the one at open_pos, skipping quotes and escapes."""
+        depth, i, t = 0, open_pos, self.text
+        while i < self.end:
+            c = t[i]
+            if c == "\\":
+                i += 2
+                continue
+            if c == "'" and opener == "(":
+                j = t.find("'", i + 1, self.end)
+                i = (j if j >= 0 else self.end) + 1
+                continue
+            if c == '"':
+                j = i + 1
+                while j < self.end and t[j] != '"':
+                    j += 2 if t[j] == "\\" else 1
+                i = j + 1
+                continue
+            if c == opener:
+                depth += 1
+            elif c == closer:
+                depth -= 1
+                if depth == 0:
+                    return i + 1
+            i += 1
+        raise EvidenceError(f"unterminated ${opener}: {closer!r} never comes", self.label, self.line_of(open_pos))
+
+    def _ansi_c(self, word: Word) -> None:
+        start = self.pos
+        word.quoted = True
+        word.parts.append(Part("lit", True, self.line_of(start)))
+        escapes = {"n": "\n", "t": "\t", "\\": "\\", "'": "'", '"': '"', "r": "\r", "0": ""}
+        i = start + 1
+        while i < self.end:
+            c = self.text[i]
+            if c == "'":
+                self.pos = i + 1
+                return
+            if c == "\\" and i + 1 < self.end:
+                self._lit(word, escapes.get(self.text[i + 1], "\\" + self.text[i + 1]), i, quoted=True)
+                i += 2
+                continue
+            self._lit(word, c, i, quoted=True)
+            i += 1
+        raise EvidenceError("unterminated $'...' quote", self.label, self.line_of(start))
+
+    def _backtick(self, word: Word, quoted: bool) -> None:
+        start = self.pos
+        i = start + 1
+        while i < self.end and self.text[i] != "`":
+            i += 2 if self.text[i] == "\\" else 1
+        if i >= self.end:
+            raise EvidenceError("unterminated backtick command substitution", self.label, self.line_of(start))
+        word.parts.append(Part("sub", quoted, self.line_of(start), raw=self.text[start:i + 1]))
+        self.pos = i + 1

@@ -1,0 +1,300 @@
+"""Windows ``.bat``/``.cmd`` scripts → commands of Tokens, as cmd.exe and then python.exe would split them.
+
+cmd reads a logical line (``^`` at the end of a line joins the next one), expands ``%VAR%`` on the whole line at
+once, splits it at ``&``/``&&``/``||``/``|``, runs ``set``; the program then splits its own command line with the
+Microsoft C runtime rules (quotes, backslashes before quotes), which is what python.exe does.
+Only variables set in the script are known: the real environment is never read.
+"""
+
+from __future__ import annotations
+
+import re
+
+from lora_audit.errors import EvidenceError
+from lora_audit.evidence._script import Command, Value, arith
+from lora_audit.evidence.invocation import Token
+from lora_audit.model import Note
+
+_C = tuple[str, int]  # a character and its line
+_POSITIONAL = re.compile(r"%(~[a-z$:]*)?([0-9*])", re.IGNORECASE)
+# variables cmd makes up on the fly: their value depends on the moment the script ran
+_DYNAMIC = {"CD", "DATE", "TIME", "RANDOM", "ERRORLEVEL", "CMDCMDLINE", "CMDEXTVERSION"}
+
+
+class BatchTokenizer:
+    def __init__(self, label: str):
+        self.label = label
+        self.vars: dict[str, Value] = {}  # names upper-cased: cmd's variables are case-insensitive
+        self.delayed = False  # setlocal EnableDelayedExpansion: !VAR! expands when the command runs
+
+    def commands(self, text: str, first_line: int = 1) -> list[Command]:
+        out: list[Command] = []
+        for chars, notes in self._logical_lines(text, first_line):
+            s = "".join(c for c, _ in chars).lstrip(" \t@")
+            if not s or s.startswith(":") or re.match(r"rem(\s|$|[.,;=/])", s, re.IGNORECASE):
+                continue  # REM and :: comments, :labels
+            # cmd expands %VAR% on the whole line before running any of its commands
+            pieces = _split(chars)
+            expanded = []
+            for i, piece in enumerate(pieces):
+                cmd = Command(words=[], notes=list(notes) if i == len(pieces) - 1 else [])
+                expanded.append((self._percent(piece, cmd), cmd))
+            for cmd_chars, cmd in expanded:
+                stripped = _strip(cmd_chars)
+                text = "".join(c for c, _ in stripped)
+                verb = re.match(r'[^\s/"=]*', text).group(0).lower()
+                if not verb:
+                    continue
+                if verb == "rem":
+                    break
+                if verb == "set":
+                    self._set(stripped[3:], cmd.notes)
+                    continue
+                if verb == "setlocal":
+                    self.delayed = self.delayed or "enabledelayedexpansion" in text.lower()
+                    continue
+                if self.delayed:
+                    stripped = self._bang(stripped, cmd)
+                cmd.words, cmd.error = _argv(stripped, self.label)
+                stray = [w for w in cmd.words[1:] if w.text.upper() == "REM" or w.text.startswith("::")]
+                if stray:
+                    cmd.notes.append(Note(message=f"{stray[0].text} inside a ^-continued command is not a comment: "
+                                                  "cmd passes it and what follows as arguments",
+                                          source=f"{self.label}:{stray[0].line}"))
+                out.append(cmd)
+        return out
+
+    # -- lines ----------------------------------------------------------------------------------------------------
+    def _logical_lines(self, text: str, first_line: int) -> list[tuple[list[_C], list[Note]]]:
+        out: list[tuple[list[_C], list[Note]]] = []
+        cur: list[_C] = []
+        notes: list[Note] = []
+        for n, physical in enumerate(text.split("\n"), start=first_line):
+            chars = [(c, n) for c in physical]
+            in_quotes, i, caret_end = False, 0, False
+            while i < len(chars):
+                c = chars[i][0]
+                if c == '"':
+                    in_quotes = not in_quotes
+                elif c == "^" and not in_quotes:
+                    if i == len(chars) - 1:
+                        caret_end = True
+                    i += 1
+                i += 1
+            if not caret_end and not in_quotes and re.search(r"\^[ \t]+$", physical):
+                notes.append(Note(message="a ^ followed by spaces is not a line continuation: the command ends "
+                                          "on this line", source=f"{self.label}:{n}"))
+            if caret_end:
+                cur.extend(chars[:-1])
+                continue
+            cur.extend(chars)
+            out.append((cur, notes))
+            cur, notes = [], []
+        if cur:
+            out.append((cur, notes))
+        return out
+
+    # -- expansion ------------------------------------------------------------------------------------------------
+    def _percent(self, chars: list[_C], cmd: Command) -> list[_C]:
+        """``%VAR%``, ``%%``, ``%~dp0`` (the script's folder), ``%1`` as cmd expands them in a batch file."""
+        out: list[_C] = []
+        notes = cmd.notes
+        text = "".join(c for c, _ in chars)
+        i = 0
+        while i < len(chars):
+            c, line = chars[i]
+            if c != "%":
+                out.append(chars[i])
+                i += 1
+                continue
+            if text.startswith("%%", i):
+                out.append(("%", line))
+                i += 2
+                continue
+            m = _POSITIONAL.match(text, i)
+            if m:
+                if m.group(0).lower() in ("%~dp0", "%~pd0"):
+                    out.extend((ch, line) for ch in ".\\")  # the script's own folder, where the evidence lies
+                else:
+                    notes.append(Note(message=f"{m.group(0)} is an argument given to the script when it ran: left "
+                                              "as written", source=f"{self.label}:{line}"))
+                    out.extend((ch, line) for ch in m.group(0))
+                i = m.end()
+                continue
+            close = text.find("%", i + 1)
+            if close < 0:
+                out.append(chars[i])
+                i += 1
+                continue
+            raw, name = text[i:close + 1], text[i + 1:close]
+            value = self._lookup(name, raw, line, cmd)
+            out.extend(value if value is not None else [(ch, line) for ch in raw])
+            i = close + 1
+        return out
+
+    def _bang(self, chars: list[_C], cmd: Command) -> list[_C]:
+        text = "".join(c for c, _ in chars)
+        out: list[_C] = []
+        i = 0
+        for m in re.finditer(r"!([^!\s]+)!", text):
+            out.extend(chars[i:m.start()])
+            value = self._lookup(m.group(1), m.group(0), chars[m.start()][1], cmd)
+            out.extend(value if value is not None else chars[m.start():m.end()])
+            i = m.end()
+        return out + chars[i:]
+
+    def _lookup(self, name: str, raw: str, line: int, cmd: Command) -> list[_C] | None:
+        key, notes = name.upper(), cmd.notes
+        if ":" in name and name.split(":")[0].upper() in self.vars:
+            notes.append(Note(message=f"{raw}: substring and replacement expansions are not evaluated; left as "
+                                      "written", source=f"{self.label}:{line}"))
+            return None
+        value = self.vars.get(key)
+        if value is None:
+            if key in _DYNAMIC:
+                why = "depends on when and where the script ran"
+            else:
+                why = "is not set in the script (the environment at run time would decide)"
+            spaced = [k for k in self.vars if k.strip() == key]
+            hint = f" (`set {spaced[0]}=` named a variable {spaced[0]!r}, spaces included)" if spaced else ""
+            notes.append(Note(message=f"{raw} {why}: left as written{hint}", source=f"{self.label}:{line}"))
+            return None
+        notes.extend(value.notes)
+        cmd.variables.append({"name": name, "value": value.text(), "defined": f"{self.label}:{value.line}"})
+        return list(value.items[0])
+
+    def _set(self, chars: list[_C], notes: list[Note]) -> None:
+        """``set NAME=value`` (value to the end, spaces and quotes included), ``set "NAME=value"``, ``set /a``."""
+        chars = _strip(chars)
+        text = "".join(c for c, _ in chars)
+        line = chars[0][1] if chars else 0
+        m = re.match(r"/([ap])\s*", text, re.IGNORECASE)
+        mode = m.group(1).lower() if m else ""
+        if m:
+            chars, text = chars[m.end():], text[m.end():]
+        if text.startswith('"'):
+            last = text.rfind('"')
+            chars, text = (chars[1:last], text[1:last]) if last > 0 else (chars[1:], text[1:])
+        if "=" not in text:
+            return  # `set` / `set NAME`: display only
+        eq = text.index("=")
+        name, value = text[:eq], chars[eq + 1:]
+        if mode == "a":
+            name = name.strip()
+            n = arith("".join(c for c, _ in value).strip().strip('"'),
+                      lambda k: None if k.upper() not in self.vars else str(self.vars[k.upper()].text()))
+            if n is None:
+                self.vars.pop(name.upper(), None)
+                return
+            value = [(ch, line) for ch in str(n)]
+        elif mode == "p":
+            self.vars.pop(name.upper(), None)  # typed at a prompt: unknown
+            return
+        if not value:
+            self.vars.pop(name.upper(), None)
+            return
+        self.vars[name.upper()] = Value(items=[value], line=value[0][1], notes=list(notes))
+
+
+def _strip(chars: list[_C]) -> list[_C]:
+    """Leading blanks, ``@`` and ``(`` of a command (``@python ...``, ``if exist x (python ...``)."""
+    i = 0
+    while i < len(chars) and chars[i][0] in " \t@(":
+        i += 1
+    return chars[i:]
+
+
+def _split(chars: list[_C]) -> list[list[_C]]:
+    """Split a logical line at ``&``, ``&&``, ``||``, ``|`` outside quotes (``^&`` and ``2>&1`` stay)."""
+    out: list[list[_C]] = []
+    cur: list[_C] = []
+    in_quotes, i = False, 0
+    while i < len(chars):
+        c = chars[i][0]
+        if c == '"':
+            in_quotes = not in_quotes
+        elif c == "^" and not in_quotes and i + 1 < len(chars):
+            cur.extend(chars[i:i + 2])
+            i += 2
+            continue
+        elif c in "&|" and not in_quotes and not (cur and cur[-1][0] in "<>"):
+            out.append(cur)
+            cur = []
+            i += 2 if i + 1 < len(chars) and chars[i + 1][0] == c else 1
+            continue
+        cur.append(chars[i])
+        i += 1
+    out.append(cur)
+    return out
+
+
+def _argv(chars: list[_C], label: str) -> tuple[list[Token], EvidenceError | None]:
+    """Split a command as python.exe's C runtime does, after cmd removed ``^`` escapes and redirections."""
+    words: list[Token] = []
+    cur: list[_C] = []
+    started, in_quotes, quote_open, i = False, False, 0, 0
+
+    def flush() -> None:
+        nonlocal cur, started
+        if started:
+            words.append(Token("".join(c for c, _ in cur), cur[0][1] if cur else quote_open))
+        cur, started = [], False
+
+    while i < len(chars):
+        c, line = chars[i]
+        if not in_quotes and c in " \t":
+            flush()
+            i += 1
+        elif not in_quotes and c == "^":
+            if i + 1 < len(chars):
+                cur.append(chars[i + 1])
+                started = True
+            i += 2
+        elif not in_quotes and c in "<>":
+            if len(cur) == 1 and cur[0][0].isdigit():
+                cur, started = [], False  # 2>...: the handle number
+            flush()
+            i += 1
+            while i < len(chars) and chars[i][0] in "<>&":
+                i += 1
+            while i < len(chars) and chars[i][0] in " \t":
+                i += 1
+            q = False
+            while i < len(chars) and (q or chars[i][0] not in " \t"):
+                q = q != (chars[i][0] == '"')
+                i += 1
+        elif c == "\\":
+            j = i
+            while j < len(chars) and chars[j][0] == "\\":
+                j += 1
+            n = j - i
+            if j < len(chars) and chars[j][0] == '"':
+                cur.extend([("\\", line)] * (n // 2))
+                if n % 2:
+                    cur.append(('"', chars[j][1]))
+                    i = j + 1
+                else:
+                    i = j  # the quote toggles below
+            else:
+                cur.extend(chars[i:j])
+                i = j
+            started = True
+        elif c == '"':
+            if in_quotes and i + 1 < len(chars) and chars[i + 1][0] == '"':
+                cur.append(('"', line))  # "" inside quotes: a literal quote (ucrt)
+                i += 2
+            else:
+                in_quotes = not in_quotes
+                if in_quotes:
+                    quote_open = line
+                i += 1
+            started = True
+        else:
+            cur.append(chars[i])
+            started = True
+            i += 1
+    flush()
+    if in_quotes:
+        return words, EvidenceError("unterminated quote: cmd takes the rest of the line (a final ^ included) as one "
+                                    "argument and ends the command there", label, quote_open)
+    return words, None

@@ -1,0 +1,306 @@
+"""PowerShell ``.ps1`` scripts → commands of Tokens, as PowerShell passes arguments to a native program.
+
+Statements end at a newline (unless a backtick continues the line), ``;``, a pipe or a brace. ``$var = ...`` and
+``$env:VAR = ...`` assignments are read in expression mode (strings, numbers, ``@(...)`` arrays, ``,`` lists,
+``+`` concatenation); other statements in argument mode, where ``"..."`` expands ``$var``/``$env:VAR``, ``'...'``
+is literal and an array variable or ``@(...)`` gives one argument per element. Only variables set in the script
+are known: the real environment is never read.
+"""
+
+from __future__ import annotations
+
+import re
+
+from lora_audit.errors import EvidenceError
+from lora_audit.evidence._powershell_scan import ESCAPES, VAR, C, Scanner
+from lora_audit.evidence._script import Command, Value, commented_continuation
+from lora_audit.evidence.invocation import Token
+
+_ASSIGN = re.compile(r"(?:\[[^\]\n]+\]\s*)*\$(?:\{([^}\n]+)\}|(?:(env|global|script|local|private):)?([A-Za-z_]\w*))"
+                     r"[ \t]*(\+?=)(?!=)", re.IGNORECASE)
+_PARAM = re.compile(r"(?:\[[^\]\n]*\]\s*)*param\s*\(", re.IGNORECASE)
+_BARE = re.compile(r"[^\s,;)#|}+(\"'$]+")  # a number or a bare word in expression mode
+_REDIRECT = re.compile(r"(\d|\*)?>>?(&\d)?")
+_SPLAT = re.compile(r"@([A-Za-z_]\w*)")
+_BLANK_TO_EOL = re.compile(r"[ \t]*(#.*)?(\n|$)")
+_WORD_STOP = " \t\n;|}"
+_STATEMENT_END = "\n;|}#"
+
+
+class PowerShellTokenizer(Scanner):
+    """Runs a script's assignments in order and yields its other statements as commands of words."""
+
+    def commands(self, text: str, first_line: int = 1) -> list[Command]:
+        self._start(text, first_line)
+        out: list[Command] = []
+        while True:
+            self._skip_between_statements()
+            if self.pos >= self.end:
+                return out
+            m = _ASSIGN.match(self.t, self.pos)
+            if m:
+                self._assignment(m)
+                continue
+            m = _PARAM.match(self.t, self.pos)
+            if m:
+                self._param_block(m)
+                continue
+            cmd = self._command()
+            if cmd.words:
+                out.append(cmd)
+
+    def _skip_between_statements(self) -> None:
+        while self.pos < self.end:
+            self._skip_blanks(newlines=True)
+            if self.pos < self.end and (self._peek() in ";{}|)" or self.t.startswith("&&", self.pos)):
+                self.pos += 2 if self.t.startswith(("&&", "||"), self.pos) else 1
+            else:
+                return
+
+    # -- statements -----------------------------------------------------------------------------------------------
+    def _assignment(self, m: re.Match) -> None:
+        braced, scope, name, op = m.groups()
+        key = (braced or ((scope + ":") if scope and scope.lower() == "env" else "") + name).lower()
+        line = self.line_of(self.pos)
+        self.pos = m.end()
+        scratch = Command(words=[])
+        items, array = self._expression(scratch)
+        value = Value(items=items, line=line, array=array, notes=scratch.notes)
+        old = self.vars.get(key)
+        if op == "+=" and old is not None:
+            if old.array or array:
+                value = Value(items=old.items + items, line=old.line, array=True, notes=old.notes + scratch.notes)
+            else:
+                value = Value(items=[old.items[0] + (items[0] if items else [])], line=old.line,
+                              notes=old.notes + scratch.notes)
+        self.vars[key] = value
+
+    def _param_block(self, m: re.Match) -> None:
+        """``param([int]$Dim = 32, ...)``: the defaults are what the script runs with unless its caller says."""
+        open_pos = m.end() - 1
+        self.pos = m.end()
+        while True:
+            self._skip_blanks(newlines=True)
+            c = self._peek()
+            if not c:
+                raise EvidenceError("unterminated param( block", self.label, self.line_of(open_pos))
+            if c == ")":
+                self.pos += 1
+                return
+            if c == "[":
+                self.pos = self._matching_square(self.pos)
+                continue
+            v = VAR.match(self.t, self.pos)
+            if not v:
+                self.pos += 1  # a comma, an attribute's leftovers
+                continue
+            self.pos = v.end()
+            self._skip_blanks(newlines=True)
+            if self._peek() != "=":
+                continue
+            self.pos += 1
+            self._skip_blanks(newlines=True)
+            scratch = Command(words=[])
+            got = self._item(scratch)
+            if got is None:
+                continue
+            name = (v.group(1) or v.group(2)).lower()
+            self._note(scratch.notes, f"{v.group(0)} is a parameter of the script: its default is used (a caller "
+                                      "could have passed another value)", v.start())
+            items, array = got
+            self.vars[name] = Value(items=items, line=self.line_of(v.start()), array=array, notes=scratch.notes)
+
+    def _expression(self, cmd: Command) -> tuple[list[list[C]], bool]:
+        """The right side of an assignment: items (one, or several for an array) and whether it is an array."""
+        start = self.pos
+        items: list[list[C]] = []
+        array, concat = False, False
+        self._skip_blanks(newlines=True)
+        while self.pos < self.end:
+            got = self._item(cmd)
+            if got is None:
+                break
+            new, is_array = got
+            array = array or is_array
+            if concat and items and not array:
+                items[-1] = items[-1] + [c for item in new for c in item]
+            else:
+                items.extend(new)
+            concat = False
+            self._skip_blanks()
+            c = self._peek()
+            if c == ",":
+                array = True
+            elif c == "+":
+                concat = True
+            elif not c or c in _STATEMENT_END:
+                return items, array
+            else:
+                break
+            self.pos += 1
+            self._skip_blanks(newlines=True)
+        # something we do not evaluate (a cmdlet call, a method, an operator): keep the text as written
+        stop = self._statement_end(start)
+        raw = self.t[start:stop].strip()
+        self._note(cmd.notes, f"{raw!r} is not evaluated: the value is kept as written", start)
+        self.pos = stop
+        return [[(c, self.line_of(start)) for c in raw]], False
+
+    def _item(self, cmd: Command) -> tuple[list[list[C]], bool] | None:
+        """One value in expression mode: a string, a number or bare word, a variable, an @(...) array."""
+        c, pos = self._peek(), self.pos
+        if self.t.startswith("@(", pos):
+            return self._array(cmd), True
+        if self.t.startswith(('@"\n', "@'\n"), pos):
+            return [self._here_string(cmd)], False
+        if c == '"':
+            return [self._double(cmd)], False
+        if c == "'":
+            return [self._single()], False
+        if c == "$":
+            m = VAR.match(self.t, pos)
+            if m:
+                self.pos = m.end()
+                value = self._lookup(m, cmd)
+                if value is None:
+                    return [[(ch, self.line_of(pos)) for ch in m.group(0)]], False
+                return [list(item) for item in value.items], value.array
+            return None
+        m = _BARE.match(self.t, pos)
+        if m and not (self._after_word(m.end())):
+            self.pos = m.end()
+            return [[(ch, self.line_of(pos)) for ch in m.group(0)]], False
+        return None
+
+    def _after_word(self, i: int) -> bool:
+        """True when a bare word is followed by another word: a command call, not a value."""
+        while i < self.end and self.t[i] in " \t":
+            i += 1
+        return i < self.end and self.t[i] not in ",+\n;)#|}"
+
+    def _array(self, cmd: Command) -> list[list[C]]:
+        open_pos = self.pos
+        self.pos += 2
+        items: list[list[C]] = []
+        while True:
+            self._skip_blanks(newlines=True)
+            if self.pos >= self.end:
+                raise EvidenceError("unterminated array: @( is never closed", self.label, self.line_of(open_pos))
+            c = self._peek()
+            if c == ")":
+                self.pos += 1
+                return items
+            if c in ",;":
+                self.pos += 1
+                continue
+            got = self._item(cmd)
+            if got is None:
+                stop = self._statement_end(self.pos)
+                close = self.t.find(")", self.pos)
+                stop = min(stop, close) if close >= 0 else stop
+                raw = self.t[self.pos:stop].strip()
+                self._note(cmd.notes, f"{raw!r} in an array is not evaluated: kept as written", self.pos)
+                items.append([(ch, self.line_of(self.pos)) for ch in raw])
+                self.pos = max(stop, self.pos + 1)
+                continue
+            items.extend(got[0])
+
+    def _command(self) -> Command:
+        cmd = Command(words=[])
+        continued = False
+        while self.pos < self.end:
+            c = self._peek()
+            if c in " \t":
+                self.pos += 1
+            elif c == "`" and self._peek(1) == "\n":
+                self.pos += 2
+                continued = True
+            elif c in "\n;|}{" or self.t.startswith("&&", self.pos):
+                break
+            elif c == "#" or self.t.startswith("<#", self.pos):
+                start = self.pos
+                self._skip_comment()
+                if continued and c == "#" and commented_continuation(self.t, start, self.pos, "`"):
+                    self._note(cmd.notes, "a commented-out line inside a `-continued command ends it: the lines "
+                                          "after it are not part of the command", start)
+            elif c == "&" and not cmd.words:
+                cmd.words.append(Token("&", self.line_of(self.pos)))  # the call operator
+                self.pos += 1
+            elif c == "&":
+                break
+            elif _REDIRECT.match(self.t, self.pos):
+                self._redirect(cmd)
+            elif self.t.startswith("--%", self.pos) and self._peek(3) in " \t\n":
+                nl = self.t.find("\n", self.pos)
+                stop = self.end if nl < 0 else nl
+                for m in re.finditer(r"\S+", self.t[self.pos + 3:stop]):
+                    cmd.words.append(Token(m.group(0), self.line_of(self.pos)))
+                self.pos = stop
+            else:
+                cmd.words.extend(self._argument(cmd))
+        return cmd
+
+    def _redirect(self, cmd: Command) -> None:
+        m = _REDIRECT.match(self.t, self.pos)
+        self.pos = m.end()
+        if not m.group(2):
+            self._skip_blanks()
+            self._argument(Command(words=[]))  # the file name
+
+    def _argument(self, cmd: Command) -> list[Token]:
+        """One argument-mode word; an array (variable, @name splat, @(...)) gives one word per element."""
+        pos = self.pos
+        if self.t.startswith("@(", pos):
+            items = self._array(cmd)
+            if self._peek() in _WORD_STOP or not self._peek():
+                return [_tok(item, self.line_of(pos)) for item in items]
+            self.pos = pos
+        m = VAR.match(self.t, pos) or _SPLAT.match(self.t, pos)
+        if m and (m.end() >= self.end or self.t[m.end()] in _WORD_STOP):
+            value = self._lookup(m, cmd, splat=m.group(0).startswith("@"))
+            self.pos = m.end()
+            if value is None:
+                return [Token(m.group(0), self.line_of(pos))]
+            return [_tok(item, self.line_of(pos)) for item in value.items]
+        chars: list[C] = []
+        quoted = False
+        while self.pos < self.end:
+            c, i = self._peek(), self.pos
+            if c in _WORD_STOP or c == ")":
+                break
+            if c == "`":
+                if self._peek(1) == "\n":
+                    break
+                if self._peek(1) in " \t" and _BLANK_TO_EOL.match(self.t, i + 1):
+                    self._note(cmd.notes, "backtick followed by a space at the end of the line is not a "
+                                          "continuation: the command ends here and the next lines are separate "
+                                          "commands", i)
+                chars.append((ESCAPES.get(self._peek(1), self._peek(1)), self.line_of(i)))
+                self.pos += 2
+            elif c == '"':
+                chars.extend(self._double(cmd))
+                quoted = True
+            elif c == "'":
+                chars.extend(self._single())
+                quoted = True
+            elif c == "$":
+                chars.extend(self._dollar(cmd))
+            elif c == "(" and i == pos:
+                close = self._matching(i)
+                raw = self.t[i:close]
+                self._note(cmd.notes, f"{raw} is a PowerShell expression: not evaluated; the argument keeps it as "
+                                      "written", i)
+                chars.extend((ch, self.line_of(i)) for ch in raw)
+                self.pos = close
+            else:
+                chars.append((c, self.line_of(i)))
+                self.pos += 1
+        if chars or quoted:
+            return [_tok(chars, self.line_of(pos))]
+        if self.pos == pos:
+            self.pos += 1  # a stray ')': skip it
+        return []
+
+
+def _tok(chars: list[C], line: int) -> Token:
+    return Token("".join(c for c, _ in chars), chars[0][1] if chars else line)

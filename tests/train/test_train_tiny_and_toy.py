@@ -1,0 +1,102 @@
+"""Tiny models and the toy dataset: made locally, deterministic, loadable, and in kohya's layout."""
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from click.testing import CliRunner  # noqa: E402
+
+from lora_audit.cli import main  # noqa: E402
+from lora_audit.evidence.dataset_toml import parse_dataset_toml  # noqa: E402
+from lora_audit.errors import EvidenceError  # noqa: E402
+from lora_audit.train.tiny_model import detect_arch, make_tiny_model  # noqa: E402
+from lora_audit.train.toy_dataset import TRIGGER, make_toy_dataset  # noqa: E402
+from train_helpers import tiny_model, toy_dataset  # noqa: E402
+
+
+def _files(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_same_model_bytes_and_another_seed_differs(tmp_path):
+    a = make_tiny_model(tmp_path / "a", "sd15", seed=3)
+    b = make_tiny_model(tmp_path / "b", "sd15", seed=3)
+    c = make_tiny_model(tmp_path / "c", "sd15", seed=4)
+    fa, fb, fc = _files(a), _files(b), _files(c)
+    assert fa == fb
+    unet = [k for k in fa if k.parts[0] == "unet" and k.suffix == ".safetensors"]
+    assert unet and fa[unet[0]] != fc[unet[0]]
+    assert sum(len(v) for v in fa.values()) < 30 * 2**20  # tiny: a few MB
+
+
+@pytest.mark.parametrize("arch, cls", [("sd15", "StableDiffusionPipeline"), ("sdxl", "StableDiffusionXLPipeline")])
+def test_tiny_pipeline_loads_and_generates_64px(arch, cls):
+    from diffusers import DiffusionPipeline
+
+    path = tiny_model(arch)
+    assert detect_arch(path) == arch
+    pipe = DiffusionPipeline.from_pretrained(path, local_files_only=True)
+    assert type(pipe).__name__ == cls
+    pipe.set_progress_bar_config(disable=True)
+    # the default size is 64×64 (timings are in benchmarks/bench_train.py, not asserted here)
+    image = pipe(f"{TRIGGER}, punk", num_inference_steps=4, generator=torch.Generator().manual_seed(0)).images[0]
+    assert image.size == (64, 64)
+
+
+def test_tiny_layout_is_the_real_architectures():
+    from diffusers import UNet2DConditionModel
+
+    sd = UNet2DConditionModel.load_config(tiny_model("sd15") / "unet")
+    assert sd["down_block_types"] == ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"] and sd["layers_per_block"] == 2
+    assert not sd.get("use_linear_projection")
+    xl = UNet2DConditionModel.load_config(tiny_model("sdxl") / "unet")
+    assert xl["down_block_types"] == ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"]
+    assert xl["use_linear_projection"] and xl["addition_embed_type"] == "text_time"
+
+
+def test_make_tiny_model_refuses_a_non_empty_folder(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "x").write_text("keep me")
+    with pytest.raises(EvidenceError, match="not empty"):
+        make_tiny_model(tmp_path / "m")
+    assert (tmp_path / "m" / "x").read_text() == "keep me"
+
+
+def test_toy_dataset_is_kohya_style_with_trigger_captions():
+    ds = toy_dataset()
+    assert ds.image_dir.name == "2_pixelpunk" and ds.image_dir.parent == ds.train_data_dir
+    pngs = sorted(ds.image_dir.glob("*.png"))
+    assert len(pngs) == 4
+    for png in pngs:
+        caption = png.with_suffix(".txt").read_text()
+        assert caption.startswith("pixel art, 24x24, ") and caption.endswith("\n")
+    cfg = parse_dataset_toml(ds.dataset_toml)
+    assert cfg.warnings == []
+    (resolved,) = cfg.resolve()
+    (sub,) = resolved.subsets
+    assert sub.params["image_dir"] == str(ds.image_dir.resolve()) and sub.params["num_repeats"] == 2
+    assert sub.params["keep_tokens"] == 2 and sub.params["shuffle_caption"] is True
+    assert resolved.params["resolution"] == 64 and resolved.params["batch_size"] == 2
+
+
+def test_toy_dataset_same_seed_same_files(tmp_path):
+    a = make_toy_dataset(tmp_path / "a", images=3, seed=1)
+    b = make_toy_dataset(tmp_path / "b", images=3, seed=1)
+    assert _files(a.image_dir) == _files(b.image_dir)
+    c = make_toy_dataset(tmp_path / "c", images=3, seed=2)
+    assert _files(a.image_dir) != _files(c.image_dir)
+
+
+def test_cli_make_commands(tmp_path):
+    cli = CliRunner()
+    out = cli.invoke(main, ["make-toy-dataset", str(tmp_path / "d"), "--images", "2", "--model",
+                            str(tiny_model("sd15")), "--json"])
+    assert out.exit_code == 0, out.output
+    info = json.loads(out.output)
+    assert info["images"] == 2 and info["config_toml"].endswith("config.toml")
+    out = cli.invoke(main, ["make-tiny-model", str(tmp_path / "m"), "--arch", "sdxl"])
+    assert out.exit_code == 0 and (tmp_path / "m" / "model_index.json").is_file()
+    out = cli.invoke(main, ["make-tiny-model", str(tmp_path / "m")])
+    assert out.exit_code == 2 and out.output.startswith("error: ") and out.output.count("\n") == 1
