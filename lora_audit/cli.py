@@ -205,6 +205,90 @@ def ablate(ctx, runs, good, bads, strategy, sweeps, no_control, out, backend, se
         click.echo(f"study: {folder}")
 
 
+@main.group()
+def bisect() -> None:
+    """Find the changes that broke a run in few trainings, the way git bisect works, over the change set."""
+
+
+def _print_bisect(data: dict, as_json: bool, study: Path) -> None:
+    if as_json:
+        _echo_json({"study": str(study), **data})
+        return
+    if data["status"] == "found":
+        click.echo(f"found after {data['trainings']} training(s): culprit(s) " + ", ".join(data["culprits"]))
+    else:
+        click.echo(f"round {data['round']}: train these variants, then say `lora-audit bisect good|bad "
+                   f"--study {study} VARIANT...`")
+        for v in data["variants"]:
+            click.echo(f"  {study / v['id'] / 'train.sh'}  ({', '.join(v['params'])}) {v['purpose']}")
+    for n in data["notes"]:
+        click.echo(f"note: {n}")
+
+
+@bisect.command("start")
+@click.argument("runs", nargs=-1, type=click.Path())
+@click.option("--good", required=True, help="The good run (a folder, or a name among RUNS).")
+@click.option("--bad", required=True, help="The bad run (a folder, or a name among RUNS).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Study folder.")
+@click.option("--parallel", default=2, show_default=True, help="Variants per round (trained side by side).")
+@click.option("--backend", type=click.Choice(["kohya", "builtin"]), default="kohya", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def bisect_start(ctx, runs, good, bad, out, parallel, backend, as_json):
+    """Start a bisection: writes the study and the first round's variants."""
+    from lora_audit.ablate import study as st
+    from lora_audit.settings import sd_scripts_path
+
+    g, b, _ = _pick_runs(runs, good, (bad,))
+    bs = st.start(g, b[0], Path(out), parallel, backend, str(sd_scripts_path(ctx.obj.get("sd_scripts"))))
+    _print_bisect(st.status_json(bs), as_json, Path(out))
+
+
+def _judge_command(verdict: str):
+    @bisect.command(verdict, help=f"Mark trained VARIANTs {verdict}; writes the next round when this one is done.")
+    @click.argument("variants", nargs=-1, required=True)
+    @click.option("--study", default=".", show_default=True, type=click.Path(file_okay=False))
+    @click.option("--json", "as_json", is_flag=True)
+    @handles_errors
+    def command(variants, study, as_json):
+        from lora_audit.ablate import study as st
+
+        _print_bisect(st.status_json(st.judge(Path(study), verdict, list(variants))), as_json, Path(study))
+
+    return command
+
+
+_judge_command("good")
+_judge_command("bad")
+
+
+@bisect.command("next")
+@click.option("--study", default=".", show_default=True, type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+@handles_errors
+def bisect_next(study, as_json):
+    """The variants to train now (or the result)."""
+    from lora_audit.ablate import study as st
+
+    _print_bisect(st.status_json(st.load(Path(study))), as_json, Path(study))
+
+
+@bisect.command("log")
+@click.option("--study", default=".", show_default=True, type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+@handles_errors
+def bisect_log(study, as_json):
+    """Every round, variant and verdict so far."""
+    from lora_audit.ablate import bisect as bis, study as st
+
+    bs = st.load(Path(study))
+    if as_json:
+        _echo_json({**st.status_json(bs), "log": bis.log(bs.state)})
+        return
+    click.echo("\n".join(bis.log(bs.state)))
+
+
 def _register_optional() -> None:
     """Commands of the heavy parts register themselves when their modules are present."""
     try:

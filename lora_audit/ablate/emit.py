@@ -18,7 +18,7 @@ from typing import Any
 
 import tomlkit
 
-from lora_audit.ablate.plan import _NOT_CONFIG, AblationPlan, ParamChange, VariantSpec
+from lora_audit.ablate.plan import _NOT_CONFIG, AblationPlan, VariantSpec
 from lora_audit.errors import EvidenceError
 from lora_audit.kohya.catalog import CATEGORIES, catalog, category
 from lora_audit.model import Run
@@ -66,9 +66,10 @@ def baseline_config(run: Run) -> tuple[str, str | None]:
         doc.add(tomlkit.comment(cat))
         for k in names:
             p = explicit[k]
-            doc.add(k, _toml_value(k, p.value))
+            item = tomlkit.item(_toml_value(k, p.value))
             if p.source:
-                doc[k].comment(p.source)
+                item.comment(p.source.replace("\\", "/").rsplit("/", 1)[-1])
+            doc.add(k, item)
     return tomlkit.dumps(doc), dataset
 
 
@@ -97,18 +98,21 @@ def _tables(doc) -> list:
     return out
 
 
-def _set(doc, key: str, value: Any, remove: bool) -> bool:
+def _set(doc, key: str, value: Any, remove: bool, comment: str | None = None) -> bool:
     """Edit ``key`` where it is (any table); add it at the top when absent. True if the document had it."""
     found = False
+    item = tomlkit.item(value) if not remove else None
+    if item is not None and comment:
+        item.comment(comment)
     for t in _tables(doc):
         if key in t:
             found = True
             if remove:
                 del t[key]
             else:
-                t[key] = value
+                t[key] = item
     if not found and not remove:
-        doc[key] = value
+        doc[key] = item
     return found
 
 
@@ -117,10 +121,10 @@ def variant_config(base_text: str, v: VariantSpec, output_name: str) -> str:
     for c in v.changes:
         if c.param in _NOT_WRITTEN:
             continue
-        _set(doc, c.param, _toml_value(c.param, c.to), remove=c.to_origin == "default" or c.to is None)
-    _set(doc, "output_dir", "output", remove=False)
-    _set(doc, "output_name", output_name, remove=False)
-    _set(doc, "logging_dir", "logs", remove=False)
+        _set(doc, c.param, _toml_value(c.param, c.to), remove=c.to_origin == "default" or c.to is None,
+             comment=f"lora-audit {v.id}: was {c.from_!r}" + (" (inferred value)" if c.to_origin == "inferred" else ""))
+    for key, value in (("output_dir", "output"), ("output_name", output_name), ("logging_dir", "logs")):
+        _set(doc, key, value, remove=False, comment="lora-audit: per-variant output")
     if "dataset_config" in doc or any("dataset_config" in t for t in _tables(doc)):
         _set(doc, "dataset_config", "dataset.toml", remove=False)
     text = tomlkit.dumps(doc)
@@ -141,23 +145,22 @@ def train_script(v: VariantSpec, backend: str, sd_scripts: str, has_dataset: boo
     return "\n".join(lines) + "\n"
 
 
-def write_study(plan: AblationPlan, runs: dict[str, Run], out: Path, backend: str = "kohya",
-                sd_scripts: str = "sd-scripts") -> list[Path]:
-    """Write the study folder; returns the variant folders. Refuses to overwrite a different study."""
+def write_variants(variants: list[VariantSpec], runs: dict[str, Run], out: Path, backend: str = "kohya",
+                   sd_scripts: str = "sd-scripts") -> list[Path]:
+    """One folder per variant: config.toml (+ dataset.toml), train.sh, variant.json."""
     out = Path(out)
-    study_file = out / "study.toml"
-    if study_file.exists():
-        old = tomllib.loads(study_file.read_text(encoding="utf-8"))
-        if old.get("good") != plan.good or old.get("bad") != plan.bad:
-            raise EvidenceError(f"{study_file} belongs to another study ({old.get('good')} vs {old.get('bad')}); "
-                                "choose another --out", str(study_file))
     out.mkdir(parents=True, exist_ok=True)
     bases: dict[str, tuple[str, str | None]] = {}
     folders = []
-    for v in plan.variants:
+    for v in variants:
         if v.baseline not in bases:
-            bases[v.baseline] = baseline_config(runs[v.baseline])
-            (out / f"baseline-{_safe(v.baseline)}.toml").write_text(bases[v.baseline][0], encoding="utf-8")
+            text, dataset = baseline_config(runs[v.baseline])
+            base_file = out / f"baseline-{_safe(v.baseline)}.toml"
+            if base_file.exists():  # later rounds edit the same baseline text as the first
+                text = base_file.read_text(encoding="utf-8")
+            else:
+                base_file.write_text(text, encoding="utf-8")
+            bases[v.baseline] = (text, dataset)
         text, dataset = bases[v.baseline]
         base_name = runs[v.baseline].value("output_name") or "lora"
         d = out / v.id
@@ -172,6 +175,20 @@ def write_study(plan: AblationPlan, runs: dict[str, Run], out: Path, backend: st
                                                     if k in ("id", "baseline", "changes", "hash", "purpose",
                                                              "steps", "script")}, indent=2, default=str) + "\n")
         folders.append(d)
+    return folders
+
+
+def write_study(plan: AblationPlan, runs: dict[str, Run], out: Path, backend: str = "kohya",
+                sd_scripts: str = "sd-scripts") -> list[Path]:
+    """Write the study folder; returns the variant folders. Refuses to overwrite a different study."""
+    out = Path(out)
+    study_file = out / "study.toml"
+    if study_file.exists():
+        old = tomllib.loads(study_file.read_text(encoding="utf-8"))
+        if old.get("good") != plan.good or old.get("bad") != plan.bad:
+            raise EvidenceError(f"{study_file} belongs to another study ({old.get('good')} vs {old.get('bad')}); "
+                                "choose another --out", str(study_file))
+    folders = write_variants(plan.variants, runs, out, backend, sd_scripts)
     doc = tomlkit.document()
     doc.add(tomlkit.comment("lora-audit study: the runs compared, the strategy, the backend"))
     doc["good"] = plan.good
@@ -180,7 +197,7 @@ def write_study(plan: AblationPlan, runs: dict[str, Run], out: Path, backend: st
     doc["backend"] = backend
     doc["sd_scripts"] = sd_scripts
     doc["variants"] = [v.id for v in plan.variants]
-    doc["runs"] = {name: r.path or "" for name, r in runs.items()}
+    doc["runs"] = {name: str(Path(r.path).resolve()) if r.path else "" for name, r in runs.items()}
     study_file.write_text(tomlkit.dumps(doc), encoding="utf-8")
     return folders
 

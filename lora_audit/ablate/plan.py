@@ -28,6 +28,10 @@ Strategy = Literal["ofat", "reverse", "groups", "sweep", "bisect"]
 # derived or evidence-only names that are not written into a kohya config
 _NOT_CONFIG = {"base_architecture", "training_script", "num_repeats", "image_dir", "network_kind", "conv_dim",
                "conv_alpha", "text_encoder_included"}
+# where and how files are written: every variant gets its own, so these are never ablated
+_OUTPUT_ONLY = {"output_dir", "output_name", "logging_dir", "log_prefix", "wandb_run_name", "save_model_as",
+                "save_every_n_epochs", "save_every_n_steps", "save_last_n_epochs", "save_state", "sample_prompts",
+                "sample_every_n_epochs", "sample_every_n_steps", "sample_sampler", "training_comment"}
 _ARCH = ["training_script", "base_architecture", "pretrained_model_name_or_path", "v2", "v_parameterization"]
 
 
@@ -144,6 +148,9 @@ def change_sets(good: Run, bad: Run, diff: RunDiff | None = None) -> tuple[list[
     for name, ch in changes.items():
         if name in _NOT_CONFIG:
             excluded.append(f"{name}: not a training setting")
+            continue
+        if name in _OUTPUT_ONLY:
+            excluded.append(f"{name}: where files go, set per variant")
             continue
         sets.append(ChangeSet(id=name, changes=[ch]))
     return sets, excluded
