@@ -77,8 +77,11 @@ def _recommendations(pair_findings: list[Finding], good: Run, bad: Run, diff: Ru
     if singles:
         recs.append("`ofat` (one factor at a time, forward): " + "; ".join(
             f"{good.name} + only {', '.join(f.params)} as in {bad.name}" for f in singles[:6]) + ".")
-        recs.append(f"`reverse`: {bad.name} with one parameter restored from {good.name} at a time, starting with "
-                    + ", ".join(dict.fromkeys(p for f in singles for p in f.params)) + ".")
+        if any(p.origin == "explicit" for p in bad.params.values()):
+            recs.append(f"`reverse`: {bad.name} with one parameter restored from {good.name} at a time, starting "
+                        "with " + ", ".join(dict.fromkeys(p for f in singles for p in f.params)) + ".")
+        else:
+            recs.append(f"`reverse` is not possible: nothing of {bad.name}'s configuration is known explicitly.")
     from lora_audit.ablate.plan import change_sets
 
     sets, _ = change_sets(good, bad, diff)

@@ -112,13 +112,16 @@ def change_sets(good: Run, bad: Run, diff: RunDiff | None = None) -> tuple[list[
     diff = diff or diff_runs([good, bad])
     changes: dict[str, ParamChange] = {}
     excluded: list[str] = []
+    unknown: dict[str, list[str]] = {}
     for c in diff.effective_changes():
         g, b = c.values[good.name], c.values[bad.name]
         if c.kind == "unknown":
-            excluded.append(f"{c.param}: unknown in {bad.name if b.origin == 'unknown' else good.name}")
+            unknown.setdefault(bad.name if b.origin == "unknown" else good.name, []).append(c.param)
             continue
         changes[c.param] = ParamChange(param=c.param, **{"from": g.value}, to=b.value,
                                        to_origin="default" if b.origin == "default" else b.origin)
+    for run_name, params in unknown.items():
+        excluded.append(f"{len(params)} parameter(s) unknown in {run_name}, so not ablated: {', '.join(params)}")
     sets: list[ChangeSet] = []
     arch = [p for p in _ARCH if p in changes]
     if arch:
@@ -238,7 +241,7 @@ def plan(good: Run, bads: list[Run], strategy: str = "ofat", sweeps: list[str] |
         name, values = parse_sweep(spec, good)
         current = good.value(name)
         for v in values:
-            add(_variant(f"sweep-{name}-{_slug(str(v))}", good,
+            add(_variant(f"sweep-{_slug(name)}-{_slug(str(v))}", good,
                          [ParamChange(param=name, **{"from": current}, to=v)], [], f"{good.name} with {name}={v}"))
     if not [v for v in variants if v.id != "control"] and strategy != "bisect":
         raise EvidenceError(f"nothing to ablate: {good.name} and {', '.join(b.name for b in bads)} have no effective "

@@ -45,6 +45,15 @@ def normalize(name: str, value: Any) -> Any:
         s = str(value).lower()
         s = s.rsplit(".", 1)[-1] if "." in s else s  # "bitsandbytes.optim.AdamW8bit" -> "adamw8bit"
         return _OPTIMIZER_ALIASES.get(s, s)
+    if name == "text_encoder_lr" and isinstance(value, (list, tuple)):
+        # nargs="*": [x] and [x, x] (the GUI writes one per text encoder) train like x
+        vals = {float(v) for v in value}
+        if len(vals) == 1:
+            return vals.pop()
+    if name in ("pretrained_model_name_or_path", "vae") and isinstance(value, str):
+        # ss_sd_model_name keeps only the file name of a local model: compare names, not folders
+        return value.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] if value.endswith((".safetensors", ".ckpt")) \
+            else value
     if isinstance(value, bool):
         return value
     if isinstance(value, (int, float)):

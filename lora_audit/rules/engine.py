@@ -128,7 +128,7 @@ def find_suspects(good: Run, bad: Run, diff: RunDiff | None = None, rules: dict 
                 level=_LEVEL[fact_rule["impact"]], impact=fact_rule["impact"], title=fact_rule["title"].format(**ctx),
                 rationale=" ".join(fact_rule["why"].format(**ctx).split()), evidence=[item.get("source", "")],
                 good=good.name, bad=bad.name))
-    findings.extend(_unknown_findings(good, bad, changes))
+    findings.extend(_unknown_findings(good, bad, {c.param: c for c in diff.changes}))
     findings.sort(key=lambda f: (_RANK[f.level], {"high": 0, "medium": 1, "low": 2}.get(f.impact, 3)))
     return findings
 
@@ -156,7 +156,7 @@ def _unknown_findings(good: Run, bad: Run, changes: dict[str, Change]) -> list[F
                 out.append(Finding(
                     id=f"ambiguous:{run.name}:{p}", kind="unknown", params=[p], level="unknown", impact="unknown",
                     title=f"{p} of {run.name} is inferred and ambiguous: {fmt_value(param.value)} or {alts}",
-                    rationale=f"{param.note or ''} The LoRA file itself (its header: tensor shapes, dtype and "
+                    rationale=f"{(param.note or '').rstrip('.')}. The LoRA file itself (its header: tensor shapes, dtype and "
                               "ss_* metadata) would settle it: `lora-audit inspect FILE.safetensors`.".strip(),
                     evidence=[param.source] if param.source else [], good=good.name, bad=bad.name))
     return out
