@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from deepdiff import DeepDiff
 from pydantic import BaseModel, Field
 
 from lora_audit.kohya.catalog import CATEGORIES, category
@@ -149,6 +148,8 @@ def _compare(name: str, base: Param | None, other: Param | None, other_run: str)
 
 def _structural(name: str, a: Any, b: Any) -> str | None:
     if isinstance(a, (list, dict)) or isinstance(b, (list, dict)):
+        from deepdiff import DeepDiff  # imported here: it pulls numpy in when numpy is installed
+
         dd = DeepDiff(a if a is not None else [], b if b is not None else [], ignore_order=True)
         if dd:
             return "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in dd.to_dict().items())
