@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -138,7 +139,9 @@ def train_script(v: VariantSpec, backend: str, sd_scripts: str, has_dataset: boo
              "edit config.toml, not this file", "set -euo pipefail", 'cd "$(dirname "$0")"']
     args = ["--config_file", "config.toml"] + (["--dataset_config", "dataset.toml"] if has_dataset else [])
     if backend == "builtin":
-        lines.append("exec python -m lora_audit.train " + " ".join(q(a) for a in args))
+        # the Python that wrote the study has lora-audit installed; LORA_AUDIT_PYTHON overrides it elsewhere
+        lines.append("PYTHON=${LORA_AUDIT_PYTHON:-" + q(sys.executable) + "}")
+        lines.append('exec "$PYTHON" -m lora_audit.train ' + " ".join(q(a) for a in args))
     else:
         lines.append("SD_SCRIPTS=${LORA_AUDIT_SD_SCRIPTS:-" + q(sd_scripts) + "}")
         lines.append(f'exec accelerate launch "$SD_SCRIPTS"/{q(v.script)} ' + " ".join(q(a) for a in args))
