@@ -21,7 +21,8 @@ from typing import Any
 from lora_audit.evidence._json_lines import key_lines, read_json
 from lora_audit.evidence.dataset_toml import parse_dataset_toml, run_settings
 from lora_audit.evidence.gui_schedule import ScheduleRules
-from lora_audit.evidence.invocation import TRAINING_SCRIPTS, Token, resolve_invocation
+from lora_audit.evidence.invocation import (TRAINING_SCRIPTS, Token, locate_file, relative_label,
+                                           resolve_invocation)
 from lora_audit.kohya.catalog import catalog
 from lora_audit.kohya.gui_keys import GuiKeys, form_value, gui_keys, number
 from lora_audit.model import Evidence, Note, Setting
@@ -341,13 +342,13 @@ class _Translation(ScheduleRules):
         ds = self.settings.get("dataset_config")
         if ds is None or self.followed_dataset:
             return
-        target = _locate(str(ds.value), self.path.parent)
+        target = locate_file(str(ds.value), self.path.parent)
         if target is None:
             self.ev.complete = False
             self.ev.warnings.append(Note(message=f"dataset config {ds.value} not found next to the GUI config: "
                                                  "dataset settings are unknown", source=ds.source))
             return
-        cfg = parse_dataset_toml(target, label=_rel_label(target, self.path, self.label))
+        cfg = parse_dataset_toml(target, label=relative_label(target, self.path, self.label))
         self.ev.includes.append(str(target))
         self.ev.warnings.extend(cfg.warnings)
         resolved = cfg.resolve({k: s.value for k, s in self.settings.items()},
@@ -364,26 +365,3 @@ class _Translation(ScheduleRules):
             if ignored in self.settings:
                 self.ev.warnings.append(Note(message=f"{ignored} is ignored by kohya when a dataset config is given",
                                              source=self.settings[ignored].source))
-
-
-def _locate(name: str, folder: Path) -> Path | None:
-    """The file as named, relative to the JSON's folder, or by its base name there (GUI paths are absolute)."""
-    p = Path(name.replace("\\", "/"))
-    for c in ([p] if p.is_absolute() else [folder / p]) + [folder / p.name]:
-        if c.is_file():
-            return c
-    return None
-
-
-def _rel_label(target: Path, json_path: Path, json_label: str) -> str:
-    try:
-        rel = target.resolve().relative_to(json_path.parent.resolve())
-    except ValueError:
-        return str(target)
-    parent = str(Path(json_label).parent)
-    return str(rel) if parent in ("", ".") else str(Path(parent) / rel)
-
-
-def _line_of(source: str) -> int:
-    tail = source.rsplit(":", 1)[-1]
-    return int(tail) if tail.isdigit() else 1 << 30

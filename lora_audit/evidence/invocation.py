@@ -173,13 +173,13 @@ def resolve_invocation(script: str, args: list[Token], path: Path | str, kind: s
         cfg_name = str(cli["config_file"].value)
         # read_config_from_file appends ".toml" when missing
         cfg_name = cfg_name if cfg_name.endswith(".toml") else cfg_name + ".toml"
-        cfg_path = _locate(cfg_name, path.parent)
+        cfg_path = locate_file(cfg_name, path.parent)
         if cfg_path is None:
             ev.complete = False
             ev.warnings.append(Note(message=f"config file {cfg_name} not found next to the script: its settings are "
                                             "unknown", source=cli["config_file"].source))
         else:
-            cfg = parse_config_toml(cfg_path, label=_rel_label(cfg_path, path, label))
+            cfg = parse_config_toml(cfg_path, label=relative_label(cfg_path, path, label))
             ev.includes.append(str(cfg_path))
             ev.warnings.extend(cfg.warnings)
             for k in ("ignored_keys", "mistyped"):
@@ -194,13 +194,13 @@ def resolve_invocation(script: str, args: list[Token], path: Path | str, kind: s
 
     if "dataset_config" in merged:
         ds_name = str(merged["dataset_config"].value)
-        ds_path = _locate(ds_name, path.parent)
+        ds_path = locate_file(ds_name, path.parent)
         if ds_path is None:
             ev.complete = False
             ev.warnings.append(Note(message=f"dataset config {ds_name} not found: dataset settings are unknown",
                                     source=merged["dataset_config"].source))
         else:
-            ds = parse_dataset_toml(ds_path, label=_rel_label(ds_path, path, label))
+            ds = parse_dataset_toml(ds_path, label=relative_label(ds_path, path, label))
             ev.includes.append(str(ds_path))
             ev.warnings.extend(ds.warnings)
             argvals = {k: s.value for k, s in merged.items()}
@@ -231,7 +231,9 @@ def parse_argv(argv: list[str], script: str = "train_network.py", base_dir: Path
     return resolve_invocation(script, tokens, base / "__argv__", kind="argv", label=label)
 
 
-def _locate(name: str, folder: Path) -> Path | None:
+def locate_file(name: str, folder: Path) -> Path | None:
+    """A file named in evidence: as written (absolute, or relative to the evidence's folder), else by its base
+    name in that folder (scripts and GUI JSON often hold paths of another machine)."""
     p = Path(name.replace("\\", "/")) if "\\" in name else Path(name)
     candidates = [p] if p.is_absolute() else [folder / p]
     candidates.append(folder / p.name)
@@ -241,7 +243,7 @@ def _locate(name: str, folder: Path) -> Path | None:
     return None
 
 
-def _rel_label(target: Path, evidence_path: Path, evidence_label: str) -> str:
+def relative_label(target: Path, evidence_path: Path, evidence_label: str) -> str:
     """Label an included file the way its including evidence is labelled (same relative root)."""
     try:
         rel = target.resolve().relative_to(evidence_path.parent.resolve())
