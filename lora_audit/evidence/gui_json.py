@@ -365,3 +365,8 @@ class _Translation(ScheduleRules):
             if ignored in self.settings:
                 self.ev.warnings.append(Note(message=f"{ignored} is ignored by kohya when a dataset config is given",
                                              source=self.settings[ignored].source))
+
+
+def _line_of(source: str) -> int:
+    tail = source.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else 1 << 30
