@@ -123,3 +123,33 @@ def test_light_commands_do_not_import_torch(tmp_path):
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_infer_dim_text_and_json(cli):
+    out = cli.invoke(main, ["infer-dim", "72MB", "--arch", "sd15", "--json"])
+    assert out.exit_code == 0, out.output
+    cands = json.loads(out.output)["candidates"]
+    assert set(cands[0]) == {"arch", "network_dim", "save_precision", "text_encoder", "conv_dim", "expected_bytes",
+                             "delta_bytes"}
+    top = {(c["network_dim"], c["save_precision"]) for c in cands[:4]}
+    assert (64, "fp16") in top and (32, "float") in top  # the size can't tell them apart: both are said
+    text = cli.invoke(main, ["infer-dim", "1.7GB"])
+    assert text.exit_code == 0 and "sdxl" in text.output and "128" in text.output
+    bad = cli.invoke(main, ["infer-dim", "seventy megs"])
+    assert bad.exit_code == 2 and bad.output.startswith("error:")
+
+
+def test_script_and_lora_header_disagree_is_a_conflict(cli, tmp_path):
+    from loras import write_lora
+
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / "train.sh").write_text("accelerate launch train_network.py --pretrained_model_name_or_path=m \\\n"
+                                "  --train_data_dir=img --network_dim=32 --network_alpha=16\n")
+    write_lora(d / "out.safetensors", "sd15", 64, "fp16", network_alpha=16)
+    data = json.loads(cli.invoke(main, ["inspect", "--json", str(d)]).output)
+    (run,) = data["runs"]
+    (conflict,) = [c for c in run["conflicts"] if c["param"] == "network_dim"]
+    sources = {v["source"].rsplit("/", 1)[-1]: v["value"] for v in conflict["values"]}
+    assert sources["train.sh:2"] == 32 and any(k.startswith("out.safetensors") and v == 64 for k, v in sources.items())
+    assert run["params"]["network_dim"]["value"] == 32  # the invocation keeps the value; the conflict is reported
