@@ -170,3 +170,41 @@ def test_identical_runs_raise(tmp_path):
     b = load_run(write_run(tmp_path, "b", GOOD))
     with pytest.raises(EvidenceError, match="nothing to ablate"):
         plan(a, [b])
+
+
+def test_script_baseline_variant_is_the_script_with_only_the_changed_lines(tmp_path):
+    out = tmp_path / "study"
+    r = CliRunner().invoke(main, ["ablate", str(EXAMPLE), "--good", "SD15_PERFECT", "--bad", "SDXL_Current",
+                                  "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    original = (EXAMPLE / "sd15_perfect" / "runpod_train_sd15.sh").read_text()
+    edited = (out / "ofat-network-dim" / "runpod_train_sd15.sh").read_text()
+    changed = _changed_lines(original, edited)
+    assert [l for l in changed if l.startswith("-")] == [
+        '-  --output_dir="$OUT_DIR" \\', '-  --output_name="$NAME" \\', "-  --network_dim=32 \\", "-  --seed=42"]
+    assert "+  --network_dim=128 \\" in changed
+    removed = _changed_lines(original, (out / "ofat-shuffle-caption" / "runpod_train_sd15.sh").read_text())
+    assert "-  --shuffle_caption \\" in removed and "-  --keep_tokens=2 \\" in removed
+    arch = (out / "ofat-architecture" / "runpod_train_sd15.sh").read_text()
+    assert "sdxl_train_network.py" in arch and "stable-diffusion-xl-base-1.0" in arch
+    assert json.loads((out / "ofat-network-dim" / "variant.json").read_text())["edited_script"] == "runpod_train_sd15.sh"
+
+
+def test_edited_script_quotes_values_and_runs_nothing_else(tmp_path):
+    from lora_audit.ablate.script_edit import edit_script
+
+    text = "accelerate launch train_network.py \\\n  --output_name=old \\\n  --seed=1\n"
+    evil = "x; touch pwned-by-edit $(touch pwned2)"
+    edited = edit_script(text, "shell", {"output_name": (evil, False), "network_dim": (8, False)},
+                         {"output_name": 2, "seed": 3})
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "accelerate").write_text('#!/bin/sh\nfor a in "$@"; do echo "ARG:$a"; done\n')
+    (bindir / "accelerate").chmod(0o755)
+    (tmp_path / "v.sh").write_text(edited)
+    res = subprocess.run(["bash", "v.sh"], cwd=tmp_path, capture_output=True, text=True,
+                         env={"PATH": f"{bindir}:/usr/bin:/bin"})
+    assert res.returncode == 0, res.stderr
+    assert f"ARG:--output_name={evil}" in res.stdout.splitlines()
+    assert "ARG:--network_dim=8" in res.stdout.splitlines()
+    assert not (tmp_path / "pwned-by-edit").exists() and not (tmp_path / "pwned2").exists()

@@ -171,14 +171,50 @@ def write_variants(variants: list[VariantSpec], runs: dict[str, Run], out: Path,
         (d / "config.toml").write_text(variant_config(text, v, f"{base_name}-{v.id}"), encoding="utf-8")
         if dataset:
             (d / "dataset.toml").write_text(Path(dataset).read_text(encoding="utf-8"), encoding="utf-8")
+        script_copy = _edited_script(runs[v.baseline], v, d, f"{base_name}-{v.id}")
         sh = d / "train.sh"
         sh.write_text(train_script(v, backend, sd_scripts, bool(dataset)), encoding="utf-8")
         sh.chmod(0o755)
-        (d / "variant.json").write_text(json.dumps({k: val for k, val in v.dump().items()
-                                                    if k in ("id", "baseline", "changes", "hash", "purpose",
-                                                             "steps", "script")}, indent=2, default=str) + "\n")
+        record = {k: val for k, val in v.dump().items()
+                  if k in ("id", "baseline", "changes", "hash", "purpose", "steps", "script")}
+        record["edited_script"] = script_copy
+        (d / "variant.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
         folders.append(d)
     return folders
+
+
+def _edited_script(run: Run, v: VariantSpec, d: Path, output_name: str) -> str | None:
+    """When the baseline is a script, write it with only the changed lines edited (its own name, in the variant
+    folder), for people who launch their own script. None when it is not a script or not editable as text."""
+    from lora_audit.ablate.script_edit import ScriptEditError, edit_script, rename_script
+
+    scripts = [e for e in run.evidence if e.kind in ("shell", "bat", "ps1")]
+    if len(scripts) != 1:
+        return None
+    path = Path(scripts[0].path)
+    lines = {}
+    for name, p in run.params.items():
+        if p.origin == "explicit" and p.source and p.source.rpartition(":")[0] == str(path):
+            tail = p.source.rpartition(":")[2]
+            if tail.isdigit():
+                lines[name] = int(tail)
+    edits = {c.param: (_toml_value(c.param, c.to), c.to_origin == "default" or c.to is None)
+             for c in v.changes if c.param not in _NOT_WRITTEN}
+    out_dir = (d / "output").resolve()
+    edits.update({"output_dir": (str(out_dir), False), "output_name": (output_name, False),
+                  "logging_dir": (str((d / "logs").resolve()), False)})
+    try:
+        text = edit_script(path.read_text(encoding="utf-8"), scripts[0].kind, edits, lines)
+        for c in v.changes:
+            if c.param == "training_script" and c.from_ and c.to:
+                text = rename_script(text, str(c.from_), str(c.to))
+    except (ScriptEditError, OSError) as e:
+        (d / "script-not-edited.txt").write_text(f"{path.name} could not be edited as text: {e}\n"
+                                                 "config.toml and train.sh hold the variant.\n", encoding="utf-8")
+        return None
+    target = d / path.name
+    target.write_text(text, encoding="utf-8")
+    return target.name
 
 
 def write_study(plan: AblationPlan, runs: dict[str, Run], out: Path, backend: str = "kohya",

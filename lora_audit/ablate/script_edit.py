@@ -1,0 +1,107 @@
+"""Line-preserving edits of a training script (bash, .bat/.cmd, .ps1): the variant of a script baseline is the
+original text with only the changed flags' lines edited, plus the per-variant output paths.
+
+Each parameter's source (``file:line``, from the evidence parser) says on which line its flag is written; only
+that line changes. A flag kohya does not need any more is removed (its line too, when nothing else is left on
+it); a new flag goes on a line of its own after the command's last flag. Values are quoted for the script's
+shell, so nothing in them can run.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Any
+
+from lora_audit.kohya.catalog import catalog
+
+_CONT = {"shell": "\\", "bat": "^", "ps1": "`"}
+
+
+def quote(value: Any, kind: str) -> str:
+    text = value if isinstance(value, str) else _plain(value)
+    if kind == "bat":
+        return '"' + text.replace("%", "%%").replace('"', '""') + '"'
+    if kind == "ps1":
+        return "'" + text.replace("'", "''") + "'"
+    return shlex.quote(text)
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _flag_pattern(name: str) -> re.Pattern:
+    value = r"""(?P<value>"(?:[^"\\]|\\.)*"|'[^']*'|[^\s\\^`"']+)"""
+    return re.compile(rf"(?P<flag>--{re.escape(name)})(?![\w-])(?:(?P<sep>=|[ \t]+){value})?")
+
+
+def _render(name: str, value: Any, kind: str) -> list[str]:
+    arg = catalog().get(name)
+    if arg is not None and arg.is_flag:
+        return [f"--{name}"] if value else []
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return [f"--{name}"] + [quote(v, kind) for v in values] if arg is not None and arg.is_list else \
+        [f"--{name}={quote(value, kind)}"]
+
+
+class ScriptEditError(ValueError):
+    """The edit cannot be made textually (e.g. a flag inside a variable): the caller falls back to a config."""
+
+
+def edit_script(text: str, kind: str, edits: dict[str, tuple[Any, bool]], lines: dict[str, int]) -> str:
+    """Apply ``edits`` (param -> (value, remove)) to ``text``; ``lines`` gives each existing flag's line."""
+    out = text.split("\n")
+    cont = _CONT.get(kind, "\\")
+    last_line = max(lines.values()) if lines else None
+    additions: list[str] = []
+    for name, (value, remove) in edits.items():
+        arg = catalog().get(name)
+        new = [] if remove or (arg is not None and arg.is_flag and not value) else _render(name, value, kind)
+        if name in lines:
+            i = lines[name] - 1
+            m = _flag_pattern(name).search(out[i])
+            if m is not None and out[i][:m.start()].count('"') % 2 == 1:
+                raise ScriptEditError(f"--{name} is inside a quoted variable on line {lines[name]}")
+            if m is None or (arg is not None and arg.is_list and m.group("value") is not None):
+                raise ScriptEditError(f"--{name} is not written literally on line {lines[name]}")
+            if arg is not None and not arg.is_flag and m.group("value") is None:
+                raise ScriptEditError(f"the value of --{name} is not on line {lines[name]}")
+            replacement = " ".join(new)
+            line = out[i][:m.start()] + replacement + out[i][m.end():]
+            if not replacement:
+                line = re.sub(r"[ \t]{2,}", " ", line) if line.strip(" \t" + cont) else ""
+            out[i] = line
+        elif new:
+            additions.append(" ".join(new))
+    if additions:
+        if last_line is None:
+            raise ScriptEditError("no flag of the training command to add new ones after")
+        i = last_line - 1
+        indent = re.match(r"[ \t]*", out[i]).group(0) or "  "
+        if out[i].rstrip().endswith(cont):
+            out[i + 1:i + 1] = [f"{indent}{a} {cont}" for a in additions]
+        else:
+            body, comment = _split_comment(out[i], kind)
+            out[i] = body.rstrip() + " " + " ".join(additions) + comment
+    return "\n".join(line for j, line in enumerate(out) if not (line == "" and text.split("\n")[j].strip()))
+
+
+def _split_comment(line: str, kind: str) -> tuple[str, str]:
+    if kind in ("shell", "ps1"):
+        m = re.search(r"\s#[^'\"]*$", line)
+        if m:
+            return line[:m.start()], line[m.start():]
+    return line, ""
+
+
+def rename_script(text: str, old: str, new: str) -> str:
+    """``train_network.py`` → ``sdxl_train_network.py`` where the command names it (a path may precede it)."""
+    pattern = re.compile(rf"(?<![\w.-]){re.escape(old)}(?![\w.-])")
+    if not pattern.search(text):
+        raise ScriptEditError(f"{old} is not named in the script")
+    return pattern.sub(new, text)
