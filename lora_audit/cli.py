@@ -179,19 +179,22 @@ def _pick_runs(runs: tuple[str, ...], good: str, bads: tuple[str, ...]):
 @click.option("--no-control", is_flag=True, help="Leave out the control variant (the good run unchanged).")
 @click.option("--out", type=click.Path(file_okay=False), help="Study folder (default: runs/<good>-vs-<bad>).")
 @click.option("--backend", type=click.Choice(["kohya", "builtin"]), default="kohya", show_default=True)
-@click.option("--seconds-per-step", type=float, help="For the GPU-hours estimate.")
+@click.option("--seconds-per-step", "seconds", help="For the GPU-hours estimate: a number, or a kohya log to read it from.")
 @click.option("--dry-run", is_flag=True, help="Print the plan, write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.pass_context
 @handles_errors
-def ablate(ctx, runs, good, bads, strategy, sweeps, no_control, out, backend, seconds_per_step, dry_run, as_json):
+def ablate(ctx, runs, good, bads, strategy, sweeps, no_control, out, backend, seconds, dry_run, as_json):
     """Plan and write minimal-change retraining variants (a study folder kohya can run as is)."""
     from lora_audit.ablate.emit import write_study
     from lora_audit.ablate.plan import plan
     from lora_audit.report.console import render_plan
     from lora_audit.settings import sd_scripts_path
 
+    from lora_audit.kohya.logs import seconds_per_step_option
+
     g, b, loaded = _pick_runs(runs, good, bads)
+    seconds_per_step = seconds_per_step_option(seconds) if seconds else None
     p = plan(g, b, strategy, list(sweeps), control=not no_control, seconds_per_step=seconds_per_step)
     folder = Path(out) if out else Path("runs") / f"{g.name}-vs-{'-'.join(r.name for r in b)}"
     if not dry_run:

@@ -208,3 +208,20 @@ def test_edited_script_quotes_values_and_runs_nothing_else(tmp_path):
     assert f"ARG:--output_name={evil}" in res.stdout.splitlines()
     assert "ARG:--network_dim=8" in res.stdout.splitlines()
     assert not (tmp_path / "pwned-by-edit").exists() and not (tmp_path / "pwned2").exists()
+
+
+def test_gpu_hours_from_steps_and_a_kohya_log(tmp_path):
+    good = write_run(tmp_path, "good", GOOD, "good", '[dataset]\nimages = 100\nrepeats = 2\n')
+    bad = write_run(tmp_path, "bad", BAD, "bad", '[dataset]\nimages = 100\nrepeats = 2\n')
+    log = tmp_path / "train.log"
+    log.write_text("steps:  10%|#         | 5/50 [00:10<01:30,  2.00s/it, avr_loss=0.1]\r"
+                   "steps:  12%|#         | 6/50 [00:12<01:28,  2.00s/it, avr_loss=0.1]\n")
+    r = CliRunner().invoke(main, ["ablate", "--good", str(good), "--bad", str(bad), "--dry-run", "--json",
+                                  "--seconds-per-step", str(log)])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    steps = {v["id"]: v["steps"] for v in data["variants"]}
+    assert steps["control"] == 10 * 50  # 200 images per epoch / batch 4, 10 epochs
+    assert steps["ofat-train-batch-size"] == 10 * 100
+    assert data["seconds_per_step"] == 2.0
+    assert data["gpu_hours"] == round(sum(steps.values()) * 2.0 / 3600, 2)
