@@ -24,8 +24,9 @@ def read_toml(path: Path) -> tuple[dict, str]:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"line (\d+)", str(e))
-        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(e))
-        raise EvidenceError(f"invalid TOML: {msg}", path, int(m.group(1)) if m else None) from None
+        msg = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(e))
+        line = int(m.group(1)) if m else len(text.rstrip("\n").split("\n"))  # "at end of document"
+        raise EvidenceError(f"invalid TOML: {msg}", path, line) from None
 
 
 class KeyLines:
