@@ -294,11 +294,11 @@ def bisect_log(study, as_json):
 
 def _register_optional() -> None:
     """Commands of the heavy parts register themselves when their modules are present."""
-    try:
-        from lora_audit.train.commands import make_tiny_model, make_toy_dataset, train
-    except ImportError:
-        return
-    for cmd in (make_tiny_model, make_toy_dataset, train):
+    from lora_audit.compare.commands import compare
+    from lora_audit.launch.commands import launch, status
+    from lora_audit.train.commands import make_tiny_model, make_toy_dataset, train
+
+    for cmd in (make_tiny_model, make_toy_dataset, train, launch, status, compare):
         main.add_command(cmd)
 
 

@@ -1,0 +1,164 @@
+"""Benchmark: ``lora-audit compare`` against raw diffusers calls and a naive reload-per-model loop, in one run.
+
+N prompts × M LoRAs × S strengths × seeds on a tiny model (64×64), three ways, same prompts, seeds, steps and
+batching:
+
+- **tool**: ``run_comparison`` end to end: the base loaded once, every LoRA loaded once as an adapter and switched
+  with ``set_adapters``, PNGs with parameters written, metrics computed, grids drawn;
+- **raw**: the same pipeline calls with nothing else (base loaded once, adapters loaded once, no files): the limit;
+- **naive**: what the seed tools do: for every model (base, each LoRA × strength) ``from_pretrained`` the pipeline
+  again, ``load_lora_weights``, generate.
+
+Targets from the issue: tool within 10% of raw, and at least M× faster than naive. On tiny models a pipeline call
+is ~20 ms, so per-image file and metric work weighs more than it would on a real model, where a call is seconds.
+
+    python benchmarks/bench_compare.py                     # 2 prompts × 3 LoRAs × 2 strengths × 2 seeds, 4 steps
+    python benchmarks/bench_compare.py --loras 5 --steps 20 --size 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _make_inputs(tmp: Path, arch: str, m: int) -> tuple[Path, list[Path]]:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    sys.path.insert(0, str(ROOT / "tests" / "train"))
+    from train_helpers import toy_dataset, write_config
+
+    from lora_audit.train.tiny_model import make_tiny_model
+
+    model = make_tiny_model(tmp / "model", arch, seed=0)  # type: ignore[arg-type]
+    cfg = write_config(tmp / "train", model, toy_dataset().dataset_toml)
+    subprocess.run([sys.executable, "-m", "lora_audit.train", "--config_file", str(cfg)], check=True,
+                   capture_output=True)
+    trained = load_file(tmp / "train" / "out" / "toy.safetensors")
+    loras = []
+    for i in range(m):  # M distinct LoRAs: the trained one with its up weights scaled and jittered
+        g = torch.Generator().manual_seed(i)
+        sd = {k: v * (5 + 10 * i) + 0.01 * torch.randn(v.shape, generator=g) if k.endswith("lora_up.weight") else v
+              for k, v in trained.items()}
+        p = tmp / f"lora{i}.safetensors"
+        save_file(sd, p, metadata={"ss_base_model_version": "sd_v1" if arch == "sd15" else "sdxl_base_v1-0"})
+        loras.append(p)
+    return model, loras
+
+
+def _raw(model: Path, loras: list[Path], strengths, prompts, seeds, steps, size, batch) -> int:
+    import torch
+    from diffusers import DiffusionPipeline
+
+    pipe = DiffusionPipeline.from_pretrained(model, torch_dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    for i, p in enumerate(loras):
+        pipe.load_lora_weights(str(p), adapter_name=f"l{i}")
+    rows = [(None, 0.0)] + [(f"l{i}", s) for i in range(len(loras)) for s in strengths]
+    n = 0
+    for adapter, s in rows:
+        if adapter is None:
+            pipe.disable_lora()
+        else:
+            pipe.enable_lora()
+            pipe.set_adapters([adapter], [s])
+        n += _generate(pipe, prompts, seeds, steps, size, batch)
+    return n
+
+
+def _generate(pipe, prompts, seeds, steps, size, batch) -> int:
+    import torch
+
+    n = 0
+    for prompt in prompts:
+        for start in range(0, len(seeds), batch):
+            chunk = seeds[start:start + batch]
+            lat = torch.cat([torch.randn((1, 4, size // 8, size // 8), generator=torch.Generator().manual_seed(sd))
+                             for sd in chunk])
+            with torch.inference_mode():
+                pipe(prompt=[prompt] * len(chunk), num_inference_steps=steps, height=size, width=size, latents=lat,
+                     output_type="pil")
+            n += len(chunk)
+    return n
+
+
+def _naive(model: Path, loras: list[Path], strengths, prompts, seeds, steps, size, batch) -> tuple[int, float]:
+    """Images made, and the seconds of it spent (re)loading the pipeline and LoRA."""
+    import torch
+    from diffusers import DiffusionPipeline
+
+    rows = [(None, 0.0)] + [(p, s) for p in loras for s in strengths]
+    n, loading = 0, 0.0
+    for path, s in rows:
+        t = time.perf_counter()
+        pipe = DiffusionPipeline.from_pretrained(model, torch_dtype=torch.float32)
+        pipe.set_progress_bar_config(disable=True)
+        if path is not None:
+            pipe.load_lora_weights(str(path), adapter_name="x")
+            pipe.set_adapters(["x"], [s])
+        loading += time.perf_counter() - t
+        n += _generate(pipe, prompts, seeds, steps, size, batch)
+    return n, loading
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", choices=["sd15", "sdxl"], default="sd15")
+    ap.add_argument("--prompts", type=int, default=2)
+    ap.add_argument("--loras", type=int, default=3)
+    ap.add_argument("--strengths", default="0.5,1")
+    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=2)
+    a = ap.parse_args()
+
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    from lora_audit.compare.run import run_comparison
+    from lora_audit.compare.spec import LoraSpec, Settings
+    from lora_audit.train.models import quiet_libraries
+
+    quiet_libraries()
+    strengths = tuple(float(s) for s in a.strengths.split(","))
+    prompts = [f"pixel art sprite number {i}, punk" for i in range(a.prompts)]
+    seeds = list(range(1, a.seeds + 1))
+    with tempfile.TemporaryDirectory(prefix="bench-compare-") as d:
+        tmp = Path(d)
+        model, loras = _make_inputs(tmp, a.arch, a.loras)
+        args = (model, loras, strengths, prompts, seeds, a.steps, a.size, a.batch)
+        _raw(*args)  # warm-up: first-call allocations and lazy imports are in nobody's time
+        t = time.perf_counter()
+        n_raw = _raw(*args)
+        raw = time.perf_counter() - t
+        t = time.perf_counter()
+        s = Settings(base=model, prompts=prompts, seeds=seeds, steps=a.steps, cfg=7.0, width=a.size, height=a.size,
+                     batch=a.batch, loras=[LoraSpec(p, strengths) for p in loras])
+        cmp = run_comparison(s, tmp / "out")
+        tool = time.perf_counter() - t
+        n_tool = len(cmp.records)
+        t = time.perf_counter()
+        n_naive, naive_loading = _naive(*args)
+        naive = time.perf_counter() - t
+    assert n_raw == n_tool == n_naive
+    print(f"{a.arch}, {a.prompts} prompts × {a.loras} LoRAs × {len(strengths)} strengths × {a.seeds} seeds "
+          f"(+ base) = {n_tool} images, {a.steps} steps, {a.size}px, batch {a.batch}")
+    print(f"{'':8} {'seconds':>8} {'images/s':>9}")
+    for name, secs in (("raw", raw), ("tool", tool), ("naive", naive)):
+        print(f"{name:8} {secs:8.2f} {n_tool / secs:9.2f}")
+    print(f"tool vs raw: {tool / raw - 1:+.1%} time (target ≤ +10%); naive / tool: {naive / tool:.1f}× "
+          f"(target ≥ {a.loras}×)")
+    print(f"naive spent {naive_loading:.2f} s of {naive:.2f} s reloading ({1 + a.loras * len(strengths)} loads); "
+          "the gap grows with the load time of a real model (seconds) against a tiny one (~0.3 s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""The ``compare`` click command. Only click and stdlib are imported here (the CLI imports this on every start);
+torch, diffusers, numpy and PIL are imported when the command runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import wraps
+from pathlib import Path
+
+import click
+
+from lora_audit.compare.spec import LoraSpec, Settings, parse_lora, parse_seeds, parse_size, read_prompts
+from lora_audit.errors import EvidenceError
+
+_ML_EXTRA = ("this command needs the ml extra: pip install torch==2.13.0 (the CPU wheel; pin it first), then "
+             "pip install 'lora-audit[ml]'")
+_HEAVY = ("torch", "diffusers", "transformers", "peft", "PIL", "numpy", "safetensors")
+_SCHEDULERS = ["ddim", "pndm", "euler", "euler_a", "heun", "lms", "dpm++2m", "dpm++2m_karras", "unipc", "ddpm"]
+
+
+def _one_line_errors(fn):
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        ctx = click.get_current_context()
+        debug = bool((ctx.find_root().obj or {}).get("debug"))
+        try:
+            return fn(*args, **kwargs)
+        except EvidenceError as e:
+            if debug:
+                raise
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(2)
+        except ModuleNotFoundError as e:
+            if debug or e.name not in _HEAVY:
+                raise
+            click.echo(f"error: {_ML_EXTRA} (missing {e.name})", err=True)
+            ctx.exit(2)
+
+    return wrapper
+
+
+def _progress(done: int, total: int, what: str, eta: float | None) -> None:
+    eta_s = "?" if eta is None else f"{int(eta) // 60}:{int(eta) % 60:02d}"
+    width = 24
+    bar = "#" * (width * done // total) + "-" * (width - width * done // total)
+    click.echo(f"[{bar}] {done}/{total} ETA {eta_s}  {what}", err=True)
+
+
+@click.command("compare")
+@click.option("--base", type=click.Path(path_type=Path), default=None,
+              help="Base model: a diffusers folder or a single .safetensors checkpoint (SD1.x or SDXL).")
+@click.option("--model-config", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Diffusers config folder for a single-file base, so it loads offline.")
+@click.option("--lora", "loras", multiple=True, metavar="PATH[@S1,S2]",
+              help="A LoRA file, optionally with strengths (default 1). Repeatable.")
+@click.option("--study", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="A study folder (lora-audit ablate): its base model, prompts and every variant's LoRA.")
+@click.option("--epochs", is_flag=True, help="With --study: also each variant's per-epoch files.")
+@click.option("--strengths", default="1", show_default=True, help="With --study: strengths to try, e.g. 0.5,1.")
+@click.option("--prompt", "prompt_texts", multiple=True, help="A prompt. Repeatable.")
+@click.option("--prompts", "prompts_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="A file with one prompt a line.")
+@click.option("--seeds", default="42,43,44", show_default=True, help="Seeds: 42,43,44 or 42-45.")
+@click.option("--steps", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--cfg", type=click.FloatRange(0, 50), default=7.0, show_default=True)
+@click.option("--size", default="512x512", show_default=True, help="WxH, multiples of 8.")
+@click.option("--scheduler", type=click.Choice(_SCHEDULERS), default=None,
+              help="Sampler (default: the model's own).")
+@click.option("--negative", default="", help="Negative prompt, the same for every image.")
+@click.option("--device", type=click.Choice(["auto", "cuda", "mps", "cpu"]), default="auto", show_default=True)
+@click.option("--dtype", type=click.Choice(["auto", "fp16", "bf16", "fp32"]), default="auto", show_default=True)
+@click.option("--batch", type=click.IntRange(1, 64), default=1, show_default=True, help="Seeds per pipeline call.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Output folder (default <study>/compare or reports/compare). Finished images are kept and "
+                   "reused when the same comparison runs again.")
+@click.option("--clip-model", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Local CLIP weights (a transformers CLIPModel folder): adds a CLIP text-image score per image.")
+@click.option("--reference", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="With --clip-model: folder of reference images; adds a Fréchet distance (CLIP embeddings) per "
+                   "model.")
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print comparison.json to stdout.")
+@_one_line_errors
+def compare(base: Path | None, model_config: Path | None, loras: tuple[str, ...], study: Path | None, epochs: bool,
+            strengths: str, prompt_texts: tuple[str, ...], prompts_file: Path | None, seeds: str, steps: int,
+            cfg: float, size: str, scheduler: str | None, negative: str, device: str, dtype: str, batch: int,
+            out: Path | None, clip_model: Path | None, reference: Path | None, quiet: bool, as_json: bool) -> None:
+    """Generate the same prompts and seeds with the base model and each LoRA (at each strength), from identical
+    starting noise, and measure how each LoRA moves the images; writes images, grids, comparison.json/.csv and
+    report.md."""
+    specs: list[LoraSpec] = [parse_lora(t) for t in loras]
+    prompts: list[str] = list(prompt_texts)
+    if prompts_file is not None:
+        prompts += read_prompts(prompts_file)
+    if study is not None:
+        from lora_audit.compare.study import study_inputs
+
+        si = study_inputs(study, epochs, parse_lora(f"x@{strengths}").strengths)
+        base = base or si.base
+        prompts = prompts or si.prompts
+        specs = si.loras + specs
+        if si.missing:
+            click.echo(f"note: no trained LoRA yet for: {', '.join(si.missing)}", err=True)
+        out = out or study / "compare"
+    if base is None:
+        raise EvidenceError("give --base MODEL (or --study)")
+    if not prompts:
+        raise EvidenceError("give --prompt TEXT or --prompts FILE")
+    if reference is not None and clip_model is None:
+        raise EvidenceError("--reference needs --clip-model DIR (the embeddings the distance is measured in)")
+    width, height = parse_size(size)
+    labels = [s.name for s in specs]
+    dup = sorted({n for n in labels if labels.count(n) > 1})
+    if dup:  # rows and image folders are named by label; two LoRAs called the same would overwrite each other
+        specs = [LoraSpec(s.path, s.strengths, f"{s.path.parent.name}/{s.name}") if s.name in dup else s
+                 for s in specs]
+    settings = Settings(base=base, prompts=prompts, seeds=parse_seeds(seeds), steps=steps, cfg=cfg, width=width,
+                        height=height, scheduler=scheduler, negative=negative, device=device, dtype=dtype,
+                        batch=batch, loras=specs)
+    from lora_audit.compare.export import write_all
+    from lora_audit.compare.run import run_comparison
+
+    out = out or Path("reports") / "compare"
+    cmp = run_comparison(settings, out, None if quiet else _progress, model_config)
+    if clip_model is not None:
+        from lora_audit.compare.clip import add_clip_metrics
+
+        add_clip_metrics(cmp, clip_model, reference)
+    data = write_all(cmp)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    for lo in cmp.loras:
+        click.echo(f"{lo.spec.name}: {lo.matched} of {lo.modules_in_file} modules matched, {lo.unmatched} unmatched")
+    for st in data["statistics"]["models"]:
+        t = st["timing"]
+        click.echo(f"{st['model_name']}: {t['images']} images, {t['mean_s']:.3f} s/image, "
+                   f"{t['images_per_s']:.2f} images/s, distance to base {st['distance_to_base']['mean']:.2f}")
+    for f in data["findings"]:
+        click.echo(f)
+    click.echo(f"written: {out / 'report.md'}, comparison.json, comparison.csv, {len(cmp.grids)} grids"
+               + (f" ({cmp.resumed} images reused)" if cmp.resumed else ""))
+    sys.stdout.flush()

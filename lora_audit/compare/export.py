@@ -1,0 +1,126 @@
+"""Per-model statistics, findings, and the exports: comparison.json / comparison.csv (the comparison guide's schema,
+extended) and report.md (jinja2)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from lora_audit.compare import metrics as mx
+from lora_audit.compare.run import Comparison
+
+VERSION = "1.0.0"
+GUIDE_COLUMNS = ["comparison_id", "prompt", "seed", "model_name", "base_model", "lora", "lora_strength",
+                 "generation_time_s", "winner", "notes", "completed_at"]
+METRIC_COLUMNS = ["png_bytes", "jpeg_bytes", "palette", "grid_k", "grid_fit", "grid_fit_2", "sharpness"]
+
+
+def model_stats(cmp: Comparison) -> list[dict[str, Any]]:
+    by_lora = {lo.adapter: lo for lo in cmp.loras}
+    out = []
+    for row in cmp.rows:
+        recs = [r for r in cmp.records if r["model_name"] == row.label]
+        lo = by_lora.get(row.adapter)
+        entry: dict[str, Any] = {"model_name": row.label, "lora": str(lo.spec.path) if lo else None,
+                                 "lora_strength": row.strength if lo else None,
+                                 "timing": mx.timing([r["generation_time_s"] for r in recs]),
+                                 "distance_to_base": {"mean": _mean(recs, "distance_to_base"),
+                                                      "max": max((r["distance_to_base"] for r in recs), default=0)}}
+        entry["metrics"] = {k: _mean([r["metrics"] for r in recs], k) for k in _metric_columns(cmp)}
+        if cmp.fd_clip:
+            entry["fd_clip"] = cmp.fd_clip.get(row.label)
+        if lo:
+            entry.update(lora_size_bytes=lo.size_bytes, lora_parameters=lo.params, lora_arch=lo.arch,
+                         modules_in_file=lo.modules_in_file, modules_matched=lo.matched,
+                         modules_unmatched=lo.unmatched, lora_sha256=lo.sha256)
+        out.append(entry)
+    return out
+
+
+def _metric_columns(cmp: Comparison) -> list[str]:
+    return METRIC_COLUMNS + (["clip_score"] if any("clip_score" in r["metrics"] for r in cmp.records) else [])
+
+
+def _mean(recs: list[dict[str, Any]], key: str) -> float | None:
+    vals = [r[key] for r in recs if r.get(key) is not None]
+    return round(statistics.fmean(vals), 4) if vals else None
+
+
+def findings(cmp: Comparison, stats: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for lo in cmp.loras:
+        rows = [st for st in stats if st["lora"] == str(lo.spec.path) and st["lora_strength"]]
+        if lo.matched == 0:
+            out.append(f"NOT LOADED: {lo.spec.name}: none of its {lo.modules_in_file} modules matched the model")
+        elif lo.unmatched:
+            out.append(f"{lo.spec.name}: {lo.unmatched} of {lo.modules_in_file} modules did not match the model")
+        if rows and max(st["distance_to_base"]["max"] for st in rows) < mx.NO_EFFECT_LEVELS:
+            out.append(f"NO VISIBLE EFFECT: {lo.spec.name}: its images differ from base by under "
+                       f"{mx.NO_EFFECT_LEVELS:g} levels of 255 at every strength tried: not loaded, or too weak")
+    return out
+
+
+def furthest(stats: list[dict[str, Any]]) -> dict[str, Any] | None:
+    loras = [st for st in stats if st["lora"]]
+    return max(loras, key=lambda st: st["distance_to_base"]["mean"] or 0) if loras else None
+
+
+def to_json(cmp: Comparison) -> dict[str, Any]:
+    stats = model_stats(cmp)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in cmp.records:
+        groups.setdefault(r["comparison_id"], []).append(r)
+    s = cmp.settings
+    comparisons = [{"comparison_id": cid, "prompt": recs[0]["prompt"], "seed": recs[0]["seed"],
+                    "models": [{"name": r["model_name"], "base_model": r["base_model"], "lora": r["lora"] or None,
+                                "lora_strength": r["lora_strength"], "generation_time_s": r["generation_time_s"],
+                                "image": r["image"], "distance_to_base": r["distance_to_base"],
+                                "metrics": r["metrics"], "completed_at": r["completed_at"]} for r in recs],
+                    "winner": None, "notes": ""} for cid, recs in groups.items()]
+    best = furthest(stats)
+    return {
+        "metadata": {"generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                     "version": VERSION, "total_comparisons": len(comparisons), "tool": "lora-audit compare",
+                     "base_model": cmp.model, "settings": {
+                         "prompts": s.prompts, "seeds": s.seeds, "steps": s.steps, "cfg": s.cfg,
+                         "size": f"{s.width}x{s.height}", "scheduler": cmp.model["scheduler"], "negative": s.negative,
+                         "batch": s.batch},
+                     "resumed_images": cmp.resumed, "grids": cmp.grids},
+        "comparisons": comparisons,
+        "statistics": {"total_comparisons": len(comparisons), "comparisons_with_preference": 0,
+                       "preference_rate": 0.0, "model_wins": [], "models": stats,
+                       "furthest_from_base": best["model_name"] if best else None},
+        "findings": findings(cmp, stats),
+    }
+
+
+def write_csv(cmp: Comparison, path: Path) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        cols = _metric_columns(cmp)
+        w.writerow(GUIDE_COLUMNS + ["image", "distance_to_base"] + cols)
+        for r in cmp.records:
+            w.writerow([r[c] for c in GUIDE_COLUMNS] + [r["image"], r["distance_to_base"]]
+                       + [r["metrics"].get(c) for c in cols])
+
+
+def write_report(data: dict[str, Any], path: Path) -> None:
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(resources.files("lora_audit._templates"))),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    env.filters["num"] = lambda v, d=3: "" if v is None else f"{v:.{d}f}" if isinstance(v, float) else str(v)
+    path.write_text(env.get_template("compare.md.j2").render(d=data), encoding="utf-8")
+
+
+def write_all(cmp: Comparison) -> dict[str, Any]:
+    data = to_json(cmp)
+    (cmp.out / "comparison.json").write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    write_csv(cmp, cmp.out / "comparison.csv")
+    write_report(data, cmp.out / "report.md")
+    return data

@@ -1,0 +1,94 @@
+"""``--study runs/<study>``: the base model, prompts and LoRAs of an ablation study (stdlib only).
+
+A study (lora_audit.ablate.emit.write_study) has study.toml (``variants``) and one folder per variant whose
+config.toml names ``pretrained_model_name_or_path``, ``output_dir`` and ``output_name``; train.sh runs from the
+variant folder, so a relative output_dir is relative to it. kohya names the final file ``<output_name>.safetensors``
+and per-epoch files ``<output_name>-<epoch:06d>.safetensors`` (train_util.get_epoch_ckpt_name)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lora_audit.compare.spec import LoraSpec
+from lora_audit.errors import EvidenceError
+
+
+@dataclass
+class StudyInputs:
+    base: Path
+    prompts: list[str]
+    loras: list[LoraSpec]
+    missing: list[str] = field(default_factory=list)  # variants with no trained LoRA yet
+
+
+def _toml(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise EvidenceError(f"cannot read: {e.strerror}", str(path)) from None
+    except tomllib.TOMLDecodeError as e:
+        raise EvidenceError(f"not TOML: {e}", str(path)) from None
+
+
+def sample_prompts(path: Path) -> list[str]:
+    """kohya's sample prompt file: one prompt a line, options after `` --`` (``--n`` negative, ``--d`` seed...)."""
+    if path.suffix in (".toml", ".json"):
+        return []  # structured sample prompt files are left to --prompts
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        text = re.split(r"\s--\w", " " + line.strip(), maxsplit=1)[0].strip()
+        if text and not text.startswith("#"):
+            out.append(text)
+    return out
+
+
+def study_inputs(study: Path, epochs: bool = False, strengths: tuple[float, ...] = (1.0,)) -> StudyInputs:
+    study = Path(study)
+    meta = _toml(study / "study.toml") if (study / "study.toml").is_file() else None
+    if meta is None:
+        raise EvidenceError("not a study folder (no study.toml): make one with `lora-audit ablate`", str(study))
+    base: Path | None = None
+    prompts: list[str] = list(meta.get("prompts", []))
+    loras: list[LoraSpec] = []
+    missing: list[str] = []
+    for vid in meta.get("variants", []):
+        d = study / vid
+        cfg_file = d / "config.toml"
+        if not cfg_file.is_file():
+            missing.append(vid)
+            continue
+        cfg = _toml(cfg_file)
+        if base is None and cfg.get("pretrained_model_name_or_path"):
+            base = _resolve(d, cfg["pretrained_model_name_or_path"])
+        if not prompts and cfg.get("sample_prompts"):
+            sp = _resolve(d, cfg["sample_prompts"])
+            if sp.is_file():
+                prompts = sample_prompts(sp)
+        out_dir = _resolve(d, cfg.get("output_dir", "output"))
+        name = cfg.get("output_name", "last")
+        found = False
+        if epochs:
+            for f in sorted(out_dir.glob(f"{name}-[0-9][0-9][0-9][0-9][0-9][0-9].safetensors")):
+                epoch = int(f.stem.rsplit("-", 1)[1])
+                loras.append(LoraSpec(f, strengths, label=f"{vid} e{epoch}"))
+                found = True
+        final = out_dir / f"{name}.safetensors"
+        if final.is_file():
+            loras.append(LoraSpec(final, strengths, label=vid))
+            found = True
+        if not found:
+            missing.append(vid)
+    if base is None:
+        raise EvidenceError("no variant config names pretrained_model_name_or_path", str(study / "study.toml"))
+    if not loras:
+        raise EvidenceError(f"no trained LoRA in the study yet (looked in {len(missing)} variants' output_dir): "
+                            "train the variants first", str(study))
+    return StudyInputs(base, prompts, loras, missing)
+
+
+def _resolve(folder: Path, value: str) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (folder / p)

@@ -1,0 +1,1 @@
+"""Run a study's variants in slots with durable state (``lora-audit launch`` / ``status``)."""

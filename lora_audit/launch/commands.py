@@ -1,0 +1,199 @@
+"""``lora-audit launch`` and ``lora-audit status``: click commands the CLI registers (``launch``, ``status``)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from functools import wraps
+from pathlib import Path
+
+import click
+
+from lora_audit.errors import EvidenceError
+from lora_audit.launch import executor
+from lora_audit.launch.state import StudyState, _alive, db_path
+from lora_audit.launch.variants import study_variants
+
+
+def _handles_errors(fn):
+    """As cli.handles_errors (not imported: cli imports this module): bad input is one line, exit 2."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        ctx = click.get_current_context()
+        try:
+            return fn(*args, **kwargs)
+        except EvidenceError as e:
+            if (ctx.find_root().obj or {}).get("debug"):
+                raise
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(2)
+
+    return wrapper
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    return [p for v in values for p in v.replace(",", " ").split() if p]
+
+
+# -- status -------------------------------------------------------------------------------------------------------
+def status_data(study: Path) -> dict:
+    """The issue's shape: {"study", "variants": [{"id", "state", "attempts", "exit_code", "log", "outputs",
+    "last_step", "last_loss", "failure"}]}. Read-only: safe while a launch runs."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return _status_data(Path(study))
+        except sqlite3.OperationalError as e:  # a launcher creating the file this very moment
+            if time.monotonic() > deadline:
+                raise EvidenceError(f"cannot read the launch state: {e}", str(db_path(Path(study)))) from None
+            time.sleep(0.05)
+
+
+def _status_data(study: Path) -> dict:
+    variants = [v.id for v in study_variants(study)]
+    rows = []
+    if not db_path(study).exists():
+        return {"study": str(study), "variants": [_row(v, None, 0, None) for v in variants]}
+    st = StudyState(study, readonly=True)
+    if not st.ready:
+        st.close()
+        return {"study": str(study), "variants": [_row(v, None, 0, None) for v in variants]}
+    try:
+        launchers = {r["id"]: r for r in st.db.execute("SELECT * FROM launchers")}
+        known = variants + sorted({a.variant for a in st.attempts()} - set(variants))
+        for vid in known:
+            attempts = st.attempts(vid)
+            last = attempts[-1] if attempts else None
+            state = last.state if last else None
+            if state == "running":  # its launcher died and no launch has recovered it yet
+                lrow = launchers.get(last.launcher)
+                if lrow is None or lrow["ended"] is not None or not _alive(lrow):
+                    state = "interrupted"
+            rows.append(_row(vid, last, len(attempts), state))
+    finally:
+        st.close()
+    return {"study": str(study), "variants": rows}
+
+
+def _row(vid: str, a, n: int, state: str | None) -> dict:
+    loss = a.last_loss if a else None
+    return {
+        "id": vid,
+        "state": state or "pending",
+        "attempts": n,
+        "exit_code": a.exit_code if a else None,
+        "log": a.log if a and a.log else None,
+        "outputs": a.outputs if a else [],
+        "last_step": a.last_step if a else None,
+        "last_loss": loss if loss is None or math.isfinite(loss) else None,  # JSON has no NaN
+        "failure": a.failure if a else None,
+        # not in the JSON: what the table shows besides
+        "_total": a.total_steps if a else None, "_epoch": a.last_epoch if a else None,
+        "_eta": a.eta if a else None, "_reused": a.reused_from if a else None,
+        "_nan": loss is not None and not math.isfinite(loss),
+    }
+
+
+def _public(data: dict) -> dict:
+    return {"study": data["study"],
+            "variants": [{k: v for k, v in r.items() if not k.startswith("_")} for r in data["variants"]]}
+
+
+def render_table(data: dict) -> str:
+    head = ("variant", "state", "try", "progress", "detail")
+    body = []
+    for r in data["variants"]:
+        prog = executor.format_progress(r["last_step"], r["_total"], r["_epoch"], r["last_loss"],
+                                        r["_eta"] if r["state"] == "running" else None)
+        if r["_nan"]:
+            prog += (", " if prog else "") + "loss nan"
+        if r["state"] == "done":
+            detail = f"linked from {r['_reused']}" if r["_reused"] else f"{len(r['outputs'])} output(s)"
+        else:
+            detail = r["failure"] or ""
+        if r["log"] and r["state"] in ("running", "failed", "interrupted"):
+            detail += ("; " if detail else "") + f"log {r['log']}"
+        body.append((r["id"], r["state"], str(r["attempts"]), prog, detail))
+    widths = [max(len(x[i]) for x in [head, *body]) for i in range(4)]
+    lines = [f"study {data['study']}"]
+    for row in [head, *body]:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4])
+    return "\n".join(line.rstrip() for line in lines)
+
+
+@click.command("status")
+@click.argument("study", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--watch", is_flag=True, help="Redraw every 2 s until no variant is running (Ctrl-C to stop).")
+@_handles_errors
+def status(study: str, as_json: bool, watch: bool) -> None:
+    """The variants of a study and their state; readable while a launch runs."""
+    while True:
+        data = status_data(Path(study))
+        if as_json:
+            click.echo(json.dumps(_public(data), indent=2))
+        else:
+            if watch:
+                click.clear()
+            click.echo(render_table(data))
+        if not watch or not any(r["state"] in ("running", "queued") for r in data["variants"]):
+            return
+        try:
+            time.sleep(2.0)
+        except KeyboardInterrupt:
+            return
+
+
+# -- launch -------------------------------------------------------------------------------------------------------
+@click.command("launch")
+@click.argument("study", type=click.Path(exists=True, file_okay=False))
+@click.option("--gpus", help="GPU ids, one slot each (CUDA_VISIBLE_DEVICES per slot), e.g. 0,1.")
+@click.option("--max-parallel", type=int, default=1, show_default=True,
+              help="Slots on CPU when no --gpus are given (with --gpus: at most this many of them).")
+@click.option("--only", multiple=True, help="Run only these variants (repeat or comma-separate; re-runs failed).")
+@click.option("--reuse", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Another study whose trained variants of the same config hash are linked, not retrained.")
+@click.option("--retry-failed", is_flag=True, help="Run failed variants again (a new attempt).")
+@click.option("--cancel", "do_cancel", is_flag=True, help="Stop the variants running in this study (cancelled).")
+@click.option("--dry-run", is_flag=True, help="Say what would run, run nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the summary, or the dry-run plan).")
+@_handles_errors
+def launch(study: str, gpus: str | None, max_parallel: int, only: tuple[str, ...], reuse: tuple[str, ...],
+           retry_failed: bool, do_cancel: bool, dry_run: bool, as_json: bool) -> None:
+    """Run a study's variants (their train.sh), one per slot, with durable state; resumes after a crash."""
+    path = Path(study)
+    if do_cancel:
+        result = executor.cancel(path)
+        if as_json:
+            click.echo(json.dumps(result, indent=2))
+        else:
+            click.echo(f"asked {result['launchers']} launcher(s) to stop; cancelled: "
+                       + (", ".join(result["cancelled"]) or "none"))
+        return
+    opts = executor.Options(gpus=_split((gpus,)) if gpus else None, max_parallel=max_parallel,
+                            only=_split(only) or None, reuse=[Path(r) for r in reuse], retry_failed=retry_failed)
+    launcher = executor.Launcher(path, opts, echo=(lambda s: None) if as_json else click.echo)
+    if dry_run:
+        plan = launcher.dry_run()
+        if as_json:
+            click.echo(json.dumps({"study": str(path), "slots": [s.name for s in launcher.slots],
+                                   "variants": plan}, indent=2))
+        else:
+            for p in plan:
+                click.echo(f"{p['id']}: {p['action']} (attempt {p['attempt']})")
+        return
+    result = launcher.run()
+    if as_json:
+        click.echo(json.dumps({**result, **_public(status_data(path))}, indent=2))
+    else:
+        click.echo("")
+        click.echo(render_table(status_data(path)))
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(result["counts"].items()))
+        click.echo(f"summary: {counts}")
+        for vid, why in result["failed"].items():
+            click.echo(f"failed: {vid}: {why}")
+    if result["failed"]:  # a study with failed variants is not a success: exit 1 (2 is bad input)
+        click.get_current_context().exit(1)
