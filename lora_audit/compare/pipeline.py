@@ -94,17 +94,15 @@ def load_base(s: Settings, model_config: Path | None = None):
             pipe = DiffusionPipeline.from_pretrained(base, torch_dtype=dtype, local_files_only=True)
         elif base.is_file():
             cls = _single_file_class(base)
-            kw: dict[str, Any] = {"torch_dtype": dtype, "local_files_only": True}
-            if model_config is not None:
-                kw["config"] = str(model_config)
-            pipe = cls.from_single_file(str(base), **kw)
+            _check_model_config(model_config, cls, base)
+            pipe = cls.from_single_file(str(base), config=str(model_config), torch_dtype=dtype,
+                                        local_files_only=True)
         else:
             raise EvidenceError("base model not found", str(base))
     except EvidenceError:
         raise
     except (OSError, ValueError, KeyError) as e:
-        raise EvidenceError(f"cannot load the base model: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
-                            f"{'' if model_config else ' (a single file needs --model-config DIR offline)'}",
+        raise EvidenceError(f"cannot load the base model: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
                             str(base)) from None
     if not isinstance(pipe, (StableDiffusionPipeline, StableDiffusionXLPipeline)):
         raise EvidenceError(f"unsupported pipeline {type(pipe).__name__}: SD1.x and SDXL only", str(base))
@@ -125,6 +123,28 @@ def _single_file_class(path: Path):
     names = read_header(path).tensors
     sdxl = any(k.startswith("conditioner.embedders.1") for k in names)
     return StableDiffusionXLPipeline if sdxl else StableDiffusionPipeline
+
+
+def _check_model_config(model_config: Path | None, cls, base: Path) -> None:
+    """A single file holds weights only; diffusers takes the components' configs from a diffusers folder of the same
+    architecture (its weights are not read). Without one it would download them: refused, no network at run time."""
+    import json
+
+    want = cls.__name__
+    if model_config is None:
+        raise EvidenceError(f"a single-file checkpoint needs --model-config DIR: a diffusers folder of the same "
+                            f"architecture ({want}; its configs are used, not its weights), as nothing is downloaded",
+                            str(base))
+    index = Path(model_config) / "model_index.json"
+    if not index.is_file():
+        raise EvidenceError("--model-config is not a diffusers model folder (no model_index.json)", str(model_config))
+    try:
+        have = json.loads(index.read_text(encoding="utf-8")).get("_class_name", "")
+    except ValueError as e:
+        raise EvidenceError(f"model_index.json is not JSON: {e}", str(index)) from None
+    if ("XL" in have) != ("XL" in want):
+        raise EvidenceError(f"--model-config is a {have} folder but the checkpoint is {want}: give a folder of the "
+                            f"checkpoint's architecture", str(model_config))
 
 
 def sampler_name(pipe) -> str:
@@ -160,6 +180,7 @@ def load_lora(pipe, spec: LoraSpec, adapter: str) -> LoadedLora:
             n *= d
         params += n
     modules = sum(1 for k in header.tensors if k.endswith((".lora_down.weight", ".lora_A.weight", ".down.weight")))
+    _check_diffusers_fit(pipe, header.tensors, want, path)
     try:
         pipe.load_lora_weights(str(path), adapter_name=adapter)
     except (ValueError, KeyError, RuntimeError, OSError) as e:
@@ -167,6 +188,38 @@ def load_lora(pipe, spec: LoraSpec, adapter: str) -> LoadedLora:
     matched = sum(1 for comp in _COMPONENTS if getattr(pipe, comp, None) is not None
                   for m in getattr(pipe, comp).modules() if adapter in getattr(m, "lora_A", {}))
     return LoadedLora(spec, adapter, arch, modules, matched, params, path.stat().st_size, file_sha256(path))
+
+
+def _check_diffusers_fit(pipe, tensors: dict, arch: str, path: Path) -> None:
+    """A diffusers/peft-format LoRA (``unet.<module>.lora_A.weight``) names the model's own modules, so its fit is
+    checked directly: each module must exist and take the input width of the LoRA's down matrix. (kohya files are
+    checked by architecture from their key layout in parse_safetensors.)"""
+    fit, wrong = 0, []
+    mods: dict[str, dict[str, Any]] = {}
+    for key, t in tensors.items():
+        comp, _, rest = key.partition(".")
+        for tail in (".lora_A.weight", ".lora.down.weight"):
+            if comp in _COMPONENTS and rest.endswith(tail):
+                break
+        else:
+            continue
+        if getattr(pipe, comp, None) is None:
+            wrong.append(key)
+            continue
+        if comp not in mods:
+            mods[comp] = dict(getattr(pipe, comp).named_modules())
+        name = rest[: -len(tail)]
+        m = mods[comp].get(name) or mods[comp].get(name.removeprefix("text_model.")) \
+            or mods[comp].get("text_model." + name)
+        width = getattr(m, "in_features", None) or getattr(m, "in_channels", None)
+        if m is not None and len(t.shape) >= 2 and width == t.shape[1]:
+            fit += 1
+        else:
+            wrong.append(key)
+    if wrong:
+        raise EvidenceError(f"LoRA does not fit this {arch} model: {len(wrong)} of {fit + len(wrong)} modules are "
+                            f"missing or of another width (first: {wrong[0]}); made for another architecture?",
+                            str(path))
 
 
 def activate(pipe, adapter: str | None, strength: float = 0.0) -> None:

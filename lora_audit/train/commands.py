@@ -49,17 +49,26 @@ def _echo_json(data: dict) -> None:
 @click.option("--arch", type=click.Choice(["sd15", "sdxl"]), default="sd15", show_default=True,
               help="Block layout of the model.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same weights.")
+@click.option("--single-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Also write the model as one original-layout .safetensors checkpoint here (the kind of file "
+                   "people download); PATH then serves as its --model-config folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_one_line_errors
-def make_tiny_model(path: Path, arch: str, seed: int, as_json: bool) -> None:
+def make_tiny_model(path: Path, arch: str, seed: int, single_file: Path | None, as_json: bool) -> None:
     """Write a tiny diffusers pipeline (random weights, local tokenizer, no download) to PATH."""
     from lora_audit.train.tiny_model import make_tiny_model as make
 
     out = make(path, arch, seed)  # type: ignore[arg-type]
+    if single_file is not None:
+        from lora_audit.train.single_file import to_single_file
+
+        to_single_file(out, single_file)
     if as_json:
-        _echo_json({"path": str(out), "arch": arch, "seed": seed})
+        _echo_json({"path": str(out), "arch": arch, "seed": seed,
+                    "single_file": str(single_file) if single_file else None})
     else:
-        click.echo(f"tiny {arch} model written to {out}")
+        click.echo(f"tiny {arch} model written to {out}"
+                   + (f"; single-file checkpoint {single_file} (use --model-config {out})" if single_file else ""))
 
 
 @click.command("make-toy-dataset")

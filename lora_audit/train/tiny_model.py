@@ -25,6 +25,9 @@ _TEXT = {  # CLIP-L at toy width; max_position_embeddings stays 77 so max_token_
     "max_position_embeddings": 77, "hidden_act": "quick_gelu", "projection_dim": 32,
 }
 
+# SDXL's second encoder (OpenCLIP bigG) is wider than the first, as here: code that mixes the two up fails on these
+_TEXT_2 = {"hidden_size": 48, "intermediate_size": 96, "projection_dim": 48, "hidden_act": "gelu"}
+
 _VAE = {
     "in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 1,
     "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
@@ -45,9 +48,9 @@ _UNET = {
         "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
         "block_out_channels": [32, 64, 64], "norm_num_groups": 32, "attention_head_dim": [2, 4, 4],
         "transformer_layers_per_block": [1, 2, 2], "use_linear_projection": True,
-        "cross_attention_dim": 64,  # text encoder 1 (32) + text encoder 2 (32), concatenated as in SDXL
+        "cross_attention_dim": 80,  # text encoder 1 (32) + text encoder 2 (48), concatenated as in SDXL
         "addition_embed_type": "text_time", "addition_time_embed_dim": 8,
-        "projection_class_embeddings_input_dim": 32 + 6 * 8,  # pooled text (32) + six size embeddings
+        "projection_class_embeddings_input_dim": 48 + 6 * 8,  # pooled text (48) + six size embeddings
     },
 }
 _SCALING = {"sd15": 0.18215, "sdxl": 0.13025}  # VAE latent scale of each family (kohya uses the same constants)
@@ -98,7 +101,7 @@ def make_tiny_model(path: Path | str, arch: Arch = "sd15", seed: int = 0) -> Pat
         tok2 = CLIPTokenizer.from_pretrained(path / "tokenizer_2")
         seeded(4)
         text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(
-            vocab_size=vocab_size, **{**_TEXT, "hidden_act": "gelu"}, **{**ids, "pad_token_id": tok2.pad_token_id}))
+            vocab_size=vocab_size, **{**_TEXT, **_TEXT_2}, **{**ids, "pad_token_id": tok2.pad_token_id}))
         scheduler = EulerDiscreteScheduler(**_BETAS, steps_offset=1, timestep_spacing="leading")
         pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
                                          tokenizer=tok, tokenizer_2=tok2, unet=unet, scheduler=scheduler)

@@ -99,7 +99,7 @@ def test_sdxl_text_conditioning_concatenates_both_encoders():
     with torch.no_grad():
         ids1, ids2 = text.batch_ids(t1, ["a", "b"], 225), text.batch_ids(t2, ["a", "b"], 225)
         ctx, pool = text.encode_sdxl(e1, e2, t2, ids1, ids2)
-    assert ctx.shape == (2, 227, 64) and pool.shape == (2, 32)
+    assert ctx.shape == (2, 227, 32 + 48) and pool.shape == (2, 48)  # encoder 1 + encoder 2 widths; pooled from 2
 
 
 def test_sdxl_unet_names_map_to_kohyas_sgm_blocks():
