@@ -1,0 +1,326 @@
+"""Statistics of votes on a comparison folder (stdlib only): win rates with 95% Wilson intervals, the exact sign test
+against the base model, Bradley–Terry strengths, and plain sentences that say when a win rate is conclusive.
+
+Counting rules (one vote = one observation; several voters' votes on one item all count):
+- best-of with k models shown: the chosen model beats each of the k-1 others; 'tie' and 'both_bad' tie every pair.
+- head-to-head (a LoRA versus the base): from every vote that showed both; the LoRA wins when it was chosen, loses
+  when the base was chosen, ties on 'tie'/'both_bad'; a vote for a third model says nothing about the pair. The
+  head-to-head win rate is wins / (wins + losses): ties are counted and shown but left out, as the sign test does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from lora_audit.errors import EvidenceError
+from lora_audit.votes.data import ComparisonFolder, load_folder
+from lora_audit.votes.store import BOTH_BAD, KINDS, TIE, Vote, VoteStore, has_votes
+
+Z95 = 1.959963984540054
+# The comparison guide's "Interpret Results" bands for the LoRA's win rate against the base model.
+GUIDE_HIGH, GUIDE_LOW = 0.60, 0.40
+GUIDE_READINGS = {
+    "above 60%": "training significantly improved quality - use this model",
+    "40-60%": "training showed some improvement - may need more data or tuning",
+    "below 40%": "training may need adjustment - review training parameters",
+}
+
+
+def wilson(k: float, n: float, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion k/n ((0, 1) when n is 0)."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = k / n
+    z2 = z * z
+    denom = 1 + z2 / n
+    center = (p + z2 / (2 * n)) / denom
+    half = z / denom * math.sqrt(max(p * (1 - p) / n + z2 / (4 * n * n), 0.0))
+    return max(0.0, center - half), min(1.0, center + half)
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Exact two-sided sign test (binomial, p = 1/2; ties already dropped): min(1, 2 P(X <= min(wins, losses)))."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(wins, losses) + 1))
+    return min(1.0, 2 * tail / 2 ** n)
+
+
+def comparisons_needed(p_hat: float, threshold: float = 0.5, z: float = Z95) -> int | None:
+    """About how many comparisons in total make the 95% Wilson interval at win rate ``p_hat`` clear ``threshold``;
+    None when p_hat == threshold (never). The Wilson interval is the set of p0 with |p_hat - p0| <= z sqrt(p0 (1 - p0)
+    / n), so it clears p0 once n > z^2 p0 (1 - p0) / (p_hat - p0)^2."""
+    if math.isclose(p_hat, threshold, abs_tol=1e-12):
+        return None
+    return math.floor(z * z * threshold * (1 - threshold) / (p_hat - threshold) ** 2) + 1
+
+
+# --- Bradley–Terry ------------------------------------------------------------------------------------------------
+
+def bradley_terry(pairs: list[tuple[str, str, float]], z: float = Z95, tol: float = 1e-12,
+                  max_iter: int = 100_000) -> dict[str, tuple[float, float, float]]:
+    """Bradley–Terry strengths from pairwise outcomes ``(winner, loser, weight)`` (a tie: half a win each way), by
+    Hunter's (2004) MM algorithm. Strengths are normalised to geometric mean 1 (log-strengths sum to 0), so
+    P(i beats j) = s_i / (s_i + s_j). 95% intervals: exp(log-strength +- z se), se from the observed Fisher
+    information of the log-strengths (its pseudo-inverse, under the sum-zero constraint).
+
+    The maximum-likelihood fit exists only when every split of the models into two groups has a win each way
+    (Ford's condition); when it fails (e.g. a model never wins, or never loses) one virtual tie between every pair
+    of models is added (a weak prior) and :func:`bt_prior_used` says so."""
+    models, w = _win_matrix(pairs)
+    if len(models) < 2:
+        return {m: (1.0, 1.0, 1.0) for m in models}
+    idx = {m: i for i, m in enumerate(models)}
+    k = len(models)
+    if not _strongly_connected(w):
+        for i in range(k):
+            for j in range(k):
+                if i != j:
+                    w[i][j] += 0.5
+    n = [[w[i][j] + w[j][i] for j in range(k)] for i in range(k)]
+    wins = [sum(row) for row in w]
+    s = [1.0] * k
+    for _ in range(max_iter):
+        new = [wins[i] / sum(n[i][j] / (s[i] + s[j]) for j in range(k) if j != i and n[i][j]) for i in range(k)]
+        g = math.exp(sum(math.log(x) for x in new) / k)
+        new = [x / g for x in new]
+        done = max(abs(x - y) / y for x, y in zip(new, s)) < tol
+        s = new
+        if done:
+            break
+    # observed information of theta = log s: a graph Laplacian with weights n_ij p_ij p_ji
+    info = [[0.0] * k for _ in range(k)]
+    for i in range(k):
+        for j in range(k):
+            if i != j and n[i][j]:
+                c = n[i][j] * s[i] * s[j] / (s[i] + s[j]) ** 2
+                info[i][j] -= c
+                info[i][i] += c
+    cov = _pinv_laplacian(info)
+    out = {}
+    for m, i in idx.items():
+        se = math.sqrt(max(cov[i][i], 0.0))
+        out[m] = (s[i], s[i] * math.exp(-z * se), s[i] * math.exp(z * se))
+    return out
+
+
+def bt_prior_used(pairs: list[tuple[str, str, float]]) -> bool:
+    """Whether :func:`bradley_terry` adds its virtual ties for these outcomes (no finite maximum-likelihood fit)."""
+    models, w = _win_matrix(pairs)
+    return len(models) >= 2 and not _strongly_connected(w)
+
+
+def _win_matrix(pairs: list[tuple[str, str, float]]) -> tuple[list[str], list[list[float]]]:
+    """Models (sorted) and w[i][j], the weight of i beating j."""
+    models = sorted({m for a, b, _ in pairs for m in (a, b)})
+    idx = {m: i for i, m in enumerate(models)}
+    w = [[0.0] * len(models) for _ in models]
+    for a, b, wt in pairs:
+        if a != b and wt > 0:
+            w[idx[a]][idx[b]] += wt
+    return models, w
+
+
+def _strongly_connected(w: list[list[float]]) -> bool:
+    k = len(w)
+
+    def reach(edge) -> set[int]:
+        seen, todo = {0}, [0]
+        while todo:
+            i = todo.pop()
+            for j in range(k):
+                if j not in seen and edge(i, j):
+                    seen.add(j)
+                    todo.append(j)
+        return seen
+
+    return len(reach(lambda i, j: w[i][j] > 0)) == k and len(reach(lambda i, j: w[j][i] > 0)) == k
+
+
+def _pinv_laplacian(lap: list[list[float]]) -> list[list[float]]:
+    """Moore–Penrose inverse of a connected graph Laplacian L (null space: the ones vector):
+    L+ = (L + J/k)^-1 - J/k, J the all-ones matrix."""
+    k = len(lap)
+    a = [[lap[i][j] + 1.0 / k for j in range(k)] + [1.0 if i == j else 0.0 for j in range(k)] for i in range(k)]
+    for c in range(k):  # Gauss-Jordan with partial pivoting
+        p = max(range(c, k), key=lambda r: abs(a[r][c]))
+        a[c], a[p] = a[p], a[c]
+        piv = a[c][c]
+        a[c] = [x / piv for x in a[c]]
+        for r in range(k):
+            if r != c and a[r][c]:
+                f = a[r][c]
+                a[r] = [x - f * y for x, y in zip(a[r], a[c])]
+    return [[a[i][k + j] - 1.0 / k for j in range(k)] for i in range(k)]
+
+
+# --- Votes to numbers ---------------------------------------------------------------------------------------------
+
+def pair_outcomes(votes: Iterable[Vote]) -> list[tuple[str, str, float]]:
+    """Every vote as pairwise outcomes: the chosen model beats each other shown model (weight 1); a tie or 'both bad'
+    is half a win each way for every pair shown."""
+    out: list[tuple[str, str, float]] = []
+    for v in votes:
+        if v.winner is not None:
+            out += [(v.winner, m, 1.0) for m in v.shown if m != v.winner]
+        else:
+            out += [(a, b, 0.5) for a in v.shown for b in v.shown if a != b]
+    return out
+
+
+def head_to_head(votes: Iterable[Vote], model: str, other: str) -> dict[str, Any]:
+    """``model`` against ``other``: wins, losses, ties, n = wins + losses (decided), win rate with its Wilson
+    interval, and the exact sign-test p-value."""
+    wins = losses = ties = 0
+    for v in votes:
+        if model not in v.shown or other not in v.shown:
+            continue
+        if v.winner == model:
+            wins += 1
+        elif v.winner == other:
+            losses += 1
+        elif v.winner is None:
+            ties += 1
+    n = wins + losses
+    lo, hi = wilson(wins, n)
+    return {"wins": wins, "losses": losses, "ties": ties, "n": n, "win_rate": wins / n if n else None,
+            "ci_lo": lo, "ci_hi": hi, "p_value": sign_test(wins, losses)}
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def _edge(x: float) -> str:
+    """A CI bound in percent with one decimal (whole numbers would show 39.7% as 40%, on the guide's edge)."""
+    return f"{100 * x:.1f}"
+
+
+def _more(k: int) -> str:
+    return f"about {k} more comparison{'s' if k != 1 else ''}"
+
+
+def verdict(h: dict[str, Any], model: str, base: str) -> tuple[str | None, str]:
+    """(guide band or None, sentence) for a head-to-head result of ``model`` against the base. The guide's reading
+    is given only when the whole 95% interval lies in its band."""
+    w, n, lo, hi = h["wins"], h["n"], h["ci_lo"], h["ci_hi"]
+    ties = f"; {h['ties']} tie{'s' if h['ties'] != 1 else ''} not counted" if h["ties"] else ""
+    if n == 0:
+        return None, f"{model} has no decided comparison against {base} yet{ties.replace(';', ':', 1)}"
+    p = w / n
+    head = (f"{model} wins {w} of {n} against {base} ({_pct(p)}, 95% CI {_edge(lo)}–{_edge(hi)}%, "
+            f"sign test p = {h['p_value']:.3g}{ties})")
+    band = ("above 60%" if lo > GUIDE_HIGH else "below 40%" if hi < GUIDE_LOW
+            else "40-60%" if lo >= GUIDE_LOW and hi <= GUIDE_HIGH else None)
+    if band:
+        inside = "inside " if band == "40-60%" else ""
+        return band, (f"{head}: the whole interval is {inside}{band}, so the guide's reading holds: "
+                      f"{GUIDE_READINGS[band]}")
+    if lo > 0.5 or hi < 0.5:  # a preference is shown, but not which of the guide's bands it falls in
+        side, edge = ("better", GUIDE_HIGH) if lo > 0.5 else ("worse", GUIDE_LOW)
+        more = comparisons_needed(p, edge)
+        where = ("above 60%" if p > GUIDE_HIGH else "below 40%" if p < GUIDE_LOW else "inside the guide's 40-60% band")
+        tail = (f"; {_more(max(more - n, 1))} would place a {_pct(p)} win rate {where}" if more
+                else f"; a win rate of exactly {_pct(edge)} sits on the guide's edge")
+        return None, (f"{head}: {side} than {base} (the interval clears 50%), but not conclusive for the guide's "
+                      f"reading yet{tail}")
+    more = comparisons_needed(p)
+    if more is None:
+        return None, f"{head}: not conclusive; at a 50% win rate no number of comparisons shows a preference"
+    return None, f"{head}: not conclusive yet; {_more(max(more - n, 1))} would settle a {_pct(p)} win rate"
+
+
+def _section(votes: list[Vote], folder: ComparisonFolder) -> dict[str, Any]:
+    base = folder.base_model
+    per: dict[str, dict[str, Any]] = defaultdict(lambda: {"appearances": 0, "wins": 0, "ties": 0, "both_bad": 0,
+                                                          "chance": 0.0})
+    for v in votes:
+        for m in v.shown:
+            r = per[m]
+            r["appearances"] += 1
+            r["chance"] += 1 / len(v.shown)
+            r["wins"] += v.winner == m
+            r["ties"] += v.choice == TIE
+            r["both_bad"] += v.choice == BOTH_BAD
+    order = [m for m in folder.models if m in per] + sorted(m for m in per if m not in folder.models)
+    models = []
+    for m in order:
+        r = per[m]
+        a = r["appearances"]
+        lo, hi = wilson(r["wins"], a)
+        models.append({"model": m, "appearances": a, "wins": r["wins"], "ties": r["ties"],
+                       "both_bad": r["both_bad"], "losses": a - r["wins"] - r["ties"] - r["both_bad"],
+                       "win_rate": r["wins"] / a, "ci_lo": lo, "ci_hi": hi, "chance_rate": r["chance"] / a})
+    versus = []
+    if base:
+        for m in folder.models:
+            if m == base:
+                continue
+            h = head_to_head(votes, m, base)
+            band, sentence = verdict(h, m, base)
+            versus.append({"model": m, **h, "guide_reading": band and GUIDE_READINGS[band], "guide_band": band,
+                           "sentence": sentence})
+    out: dict[str, Any] = {"votes": len(votes), "voters": sorted({v.voter for v in votes}), "models": models,
+                           "versus_base": versus, "bradley_terry": None}
+    pairs = pair_outcomes(votes)
+    if len({m for a, b, _ in pairs for m in (a, b)}) > 2:
+        fit = bradley_terry(pairs)
+        out["bradley_terry"] = {
+            "normalisation": "geometric mean of strengths = 1; P(i beats j) = s_i / (s_i + s_j)",
+            "interval": "95%, from the observed Fisher information of the log-strengths",
+            "prior": "one virtual tie between every pair of models (some model never won or never lost)"
+            if bt_prior_used(pairs) else None,
+            "strengths": [{"model": m, "strength": s, "ci_lo": lo, "ci_hi": hi}
+                          for m, (s, lo, hi) in sorted(fit.items(), key=lambda kv: -kv[1][0])]}
+    return out
+
+
+def summarize(votes: list[Vote], folder: ComparisonFolder, kind: str = "all") -> dict[str, Any]:
+    """JSON-able statistics of ``votes`` on ``folder``: a ``human`` section, and a ``machine`` section when there
+    are machine votes (each judge apart under ``machine.by_judge`` when there are several). ``kind`` keeps one."""
+    if kind not in ("all", *KINDS):
+        raise ValueError(f"kind must be all, human or machine, not {kind!r}")
+    out: dict[str, Any] = {"folder": str(folder.path), "base_model": folder.base_model, "models": folder.models,
+                           "comparisons": len(folder.items)}
+    human = [v for v in votes if v.kind == "human"]
+    machine = [v for v in votes if v.kind == "machine"]
+    if kind in ("all", "human"):
+        out["human"] = _section(human, folder)
+    if machine and kind in ("all", "machine"):
+        sec = _section(machine, folder)
+        judges = sorted({v.judge or v.voter for v in machine})
+        sec["judges"] = judges
+        if len(judges) > 1:
+            sec["by_judge"] = {j: _section([v for v in machine if (v.judge or v.voter) == j], folder) for j in judges}
+        out["machine"] = sec
+    return out
+
+
+def folder_votes(folder: Path | str, kind: str | None = None) -> list[Vote]:
+    """The counted votes of a comparison folder (none when it has no vote store yet; the store is not created)."""
+    return VoteStore(folder).votes(kind=kind) if has_votes(folder) else []
+
+
+def folder_stats(folder: Path | str, kind: str = "all") -> dict[str, Any]:
+    """Load a comparison folder and its votes; :func:`summarize` of them (what ``lora-audit stats --json`` prints)."""
+    cf = load_folder(folder)
+    return summarize(folder_votes(cf.path), cf, kind)
+
+
+def versus_base(folder: Path | str, model: str, kind: str | None = "human") -> dict[str, Any]:
+    """``model`` against the folder's base model from the folder's votes (``kind`` None: human and machine):
+    wins, losses, ties, n (= wins + losses), win_rate (None when n is 0), ci_lo, ci_hi (95% Wilson), p_value
+    (exact sign test)."""
+    cf = load_folder(folder)
+    if cf.base_model is None:
+        raise EvidenceError("this comparison has no base model (a row without a LoRA)",
+                            str(cf.path / "comparison.json"))
+    if model not in cf.models:
+        raise EvidenceError(f"no model {model!r} in this comparison (it has: {', '.join(cf.models)})",
+                            str(cf.path / "comparison.json"))
+    return head_to_head(folder_votes(cf.path, kind), model, cf.base_model)
