@@ -14,6 +14,7 @@ from lora_audit.errors import EvidenceError
 from lora_audit.kohya.catalog import CATEGORIES
 from lora_audit.model import Run
 from lora_audit.rules.engine import Finding, find_suspects
+from lora_audit.votes.summary import ComparisonLink
 
 
 class Pair(BaseModel):
@@ -35,6 +36,7 @@ class Audit(BaseModel):
     overview: RunDiff  # all runs side by side (baseline: the first good run)
     pairs: list[Pair]
     missing: dict[str, list[str]] = Field(default_factory=dict)  # run -> unknown key params
+    comparisons: list[ComparisonLink] = Field(default_factory=list)  # image comparisons of the study, with votes
 
     def to_json(self) -> dict:
         return {
@@ -45,6 +47,7 @@ class Audit(BaseModel):
             "diff": self.overview.to_json(),
             "pairs": [p.model_dump() for p in self.pairs],
             "missing": self.missing,
+            "comparisons": [c.model_dump() for c in self.comparisons],
         }
 
 

@@ -119,21 +119,28 @@ def diff(runs: tuple[str, ...], show_all: bool, as_json: bool) -> None:
 @click.option("--out", type=click.Path(dir_okay=False), help="Report path (default: reports/<runs>.md).")
 @click.option("--template", type=click.Path(exists=True, dir_okay=False), help="Your own jinja2 template.")
 @click.option("--date", "report_date", help="Date printed in the report (YYYY-MM-DD; default today).")
+@click.option("--study", type=click.Path(file_okay=False), default=None,
+              help="A study folder: its comparisons (lora-audit compare --study) are linked, with their win rates.")
+@click.option("--compare", "compare_dirs", multiple=True, type=click.Path(file_okay=False),
+              help="A comparison folder (lora-audit compare --out) to link, with its win rates. Repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print the findings and the diff as JSON (no report).")
 @handles_errors
-def audit(runs, good, bad, out, template, report_date, as_json) -> None:
+def audit(runs, good, bad, out, template, report_date, study, compare_dirs, as_json) -> None:
     """Diagnose RUNS (folders, or one folder of run folders): ranked suspects and a Markdown report."""
     from lora_audit.audit import audit as run_audit, default_report_path
     from lora_audit.evidence import load_runs
     from lora_audit.report.markdown import render_audit
+    from lora_audit.votes.summary import comparison_folders, link_comparison
 
     result = run_audit(load_runs(list(runs)), list(good) or None, list(bad) or None)
     if report_date:
         result.date = report_date
+    path = Path(out) if out else default_report_path(list(runs))
+    folders = [Path(c) for c in compare_dirs] + (comparison_folders(study) if study else [])
+    result.comparisons = [link_comparison(f, path) for f in dict.fromkeys(folders)]
     if as_json:
         _echo_json(result.to_json())
         return
-    path = Path(out) if out else default_report_path(list(runs))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_audit(result, template), encoding="utf-8")
     for p in result.pairs:
@@ -142,6 +149,11 @@ def audit(runs, good, bad, out, template, report_date, as_json) -> None:
         click.echo(f"{p.good} -> {p.bad}: {len(p.diff.known_changes())} effective changes, {p.nominal} nominal, "
                    f"{unknown} unknown; primary suspects: " + (", ".join(
                        dict.fromkeys(x for f in top for x in f.params)) or "none"))
+    for c in result.comparisons:
+        click.echo(f"comparison {c.folder}: {c.images} images, {c.human_votes} human / {c.machine_votes} machine "
+                   f"votes" + (f"; furthest from base: {c.furthest}" if c.furthest else ""))
+        for sentence in c.sentences:
+            click.echo(f"  {sentence}")
     click.echo(f"report: {path}")
 
 
@@ -249,15 +261,44 @@ def bisect_start(ctx, runs, good, bad, out, parallel, backend, as_json):
 
 
 def _judge_command(verdict: str):
-    @bisect.command(verdict, help=f"Mark trained VARIANTs {verdict}; writes the next round when this one is done.")
-    @click.argument("variants", nargs=-1, required=True)
+    @bisect.command(verdict, help=f"Mark trained VARIANTs {verdict}; writes the next round when this one is done. "
+                                  f"With --from-votes DIR, the variants (default: the round's) whose win rate against "
+                                  f"the base model in that comparison's votes is "
+                                  f"{'at least' if verdict == 'good' else 'below'} --threshold are marked {verdict}.")
+    @click.argument("variants", nargs=-1)
     @click.option("--study", default=".", show_default=True, type=click.Path(file_okay=False))
+    @click.option("--from-votes", "votes_dir", type=click.Path(file_okay=False), default=None,
+                  help="A comparison folder with votes (lora-audit compare --study, then lora-audit vote).")
+    @click.option("--threshold", type=click.FloatRange(0, 1), default=0.6, show_default=True,
+                  help="With --from-votes: the win rate against base that counts as good (the guide's 60%).")
+    @click.option("--kind", type=click.Choice(["human", "machine"]), default=None,
+                  help="With --from-votes: whose votes (default human, machine when there are no human votes).")
     @click.option("--json", "as_json", is_flag=True)
     @handles_errors
-    def command(variants, study, as_json):
+    def command(variants, study, votes_dir, threshold, kind, as_json):
         from lora_audit.ablate import study as st
 
-        _print_bisect(st.status_json(st.judge(Path(study), verdict, list(variants))), as_json, Path(study))
+        if votes_dir is None:
+            if not variants:
+                raise EvidenceError(f"name the VARIANTs that are {verdict}, or give --from-votes DIR")
+            _print_bisect(st.status_json(st.judge(Path(study), verdict, list(variants))), as_json, Path(study))
+            return
+        rows = st.verdicts_from_votes(Path(study), Path(votes_dir), threshold, kind, list(variants) or None)
+        chosen = [r["variant"] for r in rows if r["verdict"] == verdict]
+        if not as_json:
+            for r in rows:
+                rate = (f"wins {r['wins']} of {r['n']} against base ({100 * r['win_rate']:.0f}%, 95% CI "
+                        f"{100 * r['ci_lo']:.0f}-{100 * r['ci_hi']:.0f}%)" if r["n"] else "no decided votes")
+                click.echo(f"{r['variant']}: {rate}, {r['kind']} votes -> "
+                           + (f"{verdict}" if r["variant"] in chosen else f"not {verdict}"
+                              if r["verdict"] else "no verdict"))
+        if not chosen:
+            raise EvidenceError(f"the votes in {votes_dir} mark no variant {verdict} at threshold {threshold:g}")
+        data = st.status_json(st.judge(Path(study), verdict, chosen))
+        if as_json:
+            _echo_json({"study": str(study), "from_votes": rows, **data})
+            return
+        _print_bisect(data, False, Path(study))
 
     return command
 

@@ -54,7 +54,12 @@ def study_inputs(study: Path, epochs: bool = False, strengths: tuple[float, ...]
     prompts: list[str] = list(meta.get("prompts", []))
     loras: list[LoraSpec] = []
     missing: list[str] = []
-    for vid in meta.get("variants", []):
+    ids = [str(v) for v in meta.get("variants", [])]
+    if (study / "bisect.json").is_file():  # a bisection's variants are written round by round
+        from lora_audit.ablate.study import load
+
+        ids += [t.id for r in load(study).state.rounds for t in r.tests if t.id not in ids]
+    for vid in ids:
         d = study / vid
         cfg_file = d / "config.toml"
         if not cfg_file.is_file():
