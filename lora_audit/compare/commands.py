@@ -40,11 +40,22 @@ def _one_line_errors(fn):
     return wrapper
 
 
-def _progress(done: int, total: int, what: str, eta: float | None) -> None:
-    eta_s = "?" if eta is None else f"{int(eta) // 60}:{int(eta) % 60:02d}"
-    width = 24
-    bar = "#" * (width * done // total) + "-" * (width - width * done // total)
-    click.echo(f"[{bar}] {done}/{total} ETA {eta_s}  {what}", err=True)
+def _progress_printer():
+    """One bar redrawn in place on a terminal; in a log, a line per tenth of the work (and the last)."""
+    shown = {"decile": -1}
+
+    def progress(done: int, total: int, what: str, eta: float | None) -> None:
+        eta_s = "?" if eta is None else f"{int(eta) // 60}:{int(eta) % 60:02d}"
+        width = 24
+        bar = "#" * (width * done // total) + "-" * (width - width * done // total)
+        line = f"[{bar}] {done}/{total} ETA {eta_s}  {what}"
+        if click.get_text_stream("stderr").isatty():
+            click.echo("\r\033[K" + line[:200], err=True, nl=done >= total)
+        elif done >= total or (10 * done) // total > shown["decile"]:
+            shown["decile"] = (10 * done) // total
+            click.echo(line, err=True)
+
+    return progress
 
 
 @click.command("compare")
@@ -122,7 +133,7 @@ def compare(base: Path | None, model_config: Path | None, loras: tuple[str, ...]
     from lora_audit.compare.run import run_comparison
 
     out = out or Path("reports") / "compare"
-    cmp = run_comparison(settings, out, None if quiet else _progress, model_config)
+    cmp = run_comparison(settings, out, None if quiet else _progress_printer(), model_config)
     if clip_model is not None:
         from lora_audit.compare.clip import add_clip_metrics
 

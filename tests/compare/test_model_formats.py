@@ -120,3 +120,12 @@ def test_peft_format_lora_for_another_architecture_is_refused(tmp_path):
     line, = r.output.strip().splitlines()
     assert line.startswith(f"error: {lora}: LoRA does not fit this sd15 model:")
     assert not list((tmp_path / "o").glob("images/**/*.png"))
+
+
+def test_progress_in_a_log_is_a_line_per_tenth_with_eta(tmp_path):
+    r = CliRunner().invoke(main, ["compare", "--base", str(tiny_model("sd15")), "--prompt", "a knight", "--steps",
+                                  "1", "--size", "64x64", "--seeds", "1-25", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    bars = [line for line in r.stderr.splitlines() if line.startswith("[")]
+    assert 10 <= len(bars) <= 11 and bars[-1].startswith("[########################] 25/25 ETA 0:00")
+    assert all(" ETA " in b for b in bars)
