@@ -113,9 +113,16 @@ def write_report(data: dict[str, Any], path: Path) -> None:
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(resources.files("lora_audit._templates"))),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False,
+                             trim_blocks=True, lstrip_blocks=True)  # table rows stay adjacent: one table each
     env.filters["num"] = lambda v, d=3: "" if v is None else f"{v:.{d}f}" if isinstance(v, float) else str(v)
-    path.write_text(env.get_template("compare.md.j2").render(d=data), encoding="utf-8")
+    text = env.get_template("compare.md.j2").render(d=data)
+    out, blank = [], 0
+    for line in text.splitlines():  # no runs of blank lines where blocks were skipped
+        blank = blank + 1 if not line.strip() else 0
+        if blank <= 1:
+            out.append(line.rstrip())
+    path.write_text("\n".join(out).strip() + "\n", encoding="utf-8")
 
 
 def write_all(cmp: Comparison) -> dict[str, Any]:

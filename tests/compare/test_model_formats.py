@@ -129,3 +129,11 @@ def test_progress_in_a_log_is_a_line_per_tenth_with_eta(tmp_path):
     bars = [line for line in r.stderr.splitlines() if line.startswith("[")]
     assert 10 <= len(bars) <= 11 and bars[-1].startswith("[########################] 25/25 ETA 0:00")
     assert all(" ETA " in b for b in bars)
+    report = (tmp_path / "report.md").read_text()
+    lines = report.splitlines()
+    # every table is one block: its rows follow the header with no blank line between (Markdown ends a table there)
+    for i, line in enumerate(lines):
+        if line.startswith("|---"):
+            rows = lines[i + 1:]
+            assert rows and rows[0].startswith("| base |"), report
+    assert "\n\n\n" not in report
