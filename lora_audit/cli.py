@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from functools import wraps
 from typing import Any
 
 import click
 
 from lora_audit import __version__
+from lora_audit.cli_support import one_line_errors
 from lora_audit.errors import EvidenceError
 
 
@@ -18,21 +18,7 @@ def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
-def handles_errors(fn):
-    """Bad input: one line on stderr, exit 2; the traceback only with --debug."""
-
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        ctx = click.get_current_context()
-        try:
-            return fn(*args, **kwargs)
-        except EvidenceError as e:
-            if (ctx.obj or {}).get("debug"):
-                raise
-            click.echo(f"error: {e}", err=True)
-            ctx.exit(2)
-
-    return wrapper
+handles_errors = one_line_errors
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

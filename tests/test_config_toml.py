@@ -1,6 +1,5 @@
 """--config_file and --dataset_config TOML with kohya's precedence."""
 
-from pathlib import Path
 
 import pytest
 import toml

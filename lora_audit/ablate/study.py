@@ -3,7 +3,6 @@ variants of the current round written as study folders. ``lora-audit bisect`` is
 
 from __future__ import annotations
 
-import json
 import tomllib
 from pathlib import Path
 

@@ -5,39 +5,18 @@ from __future__ import annotations
 
 import json
 import sys
-from functools import wraps
 from pathlib import Path
 
 import click
 
+from lora_audit.cli_support import one_line_errors
 from lora_audit.compare.spec import LoraSpec, Settings, parse_lora, parse_seeds, parse_size, read_prompts
 from lora_audit.errors import EvidenceError
 
-_ML_EXTRA = ("this command needs the ml extra: pip install torch==2.13.0 (the CPU wheel; pin it first), then "
-             "pip install 'lora-audit[ml]'")
-_HEAVY = ("torch", "diffusers", "transformers", "peft", "PIL", "numpy", "safetensors")
 _SCHEDULERS = ["ddim", "pndm", "euler", "euler_a", "heun", "lms", "dpm++2m", "dpm++2m_karras", "unipc", "ddpm"]
 
 
-def _one_line_errors(fn):
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        ctx = click.get_current_context()
-        debug = bool((ctx.find_root().obj or {}).get("debug"))
-        try:
-            return fn(*args, **kwargs)
-        except EvidenceError as e:
-            if debug:
-                raise
-            click.echo(f"error: {e}", err=True)
-            ctx.exit(2)
-        except ModuleNotFoundError as e:
-            if debug or e.name not in _HEAVY:
-                raise
-            click.echo(f"error: {_ML_EXTRA} (missing {e.name})", err=True)
-            ctx.exit(2)
-
-    return wrapper
+_one_line_errors = one_line_errors
 
 
 def _progress_printer():

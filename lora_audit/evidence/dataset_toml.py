@@ -17,7 +17,6 @@ from pydantic import BaseModel, Field
 
 from lora_audit.evidence._toml_lines import KeyLines, read_toml
 from lora_audit.errors import EvidenceError
-from lora_audit.kohya.catalog import catalog
 from lora_audit.model import Note, Setting
 
 # config name -> argparse dest name (ConfigSanitizer.ARGPARSE_OPTNAME_TO_CONFIG_OPTNAME, reversed)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from lora_audit.errors import EvidenceError
 from lora_audit.kohya.catalog import catalog
 from lora_audit.kohya.normalize import same
 from lora_audit.kohya.semantics import effective
-from lora_audit.model import (Alternative, Artifact, Conflict, ConflictValue, Evidence, EvidenceRef, Note, Param,
+from lora_audit.model import (Artifact, Conflict, ConflictValue, Evidence, EvidenceRef, Note, Param,
                               Run, Setting)
 
 # Parameters a reader always wants to see, even when the evidence cannot say (then: unknown).

@@ -6,32 +6,18 @@ import json
 import math
 import sqlite3
 import time
-from functools import wraps
 from pathlib import Path
 
 import click
 
 from lora_audit.errors import EvidenceError
+from lora_audit.cli_support import one_line_errors
 from lora_audit.launch import executor
 from lora_audit.launch.state import StudyState, _alive, db_path
 from lora_audit.launch.variants import study_variants
 
 
-def _handles_errors(fn):
-    """As cli.handles_errors (not imported: cli imports this module): bad input is one line, exit 2."""
-
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        ctx = click.get_current_context()
-        try:
-            return fn(*args, **kwargs)
-        except EvidenceError as e:
-            if (ctx.find_root().obj or {}).get("debug"):
-                raise
-            click.echo(f"error: {e}", err=True)
-            ctx.exit(2)
-
-    return wrapper
+_handles_errors = one_line_errors
 
 
 def _split(values: tuple[str, ...]) -> list[str]:

@@ -86,7 +86,6 @@ def find_suspects(good: Run, bad: Run, diff: RunDiff | None = None, rules: dict 
     """Findings for one good→bad pair, best suspects first, unknowns last."""
     rules = rules or load_rules()
     diff = diff or diff_runs([good, bad])
-    changes = {c.param: c for c in diff.changes + diff.derived}
     effective_changes = {c.param: c for c in diff.effective_changes()}
     gv, bv = _values(good), _values(bad)
     env = {"good": View(gv), "bad": View(bv)}

@@ -8,36 +8,13 @@ from __future__ import annotations
 
 import json
 import sys
-from functools import wraps
 from pathlib import Path
 
 import click
 
-from lora_audit.errors import EvidenceError
+from lora_audit.cli_support import one_line_errors
 
-_ML_EXTRA = ("this command needs the ml extra: pip install torch==2.13.0 (the CPU wheel; pin it first), then "
-             "pip install 'lora-audit[ml]'")
-
-
-def _one_line_errors(fn):
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        ctx = click.get_current_context()
-        debug = bool((ctx.find_root().obj or {}).get("debug"))
-        try:
-            return fn(*args, **kwargs)
-        except EvidenceError as e:
-            if debug:
-                raise
-            click.echo(f"error: {e}", err=True)
-            ctx.exit(2)
-        except ModuleNotFoundError as e:
-            if debug or e.name not in ("torch", "diffusers", "transformers", "peft", "PIL", "numpy", "safetensors"):
-                raise
-            click.echo(f"error: {_ML_EXTRA} (missing {e.name})", err=True)
-            ctx.exit(2)
-
-    return wrapper
+_one_line_errors = one_line_errors
 
 
 def _echo_json(data: dict) -> None:

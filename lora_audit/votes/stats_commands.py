@@ -3,31 +3,15 @@
 from __future__ import annotations
 
 import json
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
 import click
 
+from lora_audit.cli_support import one_line_errors
 from lora_audit.errors import EvidenceError
 from lora_audit.votes.export import FORMATS, export
 from lora_audit.votes.stats import folder_stats
-
-
-def one_line_errors(fn):
-    """EvidenceError -> ``error: <file>[:line]: message`` on stderr, exit code 2 (a traceback only with --debug)."""
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        ctx = click.get_current_context()
-        try:
-            return fn(*args, **kwargs)
-        except EvidenceError as e:
-            if (ctx.find_root().obj or {}).get("debug"):
-                raise
-            click.echo(f"error: {e}", err=True)
-            ctx.exit(2)
-
-    return wrapper
 
 
 def _p(x: float | None) -> str:
