@@ -324,9 +324,10 @@ def _register_optional() -> None:
     from lora_audit.compare.commands import compare
     from lora_audit.launch.commands import launch, status
     from lora_audit.train.commands import make_tiny_model, make_toy_dataset, train
+    from lora_audit.votes.commands import vote
     from lora_audit.votes.stats_commands import export_cmd, stats_cmd
 
-    for cmd in (make_tiny_model, make_toy_dataset, train, launch, status, compare, stats_cmd, export_cmd):
+    for cmd in (make_tiny_model, make_toy_dataset, train, launch, status, compare, vote, stats_cmd, export_cmd):
         main.add_command(cmd)
 
 
