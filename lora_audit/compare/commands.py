@@ -28,7 +28,7 @@ def _progress_printer():
         width = 24
         bar = "#" * (width * done // total) + "-" * (width - width * done // total)
         line = f"[{bar}] {done}/{total} ETA {eta_s}  {what}"
-        if click.get_text_stream("stderr").isatty():
+        if sys.stderr.isatty():
             click.echo("\r\033[K" + line[:200], err=True, nl=done >= total)
         elif done >= total or (10 * done) // total > shown["decile"]:
             shown["decile"] = (10 * done) // total

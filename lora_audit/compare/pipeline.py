@@ -128,21 +128,18 @@ def _single_file_class(path: Path):
 def _check_model_config(model_config: Path | None, cls, base: Path) -> None:
     """A single file holds weights only; diffusers takes the components' configs from a diffusers folder of the same
     architecture (its weights are not read). Without one it would download them: refused, no network at run time."""
-    import json
+    from lora_audit.train.tiny_model import detect_arch
 
     want = cls.__name__
     if model_config is None:
         raise EvidenceError(f"a single-file checkpoint needs --model-config DIR: a diffusers folder of the same "
                             f"architecture ({want}; its configs are used, not its weights), as nothing is downloaded",
                             str(base))
-    index = Path(model_config) / "model_index.json"
-    if not index.is_file():
-        raise EvidenceError("--model-config is not a diffusers model folder (no model_index.json)", str(model_config))
     try:
-        have = json.loads(index.read_text(encoding="utf-8")).get("_class_name", "")
-    except ValueError as e:
-        raise EvidenceError(f"model_index.json is not JSON: {e}", str(index)) from None
-    if ("XL" in have) != ("XL" in want):
+        have = detect_arch(model_config)
+    except EvidenceError as e:
+        raise EvidenceError(f"--model-config: {e.message}", e.path) from None
+    if (have == "sdxl") != ("XL" in want):
         raise EvidenceError(f"--model-config is a {have} folder but the checkpoint is {want}: give a folder of the "
                             f"checkpoint's architecture", str(model_config))
 
