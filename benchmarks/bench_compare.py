@@ -14,11 +14,19 @@ is ~20 ms, so per-image file and metric work weighs more than it would on a real
 
     python benchmarks/bench_compare.py                     # 2 prompts × 3 LoRAs × 2 strengths × 2 seeds, 4 steps
     python benchmarks/bench_compare.py --loras 5 --steps 20 --size 128
+    python benchmarks/bench_compare.py --real-size         # SD1.5's real sizes (random weights), one 4 GB file
+
+``--real-size`` builds the base locally with SD1.5's real architecture and widths (U-Net 320/640/1280/1280,
+CLIP-L text encoder, SD VAE; random weights, nothing downloaded; ~1.07 G parameters, a ~4.3 GB fp32 checkpoint) and
+M kohya-format rank-8 LoRAs with random weights over all 264 SD1.5 modules (kohya key names and shapes from
+``lora_audit.kohya.lora_layout``). By default it loads the base as one original-layout ``.safetensors`` file, as
+kohya users do (``--no-single-file`` for the diffusers folder), and runs one round.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import subprocess
 import sys
 import tempfile
@@ -51,6 +59,73 @@ def _make_inputs(tmp: Path, arch: str, m: int) -> tuple[Path, list[Path]]:
         save_file(sd, p, metadata={"ss_base_model_version": "sd_v1" if arch == "sd15" else "sdxl_base_v1-0"})
         loras.append(p)
     return model, loras
+
+
+# --real-size: the configs of runwayml/stable-diffusion-v1-5 (unet, vae, scheduler) and openai/clip-vit-large-patch14
+_REAL_UNET = {
+    "sample_size": 64, "in_channels": 4, "out_channels": 4, "layers_per_block": 2,
+    "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
+    "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
+    "block_out_channels": [320, 640, 1280, 1280], "norm_num_groups": 32, "attention_head_dim": 8,
+    "cross_attention_dim": 768,
+}
+_REAL_TEXT = {  # CLIP-L; the vocabulary is CLIP's size, though the local tokenizer uses only its first ids
+    "vocab_size": 49408, "hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+    "num_attention_heads": 12, "max_position_embeddings": 77, "hidden_act": "quick_gelu", "projection_dim": 768,
+}
+_REAL_VAE = {
+    "in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 2,
+    "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "block_out_channels": [128, 256, 512, 512], "norm_num_groups": 32, "sample_size": 512,
+    "scaling_factor": 0.18215,
+}
+_BETAS = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000}
+
+
+def _make_real_inputs(tmp: Path, m: int, rank: int = 8) -> tuple[Path, list[Path]]:
+    """An SD1.5-sized pipeline folder (random weights, as lora_audit.train.tiny_model builds its tiny ones) and M
+    kohya LoRAs of rank ``rank`` on every module kohya's networks.lora wraps in SD1.5, random weights."""
+    import torch
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from lora_audit.kohya.lora_layout import modules
+    from lora_audit.train.tokenizer import write_tokenizer
+
+    path = tmp / "model"
+    path.mkdir(parents=True)
+    write_tokenizer(path / "tokenizer")
+    tok = CLIPTokenizer.from_pretrained(path / "tokenizer")
+    ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
+    torch.manual_seed(1)
+    text_encoder = CLIPTextModel(CLIPTextConfig(**_REAL_TEXT, **ids))
+    torch.manual_seed(2)
+    vae = AutoencoderKL(**_REAL_VAE)
+    torch.manual_seed(3)
+    unet = UNet2DConditionModel(**_REAL_UNET)
+    scheduler = PNDMScheduler(**_BETAS, skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tok, unet=unet, scheduler=scheduler,
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(path, safe_serialization=True)
+    del pipe, text_encoder, vae, unet
+    gc.collect()
+
+    loras = []
+    meta = {"ss_base_model_version": "sd_v1", "ss_network_dim": str(rank), "ss_network_alpha": str(rank)}
+    for i in range(m):
+        g = torch.Generator().manual_seed(100 + i)
+        sd = {}
+        for mod in modules("sd15"):
+            down, up = mod.shapes(rank)  # [r, in] / [out, r], or [r, in, 1, 1] / [out, r, 1, 1] for 1x1 convs
+            fan_in = mod.in_features * (mod.kernel * mod.kernel if mod.kernel else 1)
+            sd[f"{mod.name}.lora_down.weight"] = (torch.randn(down, generator=g) / fan_in ** 0.5).half()
+            sd[f"{mod.name}.lora_up.weight"] = (0.01 * torch.randn(up, generator=g)).half()
+            sd[f"{mod.name}.alpha"] = torch.tensor(float(rank)).half()
+        p = tmp / f"lora{i}.safetensors"
+        save_file(sd, p, metadata=meta)
+        loras.append(p)
+    return path, loras
 
 
 def _load(model: Path):
@@ -112,6 +187,8 @@ def _naive(model: Path, loras: list[Path], strengths, prompts, seeds, steps, siz
             pipe.set_adapters(["x"], [s])
         loading += time.perf_counter() - t
         n += _generate(pipe, prompts, seeds, steps, size, batch)
+        del pipe  # one pipeline in memory at a time (a real-size one is 4 GB)
+        gc.collect()
     return n, loading
 
 
@@ -125,11 +202,22 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--batch", type=int, default=2)
-    ap.add_argument("--repeat", type=int, default=3, help="Rounds; the best time of each way is kept.")
-    ap.add_argument("--single-file", action="store_true",
+    ap.add_argument("--repeat", type=int, default=None,
+                    help="Rounds; the best time of each way is kept (default 3; 1 with --real-size).")
+    ap.add_argument("--single-file", action=argparse.BooleanOptionalAction, default=None,
                     help="Base as one original-layout .safetensors checkpoint (what kohya users have): every way "
-                         "loads it with from_single_file, and the naive loop does so once per model.")
+                         "loads it with from_single_file, and the naive loop does so once per model (default: on "
+                         "with --real-size, off otherwise).")
+    ap.add_argument("--real-size", action="store_true",
+                    help="SD1.5's real architecture and sizes (random weights, built locally) and kohya rank-8 "
+                         "LoRAs on all its modules, instead of the tiny model; sd15 only.")
     a = ap.parse_args()
+    if a.real_size and a.arch != "sd15":
+        ap.error("--real-size builds SD1.5 only")
+    if a.repeat is None:
+        a.repeat = 1 if a.real_size else 3
+    if a.single_file is None:
+        a.single_file = a.real_size
 
     import warnings
 
@@ -144,13 +232,23 @@ def main() -> None:
     seeds = list(range(1, a.seeds + 1))
     with tempfile.TemporaryDirectory(prefix="bench-compare-") as d:
         tmp = Path(d)
-        model, loras = _make_inputs(tmp, a.arch, a.loras)
+        t = time.perf_counter()
+        model, loras = _make_real_inputs(tmp, a.loras) if a.real_size else _make_inputs(tmp, a.arch, a.loras)
         if a.single_file:
             from lora_audit.train.single_file import to_single_file
 
             model = to_single_file(model, model.with_suffix(".safetensors"))
+            gc.collect()
+        if a.real_size:
+            size = sum(f.stat().st_size for f in ([model] if model.is_file() else model.rglob("*.safetensors")))
+            print(f"real-size SD1.5 base ({'single file' if model.is_file() else 'diffusers folder'}, "
+                  f"{size / 1e9:.2f} GB) and {a.loras} kohya LoRAs ({loras[0].stat().st_size / 1e6:.1f} MB each) "
+                  f"made in {time.perf_counter() - t:.0f} s", flush=True)
         args = (model, loras, strengths, prompts, seeds, a.steps, a.size, a.batch)
-        _raw(*args)  # warm-up: first-call allocations and lazy imports are in nobody's time
+        # warm-up: first-call allocations and lazy imports are in nobody's time (real size: one LoRA, one batch)
+        warm = (model, loras[:1], strengths[:1], prompts[:1], seeds[:a.batch], a.steps, a.size, a.batch)
+        _raw(*(warm if a.real_size else args))
+        gc.collect()
         s = Settings(base=model, prompts=prompts, seeds=seeds, steps=a.steps, cfg=7.0, width=a.size, height=a.size,
                      batch=a.batch, loras=[LoraSpec(p, strengths) for p in loras])
         raw = tool = naive = naive_loading = float("inf")
@@ -158,10 +256,12 @@ def main() -> None:
             t = time.perf_counter()
             n_raw = _raw(*args)
             raw = min(raw, time.perf_counter() - t)
+            gc.collect()
             t = time.perf_counter()
             cmp = run_comparison(s, tmp / f"out{rep}", model_config=model.with_suffix("") if a.single_file else None)
             tool = min(tool, time.perf_counter() - t)
             n_tool = len(cmp.records)
+            gc.collect()
             t = time.perf_counter()
             n_naive, loading = _naive(*args)
             dt = time.perf_counter() - t
@@ -182,6 +282,13 @@ def main() -> None:
           f"{gen:.2f} s generating per model)")
     print(f"with R = {rows} models, naive/tool is at most R(L+G)/(L+RG): ≥ {a.loras}× needs a load L ≥ "
           f"{need:.1f}× the generation G of one model's images; here L/G = {load / gen:.2f}")
+    if a.real_size:
+        for lo in cmp.loras:
+            print(f"{lo.spec.path.name}: {lo.matched} of {lo.modules_in_file} kohya modules matched"
+                  f"{'' if lo.matched == lo.modules_in_file else ' — NOT ALL'}")
+        moved = [r["distance_to_base"] for r in cmp.records if r.get("lora")]
+        if moved:
+            print(f"LoRA images vs base, same seed: distance_to_base {min(moved):.4f} .. {max(moved):.4f}")
 
 
 if __name__ == "__main__":
