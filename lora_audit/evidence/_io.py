@@ -1,0 +1,174 @@
+"""Reading an evidence file's bytes and text, safely: the one place every reader opens a file.
+
+- Only regular files are read. A FIFO, a device, a socket, a symlink to ``/dev/zero`` or a symlink loop is refused
+  from ``os.stat`` alone, before any open for reading (so nothing blocks and nothing streams forever); the open
+  itself is non-blocking and re-checked with ``fstat`` in case the file was swapped in between.
+- Text evidence has a size cap, ``TEXT_CAP`` (20 MB): no training script, config or note is that large, and every
+  reader below it is linear. Past it: one line, nothing read.
+- Decoding never fails: UTF-8 (with or without BOM), UTF-16/32 with a BOM, UTF-16 without a BOM (recognised by its
+  NUL bytes), cut UTF-16 and lone surrogates (replaced by U+FFFD), and Windows "ANSI" (cp1252, then Latin-1) for
+  the rest. No UnicodeDecodeError leaves this module.
+
+Every failure is an ``EvidenceError`` naming the file, which the CLI prints as ``error: <file>: <what>``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import errno
+import os
+import stat
+from pathlib import Path
+
+from lora_audit.errors import EvidenceError
+
+TEXT_CAP = 20 * 1024 * 1024  # bytes; documented in the README ("Limits")
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
+
+
+def _stat(path: str | os.PathLike, label: str) -> os.stat_result:
+    try:
+        return os.stat(path)  # follows symlinks: a link to /dev/zero is judged by /dev/zero
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise EvidenceError("a broken symlink (its target does not exist)", label) from None
+        raise EvidenceError("no such file", label) from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise EvidenceError("a symlink loop", label) from None
+        raise EvidenceError(f"cannot read: {e.strerror or e}", label) from None
+    except ValueError as e:  # embedded NUL in the path
+        raise EvidenceError(f"cannot read: {e}", label) from None
+
+
+def _kind(mode: int) -> str | None:
+    """What a non-regular file is, in words; None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    for test, words in _KINDS:
+        if test(mode):
+            return words
+    return "not a regular file"
+
+
+def unreadable_reason(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is not evidence that can be read (``"a FIFO (named pipe)"``, ``"a symlink loop"``...), or None
+    for a regular file. Never opens the file."""
+    try:
+        st = _stat(path, str(path))
+    except EvidenceError as e:
+        return e.message
+    return _kind(st.st_mode)
+
+
+def is_readable_evidence(path: str | os.PathLike) -> bool:
+    """True for a regular file (or a symlink to one): what run discovery may hand to a reader. Never opens it."""
+    return unreadable_reason(path) is None
+
+
+def check_regular(path: str | os.PathLike, label: str | None = None) -> os.stat_result:
+    """``os.stat`` of a regular file, or a one-line EvidenceError saying what it is instead."""
+    label = label or str(path)
+    st = _stat(path, label)
+    kind = _kind(st.st_mode)
+    if kind is not None:
+        raise EvidenceError(f"{kind}, not a regular file: not read", label)
+    return st
+
+
+def open_regular(path: str | os.PathLike, label: str | None = None):
+    """A binary file object of a regular file, opened non-blocking and checked again after the open. For readers
+    that read parts of a big file (safetensors headers) and must not read it whole."""
+    label = label or str(path)
+    check_regular(path, label)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise EvidenceError("a symlink loop", label) from None
+        raise EvidenceError(f"cannot read: {e.strerror or e}", label) from None
+    try:
+        kind = _kind(os.fstat(fd).st_mode)  # swapped for a FIFO between stat and open
+        if kind is not None:
+            raise EvidenceError(f"{kind}, not a regular file: not read", label)
+        return os.fdopen(fd, "rb", buffering=0)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_bytes(path: str | os.PathLike, label: str | None = None, cap: int = TEXT_CAP) -> bytes:
+    """The bytes of a regular file no larger than ``cap``; EvidenceError otherwise (nothing read past the cap)."""
+    label = label or str(path)
+    st = check_regular(path, label)
+    if st.st_size > cap:
+        raise EvidenceError(f"{_mb(st.st_size)} is over the {_mb(cap)} limit for text evidence: not read", label)
+    with open_regular(path, label) as f:
+        try:
+            data = f.read(cap + 1)  # the size may have grown since the stat
+        except OSError as e:
+            raise EvidenceError(f"cannot read: {e.strerror or e}", label) from None
+    if len(data) > cap:
+        raise EvidenceError(f"over the {_mb(cap)} limit for text evidence: not read", label)
+    return data
+
+
+def read_text(path: str | os.PathLike, label: str | None = None, cap: int = TEXT_CAP) -> str:
+    """The text of a regular evidence file, decoded whatever its encoding (see ``decode``). Line ends are kept."""
+    return decode(read_bytes(path, label, cap))
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f} MB" if n >= 1024 * 1024 else f"{n} bytes"
+
+
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF8, "utf-8"),
+         (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
+
+
+def decode(data: bytes) -> str:
+    """Text of evidence bytes in whatever encoding a user saved them; never raises.
+
+    A BOM decides (UTF-32 before UTF-16: ``FF FE 00 00`` is UTF-32's). Without one, UTF-16 is recognised by NUL
+    bytes in every other position (ASCII text in UTF-16), then UTF-8 is tried, and a file that is not UTF-8 is read
+    as Windows cp1252 ("ANSI", what Notepad and cmd.exe save), with Latin-1 for the five bytes cp1252 leaves
+    undefined. Bytes that do not decode (a cut UTF-16 pair, a lone surrogate) become U+FFFD.
+    """
+    for bom, enc in _BOMS:
+        if data.startswith(bom):
+            return data[len(bom):].decode(enc, errors="replace")
+    utf16 = _utf16_without_bom(data)
+    if utf16:
+        return data.decode(utf16, errors="replace")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    loose = data.decode("utf-8", errors="replace")
+    bad = loose.count("\ufffd")
+    good = sum(1 for c in loose if ord(c) > 127 and c != "\ufffd")
+    if good and good >= bad:  # UTF-8 with a stray byte (a cut last character): keep the UTF-8 reading
+        return loose
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:
+        return "".join(bytes([b]).decode("cp1252", errors="ignore") or chr(b) for b in data)
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    sample = data[:4096]
+    pairs = len(sample) // 2
+    if pairs < 2:
+        return None
+    even = sum(1 for i in range(0, 2 * pairs, 2) if sample[i] == 0)
+    odd = sum(1 for i in range(1, 2 * pairs, 2) if sample[i] == 0)
+    # ASCII-range text in UTF-16: the high byte of (nearly) every code unit is NUL, the low byte almost never.
+    if odd >= 0.4 * pairs and even <= 0.05 * pairs:
+        return "utf-16-le"
+    if even >= 0.4 * pairs and odd <= 0.05 * pairs:
+        return "utf-16-be"
+    return None
+
