@@ -98,21 +98,9 @@ def lit(text: str, line: int, kind: int = LIT) -> list[Char]:
 
 def read_script(path: Path, label: str) -> str:
     """A script's text: BOM-aware (PowerShell often saves UTF-16), CRLF folded to LF."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise EvidenceError("no such file", label) from None
-    except IsADirectoryError:
-        raise EvidenceError("is a directory, not a script", label) from None
-    except OSError as e:
-        raise EvidenceError(f"cannot read: {e.strerror}", label) from None
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        text = data.decode("utf-16")
-    else:
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            text = data.decode("cp1252", errors="replace")  # Windows scripts saved as "ANSI"
+    from lora_audit.evidence._io import read_text  # regular files only, 20 MB cap, any encoding (one line otherwise)
+
+    text = read_text(path, label)
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
