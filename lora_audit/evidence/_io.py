@@ -172,3 +172,32 @@ def _utf16_without_bom(data: bytes) -> str | None:
         return "utf-16-be"
     return None
 
+
+
+MAX_DEPTH = 64  # nesting of TOML tables/arrays or JSON objects/arrays; real evidence stays under 6
+
+
+def too_deep(obj: object, limit: int = MAX_DEPTH) -> bool:
+    """Whether parsed TOML/JSON nests deeper than ``limit`` (checked without recursion)."""
+    stack = [(obj, 0)]
+    while stack:
+        o, d = stack.pop()
+        if d > limit:
+            return True
+        if isinstance(o, dict):
+            stack.extend((v, d + 1) for v in o.values())
+        elif isinstance(o, list):
+            stack.extend((v, d + 1) for v in o)
+    return False
+
+
+def parse_failure(e: BaseException) -> str | None:
+    """The one-line reason for a parser failure that is not a syntax error of the format: nesting past Python's
+    recursion limit, an integer longer than Python converts (``sys.int_info.str_digits_check_threshold``)."""
+    if isinstance(e, RecursionError):
+        return "nested too deeply to read"
+    if isinstance(e, ValueError) and "integer string conversion" in str(e):
+        return "an integer with thousands of digits"
+    if isinstance(e, MemoryError):
+        return "too large to read"
+    return None

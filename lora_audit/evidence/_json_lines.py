@@ -7,16 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from lora_audit.errors import EvidenceError
+from lora_audit.evidence._io import MAX_DEPTH, parse_failure, read_text, too_deep
 
 
 def read_json(path: Path, label: str) -> tuple[dict[str, Any], str, list[str]]:
     """(object, text, keys that repeat) of a JSON file holding one object; EvidenceError with the line otherwise."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise EvidenceError("file not found", label) from None
-    except UnicodeDecodeError as e:
-        raise EvidenceError(f"not UTF-8 text ({e.reason})", label) from None
+    text = read_text(path, label)
     dupes: list[str] = []
 
     def pairs(items: list[tuple[str, Any]]) -> dict:
@@ -27,13 +23,29 @@ def read_json(path: Path, label: str) -> tuple[dict[str, Any], str, list[str]]:
             seen[k] = v
         return seen
 
-    try:
-        data = json.loads(text, object_pairs_hook=pairs)
-    except json.JSONDecodeError as e:
-        raise EvidenceError(f"invalid JSON: {e.msg} (column {e.colno})", label, e.lineno) from None
+    data = parse_json(text, label, pairs)
     if not isinstance(data, dict):
         raise EvidenceError("not a kohya_ss GUI config: the JSON is not an object", label, 1)
     return data, text, dupes
+
+
+def parse_json(text: str, label: str, object_pairs_hook: Any = None) -> Any:
+    """``json.loads`` whose every failure is a one-line EvidenceError: syntax (with the line), depth bombs,
+    integers with thousands of digits; a result nested past ``MAX_DEPTH`` is refused too."""
+    try:
+        data = json.loads(text, object_pairs_hook=object_pairs_hook)
+    except json.JSONDecodeError as e:
+        raise EvidenceError(f"invalid JSON: {e.msg} (column {e.colno})", label, e.lineno) from None
+    except (RecursionError, ValueError, MemoryError) as e:  # depth bombs, 5000-digit integers
+        raise EvidenceError(f"invalid JSON: {parse_failure(e) or e}", label) from None
+    if too_deep(data):
+        raise EvidenceError(f"invalid JSON: nested more than {MAX_DEPTH} levels deep", label)
+    return data
+
+
+def load_json(path: Path, label: str) -> Any:
+    """Any JSON value of a file (read through ``_io``), or a one-line EvidenceError."""
+    return parse_json(read_text(path, label), label)
 
 
 def key_lines(text: str) -> dict[str, int]:

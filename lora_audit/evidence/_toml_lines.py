@@ -8,25 +8,26 @@ from pathlib import Path
 from typing import Any
 
 from lora_audit.errors import EvidenceError
+from lora_audit.evidence._io import MAX_DEPTH, parse_failure, read_text, too_deep
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r"""^\s*("[^"]+"|'[^']+'|[A-Za-z0-9_.-]+)\s*=""")
 
 
 def read_toml(path: Path) -> tuple[dict, str]:
+    text = read_text(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise EvidenceError("file not found", path) from None
-    except UnicodeDecodeError as e:
-        raise EvidenceError(f"not UTF-8 text ({e.reason})", path) from None
-    try:
-        return tomllib.loads(text), text
+        data = tomllib.loads(text)
+        if too_deep(data):
+            raise EvidenceError(f"invalid TOML: nested more than {MAX_DEPTH} levels deep", path)
+        return data, text
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"line (\d+)", str(e))
         msg = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(e))
         line = int(m.group(1)) if m else len(text.rstrip("\n").split("\n"))  # "at end of document"
         raise EvidenceError(f"invalid TOML: {msg}", path, line) from None
+    except (RecursionError, ValueError, MemoryError) as e:  # depth bombs, 5000-digit integers
+        raise EvidenceError(f"invalid TOML: {parse_failure(e) or e}", path) from None
 
 
 class KeyLines:

@@ -10,7 +10,6 @@ before LoRA files before inferences) keeps the value, and the param's note point
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -78,10 +77,9 @@ def parse_file(path: Path, label: str | None = None) -> list[Evidence]:
     if kind == "json":
         from lora_audit.evidence.gui_json import is_gui_json, parse_gui_json
 
-        try:
-            obj = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise EvidenceError(f"invalid JSON: {e.msg}", label, e.lineno) from None
+        from lora_audit.evidence._json_lines import load_json
+
+        obj = load_json(path, label)  # regular file, 20 MB cap, any encoding; every failure one line
         if isinstance(obj, dict) and is_gui_json(obj):
             return [parse_gui_json(path)]
         return []

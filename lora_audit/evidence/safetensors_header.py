@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lora_audit.errors import EvidenceError
+from lora_audit.evidence._io import open_regular
 from lora_audit.kohya.lora_keys import LoraShapes, analyse
 from lora_audit.kohya.metadata_keys import read_metadata
 from lora_audit.model import Alternative, Evidence, Note, Setting
@@ -56,10 +57,7 @@ class Header:
 def read_header(path: str | os.PathLike, label: str | None = None) -> Header:
     """Validate and read a safetensors header; bad input raises a one-line EvidenceError, without a big read."""
     label = label or str(path)
-    try:
-        f = open(path, "rb", buffering=0)
-    except OSError as e:
-        raise EvidenceError(e.strerror or "cannot open the file", label) from None
+    f = open_regular(path, label)  # a FIFO, device or symlink loop: one line, never opened for reading
     with f:
         size = os.fstat(f.fileno()).st_size
         if size < 8:
@@ -112,7 +110,7 @@ def _tensor(name: str, entry: Any, label: str) -> TensorInfo:
 def read_scalars(path: str | os.PathLike, header: Header, names: list[str]) -> dict[str, float]:
     """Values of the named scalar tensors, reading only their bytes (those past the end of a cut file are skipped)."""
     out: dict[str, float] = {}
-    with open(path, "rb", buffering=0) as f:
+    with open_regular(path) as f:
         fd = f.fileno()
         for name in names:
             t = header.tensors[name]
