@@ -1,12 +1,14 @@
 """What a comparison folder (written by ``lora-audit compare``) holds, as the vote page and the statistics need it
-(stdlib only)."""
+(stdlib and pydantic only)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
 from lora_audit.errors import EvidenceError
 
@@ -72,6 +74,102 @@ class ComparisonFolder:
         raise KeyError(comparison_id)
 
 
+MAX_BYTES = 100 * 1024 * 1024  # a comparison of 100,000 images is about 50 MB
+MAX_DEPTH = 32  # compare writes 5 levels; deeper is not ours and would only strain the exports
+_Finite = Annotated[float, Field(allow_inf_nan=False)]
+_Scalar = StrictBool | StrictInt | float | str | None
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")  # keys a later version adds are kept and exported as they are
+
+
+class _ShotFile(_Open):
+    name: StrictStr
+    image: StrictStr
+    lora: StrictStr | None = None
+    lora_strength: _Finite | None = None
+    base_model: StrictStr | None = None
+    generation_time_s: _Finite | None = None
+    distance_to_base: _Finite | None = None
+    metrics: dict[str, _Scalar] | None = None
+    completed_at: StrictStr | None = None
+
+
+class _ComparisonEntry(_Open):
+    comparison_id: StrictStr | StrictInt
+    prompt: StrictStr
+    seed: StrictInt
+    models: list[_ShotFile] = Field(min_length=1)
+    notes: _Scalar = None
+
+
+class _ModelStats(_Open):
+    model_name: StrictStr | None = None
+    lora_strength: _Finite | None = None
+    distance_to_base: dict[str, _Finite | None] | None = None
+    timing: dict[str, StrictInt | _Finite | None] | None = None
+
+
+class _Statistics(_Open):
+    models: list[_ModelStats] | None = None
+    furthest_from_base: StrictStr | None = None
+
+
+class ComparisonFile(_Open):
+    """What ``lora-audit compare`` writes to comparison.json, as far as votes, stats, export and audit read it."""
+    metadata: dict[str, Any] | None = None
+    comparisons: list[_ComparisonEntry] = Field(min_length=1)
+    statistics: _Statistics | None = None
+    findings: list[StrictStr] | None = None
+
+
+def _depth(data: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        x, d = stack.pop()
+        if isinstance(x, (dict, list)):
+            deepest = max(deepest, d)
+            if d <= MAX_DEPTH:
+                stack.extend((v, d + 1) for v in (x.values() if isinstance(x, dict) else x))
+    return deepest
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or "top level"
+
+
+def read_comparison_json(f: Path) -> dict[str, Any]:
+    """comparison.json, checked: EvidenceError (one line, the file named) when it is unreadable, too big, not
+    JSON, nested too deep, or not in compare's shape."""
+    try:
+        if not f.is_file():
+            raise EvidenceError("not a regular file", str(f))
+        if f.stat().st_size > MAX_BYTES:
+            raise EvidenceError(f"over {MAX_BYTES // 2**20} MB: not a comparison.json of lora-audit compare", str(f))
+        data = json.loads(f.read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise EvidenceError(f"cannot read: {e.strerror or e}", str(f)) from None
+    except RecursionError:
+        raise EvidenceError("invalid JSON: nested too deeply", str(f)) from None
+    except json.JSONDecodeError as e:
+        raise EvidenceError(f"invalid JSON: {e.msg}", str(f), e.lineno) from None
+    except ValueError as e:  # not UTF-8; an integer of thousands of digits
+        raise EvidenceError(f"invalid JSON: {str(e).splitlines()[0][:200]}", str(f)) from None
+    if _depth(data) > MAX_DEPTH:
+        raise EvidenceError(f"nested deeper than {MAX_DEPTH} levels: not a comparison.json of lora-audit compare",
+                            str(f))
+    try:
+        checked = ComparisonFile.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+        raise EvidenceError(f"not in lora-audit compare's shape: {_where(err['loc'])}: {err['msg']}{more}",
+                            str(f)) from None
+    return checked.model_dump(exclude_unset=True)
+
+
 def load_folder(folder: Path | str) -> ComparisonFolder:
     """Read ``comparison.json`` of a comparison folder; EvidenceError (one line, file named) when it is missing or
     not the shape ``lora-audit compare`` writes."""
@@ -79,21 +177,15 @@ def load_folder(folder: Path | str) -> ComparisonFolder:
     f = folder / "comparison.json"
     if not folder.is_dir():
         raise EvidenceError("not a folder (give the --out folder of lora-audit compare)", str(folder))
-    if not f.is_file():
+    if not f.exists():
         raise EvidenceError("no comparison.json here: run lora-audit compare --out on this folder first", str(folder))
-    try:
-        data = json.loads(f.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise EvidenceError(f"invalid JSON: {e.msg}", str(f), getattr(e, "lineno", None)) from None
+    data = read_comparison_json(f)
     items: list[Item] = []
-    try:
-        for c in data["comparisons"]:
-            shots = tuple(Shot(m["name"], m["image"], m.get("lora") or None, m.get("lora_strength"),
-                               m.get("metrics") or {}, m.get("distance_to_base")) for m in c["models"])
-            items.append(Item(str(c["comparison_id"]), str(c["prompt"]), int(c["seed"]), shots))
-    except (KeyError, TypeError, ValueError) as e:
-        raise EvidenceError(f"comparison.json is not in lora-audit compare's shape ({type(e).__name__}: {e})",
-                            str(f)) from None
-    if not items:
-        raise EvidenceError("comparison.json has no comparisons", str(f))
+    for c in data["comparisons"]:
+        shots = tuple(Shot(m["name"], m["image"], m.get("lora") or None, m.get("lora_strength"),
+                           m.get("metrics") or {}, m.get("distance_to_base")) for m in c["models"])
+        names = [s.model for s in shots]
+        if len(set(names)) != len(names):
+            raise EvidenceError(f"comparison {c['comparison_id']}: a model is listed twice", str(f))
+        items.append(Item(str(c["comparison_id"]), c["prompt"], c["seed"], shots))
     return ComparisonFolder(folder, data, items)

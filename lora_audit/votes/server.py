@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import mimetypes
 import secrets
 import socket
 import sys
@@ -27,17 +26,20 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from lora_audit.errors import EvidenceError
+from lora_audit.votes.blind_image import NotAnImage, strip_metadata
 from lora_audit.votes.data import load_folder
 from lora_audit.votes.queue import Queue, Task, shown_order
 from lora_audit.votes.store import MODES, NON_MODEL_CHOICES, Vote, VoteStore
 
 MAX_BODY = 64 * 1024
 MAX_NOTES = 10_000
+MAX_IMAGE_BYTES = 64 * 1024 * 1024
 REVEAL_MS = 1500
 
 
@@ -84,8 +86,52 @@ def _page(mode: str, voter: str) -> str:
     return env.get_template("vote.html.j2").render(mode=mode, voter=voter, reveal_ms=REVEAL_MS, max_notes=MAX_NOTES)
 
 
-def create_app(folder: Path, mode: str = "best-of", voter: str = "anonymous") -> Starlette:
-    """The voting app for ``voter`` on a comparison folder (EvidenceError when the folder is not one)."""
+def is_loopback_host(header: str) -> bool:
+    """A ``Host:`` header naming this machine: localhost, 127.0.0.0/8 or ::1, with or without a port."""
+    host = header.strip().lower()
+    if host.startswith("["):  # [::1] or [::1]:8765
+        host, sep, rest = host[1:].partition("]")
+        if not sep or (rest and not (rest.startswith(":") and rest[1:].isdigit())):
+            return False
+    elif host.count(":") == 1:
+        host, _, port = host.partition(":")
+        if not port.isdigit():
+            return False
+    if host.rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class LoopbackHostOnly:
+    """ASGI middleware against DNS rebinding: a page on evil.example whose name is re-pointed at 127.0.0.1 reaches
+    this server with ``Host: evil.example``; every request whose Host is not a loopback name or address gets 400."""
+
+    def __init__(self, app: Any, allow_remote: bool = False):
+        self.app = app
+        self.allow_remote = allow_remote
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket") and not self.allow_remote:
+            host = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"host"), "")
+            if not is_loopback_host(host):
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                response = JSONResponse({"error": "Host header is not a loopback name or address (localhost, "
+                                                  "127.0.0.1, [::1]); start the server with --allow-remote to "
+                                                  "serve other names"}, 400)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(folder: Path, mode: str = "best-of", voter: str = "anonymous", allow_remote: bool = False
+               ) -> Starlette:
+    """The voting app for ``voter`` on a comparison folder (EvidenceError when the folder is not one). Requests
+    with a ``Host:`` that is not loopback are refused (400) unless ``allow_remote``."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     if not voter.strip():
@@ -175,11 +221,24 @@ def create_app(folder: Path, mode: str = "best-of", voter: str = "anonymous") ->
         path = (root / task.item.shot(shown_order(task, voter)[slot - 1]).image).resolve()
         if not path.is_relative_to(root) or not path.is_file():
             raise HTTPException(404, "no such image")
-        return FileResponse(path, media_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+
+        def read() -> tuple[bytes, str]:
+            # Blind in the bytes too: the files keep A1111's "parameters" chunk (LoRA name, strength); the copy
+            # served has every text/EXIF/XMP block removed. No file name, date or ETag goes out either.
+            if path.stat().st_size > MAX_IMAGE_BYTES:
+                raise HTTPException(413, f"image over {MAX_IMAGE_BYTES} bytes")
+            try:
+                return strip_metadata(path.read_bytes())
+            except NotAnImage as e:
+                raise HTTPException(415, f"cannot serve this image blind: {e}") from None
+
+        body, media = await run_in_threadpool(read)
+        return Response(body, media_type=media, headers={"Cache-Control": "no-store"})
 
     routes = [Route("/", index), Route("/api/state", get_state), Route("/api/vote", vote, methods=["POST"]),
               Route("/api/undo", undo, methods=["POST"]), Route("/img/{token}/{slot:int}", image)]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _internal_error})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+                    middleware=[Middleware(LoopbackHostOnly, allow_remote=allow_remote)])
     app.state.queue = queue
     return app
 
@@ -217,7 +276,7 @@ def serve(folder: Path, host: str = "127.0.0.1", port: int = 8765, mode: str = "
     import uvicorn
 
     warning = check_host(host, allow_remote)
-    app = create_app(folder, mode, voter)
+    app = create_app(folder, mode, voter, allow_remote)
     sock = _listen(host, port)
     if warning:
         print(warning, file=sys.stderr)

@@ -86,23 +86,43 @@ class Vote:
         return self.comparison_id, frozenset(self.shown)
 
 
+COLUMNS = ("id", "comparison_id", "prompt", "seed", "mode", "shown", "choice", "notes", "voter", "kind", "judge",
+           "created_at", "undone_at")
+
+
 class VoteStore:
     def __init__(self, folder: Path | str):
         self.path = Path(folder) / FILE
-        try:
-            with self._connect() as db:
-                db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as e:
-            raise EvidenceError(f"not a vote store: {e}", str(self.path)) from None
+        if self.path.exists() and not self.path.is_file():  # a FIFO or a device would hang or stream forever
+            raise EvidenceError("not a vote store: not a regular file", str(self.path))
+        with self._connect() as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if "votes" in tables:
+                cols = tuple(r[1] for r in db.execute("PRAGMA table_info(votes)"))
+                if cols != COLUMNS:
+                    raise EvidenceError(f"not a vote store of lora-audit: its votes table has the columns "
+                                        f"{', '.join(cols)}", str(self.path))
+            elif tables - {"sqlite_sequence"}:  # someone else's database: never written into
+                raise EvidenceError("not a vote store of lora-audit (no votes table; other tables: "
+                                    f"{', '.join(sorted(tables))})", str(self.path))
+            db.executescript(_SCHEMA)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        """A short-lived connection; any SQLite error (garbage, a truncated file, a lock held too long) becomes one
+        EvidenceError naming the file."""
+        try:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.DatabaseError as e:
+            raise EvidenceError(f"cannot open the vote store: {e}", str(self.path)) from None
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA busy_timeout=30000")
             yield db
+        except sqlite3.DatabaseError as e:
+            raise EvidenceError(f"not a readable vote store ({e}): move it away to start a new one",
+                                str(self.path)) from None
         finally:
             db.close()
 
@@ -142,7 +162,7 @@ class VoteStore:
             stamp = now()
             db.execute("UPDATE votes SET undone_at=? WHERE id=?", (stamp, row[0]))
             db.execute("COMMIT")
-        v = _row(row)
+        v = _row(row, self.path)
         return Vote(**{**v.__dict__, "undone_at": stamp})
 
     def votes(self, *, kind: str | None = None, voter: str | None = None, mode: str | None = None,
@@ -156,18 +176,39 @@ class VoteStore:
         if not include_undone:
             sql += " AND undone_at IS NULL"
         with self._connect() as db:
-            return [_row(r) for r in db.execute(sql + " ORDER BY id", args)]
+            rows = db.execute(sql + " ORDER BY id", args).fetchall()
+        return [_row(r, self.path) for r in rows]
 
     def judged(self, voter: str, kind: str = "human") -> set[tuple[str, frozenset[str]]]:
         """The (comparison_id, models shown) this voter has a counted vote on."""
         return {v.key for v in self.votes(voter=voter, kind=kind)}
 
 
-def _row(r: tuple) -> Vote:
-    (id_, cid, prompt, seed, mode, shown, choice, notes, voter, kind, judge, created, undone) = r
-    return Vote(comparison_id=cid, prompt=prompt, seed=seed, mode=mode, shown=tuple(json.loads(shown)),
-                choice=choice, notes=notes, voter=voter, kind=kind, judge=judge, created_at=created,
-                undone_at=undone, id=id_)
+_ROW_TYPES = {"comparison_id": str, "prompt": str, "seed": int, "mode": str, "shown": str, "choice": str,
+              "notes": str, "voter": str, "kind": str, "judge": (str, type(None)), "created_at": str,
+              "undone_at": (str, type(None))}
+
+
+def _row(r: tuple, path: Path | str = FILE) -> Vote:
+    """One stored row as a Vote; EvidenceError naming the file and the row when it is not one this tool wrote
+    (SQLite columns take any type, so each is checked)."""
+    values = dict(zip(COLUMNS, r))
+    where = f"row id {values.get('id')!r}"
+    try:
+        for col, kind in _ROW_TYPES.items():
+            if not isinstance(values[col], kind):
+                raise ValueError(f"{col} is {type(values[col]).__name__}")
+        shown = json.loads(values["shown"])
+        if not isinstance(shown, list) or not all(isinstance(m, str) for m in shown):
+            raise ValueError("shown is not a JSON list of model names")
+        return Vote(comparison_id=values["comparison_id"], prompt=values["prompt"], seed=values["seed"],
+                    mode=values["mode"], shown=tuple(shown), choice=values["choice"], notes=values["notes"],
+                    voter=values["voter"], kind=values["kind"], judge=values["judge"],
+                    created_at=values["created_at"], undone_at=values["undone_at"], id=values["id"])
+    except RecursionError:
+        raise EvidenceError(f"{where}: shown is nested too deeply", str(path)) from None
+    except (ValueError, KeyError) as e:  # json errors and int digit limits are ValueErrors
+        raise EvidenceError(f"{where}: not a vote ({e})", str(path)) from None
 
 
 def has_votes(folder: Path | str) -> bool:

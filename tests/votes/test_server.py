@@ -22,6 +22,7 @@ from comparison_fixture import make_comparison  # noqa: E402
 
 # Distinctive names, so "no model name in the page" cannot pass or fail by accident.
 MODELS = ["basemodel_qx", "lora_zeta_v1", "lora_omega_v2"]
+LOCAL = "http://127.0.0.1:8765"  # the Host the page is served under (any other is refused: DNS rebinding)
 LEAKS = MODELS + [".safetensors", "images/", "/loras/", "seed1.png"]
 
 
@@ -31,7 +32,7 @@ def folder(tmp_path):
 
 
 def client(folder, mode="best-of", voter="alice"):
-    return TestClient(create_app(folder, mode, voter), raise_server_exceptions=False)
+    return TestClient(create_app(folder, mode, voter), raise_server_exceptions=False, base_url=LOCAL)
 
 
 def cast(c, item, choice, notes=""):
@@ -172,7 +173,7 @@ def test_concurrent_votes_from_two_servers_are_all_kept(folder):
     def post(job):
         app, task = job
         q = app.state.queue
-        with TestClient(app) as c:
+        with TestClient(app, base_url=LOCAL) as c:
             return c.post("/api/vote", json={"token": q.token(task), "order": q.order_signature(task),
                                              "choice": 1, "notes": f"{q.voter} {task.item.comparison_id}"})
 
@@ -191,7 +192,7 @@ def test_the_same_item_voted_twice_at_once_is_kept_once(folder):
     task = q.tasks[0]
     body = {"token": q.token(task), "order": q.order_signature(task), "choice": "tie"}
     with ThreadPoolExecutor(8) as pool:
-        codes = sorted(pool.map(lambda _: TestClient(app).post("/api/vote", json=body).status_code, range(8)))
+        codes = sorted(pool.map(lambda _: TestClient(app, base_url=LOCAL).post("/api/vote", json=body).status_code, range(8)))
     assert codes == [200] + [409] * 7
     assert len(VoteStore(folder).votes()) == 1
 
