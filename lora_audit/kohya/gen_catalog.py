@@ -1,8 +1,14 @@
 """Generate lora_audit/kohya/data/catalog.json from an sd-scripts checkout.
 
-Reads the ``add_argument`` calls reachable from ``setup_parser()`` of ``train_network.py`` and
-``sdxl_train_network.py`` with :mod:`ast` (nothing of sd-scripts is imported or copied), and writes, for every
-argument: its dest name, option strings, type, default, choices, nargs, action, and which scripts accept it.
+Reads the ``add_argument`` calls reachable from ``setup_parser()`` of every training script (``SCRIPTS``: the
+LoRA trainers ``*_train_network.py`` and the full fine-tunes) with :mod:`ast` (nothing of sd-scripts is imported,
+so no torch; nothing is copied), and writes, for every argument: its dest name, option strings, type, default,
+choices, nargs, action, help, where it is defined, and which scripts accept it. Where one argument is defined
+differently by two scripts (another default or help), ``per_script`` holds what differs.
+
+Helper calls are followed with their literal arguments bound, so ``if support_dreambooth:`` inside
+``train_util.add_training_arguments(parser, False)`` is decided as argparse would see it (``fine_tune.py`` has no
+``--prior_loss_weight``).
 
 Usage: python -m lora_audit.kohya.gen_catalog PATH/TO/sd-scripts [--commit SHA] [--out lora_audit/kohya/data/catalog.json]
 """
@@ -16,7 +22,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPTS = ["train_network.py", "sdxl_train_network.py"]
+# LoRA (network) trainers first, then the full fine-tunes; each script's architecture is in kohya/trainers.py.
+SCRIPTS = [
+    "train_network.py", "sdxl_train_network.py", "flux_train_network.py", "sd3_train_network.py",
+    "lumina_train_network.py", "hunyuan_image_train_network.py", "anima_train_network.py",
+    "train_db.py", "fine_tune.py", "sdxl_train.py", "flux_train.py", "sd3_train.py", "lumina_train.py",
+    "anima_train.py",
+]
+# fields that may differ between two scripts' definitions of one argument
+_VARYING = ("flags", "action", "type", "default", "default_expr", "choices", "nargs", "help", "defined_in")
 
 
 class _Module:
@@ -56,6 +70,81 @@ class _Module:
         return f if f.exists() else None
 
 
+def _bind(fn: ast.FunctionDef, call: ast.Call, caller: _Module, caller_bindings: dict) -> dict:
+    """The literal values a call passes to ``fn``'s parameters (its own literal defaults for the rest)."""
+    params = [a.arg for a in fn.args.args]
+    out: dict = {}
+    defaults = fn.args.defaults
+    for p, d in zip(params[len(params) - len(defaults):], defaults):
+        try:
+            out[p] = ast.literal_eval(d)
+        except Exception:
+            pass
+    for p, a in zip(params, call.args):
+        value = _value(a, caller, caller_bindings)
+        if value is not _UNKNOWN:
+            out[p] = value
+        else:
+            out.pop(p, None)
+    for k in call.keywords:
+        if k.arg:
+            value = _value(k.value, caller, caller_bindings)
+            if value is not _UNKNOWN:
+                out[k.arg] = value
+            else:
+                out.pop(k.arg, None)
+    return out
+
+
+_UNKNOWN = object()
+
+
+def _value(node: ast.AST, module: _Module, bindings: dict):
+    if isinstance(node, ast.Name) and node.id in bindings:
+        return bindings[node.id]
+    try:
+        return ast.literal_eval(node)
+    except Exception:
+        return _UNKNOWN
+
+
+def _decide(test: ast.AST, bindings: dict) -> bool | None:
+    """True/False when an ``if`` test depends only on bound parameters (``if support_dreambooth:``), else None."""
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        inner = _decide(test.operand, bindings)
+        return None if inner is None else not inner
+    if isinstance(test, ast.Name) and test.id in bindings:
+        return bool(bindings[test.id])
+    if isinstance(test, ast.BoolOp):
+        values = [_decide(v, bindings) for v in test.values]
+        if isinstance(test.op, ast.And):
+            return False if False in values else (None if None in values else True)
+        return True if True in values else (None if None in values else False)
+    return None
+
+
+class _Walker(ast.NodeVisitor):
+    """Visits a function body: add_argument calls, calls of other helpers, and ``if``s decided by bindings."""
+
+    def __init__(self, collector: "_Collector", module: _Module, seen: set, bindings: dict):
+        self.c, self.module, self.seen, self.bindings = collector, module, seen, bindings
+
+    def visit_body(self, stmts: list[ast.stmt]) -> None:
+        for st in stmts:
+            self.visit(st)
+
+    def visit_If(self, node: ast.If) -> None:
+        decided = _decide(node.test, self.bindings)
+        if decided is None:
+            self.generic_visit(node)
+        else:
+            self.visit_body(node.body if decided else node.orelse)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        self.c.call(self.module, node, self.seen, self.bindings)
+        self.generic_visit(node)
+
+
 def _literal(node: ast.AST, module: _Module):
     try:
         return ast.literal_eval(node), True
@@ -77,28 +166,34 @@ class _Collector:
             self.modules[path] = _Module(self.root, path)
         return self.modules[path]
 
-    def walk_function(self, module: _Module, name: str, seen: set):
-        key = (module.path, name)
+    def walk_function(self, module: _Module, name: str, seen: set, bindings: dict | None = None):
+        bindings = bindings or {}
+        key = (module.path, name, tuple(sorted((k, repr(v)) for k, v in bindings.items())))
         if key in seen or name not in module.functions:
             return
         seen.add(key)
         fn = module.functions[name]
-        for node in ast.walk(fn):
-            if not isinstance(node, ast.Call):
-                continue
-            f = node.func
-            if isinstance(f, ast.Attribute) and f.attr == "add_argument":
-                self.add_argument(module, node)
-            elif isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name):
-                target = module.module_aliases.get(f.value.id)
-                if target:
-                    self.walk_function(self.module(target), f.attr, seen)
-            elif isinstance(f, ast.Name):
-                if f.id in module.functions:
-                    self.walk_function(module, f.id, seen)
-                elif f.id in module.function_aliases:
-                    path, fname = module.function_aliases[f.id]
-                    self.walk_function(self.module(path), fname, seen)
+        _Walker(self, module, seen, bindings).visit_body(fn.body)
+
+    def call(self, module: _Module, node: ast.Call, seen: set, bindings: dict):
+        f = node.func
+        if isinstance(f, ast.Attribute) and f.attr == "add_argument":
+            self.add_argument(module, node)
+            return
+        target: tuple[_Module, str] | None = None
+        if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name):
+            path = module.module_aliases.get(f.value.id)
+            if path:
+                target = (self.module(path), f.attr)
+        elif isinstance(f, ast.Name):
+            if f.id in module.functions:
+                target = (module, f.id)
+            elif f.id in module.function_aliases:
+                path, fname = module.function_aliases[f.id]
+                target = (self.module(path), fname)
+        if target and target[1] in target[0].functions:
+            self.walk_function(target[0], target[1], seen, _bind(target[0].functions[target[1]], node, module,
+                                                                 bindings))
 
     def add_argument(self, module: _Module, call: ast.Call):
         flags = [a.value for a in call.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
@@ -180,6 +275,8 @@ def dataset_schema(root: Path) -> dict:
 def build_catalog(root: Path) -> dict:
     per_script: dict[str, dict[str, dict]] = {}
     for script in SCRIPTS:
+        if not (root / script).exists():
+            continue
         c = _Collector(root)
         c.walk_function(c.module(root / script), "setup_parser", set())
         per_script[script] = c.args
@@ -188,6 +285,9 @@ def build_catalog(root: Path) -> dict:
         for name, entry in args.items():
             item = merged.setdefault(name, dict(entry, scripts=[]))
             item["scripts"].append(script)
+            differs = {k: entry[k] for k in _VARYING if entry[k] != item[k]}
+            if differs:
+                item.setdefault("per_script", {})[script] = differs
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                                 check=True).stdout.strip()
@@ -196,7 +296,7 @@ def build_catalog(root: Path) -> dict:
     return {
         "generator": "python -m lora_audit.kohya.gen_catalog",
         "sd_scripts_commit": commit,
-        "scripts": SCRIPTS,
+        "scripts": list(per_script),
         "arguments": dict(sorted(merged.items())),
         "dataset_config": dataset_schema(root),
     }
@@ -213,7 +313,7 @@ def main(argv=None) -> int:
         cat["sd_scripts_commit"] = a.commit
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(cat, indent=1, sort_keys=False) + "\n", encoding="utf-8")
-    print(f"{len(cat['arguments'])} arguments from {', '.join(SCRIPTS)} -> {a.out}")
+    print(f"{len(cat['arguments'])} arguments from {', '.join(cat['scripts'])} -> {a.out}")
     return 0
 
 
