@@ -146,3 +146,39 @@ def default_report_path(paths: list[str]) -> Path:
     names = [Path(p).resolve().name for p in paths]
     stem = names[0] if len(names) == 1 else "-vs-".join(names)
     return Path("reports") / f"{stem}.md"
+
+
+def _resolved(p: Path | str) -> Path | None:
+    try:
+        return Path(p).resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return None
+
+
+def check_report_path(out: Path | str, inputs: list[str], runs: list[Run],
+                      comparison_folders: list[Path] | None = None) -> None:
+    """``audit --out``: never onto the evidence. Refused: a folder or a special file; a path inside any folder
+    given as RUNS (a report there would be read back as evidence of a run next time) or equal to a file given;
+    any evidence file a run was read from; an existing file of a comparison folder (its report.md, votes...)."""
+    out = Path(out)
+    target = _resolved(out)
+    if target is None:
+        raise EvidenceError("--out cannot be resolved (a symlink loop?)", str(out))
+    if out.exists() and not out.is_file():
+        raise EvidenceError("--out exists and is not a regular file: give a file path for the report", str(out))
+    for p in inputs:
+        given = _resolved(p)
+        if given is None:
+            continue
+        if given == target or (Path(p).is_dir() and target.is_relative_to(given)):
+            raise EvidenceError(f"--out is inside the evidence given ({p}): write the report elsewhere, e.g. "
+                                "reports/", str(out))
+    for r in runs:
+        for e in r.evidence:
+            if _resolved(e.path) == target:
+                raise EvidenceError(f"--out is evidence of run {r.name}: write the report elsewhere", str(out))
+    for folder in comparison_folders or []:
+        f = _resolved(folder)
+        if f is not None and target.is_relative_to(f) and out.exists():
+            raise EvidenceError(f"--out would overwrite a file of the comparison {folder}: write the report "
+                                "elsewhere", str(out))

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from lora_audit.compare.safety import check_model_folder
 from lora_audit.errors import EvidenceError
 
 _MEAN = np.array([0.48145466, 0.4578275, 0.40821073])
@@ -26,7 +27,9 @@ class Clip:
         from transformers import CLIPModel, CLIPTokenizer
 
         try:
-            self.model = CLIPModel.from_pretrained(folder, local_files_only=True).to(device).eval()
+            check_model_folder(folder, "CLIP model folder")
+            self.model = CLIPModel.from_pretrained(folder, local_files_only=True,
+                                                   use_safetensors=True).to(device).eval()  # never a pickle
             self.tokenizer = CLIPTokenizer.from_pretrained(folder, local_files_only=True)
         except (OSError, ValueError) as e:
             raise EvidenceError(f"cannot load a CLIP model here: {str(e).splitlines()[0][:160]}", str(folder)) from None

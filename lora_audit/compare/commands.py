@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from lora_audit.cli_support import one_line_errors
+from lora_audit.compare.safety import check_inputs
 from lora_audit.compare.spec import LoraSpec, Settings, parse_lora, parse_seeds, parse_size, read_prompts
 from lora_audit.errors import EvidenceError
 
@@ -108,10 +109,12 @@ def compare(base: Path | None, model_config: Path | None, loras: tuple[str, ...]
     settings = Settings(base=base, prompts=prompts, seeds=parse_seeds(seeds), steps=steps, cfg=cfg, width=width,
                         height=height, scheduler=scheduler, negative=negative, device=device, dtype=dtype,
                         batch=batch, loras=specs)
+    out = out or Path("reports") / "compare"
+    # before anything heavy is imported or loaded: no pickle anywhere, nothing of the user's under --out
+    check_inputs(settings, out, model_config, clip_model, reference, prompts_file)
     from lora_audit.compare.export import write_all
     from lora_audit.compare.run import run_comparison
 
-    out = out or Path("reports") / "compare"
     cmp = run_comparison(settings, out, None if quiet else _progress_printer(), model_config)
     if clip_model is not None:
         from lora_audit.compare.clip import add_clip_metrics

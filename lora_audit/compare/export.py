@@ -4,6 +4,7 @@ extended) and report.md (jinja2)."""
 from __future__ import annotations
 
 import csv
+import html
 import json
 import statistics
 from datetime import datetime, timezone
@@ -13,6 +14,7 @@ from typing import Any
 
 from lora_audit.compare import metrics as mx
 from lora_audit.compare.run import Comparison
+from lora_audit.report.csv_cells import csv_row
 
 VERSION = "1.0.0"
 GUIDE_COLUMNS = ["comparison_id", "prompt", "seed", "model_name", "base_model", "lora", "lora_strength",
@@ -104,16 +106,32 @@ def write_csv(cmp: Comparison, path: Path) -> None:
         w = csv.writer(f)
         cols = _metric_columns(cmp)
         w.writerow(GUIDE_COLUMNS + ["image", "distance_to_base"] + cols)
-        for r in cmp.records:
-            w.writerow([r[c] for c in GUIDE_COLUMNS] + [r["image"], r["distance_to_base"]]
-                       + [r["metrics"].get(c) for c in cols])
+        for r in cmp.records:  # prompts, labels and paths that would start a formula get a leading '
+            w.writerow(csv_row([r[c] for c in GUIDE_COLUMNS] + [r["image"], r["distance_to_base"]]
+                               + [r["metrics"].get(c) for c in cols]))
+
+
+_MARKDOWN_ESCAPES = str.maketrans({"|": "\\|", "`": "\\`", "[": "\\[", "]": "\\]", "\\": "\\\\",
+                                   "\n": " ", "\r": " "})
+
+
+def md_text(value: Any) -> Any:
+    """Text safe anywhere in report.md's prose and table cells: HTML (``<script>``, ``<img onerror>``) shown as
+    text, no link or image syntax, no code span, no table cell break, no new line. Non-text is left to the
+    template's filters."""
+    if not isinstance(value, str):
+        return value
+    return html.escape(value, quote=False).translate(_MARKDOWN_ESCAPES)
 
 
 def write_report(data: dict[str, Any], path: Path) -> None:
     import jinja2
 
+    # finalize: every {{ }} of the template goes through md_text, so prompts, labels, paths and findings written by
+    # users cannot inject HTML or Markdown into the report
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(resources.files("lora_audit._templates"))),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False,
+                             finalize=md_text,
                              trim_blocks=True, lstrip_blocks=True)  # table rows stay adjacent: one table each
     env.filters["num"] = lambda v, d=3: "" if v is None else f"{v:.{d}f}" if isinstance(v, float) else str(v)
     text = env.get_template("compare.md.j2").render(d=data)

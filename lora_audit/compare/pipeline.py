@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lora_audit.compare.safety import check_model_folder, check_weights_file
 from lora_audit.compare.spec import LoraSpec, Settings
 from lora_audit.errors import EvidenceError
 
@@ -91,7 +92,9 @@ def load_base(s: Settings, model_config: Path | None = None):
         if base.is_dir():
             if not (base / "model_index.json").is_file():
                 raise EvidenceError("not a diffusers model folder (no model_index.json)", str(base))
-            pipe = DiffusionPipeline.from_pretrained(base, torch_dtype=dtype, local_files_only=True)
+            check_model_folder(base, "base model folder")
+            pipe = DiffusionPipeline.from_pretrained(base, torch_dtype=dtype, local_files_only=True,
+                                                     use_safetensors=True)  # never a pickle, not even as fallback
         elif base.is_file():
             cls = _single_file_class(base)
             _check_model_config(model_config, cls, base)
@@ -118,8 +121,7 @@ def _single_file_class(path: Path):
 
     from lora_audit.evidence.safetensors_header import read_header
 
-    if path.suffix != ".safetensors":
-        raise EvidenceError("only .safetensors single-file checkpoints are read (never a pickle)", str(path))
+    check_weights_file(path, "single-file checkpoint")
     names = read_header(path).tensors
     sdxl = any(k.startswith("conditioner.embedders.1") for k in names)
     return StableDiffusionXLPipeline if sdxl else StableDiffusionPipeline
@@ -160,8 +162,7 @@ def load_lora(pipe, spec: LoraSpec, adapter: str) -> LoadedLora:
     path = Path(spec.path)
     if not path.is_file():
         raise EvidenceError("LoRA file not found", str(path))
-    if path.suffix != ".safetensors":
-        raise EvidenceError("LoRA must be a .safetensors file (pickles are never opened)", str(path))
+    check_weights_file(path, "LoRA")
     ev = parse_safetensors(path)  # raises EvidenceError on a corrupt header
     if ev.facts.get("truncated"):
         raise EvidenceError("corrupt LoRA: the file is cut short", str(path))
@@ -179,7 +180,7 @@ def load_lora(pipe, spec: LoraSpec, adapter: str) -> LoadedLora:
     modules = sum(1 for k in header.tensors if k.endswith((".lora_down.weight", ".lora_A.weight", ".down.weight")))
     _check_diffusers_fit(pipe, header.tensors, want, path)
     try:
-        pipe.load_lora_weights(str(path), adapter_name=adapter)
+        pipe.load_lora_weights(str(path), adapter_name=adapter, use_safetensors=True)
     except (ValueError, KeyError, RuntimeError, OSError) as e:
         raise EvidenceError(f"cannot load LoRA: {str(e).splitlines()[0][:200]}", str(path)) from None
     matched = sum(1 for comp in _COMPONENTS if getattr(pipe, comp, None) is not None

@@ -45,13 +45,21 @@ def _journal(out: Path) -> dict[str, dict[str, Any]]:
     f = out / "journal.jsonl"
     done: dict[str, dict[str, Any]] = {}
     if f.is_file():
-        for line in f.read_text(encoding="utf-8").splitlines():
+        for line in f.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
                 rec = json.loads(line)
+            except (ValueError, RecursionError):
+                continue  # a line cut by a kill (or not ours): that image is simply made again
+            if isinstance(rec, dict) and all(isinstance(rec.get(k), t) for k, t in _JOURNAL_FIELDS.items()):
                 done[rec["image"]] = rec
-            except (ValueError, KeyError, TypeError):
-                continue  # a line cut by a kill: that image is simply made again
     return done
+
+
+# what a journal record must hold to be reused as is (the rest is recomputed from the image)
+_JOURNAL_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "comparison_id": str, "prompt": str, "prompt_index": int, "seed": int, "model_name": str, "base_model": str,
+    "lora": str, "lora_strength": (int, float), "generation_time_s": (int, float), "winner": str, "notes": str,
+    "completed_at": str, "image": str, "parameters": str}
 
 
 def run_comparison(s: Settings, out: Path, progress: Progress | None = None, model_config: Path | None = None

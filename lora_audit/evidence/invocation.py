@@ -16,7 +16,8 @@ from lora_audit.evidence.dataset_toml import parse_dataset_toml, run_settings
 from lora_audit.kohya.catalog import ConversionError, catalog
 from lora_audit.model import Evidence, Note, Setting
 
-TRAINING_SCRIPTS = ("train_network.py", "sdxl_train_network.py")
+# every training script of the catalog (LoRA trainers and full fine-tunes; kohya/gen_catalog.py SCRIPTS)
+TRAINING_SCRIPTS: tuple[str, ...] = catalog().scripts
 _NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 # accelerate launch options that take no value
@@ -111,7 +112,7 @@ def _group_flags(args: list[Token], ev: Evidence, label: str) -> list[tuple[str,
             i += 1
             continue
         flag, eq, inline = text.partition("=")
-        arg, abbrev = cat.for_flag(flag)
+        arg, abbrev = cat.for_flag(flag, ev.script)
         i += 1
         values: list[Token] = []
         if eq:
@@ -125,7 +126,7 @@ def _group_flags(args: list[Token], ev: Evidence, label: str) -> list[tuple[str,
                 if not many:
                     break
         if arg is None:
-            near = cat.nearest(flag)
+            near = cat.nearest(flag, ev.script)
             hint = f" (did you mean --{near}?)" if near else ""
             ev.warnings.append(Note(message=f"unknown flag {flag}{hint}: kohya's argparse stops with "
                                             "'unrecognized arguments'", source=f"{label}:{tok.line}"))
@@ -155,11 +156,14 @@ def resolve_invocation(script: str, args: list[Token], path: Path | str, kind: s
     cli: dict[str, Setting] = {}
     for name, tok, values, abbrev in _group_flags(args, ev, label):
         src = f"{label}:{tok.line}"
-        arg = cat.get(name)
-        if script in TRAINING_SCRIPTS and script not in arg.scripts:
-            ev.warnings.append(Note(message=f"--{name} is not an argument of {script}", source=src))
+        foreign = cat.foreign(name, script)
+        if foreign:
+            # argparse of this script has no such option: "unrecognized arguments" (or an abbreviation error)
+            ev.warnings.append(Note(message=foreign, source=src))
+            ev.facts.setdefault("foreign_flags", []).append(
+                {"flag": f"--{name}", "script": script, "scripts": list(cat.get(name).scripts), "source": src})
         try:
-            value = cat.convert(name, None if values is None else [v.text for v in values])
+            value = cat.convert(name, None if values is None else [v.text for v in values], script)
         except ConversionError as e:
             ev.warnings.append(Note(message=f"{e}: argparse stops here", source=src))
             continue

@@ -156,7 +156,8 @@ def read_comparison_json(f: Path) -> dict[str, Any]:
     except json.JSONDecodeError as e:
         raise EvidenceError(f"invalid JSON: {e.msg}", str(f), e.lineno) from None
     except ValueError as e:  # not UTF-8; an integer of thousands of digits
-        raise EvidenceError(f"invalid JSON: {str(e).splitlines()[0][:200]}", str(f)) from None
+        what = "an integer with thousands of digits" if "digits" in str(e) else str(e).splitlines()[0][:200]
+        raise EvidenceError(f"invalid JSON: {what}", str(f)) from None
     if _depth(data) > MAX_DEPTH:
         raise EvidenceError(f"nested deeper than {MAX_DEPTH} levels: not a comparison.json of lora-audit compare",
                             str(f))

@@ -20,6 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from lora_audit.errors import EvidenceError
+from lora_audit.report.csv_cells import csv_row
 from lora_audit.votes.data import ComparisonFolder, load_folder
 from lora_audit.votes.stats import folder_votes, summarize
 from lora_audit.votes.store import BOTH_BAD, TIE, Vote
@@ -79,15 +81,11 @@ def _metric_columns(cf: ComparisonFolder) -> list[str]:
     return list(cols)
 
 
-def _cell(v: Any) -> Any:
-    return "" if v is None else v
-
-
 def to_csv(cf: ComparisonFolder, votes: list[Vote]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     metrics = _metric_columns(cf)
-    w.writerow(GUIDE_COLUMNS + ["image", "distance_to_base"] + metrics + VOTE_COLUMNS)
+    w.writerow(csv_row(GUIDE_COLUMNS + ["image", "distance_to_base"] + metrics + VOTE_COLUMNS))
     for r in _rows(cf, votes):
         raw = r["raw"]
         names = [m["name"] for m in raw["models"]]
@@ -98,7 +96,8 @@ def to_csv(cf: ComparisonFolder, votes: list[Vote]) -> str:
                      m.get("completed_at")]
             extra = [m.get("image"), m.get("distance_to_base")] + [(m.get("metrics") or {}).get(k) for k in metrics]
             tally = [r["winner"], len(r["human"]), sum(v.choice == m["name"] for v in r["human"]), r["machine_winner"]]
-            w.writerow([_cell(x) for x in guide + extra + tally])
+            w.writerow(csv_row(guide + extra + tally))  # text that would start a formula gets a leading '
+
     return buf.getvalue()
 
 
@@ -154,3 +153,28 @@ def export(folder: Path | str, fmt: str) -> str:
     if fmt == "csv":
         return to_csv(cf, votes)
     return json.dumps(to_json(cf, votes), indent=2, default=str) + "\n"
+
+
+# what lora-audit compare, vote and judge keep in a comparison folder: an export never lands on one of them
+_FOLDER_FILES = ("comparison.json", "comparison.csv", "report.md", "journal.jsonl")
+
+
+def check_out(folder: Path | str, out: Path | str) -> None:
+    """``export --out``: a file path that is not a folder, not a special file, and not one of the comparison
+    folder's own files (comparison.json/.csv, report.md, the journal, votes.sqlite and its journals, grids,
+    images). EvidenceError otherwise."""
+    out, folder = Path(out), Path(folder)
+    try:
+        target, root = out.resolve(), folder.resolve()
+    except (OSError, RuntimeError):
+        raise EvidenceError("--out cannot be resolved (a symlink loop?)", str(out)) from None
+    if out.exists() and not out.is_file():
+        raise EvidenceError("--out exists and is not a regular file: give a file path", str(out))
+    if not target.is_relative_to(root):
+        return
+    rel = target.relative_to(root)
+    name = rel.name
+    if (rel.parts and rel.parts[0] == "images") or name in _FOLDER_FILES or name.startswith("votes.sqlite") \
+            or (name.startswith("grid-") and name.endswith(".png")):
+        raise EvidenceError(f"--out is a file of the comparison itself ({rel.as_posix()}): write the export to "
+                            "another name", str(out))

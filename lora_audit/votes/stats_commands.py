@@ -10,7 +10,7 @@ import click
 
 from lora_audit.cli_support import one_line_errors
 from lora_audit.errors import EvidenceError
-from lora_audit.votes.export import FORMATS, export
+from lora_audit.votes.export import FORMATS, check_out, export
 from lora_audit.votes.stats import folder_stats
 
 
@@ -82,6 +82,8 @@ def stats_cmd(folder: Path, kind: str, as_json: bool) -> None:
 @one_line_errors
 def export_cmd(folder: Path, fmt: str, out: Path | None, as_json: bool) -> None:
     """Export a comparison folder with its votes in the comparison guide's schema."""
+    if out is not None:
+        check_out(folder, out)
     text = export(folder, fmt)
     if out is None:
         click.echo(text, nl=False)
