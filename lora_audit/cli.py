@@ -113,7 +113,7 @@ def diff(runs: tuple[str, ...], show_all: bool, as_json: bool) -> None:
 @handles_errors
 def audit(runs, good, bad, out, template, report_date, study, compare_dirs, as_json) -> None:
     """Diagnose RUNS (folders, or one folder of run folders): ranked suspects and a Markdown report."""
-    from lora_audit.audit import audit as run_audit, default_report_path
+    from lora_audit.audit import audit as run_audit, check_report_path, default_report_path
     from lora_audit.evidence import load_runs
     from lora_audit.report.markdown import render_audit
     from lora_audit.votes.summary import comparison_folders, link_comparison
@@ -123,6 +123,8 @@ def audit(runs, good, bad, out, template, report_date, study, compare_dirs, as_j
         result.date = report_date
     path = Path(out) if out else default_report_path(list(runs))
     folders = [Path(c) for c in compare_dirs] + (comparison_folders(study) if study else [])
+    if not as_json:
+        check_report_path(path, list(runs), result.runs, folders)
     result.comparisons = [link_comparison(f, path) for f in dict.fromkeys(folders)]
     if as_json:
         _echo_json(result.to_json())
@@ -179,10 +181,11 @@ def _pick_runs(runs: tuple[str, ...], good: str, bads: tuple[str, ...]):
 @click.option("--backend", type=click.Choice(["kohya", "builtin"]), default="kohya", show_default=True)
 @click.option("--seconds-per-step", "seconds", help="For the GPU-hours estimate: a number, or a kohya log to read it from.")
 @click.option("--dry-run", is_flag=True, help="Print the plan, write nothing.")
+@click.option("--force", is_flag=True, help="Regenerate files of an existing study even where they were edited.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.pass_context
 @handles_errors
-def ablate(ctx, runs, good, bads, strategy, sweeps, no_control, out, backend, seconds, dry_run, as_json):
+def ablate(ctx, runs, good, bads, strategy, sweeps, no_control, out, backend, seconds, dry_run, force, as_json):
     """Plan and write minimal-change retraining variants (a study folder kohya can run as is)."""
     from lora_audit.ablate.emit import write_study
     from lora_audit.ablate.plan import plan
@@ -193,11 +196,13 @@ def ablate(ctx, runs, good, bads, strategy, sweeps, no_control, out, backend, se
 
     g, b, loaded = _pick_runs(runs, good, bads)
     seconds_per_step = seconds_per_step_option(seconds) if seconds else None
+    if seconds_per_step is not None and not (0 < seconds_per_step < float("inf")):
+        raise EvidenceError(f"--seconds-per-step must be a positive number of seconds, got {seconds_per_step:g}")
     p = plan(g, b, strategy, list(sweeps), control=not no_control, seconds_per_step=seconds_per_step)
     folder = Path(out) if out else Path("runs") / f"{g.name}-vs-{'-'.join(r.name for r in b)}"
     if not dry_run:
         write_study(p, {r.name: r for r in [g, *b]}, folder, backend,
-                    str(sd_scripts_path(ctx.obj.get("sd_scripts"))))
+                    str(sd_scripts_path(ctx.obj.get("sd_scripts"))), inputs=list(runs), force=force)
     if as_json:
         _echo_json({"study": str(folder), "written": not dry_run, **p.to_json()})
         return
@@ -212,6 +217,8 @@ def bisect() -> None:
 
 
 def _print_bisect(data: dict, as_json: bool, study: Path) -> None:
+    from lora_audit.ablate.files import RUNNER
+
     if as_json:
         _echo_json({"study": str(study), **data})
         return
@@ -221,7 +228,7 @@ def _print_bisect(data: dict, as_json: bool, study: Path) -> None:
         click.echo(f"round {data['round']}: train these variants, then say `lora-audit bisect good|bad "
                    f"--study {study} VARIANT...`")
         for v in data["variants"]:
-            click.echo(f"  {study / v['id'] / 'train.sh'}  ({', '.join(v['params'])}) {v['purpose']}")
+            click.echo(f"  {study / v['id'] / RUNNER}  ({', '.join(v['params'])}) {v['purpose']}")
     for n in data["notes"]:
         click.echo(f"note: {n}")
 
@@ -233,16 +240,18 @@ def _print_bisect(data: dict, as_json: bool, study: Path) -> None:
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Study folder.")
 @click.option("--parallel", default=2, show_default=True, help="Variants per round (trained side by side).")
 @click.option("--backend", type=click.Choice(["kohya", "builtin"]), default="kohya", show_default=True)
+@click.option("--force", is_flag=True, help="Regenerate files of an existing study even where they were edited.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @handles_errors
-def bisect_start(ctx, runs, good, bad, out, parallel, backend, as_json):
+def bisect_start(ctx, runs, good, bad, out, parallel, backend, force, as_json):
     """Start a bisection: writes the study and the first round's variants."""
     from lora_audit.ablate import study as st
     from lora_audit.settings import sd_scripts_path
 
     g, b, _ = _pick_runs(runs, good, (bad,))
-    bs = st.start(g, b[0], Path(out), parallel, backend, str(sd_scripts_path(ctx.obj.get("sd_scripts"))))
+    bs = st.start(g, b[0], Path(out), parallel, backend, str(sd_scripts_path(ctx.obj.get("sd_scripts"))),
+                  inputs=list(runs), force=force)
     _print_bisect(st.status_json(bs), as_json, Path(out))
 
 
