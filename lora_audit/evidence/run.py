@@ -179,7 +179,7 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
     )
     for e in evidences:
         run.warnings.extend(e.warnings)
-        for key in ("ignored_keys", "mistyped", "unknown_flags"):
+        for key in ("ignored_keys", "mistyped", "unknown_flags", "foreign_flags"):
             run.facts.setdefault(key, []).extend(e.facts.get(key, []))
         acc = e.facts.get("accelerate") or {}
         if "num_processes" in acc and "num_processes" not in run.facts:
@@ -202,10 +202,11 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
 
 def _arch_from(evidences: list[Evidence]) -> str | None:
     for e in evidences:
+        settings = _architecture(e)
+        if settings and not (e.script and settings[0].value in ("sd15", "sd2")):
+            return settings[0].value
         if e.script:
-            return "sdxl" if "sdxl" in e.script else None
-        if e.facts.get("arch"):
-            return e.facts["arch"]
+            return None  # SD1.x or SD2.x: the file-size model tries both
     return None
 
 
@@ -215,8 +216,7 @@ def _merge(run: Run, evidences: list[Evidence]) -> None:
         if e.script:
             by_name.setdefault("training_script", []).append(Setting(name="training_script", value=e.script,
                                                                      source=e.path))
-        arch = _architecture(e)
-        if arch:
+        for arch in _architecture(e):
             by_name.setdefault("base_architecture", []).append(arch)
         for s in e.settings:
             by_name.setdefault(s.name, []).append(s)
@@ -243,16 +243,32 @@ def _compatible(other: Setting, chosen: Setting) -> bool:
     return False
 
 
-def _architecture(e: Evidence) -> Setting | None:
+def _architecture(e: Evidence) -> list[Setting]:
+    """What one piece of evidence says of the base architecture (kohya/trainers.py): the script, the network
+    module, the LoRA's metadata and keys, else the base model's name. Two that disagree become a conflict."""
+    from lora_audit.kohya import trainers
+
+    found: list[tuple[str, str]] = []
+    values = {s.name: s.value for s in e.settings}
     if e.facts.get("arch"):
-        return Setting(name="base_architecture", value=e.facts["arch"], source=e.path, origin="inferred",
-                       note=e.facts.get("arch_reason") or "from the LoRA's key names and layer widths")
+        found.append((e.facts["arch"], e.facts.get("arch_reason") or "from the LoRA's key names and layer widths"))
     if e.script:
-        v2 = any(s.name == "v2" and s.value for s in e.settings)
-        arch = "sdxl" if "sdxl" in e.script else ("sd2" if v2 else "sd15")
-        why = f"{e.script}" + (" with --v2" if v2 else "")
-        return Setting(name="base_architecture", value=arch, source=e.path, origin="inferred", note=f"from {why}")
-    return None
+        by_script = trainers.from_script(e.script, bool(values.get("v2")))
+        if by_script:
+            found.append(by_script)
+    by_module = trainers.from_network_module(values.get("network_module"))
+    if by_module:
+        found.append(by_module)
+    if not found:
+        by_name = trainers.from_model_name(values.get("pretrained_model_name_or_path"))
+        if by_name:
+            found.append(by_name)
+    out: list[Setting] = []
+    for arch, why in found:
+        if all(o.value != arch for o in out):
+            out.append(Setting(name="base_architecture", value=arch, source=e.path, origin="inferred",
+                               note=why))
+    return out
 
 
 def _fill_defaults(run: Run, evidences: list[Evidence]) -> None:
@@ -263,6 +279,7 @@ def _fill_defaults(run: Run, evidences: list[Evidence]) -> None:
         for name, arg in cat.arguments.items():
             if script not in arg.scripts:
                 continue
+            arg = cat.get(name, script) or arg  # that script's own default (discrete_flow_shift: 3.0 FLUX, 6.0 Lumina)
             have = run.params.get(name)
             default = Param(value=arg.default, origin="default", source=None,
                             note=f"kohya's default ({script}); no evidence sets it")
