@@ -99,16 +99,6 @@ def parse_file(path: Path, label: str | None = None) -> list[Evidence]:
     return []
 
 
-def _read_run_toml(path: Path, label: str) -> dict[str, Any]:
-    from lora_audit.evidence._toml_lines import read_toml
-
-    data, _ = read_toml(path)
-    verdict = data.get("verdict", "unknown")
-    if verdict not in ("good", "bad", "unknown"):
-        raise EvidenceError(f"verdict must be good, bad or unknown, not {verdict!r}", label)
-    return data
-
-
 def _files_of(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
@@ -137,7 +127,10 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
         label = str(f)
         kind = detect_kind(f)
         if kind == "run_toml":
-            meta = _read_run_toml(f, label)
+            from lora_audit.evidence.run_toml import read_run_toml
+
+            meta, toml_warnings = read_run_toml(f, label)  # every value checked: one line with the line otherwise
+            run_warnings.extend(toml_warnings)
             continue
         if kind is None:
             continue
@@ -158,8 +151,12 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
             from lora_audit.kohya.filesize import settings_from_size
 
             src = f"{base / 'run.toml'}:artifacts.{a.name}"
-            evidences.append(Evidence(path=str(base / "run.toml"), kind="run_toml",
-                                      settings=settings_from_size(a.size, arch_hint, src)))
+            try:
+                sized = settings_from_size(a.size, arch_hint, src)
+            except ValueError as e:  # an architecture the size model does not know (the size itself is checked)
+                run_warnings.append(Note(message=f"{a.name}: no size inference: {e}", source=src))
+                continue
+            evidences.append(Evidence(path=str(base / "run.toml"), kind="run_toml", settings=sized))
     if not evidences:
         raise EvidenceError("no evidence of a training run here (scripts, TOML/JSON configs, notes, .safetensors)",
                             str(path))

@@ -150,6 +150,16 @@ _SIZE = re.compile(r"^\s*(\d+(?:[.,]\d+)?|\.\d+)\s*([kmgt]?i?b?|bytes?)\s*$", re
 _UNITS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
 
 
+MAX_SIZE_BYTES = 10 ** 13  # 10 TB: far above any LoRA (an SDXL rank-256 fp32 one is ~3 GB); keeps the arithmetic finite
+
+
+def _shown(size: Any) -> str:
+    if isinstance(size, int) and abs(size) > 10 ** 40:
+        return f"an integer of {int(size.bit_length() * 0.30103) + 1} digits"
+    r = repr(size)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
 def size_windows(size: str | int) -> list[tuple[str, int, int, int]]:
     """Readings of a size: (label, nominal bytes, lowest, highest) for each plausible unit.
 
@@ -157,21 +167,30 @@ def size_windows(size: str | int) -> list[tuple[str, int, int, int]]:
     browsers) or up (``ls -lh``, ``du -h``), so 72MB covers 71..72.5 MB. A byte count is exact up to the metadata
     the file may carry beyond the estimate (``METADATA_SLACK_BYTES``).
     """
-    if isinstance(size, bool):
-        raise ValueError(f"cannot read a file size from {size!r}")
+    if isinstance(size, bool) or not isinstance(size, (int, str)):
+        raise ValueError(f"cannot read a file size from {_shown(size)}; write e.g. 72MB, 1.7GB or a byte count")
     if isinstance(size, int):
+        if size < 0:
+            raise ValueError(f"a file size cannot be negative ({_shown(size)})")
+        if size > MAX_SIZE_BYTES:
+            raise ValueError(f"{_shown(size)} (bytes) is larger than any LoRA file (limit {MAX_SIZE_BYTES:,} bytes)")
         return [(f"{size} bytes", size, size - METADATA_SLACK_BYTES, size + METADATA_SLACK_BYTES)]
     text = str(size).strip()
     if re.fullmatch(r"\d{1,3}(,\d{3})+", text):  # 75,497,472
         text = text.replace(",", "")
-    m = _SIZE.match(text)
+    if text.startswith("-") and _SIZE.match(text[1:]):
+        raise ValueError(f"a file size cannot be negative ({_shown(size)})")
+    m = _SIZE.match(text) if len(text) <= 40 else None  # no size has more digits; a 5000-digit one is not read
     if not m:
-        raise ValueError(f"cannot read a file size from {size!r}; write e.g. 72MB, 1.7GB, 36 MiB or a byte count")
+        raise ValueError(f"cannot read a file size from {_shown(size)}; write e.g. 72MB, 1.7GB, 36 MiB or a byte "
+                         "count")
     num, unit = m.group(1).replace(",", "."), m.group(2).lower()
     if unit.startswith("byte") or unit in ("", "b"):
         if "." in num:
             raise ValueError(f"a byte count must be a whole number, not {size!r}")
         return size_windows(int(num))
+    if float(num) * 1024 ** _UNITS[unit[0]] > MAX_SIZE_BYTES:
+        raise ValueError(f"{_shown(size)} is larger than any LoRA file (limit {MAX_SIZE_BYTES:,} bytes)")
     power = _UNITS[unit[0]]
     binary_only = "i" in unit  # MiB, GiB: the writer said binary
     decimals = len(num.split(".")[1]) if "." in num else 0
@@ -298,6 +317,11 @@ def _combos(pool: list[Candidate], with_arch: bool) -> list[str]:
 def _why(name: str, value: Any, pool: list[Candidate], get, with_arch: bool) -> str:
     first = next(c for c in pool if get(c) == value)
     return f"fits as {_combos([first], with_arch)[0]} (expected {first.expected_bytes:,} bytes)"
+
+
+def canonical_arch(arch: Any) -> Arch:
+    """"sd1.5", "SD_XL"... -> "sd15" / "sd2" / "sdxl"; ValueError for anything else (``arch = "sd99"``)."""
+    return _arch(arch)
 
 
 def _arch(arch: str) -> Arch:
