@@ -153,8 +153,10 @@ def test_gpu_slots_set_cuda_visible_devices(tmp_path):
     script = "echo \"gpu=$CUDA_VISIBLE_DEVICES\"\n"
     study = make_study(tmp_path / "s", {"a": script, "b": script, "c": script})
     assert cli("launch", str(study), "--gpus", "0,1").exit_code == 0
-    seen = {(study / v / "logs" / "attempt-1.log").read_text().strip() for v in "abc"}
-    assert seen == {"gpu=0", "gpu=1"}
+    logs = [(study / v / "logs" / "attempt-1.log").read_text().splitlines() for v in "abc"]
+    assert {log[-1] for log in logs} == {"gpu=0", "gpu=1"}
+    for log in logs:  # the header says which slot, before anything the runner printed
+        assert log[0].startswith("# lora-audit launch: variant ") and f"({log[-1].replace('gpu', 'CUDA_VISIBLE_DEVICES')})" in log[0]
 
 
 # -- crash safety -------------------------------------------------------------------------------------------------
@@ -323,10 +325,10 @@ def test_launch_runs_the_next_bisect_round_once_judged(tmp_path):
     data = json.loads(runner.invoke(cli_main, ["bisect", "start", "--good", str(good), "--bad", str(bad),
                                                "--out", str(study), "--json"]).output)
 
-    def stand_ins():  # the generated train.sh would call accelerate; the stand-in only writes a LoRA
+    def stand_ins():  # the generated runner would call accelerate; the stand-in only writes a LoRA
         for d in study.iterdir():
-            if (d / "train.sh").is_file():
-                (d / "train.sh").write_text("#!/usr/bin/env bash\n" + OK)
+            if (d / "lora-audit-run.sh").is_file():
+                (d / "lora-audit-run.sh").write_text("#!/usr/bin/env bash\n" + OK)
 
     stand_ins()
     round1 = [v["id"] for v in data["variants"]]

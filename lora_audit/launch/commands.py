@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sqlite3
@@ -13,11 +14,25 @@ import click
 from lora_audit.errors import EvidenceError
 from lora_audit.cli_support import one_line_errors
 from lora_audit.launch import executor
-from lora_audit.launch.state import StudyState, _alive, db_path
-from lora_audit.launch.variants import study_variants
+from lora_audit.launch.state import FOUND_SLOT, StudyState, _alive, _busy, bad_state, db_path
+from lora_audit.launch.variants import disk_attempts, study_variants
 
 
-_handles_errors = one_line_errors
+def _handles_errors(fn):
+    """One line for bad input; an SQLite error from a damaged launch.sqlite is bad input too (what, and how to
+    start over), whichever query meets it first."""
+
+    @one_line_errors
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except sqlite3.DatabaseError as e:
+            if _busy(e):
+                raise EvidenceError(f"launch state busy: {e}", str(db_path(Path(kwargs["study"])))) from None
+            raise bad_state(Path(kwargs["study"]), str(e)) from None
+
+    return wrapper
 
 
 def _split(values: tuple[str, ...]) -> list[str]:
@@ -33,15 +48,24 @@ def status_data(study: Path) -> dict:
         try:
             return _status_data(Path(study))
         except sqlite3.OperationalError as e:  # a launcher creating the file this very moment
+            if not _busy(e):
+                raise
             if time.monotonic() > deadline:
                 raise EvidenceError(f"cannot read the launch state: {e}", str(db_path(Path(study)))) from None
             time.sleep(0.05)
 
 
 def _status_data(study: Path) -> dict:
-    variants = [v.id for v in study_variants(study)]
+    found = study_variants(study)
+    variants = [v.id for v in found]
     rows = []
-    if not db_path(study).exists():
+    if not db_path(study).exists() and not db_path(study).is_symlink():
+        lost = [v.id for v in found if disk_attempts(v.folder)]
+        if lost:  # it was launched (logs are there), and its state file is gone
+            raise EvidenceError(f"launch state missing, but {len(lost)} variant(s) have attempt logs ("
+                                f"{', '.join(lost[:3])}{', ...' if len(lost) > 3 else ''}); to start over, launch "
+                                "again: attempts are numbered after the logs on disk and variants whose LoRA is on "
+                                "disk are recorded as done, not retrained", str(db_path(study)))
         return {"study": str(study), "variants": [_row(v, None, 0, None) for v in variants]}
     st = StudyState(study, readonly=True)
     if not st.ready:
@@ -80,6 +104,7 @@ def _row(vid: str, a, n: int, state: str | None) -> dict:
         "_total": a.total_steps if a else None, "_epoch": a.last_epoch if a else None,
         "_eta": a.eta if a else None, "_reused": a.reused_from if a else None,
         "_nan": loss is not None and not math.isfinite(loss),
+        "_found": bool(a and a.slot == FOUND_SLOT),
     }
 
 
@@ -98,6 +123,7 @@ def render_table(data: dict) -> str:
             prog += (", " if prog else "") + "loss nan"
         if r["state"] == "done":
             detail = f"linked from {r['_reused']}" if r["_reused"] else f"{len(r['outputs'])} output(s)"
+            detail += " (found on disk)" if r["_found"] else ""
         else:
             detail = r["failure"] or ""
         if r["log"] and r["state"] in ("running", "failed", "interrupted"):
@@ -143,12 +169,22 @@ def status(study: str, as_json: bool, watch: bool) -> None:
 @click.option("--reuse", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Another study whose trained variants of the same config hash are linked, not retrained.")
 @click.option("--retry-failed", is_flag=True, help="Run failed variants again (a new attempt).")
+@click.option("--retry", is_flag=True,
+              help="Train again what is done (also a LoRA found on disk after the state was lost) or failed; "
+                   "earlier outputs are set aside, never deleted.")
+@click.option("--sd-scripts", "sd_scripts", type=click.Path(file_okay=False),
+              help="The sd-scripts checkout to train with (default: $LORA_AUDIT_SD_SCRIPTS, the global "
+                   "--sd-scripts, the study's, the submodule).")
+@click.option("--python", "python",
+              help="The Python of sd-scripts' environment (default: $LORA_AUDIT_KOHYA_PYTHON, DIR/venv or "
+                   "DIR/.venv, else accelerate on PATH).")
 @click.option("--cancel", "do_cancel", is_flag=True, help="Stop the variants running in this study (cancelled).")
 @click.option("--dry-run", is_flag=True, help="Say what would run, run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the summary, or the dry-run plan).")
 @_handles_errors
 def launch(study: str, gpus: str | None, max_parallel: int, only: tuple[str, ...], reuse: tuple[str, ...],
-           retry_failed: bool, do_cancel: bool, dry_run: bool, as_json: bool) -> None:
+           retry_failed: bool, retry: bool, sd_scripts: str | None, python: str | None, do_cancel: bool,
+           dry_run: bool, as_json: bool) -> None:
     """Run a study's variants (their train.sh), one per slot, with durable state; resumes after a crash."""
     path = Path(study)
     if do_cancel:
@@ -160,14 +196,21 @@ def launch(study: str, gpus: str | None, max_parallel: int, only: tuple[str, ...
                        + (", ".join(result["cancelled"]) or "none"))
         return
     opts = executor.Options(gpus=_split((gpus,)) if gpus else None, max_parallel=max_parallel,
-                            only=_split(only) or None, reuse=[Path(r) for r in reuse], retry_failed=retry_failed)
+                            only=_split(only) or None, reuse=[Path(r) for r in reuse], retry_failed=retry_failed,
+                            retry=retry, sd_scripts=sd_scripts, python=python,
+                            global_sd_scripts=(click.get_current_context().find_root().obj or {}).get("sd_scripts"))
     launcher = executor.Launcher(path, opts, echo=(lambda s: None) if as_json else click.echo)
     if dry_run:
         plan = launcher.dry_run()
+        kenv = launcher.resolve_kohya()
         if as_json:
             click.echo(json.dumps({"study": str(path), "slots": [s.name for s in launcher.slots],
+                                   "sd_scripts": str(kenv.sd_scripts) if kenv else None,
+                                   "python": str(kenv.python or kenv.accelerate) if kenv else None,
                                    "variants": plan}, indent=2))
         else:
+            for line in kenv.header() if kenv else []:
+                click.echo(line)
             for p in plan:
                 click.echo(f"{p['id']}: {p['action']} (attempt {p['attempt']})")
         return

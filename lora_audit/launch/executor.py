@@ -15,16 +15,17 @@ import signal
 import subprocess
 import threading
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from lora_audit.errors import EvidenceError
-from lora_audit.launch import logparse
+from lora_audit.launch import kohya_env, logparse
 from lora_audit.launch.procs import die_with_parent, kill_orphans, marker, signal_group
 from lora_audit.launch.state import Attempt, StudyState, db_path
-from lora_audit.launch.variants import (Variant, find_outputs, link_outputs, select, set_aside, study_variants,
-                                        trained_elsewhere)
+from lora_audit.launch.variants import (Variant, complete_outputs, disk_attempts, final_output, find_outputs,
+                                        link_outputs, select, set_aside, study_variants, trained_elsewhere)
 
 @dataclass
 class Slot:
@@ -39,6 +40,11 @@ class Options:
     only: list[str] | None = None
     reuse: list[Path] = field(default_factory=list)
     retry_failed: bool = False
+    retry: bool = False  # train again what is done (recorded, or its LoRA found on disk) or failed
+    sd_scripts: str | None = None  # launch --sd-scripts
+    python: str | None = None  # launch --python
+    global_sd_scripts: str | None = None  # the CLI's global --sd-scripts
+    check_python: bool = True  # run `PY -c "import accelerate, torch"` before the first variant
     poll: float = 0.2  # seconds between looks at the children and the state
     grace: float = 10.0  # seconds between SIGINT and SIGKILL when cancelling
     progress_every: float = 10.0  # seconds between progress lines per variant
@@ -66,13 +72,23 @@ def slots(opts: Options) -> list[Slot]:
     return [Slot(f"cpu{i}") for i in range(opts.max_parallel)]
 
 
-def _start(a: Attempt, v: Variant, slot: Slot, log: Path) -> _Job:
+def _start(a: Attempt, v: Variant, slot: Slot, log: Path, kenv: kohya_env.KohyaEnv | None = None) -> _Job:
     logfile = open(log, "xb")  # x: an attempt's log is never overwritten
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "LORA_AUDIT_ATTEMPT": marker(a)}
     if slot.gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = slot.gpu
+    header = [f"variant {v.id}, attempt {a.attempt}, slot {slot.name}"
+              + (f" (CUDA_VISIBLE_DEVICES={slot.gpu})" if slot.gpu is not None else "")
+              + f", started {time.strftime('%Y-%m-%d %H:%M:%S %z')}"]
+    if kenv is not None:
+        env.update(kenv.variables())
+        header += kenv.header()
+    # one line each, whatever a path holds: a newline in a folder name must not start a line of its own
+    logfile.write("".join(f"# lora-audit launch: {h}".replace("\n", "\\n").replace("\r", "\\r") + "\n"
+                          for h in header).encode("utf-8", "replace"))
+    logfile.flush()
     try:
-        proc = subprocess.Popen(["bash", "train.sh"], cwd=v.folder, stdout=logfile, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(["bash", v.runner], cwd=v.folder, stdout=logfile, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env, start_new_session=True,
                                 preexec_fn=die_with_parent)
     except OSError:
@@ -92,6 +108,21 @@ class Launcher:
         self.variants = select(study_variants(self.study), opts.only)
         self.slots = slots(opts)
         self.stop_requested = threading.Event()
+        self.kohya: kohya_env.KohyaEnv | None = None
+
+    def resolve_kohya(self) -> kohya_env.KohyaEnv | None:
+        """The sd-scripts checkout and Python, checked, when a variant's runner trains with kohya; else None."""
+        need = [v for v in self.variants if needs_kohya(v)]
+        if not need:
+            return None
+        meta = study_meta(self.study)
+        env = kohya_env.resolve(sorted({v.script for v in need if v.script}), self.opts.sd_scripts,
+                                self.opts.python, meta.get("sd_scripts") if isinstance(meta.get("sd_scripts"), str)
+                                else None, self.opts.global_sd_scripts)
+        if self.opts.check_python:
+            kohya_env.check(env)
+        self.kohya = env
+        return env
 
     def dry_run(self) -> list[dict]:
         """What ``launch`` would do, without writing anything."""
@@ -102,24 +133,34 @@ class Launcher:
         plan, n = [], 0
         for v in self.variants:
             last = st.last(v.id) if st else None
-            prior = trained_elsewhere(st, others, v.hash) if st else (
+            prior = None if self.opts.retry else trained_elsewhere(st, others, v.hash) if st else (
                 trained_elsewhere(others[0], others[1:], v.hash) if others else None)
-            if last and last.state == "done":
+            found = complete_outputs(v.folder) if last is None and not self.opts.retry else None
+            if found:
+                action = (f"skip: LoRA on disk ({_rel(final_output(v.folder), self.study)}), not in the launch "
+                          "state: recorded as done (--retry trains it again)")
+            elif last and last.state == "done" and not self.opts.retry:
                 action = "skip: done"
             elif last and last.state == "running":
                 action = "skip: running (another launcher; re-run if that one is gone)"
-            elif last and last.state == "failed" and not (self.opts.retry_failed or self.opts.only):
+            elif last and last.state == "failed" and not (self.opts.retry_failed or self.opts.retry
+                                                          or self.opts.only):
                 action = "skip: failed (use --retry-failed or --only)"
             elif prior:
                 action = f"link: same config as {prior[1].name}/{prior[0].variant}"
             else:
                 action = f"run on {self.slots[n % len(self.slots)].name}"
                 n += 1
-            n_attempt = (last.attempt if last else 0) + (0 if action.startswith("skip") else 1)
+            n_attempt = max(last.attempt if last else 0, disk_attempts(v.folder)) + (
+                0 if action.startswith("skip") else 1)
             plan.append({"id": v.id, "action": action, "attempt": n_attempt})
+        for s in [st, *others]:
+            if s is not None:
+                s.close()
         return plan
 
     def run(self) -> dict:
+        self.resolve_kohya()  # before the first variant starts: one clear error, not N failed variants
         st = StudyState(self.study)
         others = [StudyState(o, readonly=True) for o in self.opts.reuse if db_path(o).exists()]
         missing = [str(o) for o in self.opts.reuse if not db_path(o).exists()]
@@ -132,13 +173,27 @@ class Launcher:
                 n = kill_orphans(a)
                 self.echo(f"{a.variant}: attempt {a.attempt} was interrupted (launcher gone)"
                           + (f"; stopped {n} leftover process(es)" if n else "") + "; it runs again")
-            rerun = self.opts.retry_failed or bool(self.opts.only)
+            rerun = self.opts.retry_failed or self.opts.retry or bool(self.opts.only)
             for v in self.variants:
-                st.enqueue(v.id, v.hash, rerun_failed=rerun)
+                after = disk_attempts(v.folder)
+                if not self.opts.retry and st.last(v.id) is None:
+                    found = complete_outputs(v.folder)
+                    if found:  # the state was lost after it trained: record it, do not train it again
+                        logs = v.folder / "logs" / f"attempt-{after}.log"
+                        if st.record_found(v.id, v.hash, after, str(logs) if logs.is_file() else None, found):
+                            self.echo(f"{v.id}: its LoRA is on disk ({_rel(final_output(v.folder), self.study)}) "
+                                      "but not in the launch state: recorded as done, not retrained "
+                                      "(--retry trains it again)")
+                        continue
+                st.enqueue(v.id, v.hash, rerun_failed=rerun, after=after, rerun_done=self.opts.retry)
             self._loop(st, others, lid)
         finally:
             st.end_launcher(lid)
-        return summary(st, [v.id for v in self.variants])
+        try:
+            return summary(st, [v.id for v in self.variants])
+        finally:  # no connection left open: the state file stays movable and checkpointed
+            for s in (st, *others):
+                s.close()
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -185,7 +240,8 @@ class Launcher:
             waiting = False
             for a in st.queued(list(by_id)):
                 v = by_id[a.variant]
-                prior = trained_elsewhere(st, others, v.hash)
+                # --retry asks for training: an earlier attempt of the same config is not a substitute
+                prior = None if self.opts.retry else trained_elsewhere(st, others, v.hash)
                 if prior is None and v.hash and st.running_with_hash(v.hash):
                     waiting = True  # the same config is training now: link it when it is done
                     continue
@@ -204,7 +260,7 @@ class Launcher:
                 set_aside(v.folder, a.attempt)
                 log.parent.mkdir(parents=True, exist_ok=True)
                 try:
-                    job = _start(a, v, slot, log)
+                    job = _start(a, v, slot, log, self.kohya if needs_kohya(v) else None)
                 except OSError as e:
                     st.finish(a.id, "failed", failure=f"could not start train.sh: {e}")
                     free.append(slot)
@@ -300,3 +356,28 @@ def format_progress(step, total, epoch, loss, eta) -> str:
     if eta:
         parts.append(f"ETA {eta}")
     return ", ".join(parts)
+
+
+def _rel(path: Path, study: Path) -> str:
+    try:
+        return str(path.relative_to(study))
+    except ValueError:
+        return str(path)
+
+
+def study_meta(study: Path) -> dict:
+    try:
+        return tomllib.loads((Path(study) / "study.toml").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def needs_kohya(v: Variant) -> bool:
+    """Does this variant's runner train with sd-scripts? The runner ``ablate`` writes for the kohya backend reads
+    ``$LORA_AUDIT_SD_SCRIPTS``; a runner the user replaced with their own (or the builtin trainer's) needs no
+    checkout from us."""
+    try:
+        with open(v.folder / v.runner, "rb") as f:
+            return b"LORA_AUDIT_SD_SCRIPTS" in f.read(1 << 20)
+    except OSError:
+        return False

@@ -15,14 +15,19 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import sqlite3
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lora_audit.errors import EvidenceError
+
 DB_NAME = "launch.sqlite"
 LIVE = ("queued", "running")
+FOUND_SLOT = "disk"  # the slot of an attempt recorded from what was on disk, not run by a launcher
 # a launcher on another host is presumed dead when its heartbeat is this old (seconds)
 STALE_AFTER = 60.0
 
@@ -56,6 +61,64 @@ CREATE TABLE IF NOT EXISTS launchers (
     ended REAL
 );
 """
+
+
+# the columns each table must have; a file whose tables lack them is not our state (another tool's, or damaged)
+_COLUMNS = {
+    "attempts": {"id", "variant", "attempt", "state", "hash", "launcher", "pid", "slot", "queued_at", "started",
+                 "ended", "exit_code", "log", "outputs", "last_step", "total_steps", "last_epoch", "last_loss",
+                 "eta", "failure", "reused_from"},
+    "launchers": {"id", "host", "pid", "started", "heartbeat", "cancel", "ended"},
+}
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def bad_state(study: Path, what: str) -> EvidenceError:
+    """The one line for a launch state file that cannot be used: what is wrong, and how to start over."""
+    path = db_path(study)
+    q = shlex.quote(str(path))
+    return EvidenceError(f"launch state unreadable ({what}); to start over, move it away "
+                         f"(mv {q} {q}.bad) and launch again: attempts are numbered after the logs on disk "
+                         "and variants whose LoRA is on disk are not retrained", str(path))
+
+
+def check_state_file(study: Path) -> None:
+    """Refuse a launch.sqlite that is not a file, not SQLite, or cut short; before SQLite opens it.
+
+    An empty file is fine (a launcher creating it this moment, or SQLite's own fresh file)."""
+    path = db_path(study)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise bad_state(study, e.strerror or str(e)) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise bad_state(study, "a directory, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise bad_state(study, "not a regular file")
+    if st.st_size == 0:
+        return
+    try:
+        with open(path, "rb") as f:
+            head = f.read(100)
+    except OSError as e:
+        raise bad_state(study, e.strerror or str(e)) from None
+    if not head.startswith(_SQLITE_HEADER):
+        raise bad_state(study, "not an SQLite file")
+    if len(head) < 100:
+        raise bad_state(study, f"truncated: {st.st_size} bytes")
+    # https://www.sqlite.org/fileformat.html: page size at 16 (1 means 65536); the size in pages at 28 is valid
+    # when the change counter (24) equals the version-valid-for number (92)
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    pages = int.from_bytes(head[28:32], "big")
+    valid = head[24:28] == head[92:96] and pages > 0
+    # while a WAL holds pages, a checkpoint in progress may have written page 1 before the pages after it
+    wal = Path(f"{path}-wal")
+    valid = valid and not (wal.exists() and wal.stat().st_size > 0)
+    if page < 512 or page & (page - 1) or st.st_size % page or (valid and st.st_size < pages * page):
+        raise bad_state(study, f"truncated: {st.st_size} bytes")
 
 
 @dataclass
@@ -101,14 +164,38 @@ class StudyState:
     def __init__(self, study: Path, create: bool = True, readonly: bool = False):
         self.study = Path(study)
         path = db_path(self.study)
-        if readonly:
-            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None)
-        else:
-            if not create and not path.exists():
-                raise FileNotFoundError(path)
-            self.db = sqlite3.connect(path, timeout=30, isolation_level=None)  # autocommit; BEGIN by hand
-            self._init_schema()
+        check_state_file(self.study)
+        try:
+            if readonly:
+                self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None)
+            else:
+                if not create and not path.exists():
+                    raise FileNotFoundError(path)
+                self.db = sqlite3.connect(path, timeout=30, isolation_level=None)  # autocommit; BEGIN by hand
+            self._check_schema()
+            if not readonly:
+                self._init_schema()
+        except sqlite3.DatabaseError as e:
+            if _busy(e):
+                raise
+            raise bad_state(self.study, str(e)) from None
         self.db.row_factory = sqlite3.Row
+
+    def _check_schema(self) -> None:
+        """Our tables with our columns, or none yet (a new file); and pages SQLite can read."""
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        for table, columns in _COLUMNS.items():
+            if table not in tables:
+                continue
+            have = {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
+            if not columns <= have:
+                raise bad_state(self.study, f"table {table} lacks {', '.join(sorted(columns - have))}")
+        foreign = tables - set(_COLUMNS) - {"sqlite_sequence"}
+        if foreign and not tables & set(_COLUMNS):
+            raise bad_state(self.study, f"not a lora-audit launch state (tables: {', '.join(sorted(foreign))})")
+        check = self.db.execute("PRAGMA quick_check").fetchone()
+        if check and check[0] != "ok":
+            raise bad_state(self.study, f"damaged: {check[0]}")
 
     def _init_schema(self) -> None:
         # switching a new file to WAL can answer "database is locked" at once (no busy wait) when two launchers
@@ -192,18 +279,36 @@ class StudyState:
         return marked
 
     # -- attempts -----------------------------------------------------------------------------------------------
-    def enqueue(self, variant: str, hash_: str | None, rerun_failed: bool = False) -> Attempt | None:
-        """A queued attempt for ``variant`` unless it is done, already live, or failed (and not ``rerun_failed``)."""
+    def enqueue(self, variant: str, hash_: str | None, rerun_failed: bool = False, after: int = 0,
+                rerun_done: bool = False) -> Attempt | None:
+        """A queued attempt for ``variant`` unless it is done (and not ``rerun_done``), already live, or failed
+        (and not ``rerun_failed``). Its number follows both the state's last attempt and ``after`` (the highest
+        attempt the variant's files on disk show)."""
         with self._tx():
             last = self._last(variant)
             if last is not None:
-                if last.state in LIVE or last.state == "done":
+                if last.state in LIVE or (last.state == "done" and not rerun_done):
                     return None
                 if last.state == "failed" and not rerun_failed:
                     return None
-            n = (last.attempt if last else 0) + 1
+            n = max(last.attempt if last else 0, after) + 1
             self.db.execute("INSERT INTO attempts (variant, attempt, state, hash, queued_at) VALUES (?,?,?,?,?)",
                             (variant, n, "queued", hash_, time.time()))
+            return self._last(variant)
+
+    def record_found(self, variant: str, hash_: str | None, attempt: int, log: str | None,
+                     outputs: list[str]) -> Attempt | None:
+        """Record a variant the state does not know but whose finished LoRA is on disk (the state file was lost
+        after it trained) as done, without training it again. Its slot reads ``disk``. None when the state knows
+        the variant after all (another launcher recorded it first)."""
+        with self._tx():
+            if self._last(variant) is not None:
+                return None
+            now = time.time()
+            self.db.execute("INSERT INTO attempts (variant, attempt, state, hash, slot, queued_at, started, ended, "
+                            "log, outputs) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                            (variant, max(attempt, 1), "done", hash_, FOUND_SLOT, now, now, now, log,
+                             json.dumps(outputs)))
             return self._last(variant)
 
     def claim(self, attempt_id: int, lid: str, slot: str, log: str) -> bool:
@@ -255,6 +360,11 @@ class StudyState:
     def running_with_hash(self, hash_: str) -> bool:
         row = self.db.execute("SELECT 1 FROM attempts WHERE hash=? AND state='running'", (hash_,)).fetchone()
         return row is not None
+
+
+def _busy(e: sqlite3.DatabaseError) -> bool:
+    """Another process holds the file (retry), as opposed to a file that is not a usable state (give up)."""
+    return isinstance(e, sqlite3.OperationalError) and ("locked" in str(e) or "busy" in str(e))
 
 
 class _Immediate:

@@ -4,6 +4,7 @@ hashes (variant.json), their outputs, and outputs linked from an attempt that tr
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ class Variant:
     id: str
     folder: Path
     hash: str | None
+    script: str | None = None  # the sd-scripts training script (variant.json "script"), e.g. train_network.py
+    runner: str = "train.sh"  # the tool's runner (variant.json "runner"); train.sh in studies written before it
 
 
 # -- the study folder -------------------------------------------------------------------------------------------
@@ -41,18 +44,27 @@ def study_variants(study: Path) -> list[Variant]:
     out = []
     for vid in ids:
         folder = study / vid
-        if not (folder / "train.sh").is_file():
-            raise EvidenceError(f"variant {vid} has no train.sh", str(folder))
-        out.append(Variant(vid, folder, config_hash(folder)))
+        runner = _record(folder).get("runner")
+        runner = runner if isinstance(runner, str) and runner in ("lora-audit-run.sh", "train.sh") else "train.sh"
+        if not (folder / runner).is_file():
+            raise EvidenceError(f"variant {vid} has no {runner}", str(folder))
+        script = _record(folder).get("script")
+        out.append(Variant(vid, folder, config_hash(folder), script if isinstance(script, str) else None, runner))
     return out
 
 
 def config_hash(folder: Path) -> str | None:
-    f = folder / "variant.json"
+    value = _record(folder).get("hash")
+    return value if isinstance(value, str) else None
+
+
+def _record(folder: Path) -> dict:
+    """variant.json, or {} when it is missing or not a JSON object."""
     try:
-        return json.loads(f.read_text(encoding="utf-8")).get("hash")
-    except (OSError, ValueError):
-        return None
+        data = json.loads((folder / "variant.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def select(variants: list[Variant], only: list[str] | None) -> list[Variant]:
@@ -108,3 +120,63 @@ def link_outputs(st: StudyState, a: Attempt, v: Variant, source: Attempt, source
               last_step=source.last_step, total_steps=source.total_steps, last_loss=source.last_loss,
               reused_from=f"{source_study.resolve()}/{source.variant}#{source.attempt}")
     return links
+
+
+# -- what is on disk (when the launch state was lost) ------------------------------------------------------------
+_ATTEMPT_FILE = re.compile(r"^(?:attempt-(\d+)\.log|output\.before-attempt-(\d+)(?:\.\d+)?)$")
+
+
+def disk_attempts(folder: Path) -> int:
+    """The highest attempt number the variant's files show (``logs/attempt-N.log``, ``output.before-attempt-N``):
+    a relaunch after the state file was deleted numbers its attempts after these, never onto them."""
+    n = 0
+    for d in (folder / "logs", folder):
+        try:
+            names = [p.name for p in d.iterdir()]
+        except OSError:
+            continue
+        for name in names:
+            m = _ATTEMPT_FILE.match(name)
+            if m:
+                n = max(n, int(m.group(1) or m.group(2)))
+    return n
+
+
+def final_output(folder: Path) -> Path:
+    """Where kohya writes the variant's finished LoRA: ``output_dir/output_name.save_model_as``.
+
+    kohya: ``train_util.get_last_ckpt_name`` (output_name defaults to ``last``), ``save_model_as`` defaults to
+    ``safetensors`` (``train_network.setup_parser``); a config file's tables are flattened
+    (``train_util.read_config_from_file``). Epoch/step saves (``name-000001``, ``name-step00000010``) are not the
+    finished LoRA. variant.json's ``output_dir``/``output_name``, when it has them, win over config.toml."""
+    values: dict = {}
+    try:
+        doc = tomllib.loads((folder / "config.toml").read_text(encoding="utf-8"))
+        for key, value in doc.items():
+            values.update(value if isinstance(value, dict) else {key: value})
+    except (OSError, ValueError):
+        pass
+    try:
+        record = json.loads((folder / "variant.json").read_text(encoding="utf-8"))
+        if isinstance(record, dict):
+            values.update({k: record[k] for k in ("output_dir", "output_name", "save_model_as")
+                           if isinstance(record.get(k), str)})
+    except (OSError, ValueError):
+        pass
+    out_dir = values.get("output_dir") if isinstance(values.get("output_dir"), str) else "output"
+    name = values.get("output_name") if isinstance(values.get("output_name"), str) else "last"
+    ext = values.get("save_model_as") if values.get("save_model_as") in ("ckpt", "pt", "safetensors") else \
+        "safetensors"
+    return folder / out_dir / f"{name}.{ext}"
+
+
+def complete_outputs(folder: Path) -> list[str] | None:
+    """The variant's outputs when its finished LoRA is on disk (a non-empty regular file), else None."""
+    final = final_output(folder)
+    try:
+        if not final.is_file() or final.stat().st_size == 0:
+            return None
+    except OSError:
+        return None
+    found = find_outputs(folder)
+    return found if str(final) in found else sorted({*found, str(final)})
