@@ -144,7 +144,11 @@ def train_script(v: VariantSpec, backend: str, sd_scripts: str, has_dataset: boo
         lines.append('exec "$PYTHON" -m lora_audit.train ' + " ".join(q(a) for a in args))
     else:
         lines.append("SD_SCRIPTS=${LORA_AUDIT_SD_SCRIPTS:-" + q(sd_scripts) + "}")
-        lines.append(f'exec accelerate launch "$SD_SCRIPTS"/{q(v.script)} ' + " ".join(q(a) for a in args))
+        # sd-scripts' own Python when `lora-audit launch` names one (--python, its venv), else accelerate on PATH
+        lines.append("ACCELERATE=(accelerate launch)")
+        lines.append('[ -z "${LORA_AUDIT_KOHYA_PYTHON:-}" ] || '
+                     'ACCELERATE=("$LORA_AUDIT_KOHYA_PYTHON" -m accelerate.commands.launch)')
+        lines.append(f'exec "${{ACCELERATE[@]}}" "$SD_SCRIPTS"/{q(v.script)} ' + " ".join(q(a) for a in args))
     return "\n".join(lines) + "\n"
 
 
