@@ -98,7 +98,7 @@ def test_example_study_has_option_a_option_b_and_full_ofat(tmp_path):
     # Option B: SDXL with the good run's parameters: the architecture switch as one atomic change
     b = ids["ofat-architecture-sdxl-current"]
     assert {c["param"] for c in b["changes"]} >= {"training_script", "pretrained_model_name_or_path"}
-    assert "sdxl_train_network.py" in (out / b["id"] / "train.sh").read_text()
+    assert "sdxl_train_network.py" in (out / b["id"] / "lora-audit-run.sh").read_text()
     cfg_b = tomllib.loads((out / b["id"] / "config.toml").read_text())
     assert cfg_b["pretrained_model_name_or_path"] == "stabilityai/stable-diffusion-xl-base-1.0"
     assert cfg_b["network_dim"] == 32 and cfg_b["shuffle_caption"] is True
@@ -139,7 +139,7 @@ def test_output_name_is_quoted_never_executed(tmp_path):
     assert r.exit_code == 0, r.output
     cfg = tomllib.loads((out / "ofat-network-dim" / "config.toml").read_text())["training"]
     assert cfg["output_name"] == "x; touch /tmp/pwned-by-lora-audit-ofat-network-dim"
-    sh = out / "ofat-network-dim" / "train.sh"
+    sh = out / "ofat-network-dim" / "lora-audit-run.sh"
     # run the script with a stand-in `accelerate` that prints its arguments: nothing else may run
     bindir = tmp_path / "bin"
     bindir.mkdir()

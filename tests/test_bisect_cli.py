@@ -56,7 +56,7 @@ def _run_bisect(tmp_path, culprits):
     while data["status"] == "running":
         for v in data["variants"]:
             cfg = tomllib.loads((study / v["id"] / "config.toml").read_text())
-            assert (study / v["id"] / "train.sh").exists()
+            assert (study / v["id"] / "lora-audit-run.sh").exists()
             # the oracle judges the variant by what its config really says
             bad_now = any(_applied(cfg, p) for p in culprits)
             trained += 1

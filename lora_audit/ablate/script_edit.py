@@ -18,12 +18,25 @@ from lora_audit.kohya.catalog import catalog
 _CONT = {"shell": "\\", "bat": "^", "ps1": "`"}
 
 
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_SCRIPT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.py")
+_PS_QUOTES = "'\u2018\u2019\u201a\u201b"  # PowerShell ends a single-quoted string at any of these
+
+
 def quote(value: Any, kind: str) -> str:
+    """``value`` as one word of the script's shell, taken literally. Raises ScriptEditError when that cannot be
+    done (a NUL anywhere; in a .bat: a line break, or ``!`` that delayed expansion would expand)."""
     text = value if isinstance(value, str) else _plain(value)
+    if "\0" in text:
+        raise ScriptEditError("a value holds a NUL character, which no shell can pass")
     if kind == "bat":
+        if any(ch in text for ch in "\r\n\x1a!"):
+            raise ScriptEditError("a value holds a line break or '!', which cmd.exe cannot take literally")
         return '"' + text.replace("%", "%%").replace('"', '""') + '"'
     if kind == "ps1":
-        return "'" + text.replace("'", "''") + "'"
+        for ch in _PS_QUOTES:
+            text = text.replace(ch, ch * 2)
+        return "'" + text + "'"
     return shlex.quote(text)
 
 
@@ -55,7 +68,10 @@ class ScriptEditError(ValueError):
 
 def edit_script(text: str, kind: str, edits: dict[str, tuple[Any, bool]], lines: dict[str, int]) -> str:
     """Apply ``edits`` (param -> (value, remove)) to ``text``; ``lines`` gives each existing flag's line."""
-    out = text.split("\n")
+    bad = [n for n in edits if not _NAME.fullmatch(n)]
+    if bad:
+        raise ScriptEditError(f"{bad[0]!r} is not a kohya argument name that can be written as a flag")
+    out: list[str | None] = list(text.split("\n"))  # None: a line emptied by the edit, left out
     cont = _CONT.get(kind, "\\")
     last_line = max(lines.values()) if lines else None
     additions: list[str] = []
@@ -64,6 +80,8 @@ def edit_script(text: str, kind: str, edits: dict[str, tuple[Any, bool]], lines:
         new = [] if remove or (arg is not None and arg.is_flag and not value) else _render(name, value, kind)
         if name in lines:
             i = lines[name] - 1
+            if not 0 <= i < len(out) or out[i] is None:
+                raise ScriptEditError(f"line {lines[name]} of --{name} is not in the script")
             m = _flag_pattern(name).search(out[i])
             if m is not None and out[i][:m.start()].count('"') % 2 == 1:
                 raise ScriptEditError(f"--{name} is inside a quoted variable on line {lines[name]}")
@@ -74,21 +92,33 @@ def edit_script(text: str, kind: str, edits: dict[str, tuple[Any, bool]], lines:
             replacement = " ".join(new)
             line = out[i][:m.start()] + replacement + out[i][m.end():]
             if not replacement:
-                line = re.sub(r"[ \t]{2,}", " ", line) if line.strip(" \t" + cont) else ""
+                line = re.sub(r"[ \t]{2,}", " ", line) if line.strip(" \t" + cont) else None
             out[i] = line
         elif new:
             additions.append(" ".join(new))
+    original = text.split("\n")
+    for k, line in enumerate(out):
+        if line is None and not original[k].rstrip().endswith(cont):
+            # the command's last line went: the line before it must not continue onto what follows the command
+            p = k - 1
+            while p >= 0 and out[p] is None:
+                p -= 1
+            if p >= 0 and out[p].rstrip().endswith(cont):
+                body = out[p].rstrip()
+                out[p] = body[:-1].rstrip()
     if additions:
         if last_line is None:
             raise ScriptEditError("no flag of the training command to add new ones after")
         i = last_line - 1
+        while i > 0 and out[i] is None:
+            i -= 1
         indent = re.match(r"[ \t]*", out[i]).group(0) or "  "
         if out[i].rstrip().endswith(cont):
             out[i + 1:i + 1] = [f"{indent}{a} {cont}" for a in additions]
         else:
             body, comment = _split_comment(out[i], kind)
             out[i] = body.rstrip() + " " + " ".join(additions) + comment
-    return "\n".join(line for j, line in enumerate(out) if not (line == "" and text.split("\n")[j].strip()))
+    return "\n".join(line for line in out if line is not None)
 
 
 def _split_comment(line: str, kind: str) -> tuple[str, str]:
@@ -101,6 +131,8 @@ def _split_comment(line: str, kind: str) -> tuple[str, str]:
 
 def rename_script(text: str, old: str, new: str) -> str:
     """``train_network.py`` → ``sdxl_train_network.py`` where the command names it (a path may precede it)."""
+    if not _SCRIPT_NAME.fullmatch(new):
+        raise ScriptEditError(f"{new!r} is not a training script name that can be written into a script")
     pattern = re.compile(rf"(?<![\w.-]){re.escape(old)}(?![\w.-])")
     if not pattern.search(text):
         raise ScriptEditError(f"{old} is not named in the script")

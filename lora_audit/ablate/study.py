@@ -3,13 +3,14 @@ variants of the current round written as study folders. ``lora-audit bisect`` is
 
 from __future__ import annotations
 
-import tomllib
+import os
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from lora_audit.ablate import bisect as bis
 from lora_audit.ablate.emit import write_study, write_variants
+from lora_audit.ablate.files import STUDY_CAP, check_id, comment_text, read_study_meta, read_text
 from lora_audit.ablate.plan import ChangeSet, _variant, change_sets, plan
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence import load_run
@@ -28,39 +29,73 @@ def _file(study: Path) -> Path:
 
 
 def load(study: Path) -> BisectStudy:
+    """bisect.json read back: any damage (not JSON, cut short, wrong types, a depth bomb, ids that are not the
+    tool's) is one line naming the file."""
     f = _file(study)
-    if not f.is_file():
+    if not os.path.lexists(f):
         raise EvidenceError("not a bisect study (no bisect.json here): start one with `lora-audit bisect start`",
                             str(study))
+    text = read_text(f, "bisect.json")
     try:
-        return BisectStudy.model_validate_json(f.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise EvidenceError(f"corrupt bisect state: {str(e).splitlines()[0]}", str(f)) from None
+        bs = BisectStudy.model_validate_json(text)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"]) or "(top)"
+        raise EvidenceError(f"corrupt bisect state: {comment_text(loc)}: {comment_text(err['msg'])[:200]}",
+                            str(f)) from None
+    except (ValueError, RecursionError, MemoryError) as e:
+        raise EvidenceError(f"corrupt bisect state: {type(e).__name__}", str(f)) from None
+    _check(bs, str(f))
+    return bs
+
+
+def _check(bs: BisectStudy, where: str) -> None:
+    """What the search relies on: ids that name folders, change ids that are the study's, sane counts."""
+    st = bs.state
+    ids = [c.id for c in bs.change_sets]
+    known = set(ids)
+    if len(known) != len(ids) or set(st.changes) != known or len(st.changes) != len(known):
+        raise EvidenceError("corrupt bisect state: state.changes and change_sets do not name the same changes", where)
+    if not 1 <= st.parallel <= 1000:
+        raise EvidenceError(f"corrupt bisect state: parallel must be 1..1000, got {comment_text(st.parallel)[:20]}",
+                            where)
+    lists = [st.culprits, st.fixed, st.pool, *st.groups] + [t.changes for r in st.rounds for t in r.tests]
+    if any(c not in known for lst in lists for c in lst):
+        raise EvidenceError("corrupt bisect state: a round or result names a change that is not in change_sets", where)
+    for i, r in enumerate(st.rounds, 1):
+        if r.number != i:
+            raise EvidenceError(f"corrupt bisect state: round {i} is numbered {comment_text(r.number)[:20]}", where)
+        for t in r.tests:
+            check_id(t.id, where)
 
 
 def _save(study: Path, bs: BisectStudy) -> None:
+    if len(bs.model_dump_json()) > STUDY_CAP:  # pragma: no cover - a bisection never grows this large
+        raise EvidenceError("bisect state too large to save", str(_file(study)))
     tmp = _file(study).with_suffix(".json.tmp")
     tmp.write_text(bs.model_dump_json(indent=2), encoding="utf-8")
     tmp.replace(_file(study))  # atomic: a crash never leaves half a state
 
 
 def _runs(study: Path) -> dict[str, Run]:
-    meta = tomllib.loads((Path(study) / "study.toml").read_text(encoding="utf-8"))
-    return {name: load_run(path, name=name) for name, path in meta.get("runs", {}).items()}
+    return {name: load_run(path, name=name) for name, path in read_study_meta(study).runs.items()}
 
 
 def _write_round(study: Path, bs: BisectStudy, runs: dict[str, Run]) -> list[Path]:
-    meta = tomllib.loads((Path(study) / "study.toml").read_text(encoding="utf-8"))
+    meta = read_study_meta(study)
+    for name in (bs.good, bs.bad):
+        if name not in runs:
+            raise EvidenceError(f"study.toml has no run {comment_text(name)!s} in [runs]", str(Path(study) / "study.toml"))
     by_id = {c.id: c for c in bs.change_sets}
     good = runs[bs.good]
     specs = [_variant(t.id, good, [ch for cid in t.changes for ch in by_id[cid].changes], t.changes, t.purpose)
              for t in bis.pending(bs.state)]
-    return write_variants(specs, runs, study, meta.get("backend", "kohya"), meta.get("sd_scripts", "sd-scripts"))
+    return write_variants(specs, runs, study, meta.backend, meta.sd_scripts)
 
 
 def start(good: Run, bad: Run, out: Path, parallel: int = 2, backend: str = "kohya",
-          sd_scripts: str = "sd-scripts") -> BisectStudy:
-    if _file(out).exists():
+          sd_scripts: str = "sd-scripts", inputs: list[str | Path] = (), force: bool = False) -> BisectStudy:
+    if os.path.lexists(_file(out)):
         raise EvidenceError("a bisection is already under way here (bisect.json exists)", str(out))
     sets, _ = change_sets(good, bad)
     try:
@@ -69,10 +104,13 @@ def start(good: Run, bad: Run, out: Path, parallel: int = 2, backend: str = "koh
         raise EvidenceError(str(e)) from None
     p = plan(good, [bad], "bisect", control=True)
     runs = {good.name: good, bad.name: bad}
-    write_study(p, runs, out, backend, sd_scripts)
     bs = BisectStudy(good=good.name, bad=bad.name, change_sets=sets, state=state)
+    by_id = {c.id: c for c in sets}
+    first = [_variant(t.id, good, [ch for cid in t.changes for ch in by_id[cid].changes], t.changes, t.purpose)
+             for t in bis.pending(state)]
+    # the control and the first round in one write: an error leaves no half-written study behind
+    write_study(p, runs, out, backend, sd_scripts, inputs, force, also=first)
     _save(out, bs)
-    _write_round(out, bs, runs)
     return bs
 
 

@@ -1,4 +1,4 @@
-"""The loop on CPU: two runs → ablate --backend builtin → a variant's train.sh trains → inspect reads it back."""
+"""The loop on CPU: two runs → ablate --backend builtin → a variant's runner trains → inspect reads it back."""
 
 import json
 import os
@@ -31,7 +31,7 @@ def test_ablation_variant_trains_with_the_builtin_backend(tmp_path):
     variant = study / "ofat-network-dim"
     assert (variant / "dataset.toml").exists()
     env = {**os.environ, "LORA_AUDIT_PYTHON": sys.executable}
-    res = subprocess.run(["bash", str(variant / "train.sh")], capture_output=True, text=True, env=env, timeout=600)
+    res = subprocess.run(["bash", str(variant / "lora-audit-run.sh")], capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
     lora = variant / "output" / "toy-ofat-network-dim.safetensors"
     assert lora.exists()
