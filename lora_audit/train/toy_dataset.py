@@ -4,6 +4,13 @@ Captions begin with the trigger tokens (``pixel art, 24x24``), which is what ``k
 when ``shuffle_caption`` is on. The dataset TOML names the image folder by absolute path, so it works from any
 folder (kohya takes relative paths from its current folder). With a model, a ``config.toml`` for
 ``lora-audit train`` is written too.
+
+The images are drawn at ``size`` pixels, which need not be the training resolution, so the dataset TOML turns
+aspect-ratio bucketing on: without it kohya refuses larger images ("image too large, but cropping and bucketing are
+disabled") and smaller ones ("image size is small") (train_util.BaseDataset.__getitem__). The bucket limits are
+kept consistent with the resolution, as kohya asserts (BaseDataset.adjust_min_max_bucket_reso_by_steps:
+min_bucket_reso <= resolution <= max_bucket_reso, in steps of bucket_reso_steps); larger images are only scaled
+down (bucket_no_upscale), smaller ones scaled up to the one square bucket.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from pathlib import Path
 from lora_audit.errors import EvidenceError
 
 TRIGGER = "pixel art, 24x24"
+BUCKET_STEPS = 64  # kohya's default bucket_reso_steps; SD's latents need sides divisible by 64 at this scale
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,9 @@ def make_toy_dataset(path: Path | str, *, images: int = 8, repeats: int = 10, na
         raise EvidenceError(f"images and repeats must be at least 1 and size at least {GRID}")
     if not name or "/" in name or "\\" in name:
         raise EvidenceError(f"invalid dataset name {name!r}")
+    if resolution is not None and (resolution < BUCKET_STEPS or resolution % BUCKET_STEPS):
+        raise EvidenceError(f"resolution must be a multiple of {BUCKET_STEPS} (kohya's bucket_reso_steps), got "
+                            f"{resolution}")
     root = Path(path)
     image_dir = root / "img" / f"{repeats}_{name}"
     if image_dir.exists() and any(image_dir.iterdir()):
@@ -63,6 +74,14 @@ def make_toy_dataset(path: Path | str, *, images: int = 8, repeats: int = 10, na
     dataset_toml = root / "dataset.toml"
     pinned = (f"resolution = {resolution}\n" if resolution else "") + (f"batch_size = {batch_size}\n"
                                                                        if batch_size else "")
+    # bucketing, so that kohya takes images of any size (see the module docstring)
+    pinned += ("enable_bucket = true\n"
+               f"bucket_reso_steps = {BUCKET_STEPS}\n"
+               f"min_bucket_reso = {BUCKET_STEPS}\n")
+    if resolution:
+        # the smallest limit kohya accepts: the resolution itself (rounded up to the steps)
+        pinned += f"max_bucket_reso = {resolution}\n"
+        pinned += f"bucket_no_upscale = {'true' if size >= resolution else 'false'}\n"
     dataset_toml.write_text(
         "# toy pixel-art dataset written by lora-audit make-toy-dataset\n"
         "[general]\n"

@@ -100,3 +100,56 @@ def test_cli_make_commands(tmp_path):
     assert out.exit_code == 0 and (tmp_path / "m" / "model_index.json").is_file()
     out = cli.invoke(main, ["make-tiny-model", str(tmp_path / "m")])
     assert out.exit_code == 2 and out.output.startswith("error: ") and out.output.count("\n") == 1
+
+
+def _kohya_dataset_checks(resolved, image_sizes):
+    """What kohya's DreamBooth dataset asserts before it trains (train_util.BaseDataset.__getitem__ and
+    adjust_min_max_bucket_reso_by_steps): without bucketing every image must be the resolution exactly (larger:
+    "image too large, but cropping and bucketing are disabled", smaller: "image size is small"); with it the bucket
+    limits must hold the resolution."""
+    from lora_audit.train.buckets import Buckets
+
+    p = resolved.params
+    res = p["resolution"]
+    reso = (res, res) if isinstance(res, int) else tuple(res)
+    if not p["enable_bucket"]:
+        assert all(s == reso for s in image_sizes), f"kohya refuses {image_sizes} at {reso} without bucketing"
+        return [reso]
+    steps = p["bucket_reso_steps"]
+    assert p["min_bucket_reso"] % steps == 0 and p["max_bucket_reso"] % steps == 0
+    assert p["min_bucket_reso"] <= min(reso) and max(reso) <= p["max_bucket_reso"]
+    buckets = Buckets(reso, p)  # the embedded trainer's copy of kohya's BucketManager, assertions included
+    return [buckets.select(*s)[0] for s in image_sizes]
+
+
+@pytest.mark.parametrize("size", [96, 48, 64])
+def test_cli_toy_dataset_passes_kohyas_dataset_checks(tmp_path, size):
+    """The defaults (96 px images, resolution 64) used to have no bucketing, which kohya refuses."""
+    from PIL import Image
+
+    r = CliRunner().invoke(main, ["make-toy-dataset", str(tmp_path / "d"), "--images", "2", "--size", str(size)])
+    assert r.exit_code == 0, r.output
+    cfg = parse_dataset_toml(tmp_path / "d" / "dataset.toml")
+    assert cfg.warnings == []  # every key is one kohya's dataset config schema accepts
+    (resolved,) = cfg.resolve()
+    sizes = [Image.open(p).size for p in sorted((tmp_path / "d" / "img").rglob("*.png"))]
+    assert sizes == [(size, size)] * 2
+    assert _kohya_dataset_checks(resolved, sizes) == [(64, 64)] * 2
+    assert resolved.params["bucket_no_upscale"] is (size >= 64)  # larger images are only scaled down
+
+
+def test_toy_dataset_resolution_must_fit_the_bucket_steps(tmp_path):
+    r = CliRunner().invoke(main, ["make-toy-dataset", str(tmp_path / "d"), "--resolution", "100"])
+    assert r.exit_code == 2 and "multiple of 64" in r.output and "Traceback" not in r.output
+
+
+def test_embedded_trainer_trains_on_the_default_toy_dataset(tmp_path):
+    from train_helpers import write_config
+
+    from lora_audit.train.trainer import train
+
+    r = CliRunner().invoke(main, ["make-toy-dataset", str(tmp_path / "d"), "--images", "2", "--batch-size", "2"])
+    assert r.exit_code == 0, r.output
+    cfg = write_config(tmp_path / "run", tiny_model("sd15"), tmp_path / "d" / "dataset.toml")
+    result = train(["--config_file", str(cfg)], tmp_path, echo=lambda s: None, progress=False)
+    assert result.steps == 2 and result.final is not None and result.final.is_file()
