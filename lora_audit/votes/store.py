@@ -95,7 +95,9 @@ class VoteStore:
         self.path = Path(folder) / FILE
         if self.path.exists() and not self.path.is_file():  # a FIFO or a device would hang or stream forever
             raise EvidenceError("not a vote store: not a regular file", str(self.path))
-        with self._connect() as db:
+        if self.path.is_symlink() and not self.path.exists():  # sqlite would create the file it points to
+            raise EvidenceError("not a vote store: a symlink to nothing", str(self.path))
+        with self._connect(setup=False) as db:  # nothing is written before the file is known to be ours
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if "votes" in tables:
                 cols = tuple(r[1] for r in db.execute("PRAGMA table_info(votes)"))
@@ -105,10 +107,13 @@ class VoteStore:
             elif tables - {"sqlite_sequence"}:  # someone else's database: never written into
                 raise EvidenceError("not a vote store of lora-audit (no votes table; other tables: "
                                     f"{', '.join(sorted(tables))})", str(self.path))
+        with self._connect() as db:
             db.executescript(_SCHEMA)
+        if "votes" in tables:
+            self.votes(include_undone=True)  # every row checked on opening: a bad store is one line, never a 500
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _connect(self, setup: bool = True) -> Iterator[sqlite3.Connection]:
         """A short-lived connection; any SQLite error (garbage, a truncated file, a lock held too long) becomes one
         EvidenceError naming the file."""
         try:
@@ -116,9 +121,10 @@ class VoteStore:
         except sqlite3.DatabaseError as e:
             raise EvidenceError(f"cannot open the vote store: {e}", str(self.path)) from None
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA busy_timeout=30000")
+            if setup:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
             yield db
         except sqlite3.DatabaseError as e:
             raise EvidenceError(f"not a readable vote store ({e}): move it away to start a new one",
@@ -212,4 +218,7 @@ def _row(r: tuple, path: Path | str = FILE) -> Vote:
 
 
 def has_votes(folder: Path | str) -> bool:
-    return (Path(folder) / FILE).is_file()
+    """Whether the folder has a vote store (anything by that name: a FIFO or a broken link is then refused by
+    VoteStore in one line rather than ignored)."""
+    p = Path(folder) / FILE
+    return p.exists() or p.is_symlink()
