@@ -177,18 +177,35 @@ def _utf16_without_bom(data: bytes) -> str | None:
 MAX_DEPTH = 64  # nesting of TOML tables/arrays or JSON objects/arrays; real evidence stays under 6
 
 
-def too_deep(obj: object, limit: int = MAX_DEPTH) -> bool:
-    """Whether parsed TOML/JSON nests deeper than ``limit`` (checked without recursion)."""
+INT64 = 2 ** 63  # TOML integers are 64-bit ("an error must be thrown" beyond); no kohya value comes near
+
+
+def structure_problem(obj: object, limit: int = MAX_DEPTH) -> str | None:
+    """What makes parsed TOML/JSON unusable as evidence, checked without recursion: nesting deeper than ``limit``,
+    an integer outside 64 bits (the TOML spec's range; Python would carry a 300-digit int into arithmetic that
+    overflows). None when fine."""
     stack = [(obj, 0)]
     while stack:
         o, d = stack.pop()
         if d > limit:
-            return True
+            return f"nested more than {limit} levels deep"
         if isinstance(o, dict):
             stack.extend((v, d + 1) for v in o.values())
         elif isinstance(o, list):
             stack.extend((v, d + 1) for v in o)
-    return False
+        elif isinstance(o, int) and not -INT64 <= o < INT64:
+            return f"an integer outside 64 bits (about {int(o.bit_length() * 0.30103) + 1} digits)"
+    return None
+
+
+def problem_line(text: str, problem: str) -> int | None:
+    """The line of the first very long number in ``text`` when ``problem`` is about an integer."""
+    if not problem.startswith("an integer"):
+        return None
+    import re
+
+    m = re.search(r"[0-9][0-9_]{18,}", text)
+    return text.count("\n", 0, m.start()) + 1 if m else None
 
 
 def parse_failure(e: BaseException) -> str | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from lora_audit.errors import EvidenceError
-from lora_audit.evidence._io import MAX_DEPTH, parse_failure, read_text, too_deep
+from lora_audit.evidence._io import parse_failure, problem_line, read_text, structure_problem
 
 
 def read_json(path: Path, label: str) -> tuple[dict[str, Any], str, list[str]]:
@@ -31,15 +31,17 @@ def read_json(path: Path, label: str) -> tuple[dict[str, Any], str, list[str]]:
 
 def parse_json(text: str, label: str, object_pairs_hook: Any = None) -> Any:
     """``json.loads`` whose every failure is a one-line EvidenceError: syntax (with the line), depth bombs,
-    integers with thousands of digits; a result nested past ``MAX_DEPTH`` is refused too."""
+    integers with thousands of digits; a result nested past ``MAX_DEPTH`` or with an integer outside 64 bits
+    is refused too."""
     try:
         data = json.loads(text, object_pairs_hook=object_pairs_hook)
     except json.JSONDecodeError as e:
         raise EvidenceError(f"invalid JSON: {e.msg} (column {e.colno})", label, e.lineno) from None
     except (RecursionError, ValueError, MemoryError) as e:  # depth bombs, 5000-digit integers
         raise EvidenceError(f"invalid JSON: {parse_failure(e) or e}", label) from None
-    if too_deep(data):
-        raise EvidenceError(f"invalid JSON: nested more than {MAX_DEPTH} levels deep", label)
+    problem = structure_problem(data)
+    if problem:
+        raise EvidenceError(f"invalid JSON: {problem}", label, problem_line(text, problem))
     return data
 
 

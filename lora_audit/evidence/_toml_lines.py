@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lora_audit.errors import EvidenceError
-from lora_audit.evidence._io import MAX_DEPTH, parse_failure, read_text, too_deep
+from lora_audit.evidence._io import parse_failure, problem_line, read_text, structure_problem
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r"""^\s*("[^"]+"|'[^']+'|[A-Za-z0-9_.-]+)\s*=""")
@@ -18,8 +18,9 @@ def read_toml(path: Path) -> tuple[dict, str]:
     text = read_text(path)
     try:
         data = tomllib.loads(text)
-        if too_deep(data):
-            raise EvidenceError(f"invalid TOML: nested more than {MAX_DEPTH} levels deep", path)
+        problem = structure_problem(data)
+        if problem:
+            raise EvidenceError(f"invalid TOML: {problem}", path, problem_line(text, problem))
         return data, text
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"line (\d+)", str(e))

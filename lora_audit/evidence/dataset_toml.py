@@ -176,9 +176,17 @@ def parse_dataset_toml(path: Path, label: str | None = None) -> DatasetConfig:
     datasets = []
     sub_occ = 0
     for i, ds in enumerate(datasets_raw):
+        if not isinstance(ds, dict):
+            raise EvidenceError(f"[[datasets]] #{i + 1} must be a table, not {type(ds).__name__}", label,
+                                lines.line_in_any("datasets"))
         lv = level(ds, "datasets", i, all_keys, f"[[datasets]] #{i + 1}")
         subs = []
-        for j, sub in enumerate(ds.get("subsets", [])):
+        subsets_raw = ds.get("subsets", [])
+        if not isinstance(subsets_raw, list) or not all(isinstance(s, dict) for s in subsets_raw):
+            raise EvidenceError(f"subsets of [[datasets]] #{i + 1} must be an array of tables "
+                                "([[datasets.subsets]])", label, lines.line_in_any("subsets") or
+                                lines.line_in_any("datasets"))
+        for j, sub in enumerate(subsets_raw):
             subs.append(level(sub, "datasets.subsets", sub_occ, set(subset_keys), f"[[datasets.subsets]] #{j + 1}"))
             if "image_dir" not in sub and "metadata_file" not in sub:
                 src = f"{label}:{lines.line('image_dir', 'datasets.subsets', sub_occ) or ''}".rstrip(":")
