@@ -39,10 +39,10 @@ def main(ctx: click.Context, debug: bool, sd_scripts: str | None) -> None:
 @handles_errors
 def inspect(paths: tuple[str, ...], as_json: bool, show_all: bool) -> None:
     """Read the evidence of each run (a folder or a file) into kohya parameters with provenance."""
-    from lora_audit.evidence import load_run
+    from lora_audit.evidence import load_runs
     from lora_audit.report.console import render_run
 
-    runs = [load_run(p) for p in paths]
+    runs = load_runs(list(paths), unique=False)  # the one discovery rule: a folder of runs shows each run
     if as_json:
         _echo_json({"runs": [r.to_json() for r in runs]})
         return
@@ -147,7 +147,7 @@ def audit(runs, good, bad, out, template, report_date, study, compare_dirs, as_j
 
 def _pick_runs(runs: tuple[str, ...], good: str, bads: tuple[str, ...]):
     """--good/--bad are run folders, or names of runs found in RUNS."""
-    from lora_audit.evidence import load_run, load_runs
+    from lora_audit.evidence import load_runs
 
     loaded = {r.name: r for r in load_runs(list(runs))} if runs else {}
 
@@ -155,7 +155,11 @@ def _pick_runs(runs: tuple[str, ...], good: str, bads: tuple[str, ...]):
         if ref in loaded:
             return loaded[ref]
         if Path(ref).exists():
-            r = load_run(ref)
+            found = load_runs([ref])  # the same discovery rule as RUNS
+            if len(found) > 1:
+                raise EvidenceError(f"{ref} holds {len(found)} runs ({', '.join(r.name for r in found)}): pass it "
+                                    "as RUNS and name one with --good/--bad")
+            r = found[0]
             loaded.setdefault(r.name, r)
             return r
         raise EvidenceError(f"no run named {ref!r}" + (f" (runs: {', '.join(loaded)})" if loaded else "")

@@ -7,6 +7,7 @@ embedded trainer (``parse_argv``), so there is one reading of kohya's command li
 from __future__ import annotations
 
 import re
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
@@ -235,10 +236,19 @@ def parse_argv(argv: list[str], script: str = "train_network.py", base_dir: Path
     return resolve_invocation(script, tokens, base / "__argv__", kind="argv", label=label)
 
 
+# Files a piece of evidence writes before its training command runs (a notebook's toml.dump): set by that reader
+# while it resolves the command; name as written, or base name -> the file it was put into.
+CREATED_FILES: ContextVar[dict[str, Path] | None] = ContextVar("created_files", default=None)
+
+
 def locate_file(name: str, folder: Path) -> Path | None:
     """A file named in evidence: as written (absolute, or relative to the evidence's folder), else by its base
     name in that folder (scripts and GUI JSON often hold paths of another machine)."""
     p = Path(name.replace("\\", "/")) if "\\" in name else Path(name)
+    created = CREATED_FILES.get() or {}
+    for key in (name, p.name):
+        if key in created:  # written by the evidence itself before the command runs
+            return created[key]
     candidates = [p] if p.is_absolute() else [folder / p]
     candidates.append(folder / p.name)
     for c in candidates:

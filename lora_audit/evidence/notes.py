@@ -1,8 +1,12 @@
-"""Markdown notes → the training commands pasted into their fenced code blocks.
+"""Markdown and text notes → the training commands pasted into them.
 
-Each block is read with the shell its info string names (```bash, ```powershell, ```bat ...; a block without one
-is recognised by its continuations), prompts (``$ ``, ``PS C:\\> ``, ``C:\\> ``) are taken off, and line numbers
-are the lines of the ``.md`` file. Variables carry from one block to the next of the same shell, as in a session.
+Each fenced block is read with the shell its info string names (```bash, ```powershell, ```bat ...; a block without
+one is recognised by its continuations), prompts (``$ ``, ``PS C:\\> ``, ``C:\\> ``) are taken off, and line
+numbers are the lines of the note. Variables carry from one block to the next of the same shell, as in a session.
+A ```python / ```ipython block is read as a notebook cell (its ``!`` lines, literal ``subprocess`` calls and
+``toml.dump`` configs: ``notebook.run_cell``); a ```json block holding ``ss_*`` keys is a LoRA's metadata (the dump
+people paste into READMEs). Outside fences, a line that starts a training command (``accelerate launch ...``,
+``python train_network.py ...``, with its continuation lines) is read too: ``.txt`` notes are mostly that.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from pathlib import Path
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence._script import read_script
 from lora_audit.evidence.shell import Tokenizer, tokenizer, training_evidence
-from lora_audit.model import Evidence
+from lora_audit.model import Evidence, Note
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*\{?\.?(?P<lang>[^\s`{}]*)")
 _LANGS = {
@@ -46,13 +50,39 @@ class CodeBlock:
     lines: list[str]
 
 
+_PY_LANGS = {"python", "py", "python3", "ipython", "ipython3", "jupyter", "ipynb"}
+_JSON_LANGS = {"json", "jsonc", "json5", "javascript", "js"}
+# an unfenced line that starts a training command (an optional prompt or `!`, env assignments, the launcher)
+_UNFENCED = re.compile(
+    r"^\s*(?:[-*>]\s+)?`?(?:\$\s+|%\s+|!\s*|PS [^>]*>\s*|[A-Za-z]:\\[^>]*>)?"
+    r"(?:[A-Za-z_]\w*=\S*\s+)*(?:accelerate(?:\.exe)?\s+launch\b|python[\w.]*\s+(?:-\S+\s+)*\S*"
+    r"(?:train\w*|fine_tune)\.py\b|\S*(?:train\w*|fine_tune)\.py\s+--)")
+
+
 def parse_notes(path: Path | str, label: str | None = None) -> list[Evidence]:
-    """The training commands in a Markdown note's code blocks, one Evidence each, sources as ``note.md:line``."""
+    """The training commands of a note (``.md``, ``.txt``), one Evidence each, sources as ``note.md:line``.
+    A metadata block (```json with ``ss_*`` keys) gives an Evidence of kind ``metadata``."""
     path = Path(path)
     label = label or str(path)
-    out: list[Evidence] = []
+    note_text = read_script(path, label)
+    found: list[tuple[int, list[Evidence]]] = []
     shells: dict[str, Tokenizer] = {}
-    for block in fenced_blocks(read_script(path, label)):
+    session = None
+    blocks = fenced_blocks(note_text)
+    for block in blocks:
+        if block.lang in _PY_LANGS or (not block.lang and any(ln.lstrip().startswith("!") for ln in block.lines)):
+            from lora_audit.evidence.notebook import new_session, run_cell
+
+            session = session or new_session(path, label)
+            before = len(session.out)
+            run_cell(session, "\n".join(block.lines), label, block.first_line)
+            found.append((block.first_line, session.out[before:]))
+            continue
+        if block.lang in _JSON_LANGS or (not block.lang and '"ss_' in "\n".join(block.lines)):
+            md = _metadata_block(block, label)
+            if md is not None:
+                found.append((block.first_line, [md]))
+            continue
         kind = _kind(block)
         if kind is None:
             continue
@@ -66,8 +96,85 @@ def parse_notes(path: Path | str, label: str | None = None) -> list[Evidence]:
             if re.search(r"train\w*\.py", text):
                 raise
             continue
-        out.extend(training_evidence(commands, path, "notes", label))
+        found.append((block.first_line, training_evidence(commands, path, "notes", label)))
+    found.extend(_unfenced(note_text, blocks, path, label))
+    if session is not None:
+        session.close()
+        if session.notes and session.out:
+            session.out[0].warnings[:0] = session.notes
+    found.sort(key=lambda t: t[0])
+    return [e for _, evs in found for e in evs]
+
+
+def _metadata_block(block: CodeBlock, label: str) -> Evidence | None:
+    import json
+
+    from lora_audit.evidence.metadata_dump import metadata_evidence, metadata_of
+
+    body = "\n".join(block.lines)
+    try:
+        obj = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    md = metadata_of(obj)
+    if md is None:
+        return None
+    lines: dict[str, int] = {}
+    for n, ln in enumerate(block.lines, 1):
+        m = re.match(r'\s*"((?:ss_|sshs_|modelspec\.)[\w.]+)"\s*:', ln)
+        if m:
+            lines.setdefault(m.group(1), n)
+    return metadata_evidence(md, label, lines, first_line=block.first_line)
+
+
+def _unfenced(text: str, blocks: list[CodeBlock], path: Path, label: str) -> list[tuple[int, list[Evidence]]]:
+    """Training commands written outside any fence: the line that starts one and its continuation lines."""
+    lines = text.split("\n")
+    fenced: set[int] = set()
+    for b in blocks:
+        fenced.update(range(b.first_line - 1, b.first_line + len(b.lines) + 1))
+    out: list[tuple[int, list[Evidence]]] = []
+    i = 0
+    while i < len(lines):
+        n = i + 1
+        if n in fenced or not _UNFENCED.match(lines[i]):
+            i += 1
+            continue
+        cmd = [_unprompt(lines[i])]
+        kind = "shell"
+        while i + 1 < len(lines) and (i + 2) not in fenced:
+            tail = cmd[-1].rstrip()
+            if tail.endswith("\\"):
+                kind = "shell"
+            elif tail.endswith("^"):
+                kind = "bat"
+            elif tail.endswith("`") and not tail.endswith("``"):
+                kind = "ps1"
+            else:
+                break
+            i += 1
+            cmd.append(lines[i])
+        body = "\n".join(cmd)
+        if body.strip().endswith("`") and body.count("`") % 2 == 1 and kind != "ps1":
+            body = body.rstrip()[:-1]
+        tok = tokenizer(kind, label)
+        try:
+            commands = tok.commands(body, first_line=n)
+            evs = training_evidence(commands, path, "notes", label)
+        except EvidenceError:
+            evs = []  # prose around an inline command: not held to a shell's syntax
+        out.append((n, evs))
+        i += 1
     return out
+
+
+def _unprompt(line: str) -> str:
+    """An unfenced command line without its list marker, inline-code backtick, prompt or ``!``."""
+    s = re.sub(r"^\s*(?:[-*>]\s+)?`?", "", line)
+    s = re.sub(r"^(?:\$\s+|%\s+|!\s*|PS [^>]*>\s*|[A-Za-z]:\\[^>]*>)", "", s)
+    if s.rstrip().endswith("`") and s.count("`") == 1:
+        s = s.rstrip()[:-1]
+    return s
 
 
 def fenced_blocks(text: str) -> list[CodeBlock]:

@@ -1,0 +1,231 @@
+"""The Python a notebook cell runs, read without running it: literal values only.
+
+``Env`` holds the variables a cell assigns from literals and from expressions of literals and known variables
+(``f"{x}"``, ``a if c else b``, ``os.path.join``, ``int()``...). Anything else (a function call, a loop, input())
+makes the variable *unknown*, never guessed. Sizes are bounded: no value grows past ``_MAX_LEN``.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+import posixpath
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+_MAX_LEN = 100_000
+
+
+class Unknown(Exception):
+    """The expression's value is not known from the notebook's text alone."""
+
+
+@dataclass
+class Env:
+    values: dict[str, Any] = field(default_factory=dict)
+    # variable -> the line that set it ("nb.ipynb:cell 3:12")
+    sources: dict[str, str] = field(default_factory=dict)
+    # every name the code assigns, known or not (IPython expands those; others are left to the shell)
+    assigned: set[str] = field(default_factory=set)
+    environ: dict[str, str] = field(default_factory=dict)  # os.environ / %env
+    # dict literal -> {key: source of its line}
+    key_sources: dict[int, dict[str, str]] = field(default_factory=dict)
+
+    def set(self, name: str, value: Any, source: str) -> None:
+        self.values[name] = value
+        self.sources[name] = source
+        self.assigned.add(name)
+
+    def forget(self, name: str) -> None:
+        self.values.pop(name, None)
+        self.sources.pop(name, None)
+        self.assigned.add(name)
+
+
+_BIN: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
+}
+_CMP: dict[type, Callable[[Any, Any], bool]] = {
+    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
+    ast.GtE: operator.ge, ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
+    ast.Is: lambda a, b: a is b, ast.IsNot: lambda a, b: a is not b,
+}
+_FUNCS: dict[str, Callable[..., Any]] = {"int": int, "float": float, "str": str, "bool": bool, "len": len,
+                                         "round": round, "min": min, "max": max, "abs": abs}
+_STR_METHODS = {"strip", "lstrip", "rstrip", "lower", "upper", "replace", "split", "join", "title",
+                "startswith", "endswith"}
+_PATH_FUNCS: dict[str, Callable[..., Any]] = {"join": posixpath.join, "basename": posixpath.basename,
+                                              "dirname": posixpath.dirname}
+
+
+def _check(v: Any) -> Any:
+    if isinstance(v, (str, list, tuple, dict)) and len(v) > _MAX_LEN:
+        raise Unknown("too large")
+    return v
+
+
+def _dotted(node: ast.AST) -> str | None:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+    return None
+
+
+def evaluate(node: ast.AST, env: Env, label: str | None = None, line_offset: int = 0) -> Any:
+    """The value of an expression of literals and known variables; raises Unknown otherwise."""
+
+    def ev(n: ast.AST) -> Any:
+        if isinstance(n, ast.Constant):
+            return n.value
+        if isinstance(n, ast.Name):
+            if n.id in env.values:
+                return env.values[n.id]
+            if n.id in ("True", "False", "None"):
+                return {"True": True, "False": False, "None": None}[n.id]
+            raise Unknown(n.id)
+        if isinstance(n, ast.JoinedStr):
+            out = []
+            for part in n.values:
+                if isinstance(part, ast.Constant):
+                    out.append(str(part.value))
+                elif isinstance(part, ast.FormattedValue):
+                    v = ev(part.value)
+                    v = repr(v) if part.conversion == ord("r") else v
+                    spec = ev(part.format_spec) if part.format_spec is not None else ""
+                    if any(len(d) > 3 for d in re.findall(r"\d+", str(spec))):
+                        raise Unknown("format width")
+                    out.append(format(v, spec))
+            return _check("".join(out))
+        if isinstance(n, (ast.List, ast.Tuple, ast.Set)):
+            items = []
+            for e in n.elts:
+                if isinstance(e, ast.Starred):
+                    items.extend(ev(e.value))
+                else:
+                    items.append(ev(e))
+            return _check(tuple(items) if isinstance(n, ast.Tuple) else items)
+        if isinstance(n, ast.Dict):
+            d: dict[Any, Any] = {}
+            lines: dict[str, str] = {}
+            for k, v in zip(n.keys, n.values):
+                if k is None:  # {**other}
+                    other = ev(v)
+                    if not isinstance(other, dict):
+                        raise Unknown("**")
+                    d.update(other)
+                    lines.update(env.key_sources.get(id(other), {}))
+                    continue
+                key = ev(k)
+                try:
+                    d[key] = ev(v)
+                except Unknown:
+                    d[key] = UNKNOWN_VALUE
+                if label is not None:
+                    src = env.sources.get(v.id) if isinstance(v, ast.Name) else None
+                    lines[str(key)] = src or f"{label}:{k.lineno + line_offset}"
+            env.key_sources[id(d)] = lines
+            return _check(d)
+        if isinstance(n, ast.BinOp) and type(n.op) in _BIN:
+            a, b = ev(n.left), ev(n.right)
+            if isinstance(n.op, ast.Pow) and (not isinstance(b, (int, float)) or abs(b) > 64):
+                raise Unknown("**")
+            if isinstance(n.op, ast.Mult):
+                seq, times = (a, b) if isinstance(a, (str, list, tuple)) else (b, a)
+                if isinstance(seq, (str, list, tuple)) and isinstance(times, int) and len(seq) * times > _MAX_LEN:
+                    raise Unknown("too large")
+            if isinstance(n.op, ast.Mod) and isinstance(a, str):
+                raise Unknown("%-format")
+            try:
+                return _check(_BIN[type(n.op)](a, b))
+            except Exception as e:  # TypeError, ZeroDivisionError ...: what Python would raise at run time
+                raise Unknown(str(e)) from None
+        if isinstance(n, ast.UnaryOp):
+            v = ev(n.operand)
+            if isinstance(n.op, ast.Not):
+                return not v
+            if isinstance(n.op, ast.USub) and isinstance(v, (int, float)):
+                return -v
+            if isinstance(n.op, ast.UAdd) and isinstance(v, (int, float)):
+                return v
+            raise Unknown("unary")
+        if isinstance(n, ast.BoolOp):
+            v = ev(n.values[0])
+            for rest in n.values[1:]:
+                if isinstance(n.op, ast.And) and not v or isinstance(n.op, ast.Or) and v:
+                    return v
+                v = ev(rest)
+            return v
+        if isinstance(n, ast.Compare):
+            left = ev(n.left)
+            for op, right_node in zip(n.ops, n.comparators):
+                right = ev(right_node)
+                try:
+                    if not _CMP[type(op)](left, right):
+                        return False
+                except TypeError:
+                    raise Unknown("compare") from None
+                left = right
+            return True
+        if isinstance(n, ast.IfExp):
+            return ev(n.body) if ev(n.test) else ev(n.orelse)
+        if isinstance(n, ast.Subscript):
+            container, index = ev(n.value), ev(n.slice)
+            try:
+                return container[index]
+            except (KeyError, IndexError, TypeError):
+                raise Unknown("subscript") from None
+        if isinstance(n, ast.Call):
+            return _call(n, ev)
+        raise Unknown(type(n).__name__)
+
+    v = ev(node)
+    if v is UNKNOWN_VALUE:
+        raise Unknown("value")
+    return v
+
+
+class _UnknownValue:
+    """A dict entry whose value is not known: left out of a config the notebook writes, with a warning."""
+
+    def __repr__(self) -> str:
+        return "<unknown>"
+
+
+UNKNOWN_VALUE = _UnknownValue()
+
+
+def _call(n: ast.Call, ev: Callable[[ast.AST], Any]) -> Any:
+    if any(isinstance(a, ast.Starred) for a in n.args):
+        raise Unknown("*args")
+    name = _dotted(n.func)
+    if name in _FUNCS and not n.keywords:
+        try:
+            return _FUNCS[name](*[ev(a) for a in n.args])
+        except (TypeError, ValueError, OverflowError):
+            raise Unknown(name) from None
+    if name and name.startswith(("os.path.", "posixpath.")) and name.rsplit(".", 1)[1] in _PATH_FUNCS:
+        args = [ev(a) for a in n.args]
+        if not all(isinstance(a, str) for a in args):
+            raise Unknown(name)
+        return _check(_PATH_FUNCS[name.rsplit(".", 1)[1]](*args))
+    if isinstance(n.func, ast.Attribute) and n.func.attr in _STR_METHODS:
+        obj = ev(n.func.value)
+        if isinstance(obj, str):
+            args = [ev(a) for a in n.args]
+            kwargs = {k.arg: ev(k.value) for k in n.keywords if k.arg}
+            if n.func.attr == "replace" and len(args) >= 2 and len(obj) * max(1, len(str(args[1]))) > _MAX_LEN:
+                raise Unknown("too large")
+            if n.func.attr == "join" and args and len(obj) * len(args[0]) > _MAX_LEN:
+                raise Unknown("too large")
+            try:
+                return _check(getattr(obj, n.func.attr)(*args, **kwargs))
+            except (TypeError, ValueError, KeyError, IndexError):
+                raise Unknown(n.func.attr) from None
+    raise Unknown(name or "call")

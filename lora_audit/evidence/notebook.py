@@ -1,0 +1,411 @@
+"""Jupyter notebooks (Colab, Kaggle) → one Evidence per kohya training command. Read as JSON, never executed.
+
+What a cell can launch training with, read as IPython would run it:
+- ``!accelerate launch ... train_network.py ...`` and ``!python ...`` lines (``\\``-continued), after IPython's
+  expansion of ``{expr}`` and ``$name`` from the notebook's Python variables (``IPython.utils.text.var_expand``;
+  when one of them cannot be evaluated IPython leaves the whole line as it is, for the shell);
+- ``%%bash`` / ``%%sh`` / ``%%script bash`` cells, read as bash scripts;
+- ``subprocess.run([...])`` / ``call`` / ``check_call`` / ``Popen`` / ``os.system("...")`` /
+  ``get_ipython().system("...")`` with literal arguments.
+Python values come only from literals and expressions of literals (``_pyliteral``); a config dict written with
+``toml.dump`` / ``toml.dumps`` into ``open(path, "w")`` is read as the file the command's ``--config_file`` or
+``--dataset_config`` names, each key's source the line of the notebook that sets it. ``os.environ[...]`` and
+``%env`` set environment variables the shell lines see. Sources are ``nb.ipynb:cell N:line M``.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shlex
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+
+from lora_audit.errors import EvidenceError
+from lora_audit.evidence._io import read_text
+from lora_audit.evidence._json_lines import parse_json
+from lora_audit.evidence._pyliteral import UNKNOWN_VALUE, Env, Unknown, evaluate
+from lora_audit.evidence.invocation import CREATED_FILES
+from lora_audit.evidence.shell import tokenizer, training_evidence
+from lora_audit.model import Evidence, Note
+
+_CELL_MAGIC = re.compile(r"^\s*%%(bash|sh|script\s+(?:bash|sh)|shell)\b")
+_OTHER_CELL_MAGIC = re.compile(r"^\s*%%(time|timeit|capture|prun)\b.*$")
+_SKIP_CELL_MAGIC = re.compile(r"^\s*%%\w+")  # %%writefile, %%javascript ...: not Python
+_SHELL_ASSIGN = re.compile(r"^(\s*)[\w., ]+=\s*!")
+_EXPAND = re.compile(r"\$\$|\{([^{}]+)\}|\$([A-Za-z_]\w*)")
+_SUBPROCESS = {"subprocess.run", "subprocess.call", "subprocess.check_call", "subprocess.check_output",
+               "subprocess.Popen", "sp.run", "sp.call", "sp.Popen"}
+_TRAINING_HINT = re.compile(r"train\w*\.py|fine_tune\.py|accelerate\s+launch")
+
+
+@dataclass
+class _Shell:
+    """A shell command found in a cell: its text (lines kept) and where it starts."""
+
+    text: str
+    line: int  # line in the cell (1-based)
+    words: list[str] | None = None  # a subprocess list: already words
+
+
+@dataclass
+class Session:
+    """What persists from cell to cell: Python variables, the environment, files written, the evidence found."""
+
+    label: str
+    path: Path
+    tmp: Path
+    env: Env = field(default_factory=Env)
+    files: dict[str, Path] = field(default_factory=dict)  # created file (as named, and by base name) -> tmp copy
+    file_sources: dict[str, dict[str, str]] = field(default_factory=dict)  # tmp path -> key -> notebook source
+    out: list[Evidence] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+
+    def close(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def new_session(path: Path, label: str) -> Session:
+    """A reading session (its own temporary folder for the configs the code writes; ``close()`` removes it)."""
+    return Session(label=label, path=Path(path), tmp=Path(tempfile.mkdtemp(prefix="lora-audit-nb-")))
+
+
+def parse_notebook(path: Path | str, label: str | None = None) -> list[Evidence]:
+    """Every training command of a notebook, in cell order."""
+    path = Path(path)
+    label = label or str(path)
+    nb = parse_json(read_text(path, label), label)
+    cells = nb.get("cells") if isinstance(nb, dict) else None
+    if not isinstance(cells, list):
+        # nbformat 3 kept cells under worksheets
+        sheets = nb.get("worksheets") if isinstance(nb, dict) else None
+        cells = [c for w in sheets or [] if isinstance(w, dict) for c in w.get("cells", [])] if sheets else None
+    if cells is None:
+        raise EvidenceError("not a Jupyter notebook: no cells", label)
+    s = new_session(path, label)
+    try:
+        for n, cell in enumerate(cells, 1):
+            if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+                continue
+            src = cell.get("source", "")
+            text = "".join(str(x) for x in src) if isinstance(src, list) else str(src)
+            run_cell(s, text.replace("\r\n", "\n"), f"{label}:cell {n}", 1)
+    finally:
+        s.close()
+    if s.out:
+        s.out[0].warnings[:0] = s.notes
+    return s.out
+
+
+def run_cell(s: Session, text: str, label: str, first_line: int) -> None:
+    """Read one cell (or one ```python fence of a note: ``first_line`` is its line in the note)."""
+    lines = text.split("\n")
+    if lines and _CELL_MAGIC.match(lines[0]):
+        body = "\n".join([""] + lines[1:])
+        _shell(s, _Shell(body, 1), label, first_line)
+        return
+    if lines and _OTHER_CELL_MAGIC.match(lines[0]):
+        lines[0] = ""
+    elif lines and _SKIP_CELL_MAGIC.match(lines[0]):
+        return
+    shells: dict[int, _Shell] = {}
+    py: list[str] = []
+    i = 0
+    while i < len(lines):
+        ln = lines[i]
+        stripped = ln.lstrip()
+        indent = ln[:len(ln) - len(stripped)]
+        if stripped.startswith("!") or _SHELL_ASSIGN.match(ln):
+            start = i
+            cmd = [stripped[1:] if stripped.startswith("!") else ln.split("!", 1)[1]]
+            while cmd[-1].rstrip().endswith("\\") and i + 1 < len(lines):
+                i += 1
+                cmd.append(lines[i])
+            shells[start + 1] = _Shell("\n".join(cmd), start + 1)
+            py.append(f"{indent}pass")
+            py.extend("" for _ in range(i - start))
+        elif stripped.startswith("%"):
+            magic = stripped[1:].split(None, 1)
+            if magic and magic[0] == "env" and len(magic) > 1:
+                k, _, v = magic[1].replace("=", " ", 1).partition(" ")
+                s.env.environ[k.strip()] = v.strip()
+            py.append(f"{indent}pass")
+        else:
+            py.append(ln)
+        i += 1
+    try:
+        tree = ast.parse("\n".join(py))
+    except SyntaxError as e:
+        s.notes.append(Note(message=f"not Python ({e.msg}): only its ! lines are read",
+                            source=f"{label}:{(e.lineno or 1) + first_line - 1}"))
+        for sh in shells.values():
+            _shell(s, sh, label, first_line)
+        return
+    _Walker(s, label, first_line, shells).block(tree.body, conditional=False)
+
+
+class _Walker:
+    def __init__(self, s: Session, label: str, first_line: int, shells: dict[int, _Shell]):
+        self.s, self.label, self.first, self.shells = s, label, first_line, shells
+        self.open_files: dict[str, str] = {}  # `with open(path, "w") as f`: f -> path
+
+    def src(self, node: ast.AST) -> str:
+        return f"{self.label}:{getattr(node, 'lineno', 1) + self.first - 1}"
+
+    def value(self, node: ast.AST) -> Any:
+        return evaluate(node, self.s.env, self.label, self.first - 1)
+
+    def block(self, body: list[ast.stmt], conditional: bool) -> None:
+        for st in body:
+            self.stmt(st, conditional)
+
+    def stmt(self, st: ast.stmt, conditional: bool) -> None:
+        env = self.s.env
+        if isinstance(st, ast.Pass) and st.lineno in self.shells:
+            sh = self.shells[st.lineno]
+            _shell(self.s, sh, self.label, self.first, conditional)
+        elif isinstance(st, (ast.Assign, ast.AnnAssign)) and st.value is not None:
+            targets = st.targets if isinstance(st, ast.Assign) else [st.target]
+            try:
+                v = self.value(st.value)
+            except Unknown:
+                v = UNKNOWN_VALUE
+            for t in targets:
+                self.assign(t, v, st, conditional)
+        elif isinstance(st, ast.AugAssign) and isinstance(st.target, ast.Name):
+            try:
+                v = self.value(ast.BinOp(left=ast.Name(id=st.target.id, ctx=ast.Load()), op=st.op, right=st.value))
+            except Unknown:
+                v = UNKNOWN_VALUE
+            self.assign(st.target, v, st, conditional)
+        elif isinstance(st, ast.If):
+            try:
+                taken = bool(self.value(st.test))
+            except Unknown:
+                self.block(st.body, True)
+                self.block(st.orelse, True)
+                return
+            self.block(st.body if taken else st.orelse, conditional)
+        elif isinstance(st, ast.With):
+            for item in st.items:
+                path = _open_for_write(item.context_expr, self)
+                if path is not None and isinstance(item.optional_vars, ast.Name):
+                    self.open_files[item.optional_vars.id] = path
+            self.block(st.body, conditional)
+        elif isinstance(st, ast.Try):
+            self.block(st.body, conditional)
+        elif isinstance(st, (ast.For, ast.While, ast.AsyncFor)):
+            # a loop's assignments are not followed: every name it sets is unknown afterwards
+            for node in ast.walk(st):
+                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                    env.forget(node.id)
+            for node in ast.walk(st):
+                if isinstance(node, ast.Pass) and node.lineno in self.shells:
+                    _shell(self.s, self.shells[node.lineno], self.label, self.first, True)
+        elif isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            env.forget(st.name)
+        elif isinstance(st, ast.Expr) and isinstance(st.value, ast.Call):
+            self.call(st.value, conditional)
+
+    def assign(self, target: ast.expr, v: Any, st: ast.stmt, conditional: bool) -> None:
+        env = self.s.env
+        if isinstance(target, ast.Name):
+            if v is UNKNOWN_VALUE or conditional:
+                env.forget(target.id)
+            else:
+                env.set(target.id, v, self.src(st))
+        elif isinstance(target, ast.Subscript):
+            name = _dotted(target.value)
+            try:
+                key = self.value(target.slice)
+            except Unknown:
+                return
+            if name == "os.environ" and isinstance(key, str):
+                if isinstance(v, str) and not conditional:
+                    env.environ[key] = v
+                else:
+                    env.environ.pop(key, None)
+            elif name in env.values and isinstance(env.values[name], dict):
+                d = env.values[name]
+                d[key] = v if not conditional else UNKNOWN_VALUE
+                env.key_sources.setdefault(id(d), {})[str(key)] = self.src(st)
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            for t in target.elts:
+                self.assign(t, v[target.elts.index(t)] if isinstance(v, (list, tuple)) and len(v) == len(
+                    target.elts) else UNKNOWN_VALUE, st, conditional)
+
+    def call(self, c: ast.Call, conditional: bool) -> None:
+        name = _dotted(c.func) or ""
+        if name in ("toml.dump", "tomlkit.dump", "tomli_w.dump", "rtoml.dump") and len(c.args) >= 2:
+            f = _dotted(c.args[1])
+            if f in self.open_files:
+                self.write_config(c.args[0], self.open_files[f], c)
+        elif name.endswith(".write") and c.args and isinstance(c.args[0], ast.Call):
+            inner = _dotted(c.args[0].func) or ""
+            f = name[:-len(".write")]
+            if inner in ("toml.dumps", "tomlkit.dumps", "tomli_w.dumps") and f in self.open_files and c.args[0].args:
+                self.write_config(c.args[0].args[0], self.open_files[f], c)
+        elif name in _SUBPROCESS or name in ("os.system", "get_ipython.system") or name.endswith(".system"):
+            if not c.args:
+                return
+            try:
+                arg = self.value(c.args[0])
+            except Unknown:
+                if _TRAINING_HINT.search(ast.unparse(c.args[0])):
+                    self.s.notes.append(Note(message="a training command built at run time: not read (only "
+                                                     "literal commands are)", source=self.src(c)))
+                return
+            if isinstance(arg, (list, tuple)) and all(isinstance(a, (str, int, float)) for a in arg):
+                _shell(self.s, _Shell("", c.lineno, [str(a) for a in arg]), self.label, self.first, conditional)
+            elif isinstance(arg, str):
+                _shell(self.s, _Shell(arg, c.lineno), self.label, self.first, conditional)
+
+    def write_config(self, node: ast.expr, path_node: str, call: ast.Call) -> None:
+        env = self.s.env
+        try:
+            data = self.value(node)
+        except Unknown:
+            self.s.notes.append(Note(message=f"{path_node}: a config written from values known only at run time; "
+                                             "not read", source=self.src(call)))
+            return
+        if not isinstance(data, dict):
+            return
+        sources: dict[str, str] = {}
+        dropped: list[str] = []
+
+        def clean(d: dict) -> dict:
+            out: dict = {}
+            for k, v in d.items():
+                key_src = env.key_sources.get(id(d), {}).get(str(k))
+                if v is UNKNOWN_VALUE:
+                    dropped.append(str(k))
+                    continue
+                if v is None:
+                    continue  # toml.dump leaves None values out
+                if isinstance(v, dict):
+                    out[str(k)] = clean(v)
+                elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+                    out[str(k)] = [clean(x) for x in v]
+                else:
+                    out[str(k)] = v
+                if key_src:
+                    sources.setdefault(str(k), key_src)
+            return out
+
+        try:
+            text = tomlkit.dumps(clean(data))
+        except Exception:  # a value TOML cannot hold (a set, bytes): such a file would not be written either
+            return
+        tmp = self.s.tmp / f"{len(self.s.files)}-{Path(path_node).name or 'config.toml'}"
+        tmp.write_text(text, encoding="utf-8")
+        self.s.files[path_node] = tmp
+        self.s.files.setdefault(Path(path_node).name, tmp)
+        self.s.file_sources[str(tmp)] = sources
+        if dropped:
+            self.s.notes.append(Note(message=f"{path_node}: values known only at run time left out: "
+                                             + ", ".join(dropped), source=self.src(call)))
+
+
+def _open_for_write(node: ast.expr, w: _Walker) -> str | None:
+    if not (isinstance(node, ast.Call) and _dotted(node.func) in ("open", "io.open") and node.args):
+        return None
+    try:
+        path = w.value(node.args[0])
+        mode = w.value(node.args[1]) if len(node.args) > 1 else next(
+            (w.value(k.value) for k in node.keywords if k.arg == "mode"), "r")
+    except Unknown:
+        return None
+    return path if isinstance(path, str) and isinstance(mode, str) and "w" in mode else None
+
+
+def _dotted(node: ast.AST) -> str | None:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Call):  # get_ipython().system
+        inner = _dotted(node.func)
+        return ".".join([inner, *reversed(parts)]) if inner else None
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+    return None
+
+
+def expand(text: str, env: Env) -> tuple[str, list[str]]:
+    """IPython's ``var_expand`` of a ``!`` line: ``{expr}`` and ``$name`` from the Python variables, ``$$`` → ``$``.
+    When an expression cannot be evaluated IPython leaves the whole line unexpanded; here a variable the notebook
+    assigns but whose value is not literal stays as written and is named in the second result."""
+    unknown: list[str] = []
+
+    def sub(m: re.Match) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        expr = m.group(1) or m.group(2)
+        if m.group(2) and m.group(2) not in env.assigned:
+            return m.group(0)  # not a Python name: the shell expands it
+        try:
+            node = ast.parse(expr.strip(), mode="eval").body
+            v = evaluate(node, env)
+        except (Unknown, SyntaxError, ValueError, RecursionError):
+            unknown.append(expr)
+            return m.group(0)
+        return str(v)
+
+    out = _EXPAND.sub(sub, text)
+    # os.environ / %env values the shell would see
+    for k, v in env.environ.items():
+        out = re.sub(rf"\$\{{{re.escape(k)}\}}|\${re.escape(k)}(?!\w)", lambda _m, v=v: v, out)
+    return out, unknown
+
+
+def _shell(s: Session, sh: _Shell, label: str, first_line: int, conditional: bool = False) -> None:
+    line = sh.line + first_line - 1
+    if sh.words is not None:
+        text = " ".join(shlex.quote(w) for w in sh.words)
+        unknown: list[str] = []
+    else:
+        text, unknown = expand(sh.text, s.env)
+    if not _TRAINING_HINT.search(text):
+        return
+    tok = tokenizer("shell", label)
+    try:
+        commands = tok.commands(text, first_line=line)
+    except EvidenceError as e:
+        s.notes.append(Note(message=f"a shell line that is not valid bash: {e.message}", source=f"{label}:{line}"))
+        return
+    token = CREATED_FILES.set({**(CREATED_FILES.get() or {}), **s.files})
+    try:
+        found = training_evidence(commands, s.path, "notebook", label)
+    finally:
+        CREATED_FILES.reset(token)
+    for ev in found:
+        _relabel(ev, s)
+        if unknown:
+            ev.warnings.append(Note(message="Python values the notebook computes at run time, left as written: "
+                                            + ", ".join("{" + u + "}" for u in unknown), source=f"{label}:{line}"))
+        if conditional:
+            ev.warnings.append(Note(message="this command runs only when a condition the notebook computes at run "
+                                            "time holds", source=f"{label}:{line}"))
+        s.out.append(ev)
+
+
+def _relabel(ev: Evidence, s: Session) -> None:
+    """Settings read from a config the notebook wrote: the notebook line that set each key, not the temp file."""
+    for tmp, keys in s.file_sources.items():
+        ev.includes = [i for i in ev.includes if i != tmp]
+        for i, st in enumerate(ev.settings):
+            if st.source and st.source.startswith(tmp):
+                ev.settings[i] = st.model_copy(update={"source": keys.get(st.name, s.label)})
+        for w in ev.warnings:
+            if w.source and w.source.startswith(tmp):
+                w.source = s.label
+        for k in ("datasets",):
+            if ev.facts.get(k):
+                ev.facts[k] = json.loads(json.dumps(ev.facts[k]).replace(tmp, s.label))
