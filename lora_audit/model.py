@@ -30,7 +30,9 @@ class Setting(BaseModel):
     name: str
     value: Any
     source: str  # "file:line" or "file:key"
-    origin: Literal["explicit", "inferred"] = "explicit"
+    # "unknown": the evidence names the parameter but its value is only known at run time ($(...), an environment
+    # variable) or depends on a branch the evidence cannot decide (then ``alternatives`` lists the candidates)
+    origin: Literal["explicit", "inferred", "unknown"] = "explicit"
     note: str | None = None
     alternatives: list[Alternative] = Field(default_factory=list)
 

@@ -1,7 +1,10 @@
-"""The bash lexer: script text → words and operators, as bash reads them before any expansion.
+"""The bash lexer: script text → words, operators and redirections, as bash reads them before any expansion.
 
 Quotes, escapes, ``\\``-newline continuations, comments, redirections and heredoc bodies are dealt with here; a
 word keeps ``$VAR``, ``${VAR:-x}``, ``$(...)`` as parts for the executor (``_bash``) to expand in order.
+
+Literal text is kept in runs (``(text, line of its first character)``), never one tuple per character, and runs
+of ordinary characters are read with one regular expression each: the lexer is linear in the size of the script.
 """
 
 from __future__ import annotations
@@ -10,18 +13,27 @@ import re
 from dataclasses import dataclass, field
 
 from lora_audit.errors import EvidenceError
-from lora_audit.evidence._script import Lines, commented_continuation
+from lora_audit.evidence._script import Lines
 from lora_audit.model import Note
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\+?)=")
 _BRACE_OPS = (":-", ":=", ":+", ":?", "-", "=", "+", "?")
 _METACHARS = " \t\n;&|()<>"
-_OPERATORS = (";;", "&&", "||", "|&", ";", "&", "|", "(", ")")
+_OPERATORS = (";;&", ";;", ";&", "&&", "||", "|&", ";", "&", "|", "(", ")")
 _BRACED = re.compile(r"([A-Za-z_][A-Za-z0-9_]*|\d+|[@*#?$!-])(\[([^\]]*)\])?")  # ${NAME[index]...}
 _BLANK_TO_EOL = re.compile(r"[ \t]*(#.*)?(\n|$)")
 _FD = re.compile(r"\d*")  # the file descriptor number of a redirection (2>&1)
 _REDIRECTS = ("<<<", "<<-", "&>>", "<<", ">>", "<>", ">&", "<&", ">|", "&>", ">", "<")
+_PLAIN = re.compile(r"[^ \t\n;&|()<>\\'\"$`]+")  # ordinary characters of an unquoted word
+_PLAIN_DQ = re.compile(r"[^\"\\$`]+")  # ordinary characters inside double quotes
+_PLAIN_HEREDOC = re.compile(r"[^\\$`]+")
+_PLAIN_ARG = re.compile(r"[^\\'\"$`]+")  # ordinary characters of the word after ${NAME:-
+_BLANKS = re.compile(r"[ \t]+")
+# inside [[ ]], these are words of the test, not operators
+_TEST_OPS = ("&&", "||", "(", ")", "<", ">")
+
+Seg = tuple[str, int]  # literal text and the line of its first character
 
 
 @dataclass
@@ -29,7 +41,7 @@ class Part:
     kind: str  # "lit" | "var" | "sub" (command substitution / arithmetic, kept as written)
     quoted: bool
     line: int
-    chars: list[tuple[str, int]] = field(default_factory=list)  # lit
+    segs: list[Seg] = field(default_factory=list)  # lit
     raw: str = ""  # var, sub: the text as written
     name: str = ""  # var
     index: str | None = None  # var: "@", "*", "0", ...
@@ -50,7 +62,13 @@ class Word:
         """The word's text when it is a bare literal (for keywords and builtins)."""
         if self.quoted or self.assign or any(p.kind != "lit" for p in self.parts):
             return None
-        return "".join(c for p in self.parts for c, _ in p.chars)
+        return "".join(t for p in self.parts for t, _ in p.segs)
+
+    def literal(self) -> str | None:
+        """The word's text after quote removal when it has no expansion (heredoc delimiters, case patterns)."""
+        if self.assign or any(p.kind != "lit" for p in self.parts):
+            return None
+        return "".join(t for p in self.parts for t, _ in p.segs)
 
 
 @dataclass
@@ -59,45 +77,103 @@ class Op:
     line: int
 
 
+@dataclass
+class Heredoc:
+    body: str
+    line: int  # line of the body's first line
+    expand: bool  # unquoted delimiter: $VAR, $(...) and \-escapes in the body are expanded
+    delimiter: str
+
+
+@dataclass
+class Redir:
+    op: str
+    fd: str
+    target: Word | None
+    line: int
+    heredoc: Heredoc | None = None
+
+
+Item = Word | Op | Note | Redir
+
+
 class Lexer:
     def __init__(self, text: str, lines: Lines, label: str, start: int = 0, end: int | None = None):
         self.text, self.line_of, self.label = text, lines, label
         self.pos, self.end = start, len(text) if end is None else end
-        self._heredocs: list[tuple[str, bool]] = []
-        self._continued = False  # a `\`-newline was read since the last newline: a comment now ends the command
+        self._heredocs: list[Redir] = []
+        self._continued: list[int] = []  # lines ending in `\`-newline since the last newline
+        self._in_test = False  # between [[ and ]]
+        self.pending: list[Note] = []
 
     # -- top level ------------------------------------------------------------------------------------------------
-    def items(self) -> list[Word | Op | Note]:
-        out: list[Word | Op | Note] = []
+    def items(self) -> list[Item]:
+        out: list[Item] = []
         t = self.text
         while self.pos < self.end:
             c = t[self.pos]
             if c == "\\" and self._peek(1) == "\n":
+                self._continued.append(self.line_of(self.pos))
                 self.pos += 2
-                self._continued = True
             elif c in " \t":
-                self.pos += 1
+                m = _BLANKS.match(t, self.pos, self.end)
+                self.pos = m.end()
             elif c == "\n":
                 out.append(Op("\n", self.line_of(self.pos)))
                 self.pos += 1
-                self._continued = False
+                self._continued = []
                 self._read_heredocs()
+                out.extend(self.pending)
+                self.pending = []
             elif c == "#":
                 start = self.pos
                 self._skip_line()
-                if self._continued and commented_continuation(t, start, self.pos, "\\"):
-                    out.append(Note(message="a commented-out line inside a \\-continued command ends it: the lines "
-                                            "after it are not part of the command",
-                                    source=f"{self.label}:{self.line_of(start)}"))
+                if self._continued and not t[t.rfind("\n", 0, start) + 1:start].strip():
+                    out.append(self._orphan_note(start))
+            elif self._in_test and t.startswith(_TEST_OPS, self.pos):
+                op = next(o for o in _TEST_OPS if t.startswith(o, self.pos))
+                out.append(Word([Part("lit", False, self.line_of(self.pos), segs=[(op, self.line_of(self.pos))])],
+                                self.line_of(self.pos)))
+                self.pos += len(op)
             elif self._redirect_at(self.pos):
-                self._redirect()
+                out.append(self._redirect())
             elif c in ";&|()":
                 op = next(o for o in _OPERATORS if t.startswith(o, self.pos))
                 out.append(Op(op, self.line_of(self.pos)))
                 self.pos += len(op)
             else:
-                out.append(self._word())
+                w = self._word()
+                text = w.plain()
+                if text == "[[":
+                    self._in_test = True
+                elif text == "]]":
+                    self._in_test = False
+                out.append(w)
+        self._read_heredocs()  # a heredoc opened on the last line, with no newline after it
+        out.extend(self.pending)
         return out
+
+    def _orphan_note(self, start: int) -> Note:
+        """bash ends a command at a comment line inside a `\\` continuation: what follows runs on its own."""
+        line = self.line_of(start)
+        nl = self.text.find("\n", start, self.end)
+        # the lines the user meant to continue the command: up to the first line not ending in `\`
+        orphans = []
+        i = nl + 1 if nl >= 0 else self.end
+        while i < self.end:
+            j = self.text.find("\n", i, self.end)
+            stop = self.end if j < 0 else j
+            body = self.text[i:stop]
+            if body.strip() and not body.lstrip().startswith("#"):
+                orphans.append(self.line_of(i))
+            if not body.rstrip().endswith("\\") or j < 0:
+                break
+            i = j + 1
+        where = (f"lines {orphans[0]}-{orphans[-1]} are" if len(orphans) > 1 else
+                 f"line {orphans[0]} is" if orphans else "the lines after it are")
+        return Note(message="a commented-out line inside a \\-continued command ends it, as in bash: "
+                            f"{where} not part of the command (bash runs them as a separate command)",
+                    source=f"{self.label}:{line}")
 
     def _peek(self, k: int) -> str:
         i = self.pos + k
@@ -109,33 +185,53 @@ class Lexer:
 
     def _redirect_at(self, pos: int) -> bool:
         """``>``, ``2>&1``, ``&>`` ... (an fd number only directly before the operator)."""
-        after = _FD.match(self.text, pos).end()
+        after = _FD.match(self.text, pos, self.end).end()
         return after < self.end and self.text.startswith(_REDIRECTS, after) and (
             self.text[after] in "<>" or self.text.startswith("&>", after))
 
-    def _redirect(self) -> None:
-        self.pos = _FD.match(self.text, self.pos).end()
+    def _redirect(self) -> Redir:
+        line = self.line_of(self.pos)
+        fd_end = _FD.match(self.text, self.pos, self.end).end()
+        fd = self.text[self.pos:fd_end]
+        self.pos = fd_end
         op = next(o for o in _REDIRECTS if self.text.startswith(o, self.pos))
         self.pos += len(op)
         while self.pos < self.end and self.text[self.pos] in " \t":
             self.pos += 1
+        redir = Redir(op=op, fd=fd, target=None, line=line)
         if self.pos >= self.end or self.text[self.pos] in _METACHARS:
-            return
-        target = self._word(assign_ok=False)  # the file name (or heredoc delimiter): not a word of the command
+            return redir
+        redir.target = self._word(assign_ok=False)  # the file name (or heredoc delimiter)
         if op in ("<<", "<<-"):
-            delim = "".join(c for p in target.parts for c, _ in p.chars) or "".join(p.raw for p in target.parts)
-            self._heredocs.append((delim, op == "<<-"))
+            redir.heredoc = Heredoc(body="", line=0, expand=not redir.target.quoted,
+                                    delimiter=redir.target.literal() or "".join(p.raw for p in redir.target.parts))
+            self._heredocs.append(redir)
+        return redir
 
     def _read_heredocs(self) -> None:
-        """Skip the bodies of heredocs opened on the line just ended (``cat > x.toml <<EOF``)."""
-        for delim, strip_tabs in self._heredocs:
+        """The bodies of heredocs opened on the line just ended (``cat > x.toml <<EOF``), in order."""
+        for redir in self._heredocs:
+            doc = redir.heredoc
+            assert doc is not None
+            strip_tabs = redir.op == "<<-"
+            doc.line = self.line_of(self.pos)
+            lines = []
+            closed = False
             while self.pos < self.end:
                 nl = self.text.find("\n", self.pos, self.end)
                 stop = self.end if nl < 0 else nl
                 body_line = self.text[self.pos:stop]
                 self.pos = stop + 1 if nl >= 0 else self.end
-                if (body_line.lstrip("\t") if strip_tabs else body_line) == delim:
+                if strip_tabs:
+                    body_line = body_line.lstrip("\t")
+                if body_line == doc.delimiter:
+                    closed = True
                     break
+                lines.append(body_line)
+            if not closed:  # bash warns and takes the rest of the file as the body
+                self.pending.append(Note(message=f"heredoc <<{doc.delimiter} is never closed: bash takes the rest "
+                                                 "of the file as its body", source=f"{self.label}:{redir.line}"))
+            doc.body = "".join(ln + "\n" for ln in lines)
         self._heredocs = []
 
     # -- words ----------------------------------------------------------------------------------------------------
@@ -149,6 +245,7 @@ class Lexer:
                 word.array = self._array()
                 return word
         t = self.text
+        plain = _PLAIN if stops == _METACHARS and not quoted_context else _PLAIN_ARG
         while self.pos < self.end:
             c = t[self.pos]
             if c in stops:
@@ -156,6 +253,7 @@ class Lexer:
             if c == "\\":
                 nxt = self._peek(1)
                 if nxt == "\n":
+                    self._continued.append(self.line_of(self.pos))
                     self.pos += 2
                     continue
                 if nxt and nxt in " \t" and not quoted_context and _BLANK_TO_EOL.match(t, self.pos + 1, self.end):
@@ -175,8 +273,10 @@ class Lexer:
             elif c == "`":
                 self._backtick(word, quoted=quoted_context)
             else:
-                self._lit(word, c, self.pos, quoted=quoted_context)
-                self.pos += 1
+                m = plain.match(t, self.pos, self.end)
+                stop = m.end() if m else self.pos + 1
+                self._lit(word, t[self.pos:stop], self.pos, quoted=quoted_context)
+                self.pos = stop
         return word
 
     def _array(self) -> list[Word]:
@@ -202,11 +302,12 @@ class Lexer:
                     raise EvidenceError(f"unexpected {self.text[self.pos]!r} in an array", self.label,
                                         self.line_of(self.pos))
 
-    def _lit(self, word: Word, c: str, pos: int, quoted: bool) -> None:
+    def _lit(self, word: Word, text: str, pos: int, quoted: bool) -> None:
+        seg = (text, self.line_of(pos))
         if word.parts and word.parts[-1].kind == "lit" and word.parts[-1].quoted == quoted:
-            word.parts[-1].chars.append((c, self.line_of(pos)))
+            word.parts[-1].segs.append(seg)
         else:
-            word.parts.append(Part("lit", quoted, self.line_of(pos), chars=[(c, self.line_of(pos))]))
+            word.parts.append(Part("lit", quoted, seg[1], segs=[seg]))
 
     def _single(self, word: Word) -> None:
         start = self.pos
@@ -215,8 +316,8 @@ class Lexer:
             raise EvidenceError("unterminated single quote", self.label, self.line_of(start))
         word.quoted = True
         word.parts.append(Part("lit", True, self.line_of(start)))  # keeps '' as an empty word
-        for i in range(start + 1, close):
-            self._lit(word, self.text[i], i, quoted=True)
+        if close > start + 1:
+            self._lit(word, self.text[start + 1:close], start + 1, quoted=True)
         self.pos = close + 1
 
     def _double(self, word: Word) -> None:
@@ -230,17 +331,24 @@ class Lexer:
             if c == '"':
                 self.pos += 1
                 return
-            if c == "\\" and self._peek(1) in ('$', '`', '"', '\\', '\n'):
-                if self._peek(1) != "\n":
-                    self._lit(word, self._peek(1), self.pos + 1, quoted=True)
-                self.pos += 2
+            if c == "\\":
+                nxt = self._peek(1)
+                if nxt in ('$', '`', '"', '\\'):
+                    self._lit(word, nxt, self.pos + 1, quoted=True)
+                    self.pos += 2
+                elif nxt == "\n":
+                    self.pos += 2
+                else:
+                    self._lit(word, "\\", self.pos, quoted=True)
+                    self.pos += 1
             elif c == "$":
                 self._dollar(word, quoted=True)
             elif c == "`":
                 self._backtick(word, quoted=True)
             else:
-                self._lit(word, c, self.pos, quoted=True)
-                self.pos += 1
+                m = _PLAIN_DQ.match(t, self.pos, self.end)
+                self._lit(word, m.group(0), self.pos, quoted=True)
+                self.pos = m.end()
         raise EvidenceError("unterminated double quote", self.label, self.line_of(start))
 
     def _dollar(self, word: Word, quoted: bool) -> None:
@@ -261,11 +369,11 @@ class Lexer:
         elif nxt == '"' and not quoted:  # $"...": locale translation, otherwise a double-quoted string
             self.pos += 1
             self._double(word)
-        elif nxt and (nxt.isalpha() or nxt == "_"):
+        elif nxt and (nxt.isascii() and (nxt.isalpha() or nxt == "_")):
             m = _NAME.match(t, start + 1, self.end)
             word.parts.append(Part("var", quoted, line, raw=t[start:m.end()], name=m.group(0)))
             self.pos = m.end()
-        elif nxt and (nxt.isdigit() or nxt in "@*#?$!-"):
+        elif nxt and ((nxt.isascii() and nxt.isdigit()) or nxt in "@*#?$!-"):
             word.parts.append(Part("var", quoted, line, raw=t[start:start + 2], name=nxt))
             self.pos += 2
         else:
@@ -349,3 +457,30 @@ class Lexer:
             raise EvidenceError("unterminated backtick command substitution", self.label, self.line_of(start))
         word.parts.append(Part("sub", quoted, self.line_of(start), raw=self.text[start:i + 1]))
         self.pos = i + 1
+
+    def heredoc(self) -> Word:
+        """A heredoc body with an unquoted delimiter: ``$`` expansions and ``\\`` before ``$ ` \\`` or a newline,
+        every other character (quotes included) as written."""
+        word = Word(parts=[], line=self.line_of(self.pos), quoted=True)
+        t = self.text
+        while self.pos < self.end:
+            c = t[self.pos]
+            if c == "\\":
+                nxt = self._peek(1)
+                if nxt in ("$", "`", "\\"):
+                    self._lit(word, nxt, self.pos + 1, quoted=True)
+                    self.pos += 2
+                elif nxt == "\n":
+                    self.pos += 2
+                else:
+                    self._lit(word, "\\", self.pos, quoted=True)
+                    self.pos += 1
+            elif c == "$":
+                self._dollar(word, quoted=True)
+            elif c == "`":
+                self._backtick(word, quoted=True)
+            else:
+                m = _PLAIN_HEREDOC.match(t, self.pos, self.end)
+                self._lit(word, m.group(0), self.pos, quoted=True)
+                self.pos = m.end()
+        return word

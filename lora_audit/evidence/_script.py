@@ -36,6 +36,11 @@ class Command:
     # what makes the command unreadable, raised only if it turns out to be a training command (cmd.exe runs the
     # other lines of a batch file whatever one line's quotes do)
     error: EvidenceError | None = None
+    # when a variable the command uses has several possible values (set in a branch the script cannot decide):
+    # the command's words under each combination, and which branches that combination takes
+    variants: list[tuple[list[Token], str]] = field(default_factory=list)
+    # files the script wrote before this command (heredocs): name as written -> (text, "file:line" of its first line)
+    created: dict[str, tuple[str, str, int]] = field(default_factory=dict)
 
 
 @dataclass

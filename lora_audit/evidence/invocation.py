@@ -30,6 +30,9 @@ _ACCELERATE_FLAGS = {"--multi_gpu", "--cpu", "--use_deepspeed", "--use_fsdp", "-
 class Token:
     text: str
     line: int
+    # the word holds a value only known when the script runs ($(...), an environment variable, "$1"): the text is
+    # the expression as written, never a value
+    runtime: bool = False
 
 
 def _basename(word: str) -> str:
@@ -107,6 +110,11 @@ def _group_flags(args: list[Token], ev: Evidence, label: str) -> list[tuple[str,
     while i < len(args):
         tok = args[i]
         text = tok.text
+        if tok.runtime and not text.startswith("-"):
+            ev.warnings.append(Note(message=f"{text} is only known at run time: the arguments it gives (if any) "
+                                            "are not read here", source=f"{label}:{tok.line}"))
+            i += 1
+            continue
         if not text.startswith("-") or _NEGATIVE_NUMBER.match(text):
             ev.warnings.append(Note(message=f"stray argument {text!r}: argparse would refuse it",
                                     source=f"{label}:{tok.line}"))
@@ -117,7 +125,7 @@ def _group_flags(args: list[Token], ev: Evidence, label: str) -> list[tuple[str,
         i += 1
         values: list[Token] = []
         if eq:
-            values = [Token(inline, tok.line)]
+            values = [Token(inline, tok.line, tok.runtime)]
         elif arg is None or not arg.is_flag:
             many = arg is not None and arg.is_list
             while i < len(args) and (not args[i].text.startswith("-") or _NEGATIVE_NUMBER.match(args[i].text)
@@ -163,6 +171,12 @@ def resolve_invocation(script: str, args: list[Token], path: Path | str, kind: s
             ev.warnings.append(Note(message=foreign, source=src))
             ev.facts.setdefault("foreign_flags", []).append(
                 {"flag": f"--{name}", "script": script, "scripts": list(cat.get(name).scripts), "source": src})
+        if tok.runtime or any(v.runtime for v in values or []):
+            # the script computes it when it runs ($(...), an environment variable): shown as written, never typed
+            shown = " ".join(v.text for v in values) if values else tok.text
+            cli[name] = Setting(name=name, value=shown, source=src, origin="unknown",
+                                note=f"known only when the script runs: {shown}")
+            continue
         try:
             value = cat.convert(name, None if values is None else [v.text for v in values], script)
         except ConversionError as e:
