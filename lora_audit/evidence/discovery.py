@@ -68,7 +68,7 @@ def is_evidence_file(path: Path) -> bool:
     if kind == "json":
         try:
             obj = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # a depth bomb is the reader's one-line error, not discovery's
             return False
         from lora_audit.evidence.gui_json import is_gui_json
         from lora_audit.evidence.metadata_dump import is_metadata_dump
