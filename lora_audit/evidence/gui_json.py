@@ -52,7 +52,43 @@ def parse_gui_json(path: str | Path, label: str | None = None) -> Evidence:
     path = Path(path)
     label = label or str(path)
     data, text, dupes = read_json(path, label)
-    return _Translation(data, key_lines(text), dupes, path, label).run()
+    lines = key_lines(text)
+    data, unusable = _form_values(data)
+    ev = _Translation(data, lines, dupes, path, label).run()
+    for key, why in unusable:
+        line = lines.get(key)
+        ev.warnings.append(Note(message=f"{key}: {why}; the GUI's form cannot load it, so it is left out",
+                                source=f"{label}:{line}" if line else f"{label}:{key}"))
+    return ev
+
+
+def _form_values(data: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The values a GUI form field can hold (text, a finite number, a checkbox, null, a list of texts), and the keys
+    whose values cannot be one (an object, a nested list, an infinite number), each with why. Robustness only: a
+    JSON file that was never a GUI save (hand-edited, generated) must give warnings, never a crash."""
+    import math
+
+    def why(v: Any) -> str | None:
+        if isinstance(v, dict):
+            return "a JSON object where a value belongs"
+        if isinstance(v, float) and not math.isfinite(v):
+            return f"{v} is not a finite number"
+        if isinstance(v, list):
+            bad = next((w for w in (why(x) for x in v) if w), None)
+            if bad or any(isinstance(x, list) for x in v):
+                return bad or "a list of lists where a value belongs"
+        return None
+
+    clean, unusable = {}, []
+    for key, value in data.items():
+        problem = why(value)
+        if problem is None and key == "LoRA_type" and value is not None and not isinstance(value, str):
+            problem = "the LoRA type must be text"
+        if problem:
+            unusable.append((key, problem))
+        else:
+            clean[key] = value
+    return clean, unusable
 
 
 def _falsy(value: Any) -> bool:
