@@ -23,7 +23,7 @@ from typing import Any
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
-from lora_audit.ablate.files import (LEGACY_RUNNER, RUNNER, STUDY_FILE, check_id, check_out, comment_text, commit,
+from lora_audit.ablate.files import (RUNNER, STUDY_FILE, check_id, check_out, comment_text, commit,
                                      parse_toml, read_study_meta, read_text)
 from lora_audit.ablate.plan import _NOT_CONFIG, AblationPlan, VariantSpec
 from lora_audit.errors import EvidenceError
@@ -34,7 +34,7 @@ from lora_audit.model import Run
 _PATH_KEYS = ("output_dir", "output_name", "logging_dir")
 _NOT_WRITTEN = _NOT_CONFIG | {"config_file", "dataset_config", "output_config"}
 # files the tool writes in a variant folder: a user's script by one of these names is copied under another
-_TOOL_FILES = {"config.toml", "dataset.toml", "variant.json", RUNNER, LEGACY_RUNNER, "script-not-edited.txt"}
+_TOOL_FILES = {"config.toml", "dataset.toml", "variant.json", RUNNER, "script-not-edited.txt"}
 
 
 def _source_file(source: str | None) -> str | None:
@@ -132,7 +132,7 @@ def variant_config(base_text: str, v: VariantSpec, output_name: str, base_label:
     except (TOMLKitError, ValueError, RecursionError) as e:
         raise EvidenceError(f"not a TOML file lora-audit can edit: {comment_text(str(e))[:200]}", base_label) from None
     for c in v.changes:
-        if c.param in _NOT_WRITTEN:
+        if c.param in _NOT_WRITTEN or c.via:  # via: set by the dataset TOML the variant uses
             continue
         _set(doc, c.param, _toml_value(c.param, c.to), remove=c.to_origin == "default" or c.to is None,
              comment=f"lora-audit {v.id}: was {c.from_!r}" + (" (inferred value)" if c.to_origin == "inferred" else ""))
@@ -207,6 +207,8 @@ def render_variants(variants: list[VariantSpec], runs: dict[str, Run], out: Path
                 files[name] = (text, False)
             bases[v.baseline] = (text, dataset, name)
         text, dataset, base_name_file = bases[v.baseline]
+        # a dataset change set (ablate.plan._dataset_set) is applied by using the bad run's dataset TOML
+        dataset = next((str(c.to) for c in v.changes if c.param == "dataset_config" and c.to), dataset)
         base_name = runs[v.baseline].value("output_name") or "lora"
         d = out / v.id
         files[f"{v.id}/config.toml"] = (variant_config(text, v, f"{base_name}-{v.id}", str(out / base_name_file)),
@@ -250,7 +252,7 @@ def _edited_script(run: Run, v: VariantSpec, d: Path, output_name: str) -> tuple
             if tail.isdigit():
                 lines[name] = int(tail)
     edits = {c.param: (_toml_value(c.param, c.to), c.to_origin == "default" or c.to is None)
-             for c in v.changes if c.param not in _NOT_WRITTEN}
+             for c in v.changes if c.param not in _NOT_WRITTEN and not c.via}
     out_dir = (d / "output").resolve()
     edits.update({"output_dir": (str(out_dir), False), "output_name": (output_name, False),
                   "logging_dir": (str((d / "logs").resolve()), False)})

@@ -33,7 +33,7 @@ RUNNER = "lora-audit-run.sh"  # the tool's runner: a name no user's script has (
 LEGACY_RUNNER = "train.sh"  # what studies written before the runner had its own name used
 STUDY_CAP = 20 * 1024 * 1024  # bytes: study.toml / bisect.json are small; anything larger is not ours
 _SELF_HASH = re.compile(r"^# lora-audit sha256 of the lines above: ([0-9a-f]{64})\s*$", re.M)
-ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,119}")
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")  # a folder name: under 255 bytes
 
 
 def comment_text(value: Any) -> str:
