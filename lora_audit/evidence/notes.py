@@ -67,6 +67,7 @@ def parse_notes(path: Path | str, label: str | None = None) -> list[Evidence]:
     note_text = read_script(path, label)
     found: list[tuple[int, list[Evidence]]] = []
     shells: dict[str, Tokenizer] = {}
+    seen: set[int] = set()
     session = None
     blocks = fenced_blocks(note_text)
     for block in blocks:
@@ -96,6 +97,9 @@ def parse_notes(path: Path | str, label: str | None = None) -> list[Evidence]:
             if re.search(r"train\w*\.py", text):
                 raise
             continue
+        # a tokenizer kept across blocks may hand back the session's earlier commands too: each is read once
+        commands = [c for c in commands if id(c) not in seen]
+        seen.update(id(c) for c in commands)
         found.append((block.first_line, training_evidence(commands, path, "notes", label)))
     found.extend(_unfenced(note_text, blocks, path, label))
     if session is not None:
@@ -142,10 +146,14 @@ def _unfenced(text: str, blocks: list[CodeBlock], path: Path, label: str) -> lis
             continue
         cmd = [_unprompt(lines[i])]
         kind = "shell"
+        # a bash prompt ($, %, IPython's !) says bash: only \ continues its lines
+        bash_prompt = bool(re.match(r"^\s*(?:[-*>]\s+)?`?(?:\$|%|!)", lines[i]))
         while i + 1 < len(lines) and (i + 2) not in fenced:
             tail = cmd[-1].rstrip()
             if tail.endswith("\\"):
                 kind = "shell"
+            elif bash_prompt:
+                break
             elif tail.endswith("^"):
                 kind = "bat"
             elif tail.endswith("`") and not tail.endswith("``"):

@@ -1,0 +1,193 @@
+"""Jupyter notebooks (Colab/Kaggle kohya trainers), read as JSON and never executed (evidence/notebook.py).
+
+The fixtures reproduce what public kohya notebooks do (Linaqruf/kohya-trainer's #@param cells and toml.dump'ed
+config dicts, hollowstrawberry/kohya-colab's conditional values, Kaggle cells that launch with `!accelerate launch`
+and `%%bash`, subprocess calls), written here from scratch.
+"""
+
+import json
+
+from click.testing import CliRunner
+
+from lora_audit.cli import main
+from lora_audit.evidence import load_runs
+from lora_audit.evidence.notebook import parse_notebook
+
+
+def notebook(path, *cells):
+    """Write a notebook; each cell is code text, or ("markdown", text)."""
+    out = []
+    for c in cells:
+        kind, text = c if isinstance(c, tuple) else ("code", c)
+        lines = text.split("\n")
+        cell = {"cell_type": kind, "metadata": {}, "source": [ln + "\n" for ln in lines[:-1]] + [lines[-1]]}
+        if kind == "code":
+            cell.update(outputs=[], execution_count=None)
+        out.append(cell)
+    path.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": out}, indent=1))
+    return path
+
+
+SETTINGS = """\
+#@title ## Training settings
+project_name = "punks" #@param {type:"string"}
+network_dim = 32 #@param {type:"number"}
+network_alpha = network_dim // 2
+unet_lr = 1e-4 #@param {type:"number"}
+lr_scheduler = "cosine_with_restarts" #@param ["constant", "cosine", "cosine_with_restarts"]
+lr_scheduler_num_cycles = 3 #@param {type:"number"}
+use_8bit = True #@param {type:"boolean"}
+optimizer_type = "AdamW8bit" if use_8bit else "AdamW"
+config_dir = "/content/LoRA/config"
+"""
+
+CONFIG = """\
+import os
+import toml
+
+config = {
+    "model_arguments": {
+        "pretrained_model_name_or_path": "/content/pretrained_model/AnyLoRA.safetensors",
+        "v2": False,
+    },
+    "additional_network_arguments": {
+        "network_module": "networks.lora",
+        "network_dim": network_dim,
+        "network_alpha": network_alpha,
+        "unet_lr": unet_lr,
+    },
+    "optimizer_arguments": {
+        "optimizer_type": optimizer_type,
+        "learning_rate": unet_lr,
+        "lr_scheduler": lr_scheduler,
+        "lr_scheduler_num_cycles": lr_scheduler_num_cycles if lr_scheduler == "cosine_with_restarts" else None,
+        "lr_scheduler_power": 1.0 if lr_scheduler == "polynomial" else None,
+    },
+    "training_arguments": {
+        "output_name": project_name,
+        "train_batch_size": 4,
+        "max_train_epochs": 10,
+        "mixed_precision": "fp16",
+        "seed": input("seed? "),
+    },
+}
+config_file = os.path.join(config_dir, "config_file.toml")
+with open(config_file, "w") as f:
+    f.write(toml.dumps(config))
+"""
+
+LAUNCH = """\
+%cd /content/kohya-trainer
+!accelerate launch --num_cpu_threads_per_process=1 train_network.py \\
+  --config_file={config_file} \\
+  --train_data_dir="/content/LoRA/train_data"
+"""
+
+
+def test_colab_trainer_config_dict_and_launch(tmp_path):
+    p = notebook(tmp_path / "trainer.ipynb", ("markdown", "# LoRA trainer"), SETTINGS, CONFIG, LAUNCH)
+    (ev,) = parse_notebook(p)
+    assert ev.kind == "notebook" and ev.script == "train_network.py" and ev.complete
+    got = {s.name: (s.value, s.source) for s in ev.settings}
+    label = str(p)
+    # values from the dict, each at the line that sets it: a variable's own #@param line, else the dict's key line
+    assert got["network_dim"] == (32, f"{label}:cell 2:3")
+    assert got["network_alpha"] == (16, f"{label}:cell 2:4")
+    assert got["optimizer_type"] == ("AdamW8bit", f"{label}:cell 2:9")
+    assert got["lr_scheduler_num_cycles"][0] == 3
+    assert got["train_batch_size"] == (4, f"{label}:cell 3:24")
+    assert got["pretrained_model_name_or_path"][1] == f"{label}:cell 3:6"
+    assert got["train_data_dir"] == ("/content/LoRA/train_data", f"{label}:cell 4:4")
+    # None values are not written by toml.dump: kohya's default; input() is not known: not invented
+    assert "lr_scheduler_power" not in got and "seed" not in got
+    assert any("seed" in w.message and "run time" in w.message for w in ev.warnings)
+
+
+def test_bash_cell_subprocess_and_os_system(tmp_path):
+    p = notebook(
+        tmp_path / "k.ipynb",
+        "%%bash\ncd /kaggle/working/sd-scripts\nDIM=8\naccelerate launch sdxl_train_network.py \\\n"
+        "  --network_dim $DIM --pretrained_model_name_or_path=/kaggle/input/sdxl.safetensors",
+        "import subprocess\nsubprocess.run(['accelerate', 'launch', 'train_network.py', '--network_dim', '16',\n"
+        "                '--learning_rate=3e-4'], check=True)",
+        "import os\nlr = '5e-5'\nos.system(f'python train_network.py --learning_rate {lr} --seed 7')",
+        "cmd = build_command()\nsubprocess.run(cmd)  # not literal: not read",
+    )
+    bash, sub, system = parse_notebook(p)
+    assert bash.script == "sdxl_train_network.py"
+    assert {s.name: s.value for s in bash.settings}["network_dim"] == 8
+    assert {s.name: s.source for s in bash.settings}["network_dim"] == f"{p}:cell 1:5"
+    assert {s.name: s.value for s in sub.settings} == {"network_dim": 16, "learning_rate": 3e-4}
+    assert {s.name: s.value for s in system.settings} == {"learning_rate": 5e-5, "seed": 7}
+
+
+def test_environment_and_ipython_expansion(tmp_path):
+    p = notebook(
+        tmp_path / "e.ipynb",
+        "import os\nos.environ['MODEL'] = 'runwayml/stable-diffusion-v1-5'\n%env OUT=/content/out\ndim = 4",
+        "!python train_network.py --pretrained_model_name_or_path=\"$MODEL\" --output_dir=$OUT "
+        "--network_dim=$dim --network_alpha {dim / 2}",
+    )
+    (ev,) = parse_notebook(p)
+    got = {s.name: s.value for s in ev.settings}
+    assert got == {"pretrained_model_name_or_path": "runwayml/stable-diffusion-v1-5", "output_dir": "/content/out",
+                   "network_dim": 4, "network_alpha": 2.0}
+
+
+def test_a_value_only_set_in_an_unknown_branch_is_not_taken(tmp_path):
+    p = notebook(
+        tmp_path / "b.ipynb",
+        "dim = 32\nif os.path.exists('/content/drive'):\n    dim = 64\nif True:\n    alpha = 8",
+        "!accelerate launch train_network.py --network_dim={dim} --network_alpha={alpha}",
+    )
+    (ev,) = parse_notebook(p)
+    got = {s.name: s.value for s in ev.settings}
+    assert got == {"network_alpha": 8.0}  # dim is 32 or 64: unknown, never the 32 of the first line
+    assert any("{dim}" in w.message for w in ev.warnings)
+
+
+def test_lora_and_fine_tune_cells_are_two_runs_that_never_mix(tmp_path):
+    p = notebook(
+        tmp_path / "both.ipynb",
+        "!accelerate launch train_network.py --network_dim 16 --learning_rate 1e-4 "
+        "--pretrained_model_name_or_path a.safetensors --train_data_dir img",
+        "!accelerate launch fine_tune.py --learning_rate 5e-6 --train_batch_size 1 "
+        "--pretrained_model_name_or_path a.safetensors --train_data_dir img",
+    )
+    lora, ft = load_runs([p])
+    assert (lora.name, ft.name) == ("both-1", "both-2")
+    assert lora.script == "train_network.py" and ft.script == "fine_tune.py"
+    assert lora.params["learning_rate"].value == 1e-4 and ft.params["learning_rate"].value == 5e-6
+    assert "network_dim" not in ft.params or ft.params["network_dim"].origin != "explicit"
+    assert lora.params["train_batch_size"].origin == "default"
+    r = CliRunner().invoke(main, ["inspect", str(p), "--json"])
+    assert r.exit_code == 0, r.output
+    assert [x["name"] for x in json.loads(r.output)["runs"]] == ["both-1", "both-2"]
+
+
+def test_a_notebook_is_never_executed(tmp_path):
+    victim = tmp_path / "keep.txt"
+    victim.write_text("mine")
+    p = notebook(tmp_path / "x.ipynb",
+                 f"import os\nos.remove({str(victim)!r})\n!rm {victim}\n!python train_network.py --seed 1")
+    (ev,) = parse_notebook(p)
+    assert victim.read_text() == "mine"
+    assert {s.name: s.value for s in ev.settings} == {"seed": 1}
+
+
+def test_not_a_notebook_is_one_line(tmp_path):
+    p = tmp_path / "bad.ipynb"
+    p.write_text('{"cells": ')
+    r = CliRunner().invoke(main, ["inspect", str(p)])
+    assert r.exit_code == 2 and r.output.startswith("error: ") and "Traceback" not in r.output
+    p.write_text('{"nbformat": 4}')
+    r = CliRunner().invoke(main, ["inspect", str(p)])
+    assert r.exit_code == 2 and "no cells" in r.output
+
+
+def test_huge_literals_are_refused_not_built(tmp_path):
+    p = notebook(tmp_path / "big.ipynb",
+                 "x = 'a' * 10**12\ny = 'b' * 1000\nz = y.replace('b', y * 50)\nw = f'{1:>999999999}'",
+                 "!python train_network.py --output_name={x} --seed 2")
+    (ev,) = parse_notebook(p)
+    assert {s.name: s.value for s in ev.settings}["seed"] == 2
