@@ -51,7 +51,7 @@ def inspect(paths: tuple[str, ...], as_json: bool, show_all: bool) -> None:
 
 @main.command("infer-dim")
 @click.argument("size")
-@click.option("--arch", type=click.Choice(["sd15", "sd2", "sdxl"]), help="Architecture, if known.")
+@click.option("--arch", type=click.Choice(["sd15", "sd2", "sdxl", "flux", "sd3"]), help="Architecture, if known.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--limit", default=10, show_default=True, help="Candidates to show (text output).")
 @handles_errors
@@ -70,9 +70,12 @@ def infer_dim(size: str, arch: str | None, as_json: bool, limit: int) -> None:
     if not cands:
         click.echo(f"no kohya LoRA layout fits {size}")
         return
+    dit = any(c.layout for c in cands[:limit])
     rows = [[c.arch, c.network_dim, c.save_precision, "yes" if c.text_encoder else "no", c.conv_dim or "-",
-             f"{c.expected_bytes:,}", f"{c.delta_bytes:+,}"] for c in cands[:limit]]
-    click.echo(table(rows, ["arch", "dim", "precision", "text encoder", "conv dim", "expected bytes", "delta"]))
+             f"{c.expected_bytes:,}", f"{c.delta_bytes:+,}"] + ([c.layout or "-"] if dit else [])
+            for c in cands[:limit]]
+    click.echo(table(rows, ["arch", "dim", "precision", "text encoder", "conv dim", "expected bytes", "delta"]
+                     + (["layout (DiT)"] if dit else [])))
     if len(cands) > limit:
         click.echo(f"... {len(cands) - limit} more (--limit, --json)")
 

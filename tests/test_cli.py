@@ -130,7 +130,7 @@ def test_infer_dim_text_and_json(cli):
     assert out.exit_code == 0, out.output
     cands = json.loads(out.output)["candidates"]
     assert set(cands[0]) == {"arch", "network_dim", "save_precision", "text_encoder", "conv_dim", "expected_bytes",
-                             "delta_bytes"}
+                             "delta_bytes", "variant", "layout", "network_args"}
     top = {(c["network_dim"], c["save_precision"]) for c in cands[:4]}
     assert (64, "fp16") in top and (32, "float") in top  # the size can't tell them apart: both are said
     text = cli.invoke(main, ["infer-dim", "1.7GB"])

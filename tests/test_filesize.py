@@ -105,7 +105,7 @@ def test_size_readings():
     with pytest.raises(ValueError, match="cannot read a file size"):
         size_windows("big")
     with pytest.raises(ValueError):
-        candidates("72MB", "sd3")
+        candidates("72MB", "sd99")
 
 
 # --- inference ---------------------------------------------------------------------------------------------------
@@ -141,7 +141,7 @@ def test_candidates_are_ranked_and_json_shaped():
     cands = candidates("72MB")
     assert cands and all(isinstance(c, Candidate) for c in cands)
     assert set(cands[0].model_dump()) == {"arch", "network_dim", "save_precision", "text_encoder", "conv_dim",
-                                          "expected_bytes", "delta_bytes"}
+                                          "expected_bytes", "delta_bytes", "variant", "layout", "network_args"}
     deltas = [abs(c.delta_bytes) for c in cands]
     assert deltas[0] <= min(deltas) + 64 * 1024
     c = cands[0]

@@ -182,6 +182,12 @@ def parse_safetensors(path: str | os.PathLike, label: str | None = None) -> Evid
     alphas = read_scalars(path, header, shapes.alpha_tensors)
     shape_settings = _shape_settings(shapes, alphas, label, ev)
     facts.update(shapes.facts())
+    if "arch" not in facts and header.metadata:
+        from lora_audit.kohya.trainers import from_metadata
+
+        said = from_metadata({k: str(v) for k, v in header.metadata.items()})
+        if said:  # the keys do not say it (no modules, or a layout we do not know): the metadata does
+            facts["arch"], facts["arch_reason"] = said
     facts.update(_alpha_facts(shapes, alphas))
     ev.settings = meta_settings + _reconcile(meta_settings, shape_settings, ev, label)
     ev.facts = facts
@@ -192,7 +198,8 @@ def _shape_settings(s: LoraShapes, alphas: dict[str, float], label: str, ev: Evi
     out: list[Setting] = []
     names_src, shapes_src = f"{label}:tensor_names", f"{label}:tensor_shapes"
     if not s.modules:
-        ev.warnings.append(Note(message="no kohya LoRA modules (lora_unet_* / lora_te*_*) in this file", source=label))
+        ev.warnings.append(Note(message="no LoRA modules in this file (kohya lora_unet_* / lora_te*_*, diffusers/peft "
+                                        "lora_A/lora_B, OneTrainer, ComfyUI)", source=label))
         return out
     out.append(Setting(name="network_kind", value=s.kind, source=names_src, origin="inferred", note=s.kind_reason))
     if s.network_module:
@@ -215,6 +222,14 @@ def _shape_settings(s: LoraShapes, alphas: dict[str, float], label: str, ev: Evi
             note += "; alpha equal to the rank is also what an alpha of 0 or None gives (LoRAModule)"
         out.append(Setting(name=name, value=float(value), source=f"{label}:alpha_tensors", origin="inferred",
                            note=note))
+    if s.format != "kohya" and not s.alpha_tensors and s.ranks:
+        # diffusers/peft files usually carry no alpha: loaders (diffusers, ComfyUI) then scale by 1 (alpha = rank)
+        value, _ = _summary(s.ranks, "rank")
+        out.append(Setting(name="network_alpha", value=float(value), source=f"{label}:alpha_tensors",
+                           origin="inferred", note="no alpha: scale 1 (loaders take alpha = rank when the file has "
+                                                   "no alpha tensors)"))
+    out.append(Setting(name="lora_format", value=s.format, source=names_src, origin="inferred",
+                       note=s.format_reason))
     missing = len(s.alpha_tensors) - len(alphas)
     if missing:
         ev.warnings.append(Note(message=f"{missing} alpha values could not be read (past the end of the file, or "

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from lora_audit.kohya.lora_layout import ARCH_LABELS, ARCHES, Arch, modules
+from lora_audit.kohya.trainers import LABELS as _LABELS
 from lora_audit.model import Alternative, Setting
 
 # kohya's --save_precision choices and their safetensors dtypes. "float" is kohya's name for fp32; an unset
@@ -49,6 +50,9 @@ class Candidate(BaseModel):
     conv_dim: int | None
     expected_bytes: int
     delta_bytes: int  # expected_bytes - the size as given (in the reading of its unit that fits best)
+    variant: str | None = None  # SD3: sd3.5-large, sd3.5-medium, sd3-medium
+    layout: str | None = None  # DiT LoRAs: text encoders and network_args that shape the file (filesize_dit)
+    network_args: list[str] = []  # e.g. train_blocks=single, split_qkv=True, train_t5xxl=True
 
 
 # --- the exact file layout ----------------------------------------------------------------------------------------
@@ -215,10 +219,16 @@ def candidates(size: str | int, arch: str | None = None) -> list[Candidate]:
     trained, rank up to 128 (192/256 are rare), fp16 before bf16 before float, smaller rank. Raises ValueError for a
     size it cannot read or an unknown arch.
     """
+    from lora_audit.kohya import filesize_dit
+
     windows = size_windows(size)
-    arches: tuple[Arch, ...] = ARCHES if arch is None else (_arch(arch),)
+    wanted = (*ARCHES, *filesize_dit.DIT_ARCHES) if arch is None else (canonical_arch(arch, dit=True),)
+    arches = tuple(a for a in ARCHES if a in wanted)
     lo_all, hi_all = min(w[2] for w in windows), max(w[3] for w in windows)
-    found: list[tuple[tuple, Candidate]] = []
+    found: list[tuple[int, tuple, Candidate]] = []
+    for a in filesize_dit.DIT_ARCHES:
+        if a in wanted:
+            found += [(d, prior, Candidate(**fields)) for d, prior, fields in filesize_dit.fits(a, windows)]
     for a in arches:
         for te in (True, False):
             for conv in COMMON_CONV_DIMS:
@@ -297,19 +307,21 @@ def _combos(pool: list[Candidate], with_arch: bool) -> list[str]:
     """Distinct readings, fp16 and bf16 merged (their files have the same size)."""
     seen: dict[tuple, list[str]] = {}
     for c in pool:
-        key = (c.arch, c.network_dim, c.text_encoder, c.conv_dim, c.save_precision == "float")
+        key = (c.arch, c.network_dim, c.text_encoder, c.conv_dim, c.save_precision == "float", c.layout)
         seen.setdefault(key, [])
         if c.save_precision not in seen[key]:
             seen[key].append(c.save_precision)
     out = []
-    for (a, dim, te, conv, _), precs in seen.items():
+    for (a, dim, te, conv, _, layout), precs in seen.items():
         s = f"dim {dim} @ {'/'.join(precs)}"
         if conv is not None:
             s += f" + conv_dim {conv}"
-        if not te:
+        if layout:
+            s += f" [{layout}]"
+        elif not te:
             s += " (U-Net only)"
         if with_arch:
-            s += f" ({ARCH_LABELS[a]})"
+            s += f" ({_LABELS.get(a, a)})"
         out.append(s)
     return out
 
@@ -319,8 +331,15 @@ def _why(name: str, value: Any, pool: list[Candidate], get, with_arch: bool) -> 
     return f"fits as {_combos([first], with_arch)[0]} (expected {first.expected_bytes:,} bytes)"
 
 
-def canonical_arch(arch: Any) -> Arch:
-    """"sd1.5", "SD_XL"... -> "sd15" / "sd2" / "sdxl"; ValueError for anything else (``arch = "sd99"``)."""
+def canonical_arch(arch: Any, dit: bool = False) -> Any:
+    """"sd1.5", "SD_XL"... -> "sd15" / "sd2" / "sdxl"; ValueError for anything else (``arch = "sd99"``).
+    With ``dit``, also "flux" / "flux1" and "sd3" / "sd3.5" (the DiT LoRAs of filesize_dit)."""
+    if dit:
+        key = str(arch).lower().replace("_", "").replace("-", "").replace(".", "")
+        if key in ("flux", "flux1"):
+            return "flux"
+        if key in ("sd3", "sd35"):
+            return "sd3"
     return _arch(arch)
 
 

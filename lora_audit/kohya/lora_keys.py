@@ -7,6 +7,19 @@ The inverse of ``lora_layout``: kohya names every tensor ``<module>.<what>`` wit
   LoCon), also ``networks.dylora`` (DyLoRA saves the same keys: ``DyLoRAModule.state_dict``) and LyCORIS' LoCon;
 - ``hada_w1_a`` ... ``hada_w2_b`` (``hada_t1``/``hada_t2`` with Tucker): LyCORIS LoHa;
 - ``lokr_w1`` / ``lokr_w1_a`` ... ``lokr_w2_b`` (``lokr_t2``): LyCORIS LoKr.
+
+kohya's DiT networks keep that scheme: ``networks.lora_flux`` names ``lora_unet_double_blocks_0_img_attn_qkv``,
+``lora_unet_single_blocks_0_linear1``, CLIP-L ``lora_te1_*`` and T5-XXL ``lora_te3_*``; ``networks.lora_sd3``
+``lora_unet_joint_blocks_0_x_block_attn_qkv`` with ``lora_te1``/``lora_te2``/``lora_te3``.
+
+LoRAs of other trainers that people mix in are read too (``LoraShapes.format``):
+- diffusers / peft (diffusers' own training scripts, ai-toolkit): dotted module paths under ``transformer.``,
+  ``unet.``, ``text_encoder.`` with ``lora_A.weight`` / ``lora_B.weight`` (older diffusers: ``lora.down.weight``),
+  usually without alpha, which loaders read as scale 1 (alpha = rank);
+- OneTrainer: diffusers module paths flattened kohya-style (``lora_transformer_single_transformer_blocks_0_attn_to_q``)
+  with ``lora_down``/``lora_up``/``alpha`` (and ``dora_scale`` for DoRA);
+- ComfyUI / BFL: the original model's paths under ``diffusion_model.`` (``diffusion_model.double_blocks.0.img_attn.
+  qkv.lora_A.weight``), as ComfyUI's converters and BFL-style trainers write them.
 """
 
 from __future__ import annotations
@@ -16,9 +29,26 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from lora_audit.kohya.lora_layout import ARCH_LABELS, ARCHES, arch_for_cross_attention, modules, text_encoder_widths
+from lora_audit.kohya import lora_layout_dit as dit
+from lora_audit.kohya import trainers
+from lora_audit.kohya.lora_layout import ARCHES, arch_for_cross_attention, modules, text_encoder_widths
 
-_PREFIX = re.compile(r"^lora_(unet|te1|te2|te)_")
+ARCH_LABELS = trainers.LABELS
+# kohya (lora_unet, lora_te, lora_te1..3) and OneTrainer (lora_transformer, lora_te1..) flat module names
+_PREFIX = re.compile(r"^lora_(unet|te1|te2|te3|te|transformer)_")
+# dotted module paths: prefix -> (part, format)
+_DOTTED_PREFIXES = [
+    ("model.diffusion_model.", "unet", "ComfyUI/BFL"), ("diffusion_model.", "unet", "ComfyUI/BFL"),
+    ("base_model.model.", "unet", "diffusers/peft"), ("transformer.", "unet", "diffusers/peft"),
+    ("unet.", "unet", "diffusers/peft"), ("text_encoder.", "te1", "diffusers/peft"),
+    ("text_encoder_2.", "te2", "diffusers/peft"), ("text_encoder_3.", "te3", "diffusers/peft"),
+]
+# tensor suffix -> kohya's name for it
+_DOTTED_WHATS = [(".lora_A.weight", "lora_down.weight"), (".lora_B.weight", "lora_up.weight"),
+                 (".lora_down.weight", "lora_down.weight"), (".lora_up.weight", "lora_up.weight"),
+                 (".lora.down.weight", "lora_down.weight"), (".lora.up.weight", "lora_up.weight"),
+                 (".alpha", "alpha"), (".dora_scale", "dora_scale"), (".lora_magnitude_vector", "dora_scale")]
+_BLOCK_INDEX = re.compile(r"(?:^|_)(\d+)(?:_|$)")
 _SGM = re.compile(r"^lora_unet_(input_blocks|middle_block|output_blocks)_")
 _TE_LAYER = re.compile(r"^lora_te_text_model_encoder_layers_(\d+)_")
 
@@ -45,6 +75,12 @@ class LoraShapes:
     arch_reason: str | None = None
     warnings: list[str] = field(default_factory=list)
     other_tensors: int = 0
+    format: str = "kohya"  # kohya / diffusers/peft / OneTrainer / ComfyUI/BFL
+    format_reason: str | None = None
+    canonical: dict[str, str] = field(default_factory=dict)  # module -> its path without prefix, dots as _
+    module_parts: dict[str, str] = field(default_factory=dict)  # module -> unet / te / te1 / te2 / te3
+    variant: str | None = None  # SD3 variant (sd3.5-large ...)
+    layout_options: dict[str, Any] = field(default_factory=dict)  # split_qkv, train_blocks, train_t5xxl
 
     @property
     def dtype(self) -> str | None:
@@ -63,9 +99,16 @@ class LoraShapes:
 
     def facts(self) -> dict[str, Any]:
         out: dict[str, Any] = {"network_kind": self.kind, "modules": dict(self.parts),
-                               "modules_conv3x3": len(self.conv_modules), "dtypes": dict(self.dtypes)}
+                               "modules_conv3x3": len(self.conv_modules), "dtypes": dict(self.dtypes),
+                               "lora_format": self.format}
+        if self.format_reason:
+            out["lora_format_reason"] = self.format_reason
         if self.arch:
             out["arch"], out["arch_reason"] = self.arch, self.arch_reason
+        if self.variant:
+            out["arch_variant"] = self.variant
+        if self.layout_options:
+            out["layout"] = dict(self.layout_options)
         for key, ranks in (("rank", self.ranks), ("conv_rank", self.conv_ranks)):
             if ranks:
                 out[key] = {"min": min(ranks), "max": max(ranks),
@@ -75,29 +118,81 @@ class LoraShapes:
         return out
 
 
+def _split(name: str) -> tuple[str, str, str, str] | None:
+    """(module, what, part, format) of one tensor name, or None when it is not a LoRA tensor."""
+    module, dot, what = name.partition(".")
+    m = _PREFIX.match(module)
+    if dot and m and "." not in module:
+        fmt = "OneTrainer" if m.group(1) == "transformer" else "kohya"
+        part = "unet" if m.group(1) == "transformer" else m.group(1)
+        return module, what, part, fmt
+    for suffix, what in _DOTTED_WHATS:
+        if name.endswith(suffix):
+            module = name[: -len(suffix)]
+            for prefix, part, fmt in _DOTTED_PREFIXES:
+                if module.startswith(prefix):
+                    return module, what, part, fmt
+            if m is None and "." in module:
+                return module, what, "unet", "diffusers/peft"  # peft without a component prefix
+    return None
+
+
+def _canonical(module: str) -> str:
+    """The module's path without its prefix, dots as underscores (kohya's spelling): for arch detection."""
+    m = _PREFIX.match(module)
+    if m and "." not in module:
+        return module[m.end():]
+    for prefix, _, _ in _DOTTED_PREFIXES:
+        if module.startswith(prefix):
+            module = module[len(prefix):]
+            break
+    return module.replace(".", "_")
+
+
 def analyse(tensors: dict[str, _Tensor], metadata: dict[str, str] | None = None) -> LoraShapes:
     s = LoraShapes()
+    formats: Counter = Counter()
     for name, t in tensors.items():
-        module, dot, what = name.partition(".")
-        m = _PREFIX.match(module)
-        if not dot or not m:
+        split = _split(name)
+        if split is None:
             s.other_tensors += 1
             continue
+        module, what, part, fmt = split
         s.modules.setdefault(module, {})[what] = tuple(t.shape)
-        if what != "alpha":
+        s.module_parts[module] = part
+        formats[fmt] += 1
+        if what == "alpha":
+            if not t.shape or t.shape == (1,):
+                s.alpha_tensors.append(name)
+        elif what != "dora_scale":
             s.dtypes[t.dtype] += 1
-        elif not t.shape or t.shape == (1,):
-            s.alpha_tensors.append(name)
     for module in s.modules:
-        s.parts[_PREFIX.match(module).group(1)] += 1
+        s.parts[s.module_parts[module]] += 1
+        s.canonical[module] = _canonical(module)
     if not s.modules:
         return s
+    s.format = formats.most_common(1)[0][0]
+    s.format_reason = {
+        "kohya": "kohya module names (lora_unet_* / lora_te*_*) with lora_down/lora_up/alpha",
+        "OneTrainer": "OneTrainer names: diffusers module paths flattened under lora_transformer_*",
+        "ComfyUI/BFL": "original model paths under diffusion_model. (ComfyUI / BFL layout)",
+        "diffusers/peft": "diffusers/peft module paths (transformer. / unet. / text_encoder.) with lora_A/lora_B",
+    }[s.format]
+    if len(formats) > 1:
+        s.warnings.append("mixed key formats: " + ", ".join(f"{f} x{n}" for f, n in formats.most_common()))
+    if s.format == "diffusers/peft" and _is_ai_toolkit(metadata or {}):
+        s.format_reason += "; metadata names ai-toolkit"
     _kind(s, metadata or {})
-    _ranks(s)
     _arch(s, metadata or {})
+    _ranks(s)
+    _network_module(s)
     if s.other_tensors:
-        s.warnings.append(f"{s.other_tensors} tensors are not kohya LoRA modules (lora_unet_* / lora_te*_*)")
+        s.warnings.append(f"{s.other_tensors} tensors are not LoRA modules")
     return s
+
+
+def _is_ai_toolkit(md: dict[str, str]) -> bool:
+    return any("ai-toolkit" in str(v) or "ai_toolkit" in str(v) for v in md.values())
 
 
 _CONV3X3 = frozenset(m.name for a in ARCHES for m in modules(a, conv=True) if m.is_conv3x3)
@@ -112,9 +207,15 @@ def _kind(s: LoraShapes, md: dict[str, str]) -> None:
     elif any(w.startswith("lokr_") for w in whats):
         s.kind, s.kind_reason = "LoKr", "lokr_w1 / lokr_w2 tensors (LyCORIS LoKr)"
         s.network_module = ("lycoris.kohya", [], "LoKr is LyCORIS' (algo=lokr)")
+    elif "lora_down.weight" in whats and "dora_scale" in whats:
+        s.kind, s.kind_reason = "DoRA", "lora_down/lora_up with dora_scale (weight-decomposed LoRA)"
     elif "lora_down.weight" in whats:
         conv = any(len(p.get("lora_down.weight", ())) == 4 and p["lora_down.weight"][2] > 1
                    for p in s.modules.values())
+        if s.format != "kohya":
+            s.kind = "LoCon" if conv else "LoRA"
+            s.kind_reason = f"{'lora_A/lora_B' if s.format != 'OneTrainer' else 'lora_down/lora_up'} tensors ({s.format})"
+            return
         if "dylora" in module:
             s.kind, s.kind_reason = "DyLoRA", f"lora_down/lora_up tensors and ss_network_module {module}"
         elif conv:
@@ -156,18 +257,110 @@ def _is_conv3x3(module: str, parts: dict[str, tuple[int, ...]]) -> bool:
 
 
 def _ranks(s: LoraShapes) -> None:
+    merged = _split_qkv(s)
     for module, parts in s.modules.items():
         conv = _is_conv3x3(module, parts)
         (s.conv_modules if conv else s.linear_modules).append(module)
         r = _rank(parts)
         if r is not None:
-            (s.conv_ranks if conv else s.ranks).append(r)
+            (s.conv_ranks if conv else s.ranks).append(r // merged.get(module, 1))
+
+
+def _split_qkv(s: LoraShapes) -> dict[str, int]:
+    """FLUX with split_qkv: lora_flux.LoRANetwork.state_dict merges the split q/k/v (and mlp) LoRAs into one module
+    whose rank is 3x (double-block qkv) or 4x (single-block linear1) the others'. Returns module -> factor."""
+    if s.arch != "flux" or s.format != "kohya":
+        return {}
+    factors = {m: 3 for m, c in s.canonical.items() if c.startswith("double_blocks_") and c.endswith("_attn_qkv")}
+    factors.update({m: 4 for m, c in s.canonical.items() if c.startswith("single_blocks_") and c.endswith("_linear1")})
+    others = Counter(r for m, p in s.modules.items() if m not in factors and s.module_parts[m] == "unet"
+                     and (r := _rank(p)) is not None)
+    if not factors or not others:
+        return {}
+    base = others.most_common(1)[0][0]
+    if all(_rank(s.modules[m]) == base * f for m, f in factors.items()):
+        s.layout_options["split_qkv"] = True
+        return factors
+    return {}
+
+
+_KOHYA_MODULES = {"flux": "networks.lora_flux", "sd3": "networks.lora_sd3", "lumina": "networks.lora_lumina",
+                  "hunyuan_image": "networks.lora_hunyuan_image", "anima": "networks.lora_anima"}
+
+
+def _network_module(s: LoraShapes) -> None:
+    """kohya's network module for a kohya-format LoRA of this architecture; none for other trainers' files."""
+    if s.format != "kohya":
+        s.network_module = None
+        return
+    if s.network_module and s.network_module[0] == "networks.lora" and s.arch in _KOHYA_MODULES:
+        s.network_module = (_KOHYA_MODULES[s.arch], [], f"{ARCH_LABELS[s.arch]} key names are "
+                                                        f"{_KOHYA_MODULES[s.arch]}'s")
+
+
+def _in_of(s: LoraShapes, suffixes: tuple[str, ...]) -> int | None:
+    for module, parts in s.modules.items():
+        if s.module_parts[module] == "unet" and s.canonical[module].endswith(suffixes):
+            width = _in_width(parts)
+            if width:
+                return width
+    return None
+
+
+def _dit_arch(s: LoraShapes) -> tuple[str, str] | None:
+    """FLUX.1 / HunyuanImage / SD3 / Lumina / Anima from module paths (kohya, BFL, diffusers and OneTrainer spellings)
+    and the width the blocks read."""
+    names = {c for m, c in s.canonical.items() if s.module_parts[m] == "unet"}
+    te = {p for p in s.parts if p != "unet"}
+    if any(c.startswith(("double_blocks_", "single_blocks_")) for c in names):
+        width = _in_of(s, ("_img_attn_qkv", "_linear1", "_linear2", "_img_mod_lin", "_modulation_lin"))
+        if width == 3584:
+            return "hunyuan_image", "double_blocks/single_blocks 3584 wide: HunyuanImage 2.1"
+        why = "double_blocks/single_blocks (FLUX.1's DoubleStreamBlock/SingleStreamBlock)"
+        if width and width != dit.FLUX_DEV["hidden_size"] and not s.layout_options:
+            s.warnings.append(f"FLUX-style blocks {width} wide, not FLUX.1's {dit.FLUX_DEV['hidden_size']} "
+                              "(another model of the FLUX family?)")
+        return "flux", why + (f", {width} wide" if width else "")
+    if any(c.startswith("single_transformer_blocks_") for c in names):
+        return "flux", "single_transformer_blocks (diffusers FluxTransformer2DModel)"
+    if any(c.startswith("joint_blocks_") for c in names):
+        width = _in_of(s, ("_attn_qkv", "_mlp_fc1"))
+        attn2 = any("_attn2_" in c for c in names)
+        s.variant = dit.sd3_variant_for_width(width, attn2=attn2) if width else None
+        return "sd3", "joint_blocks context_block/x_block (SD3 MMDiT)" + (f", {width} wide: {s.variant}"
+                                                                          if s.variant else "")
+    if any(c.startswith("transformer_blocks_") and "_attn_add_q_proj" in c for c in names):
+        width = _in_of(s, ("_attn_to_q", "_attn_to_k"))
+        if width == dit.FLUX_DEV["hidden_size"]:
+            return "flux", "transformer_blocks with add_q_proj, 3072 wide (diffusers FLUX.1, double blocks only)"
+        variant = dit.sd3_variant_for_width(width, attn2=any("_attn2_" in c for c in names)) if width else None
+        if variant:
+            s.variant = variant
+            return "sd3", f"transformer_blocks with add_q_proj, {width} wide (diffusers SD3Transformer2DModel: {variant})"
+    if any(re.match(r"(layers|noise_refiner|context_refiner)_\d+_(attention|feed_forward)", c) for c in names):
+        return "lumina", "layers/noise_refiner with attention/feed_forward (Lumina 2 NextDiT)"
+    if any(re.match(r"blocks_\d+_(self_attn|cross_attn|mlp)", c) for c in names) or any(
+            c.startswith("llm_adapter") for c in names):
+        return "anima", "blocks with self_attn/cross_attn (Anima)"
+    if "te3" in te and not names:
+        return "flux", "T5-XXL text encoder modules (lora_te3) only"
+    return None
 
 
 def _arch(s: LoraShapes, md: dict[str, str]) -> None:
     reason = None
+    found = _dit_arch(s)
+    if found:
+        s.arch, s.arch_reason = found
+        if s.arch == "flux":
+            s.layout_options.update(_flux_options(s))
+        if s.parts.get("te3"):
+            s.layout_options["train_t5xxl"] = True
+        _check_against_layout(s)
+        _check_against_metadata(s, md)
+        return
     for module, parts in s.modules.items():
-        if module.endswith("attn2_to_k"):
+        if s.canonical[module].endswith("attn2_to_k"):
             width = _in_width(parts)
             arch = arch_for_cross_attention(width) if width else None
             if arch:
@@ -176,12 +369,14 @@ def _arch(s: LoraShapes, md: dict[str, str]) -> None:
                           f"{ARCH_LABELS[arch]}")
                 break
     if s.arch is None:
-        if any(_SGM.match(m) for m in s.modules) or {"te1", "te2"} & set(s.parts):
+        if any(_SGM.match(m) for m in s.modules) or {"te1", "te2"} & set(s.parts) or any(
+                c.startswith(("input_blocks_", "middle_block_", "output_blocks_")) for c in s.canonical.values()):
             s.arch, reason = "sdxl", "SDXL key names (input_blocks/middle_block/output_blocks, lora_te1/lora_te2)"
         else:
-            widths = {_in_width(p) for m, p in s.modules.items() if m.startswith("lora_te_") and
-                      m.endswith("self_attn_q_proj")}
-            layers = {int(x.group(1)) for m in s.modules if (x := _TE_LAYER.match(m))}
+            widths = {_in_width(p) for m, p in s.modules.items() if s.module_parts[m] in ("te", "te1") and
+                      s.canonical[m].endswith("self_attn_q_proj")}
+            layers = {int(x.group(1)) for m in s.modules
+                      if (x := _TE_LAYER.match("lora_te_" + s.canonical[m])) and s.module_parts[m] in ("te", "te1")}
             for arch in ("sd15", "sd2"):
                 if text_encoder_widths(arch)["lora_te"] in widths:
                     s.arch, reason = arch, (f"text encoder layers are {text_encoder_widths(arch)['lora_te']} wide: "
@@ -197,21 +392,52 @@ def _arch(s: LoraShapes, md: dict[str, str]) -> None:
     _check_against_metadata(s, md)
 
 
+def _flux_options(s: LoraShapes) -> dict[str, Any]:
+    """What of lora_flux's layout options the kohya-named modules show (train_blocks, embedders, modulation)."""
+    if s.format not in ("kohya", "ComfyUI/BFL"):
+        return {}
+    names = {c for m, c in s.canonical.items() if s.module_parts[m] == "unet"}
+    double = any(c.startswith("double_blocks_") for c in names)
+    single = any(c.startswith("single_blocks_") for c in names)
+    out: dict[str, Any] = {}
+    if double != single:
+        out["train_blocks"] = "double" if double else "single"
+    if names and not any(c.endswith(("_mod_lin", "_modulation_lin")) for c in names):
+        out["modulation"] = False
+    if any(c.endswith(("img_in", "txt_in")) or c.startswith(("time_in_", "vector_in_", "guidance_in_"))
+           for c in names):
+        out["in_dims"] = True
+    return out
+
+
+def _expected_modules(s: LoraShapes) -> set[str] | None:
+    if s.arch == "flux":
+        return {m.name for blocks in ("all",) for m in dit.flux_modules(text_encoders="clip+t5", train_blocks=blocks,
+                                                                           embedders=True)}
+    if s.arch == "sd3":
+        variants = [s.variant] if s.variant else list(dit.SD3_VARIANTS)
+        return {m.name for v in variants for m in dit.sd3_modules(v, text_encoders="clip+t5")}
+    if s.arch in ARCHES:
+        return {m.name for m in modules(s.arch, conv=True)}  # type: ignore[arg-type]
+    return None
+
+
 def _check_against_layout(s: LoraShapes) -> None:
-    """Modules kohya's networks.lora would not create for this architecture suggest another trainer."""
-    if s.kind not in ("LoRA", "LoCon", "DyLoRA"):
+    """Modules kohya's network would not create for this architecture suggest another trainer."""
+    if s.kind not in ("LoRA", "LoCon", "DyLoRA") or s.format != "kohya":
         return
-    expected = {m.name for m in modules(s.arch, conv=True)}  # type: ignore[arg-type]
+    expected = _expected_modules(s)
+    if expected is None:
+        return
     extra = [m for m in s.modules if m not in expected]
     if extra:
-        s.warnings.append(f"{len(extra)} modules are not ones kohya's networks.lora creates for "
-                          f"{ARCH_LABELS[s.arch]} (e.g. {extra[0]})")
+        module = _KOHYA_MODULES.get(s.arch or "", "networks.lora")
+        s.warnings.append(f"{len(extra)} modules are not ones kohya's {module} creates for "
+                          f"{ARCH_LABELS[s.arch]} (e.g. {extra[0]})")  # type: ignore[index]
 
 
 def _check_against_metadata(s: LoraShapes, md: dict[str, str]) -> None:
-    version = md.get("ss_base_model_version", "")
-    says = "sdxl" if version.startswith("sdxl") else "sd2" if version.startswith("sd_v2") else \
-        "sd15" if version.startswith("sd_v1") else None
-    if says and says != s.arch:
-        s.warnings.append(f"ss_base_model_version {version!r} says {ARCH_LABELS[says]} but the tensors say "
+    says = trainers.from_metadata(md)
+    if says and says[0] != s.arch:
+        s.warnings.append(f"{says[1]} says {ARCH_LABELS[says[0]]} but the tensors say "
                           f"{ARCH_LABELS[s.arch]} ({s.arch_reason})")  # type: ignore[index]
