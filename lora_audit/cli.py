@@ -189,10 +189,13 @@ def _pick_runs(runs: tuple[str, ...], good: str, bads: tuple[str, ...]):
 @click.option("--seconds-per-step", "seconds", help="For the GPU-hours estimate: a number, or a kohya log to read it from.")
 @click.option("--dry-run", is_flag=True, help="Print the plan, write nothing.")
 @click.option("--force", is_flag=True, help="Regenerate files of an existing study even where they were edited.")
+@click.option("--include-inert", is_flag=True,
+              help="Also train changes kohya ignores (e.g. bucket_no_upscale while enable_bucket is off).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.pass_context
 @handles_errors
-def ablate(ctx, runs, good, bads, strategy, sweeps, no_control, out, backend, seconds, dry_run, force, as_json):
+def ablate(ctx, runs, good, bads, strategy, sweeps, no_control, out, backend, seconds, dry_run, force, include_inert,
+           as_json):
     """Plan and write minimal-change retraining variants (a study folder kohya can run as is)."""
     from lora_audit.ablate.emit import write_study
     from lora_audit.ablate.plan import plan
@@ -205,11 +208,15 @@ def ablate(ctx, runs, good, bads, strategy, sweeps, no_control, out, backend, se
     seconds_per_step = seconds_per_step_option(seconds) if seconds else None
     if seconds_per_step is not None and not (0 < seconds_per_step < float("inf")):
         raise EvidenceError(f"--seconds-per-step must be a positive number of seconds, got {seconds_per_step:g}")
-    p = plan(g, b, strategy, list(sweeps), control=not no_control, seconds_per_step=seconds_per_step)
+    p = plan(g, b, strategy, list(sweeps), control=not no_control, seconds_per_step=seconds_per_step,
+             include_inert=include_inert)
     folder = Path(out) if out else Path("runs") / f"{g.name}-vs-{'-'.join(r.name for r in b)}"
     if not dry_run:
-        write_study(p, {r.name: r for r in [g, *b]}, folder, backend,
-                    str(sd_scripts_path(ctx.obj.get("sd_scripts"))), inputs=list(runs), force=force)
+        from lora_audit.ablate.plan import all_or_nothing
+
+        with all_or_nothing(folder):  # an error leaves no half-written new study behind
+            write_study(p, {r.name: r for r in [g, *b]}, folder, backend,
+                        str(sd_scripts_path(ctx.obj.get("sd_scripts"))), inputs=list(runs), force=force)
     if as_json:
         _echo_json({"study": str(folder), "written": not dry_run, **p.to_json()})
         return

@@ -3,11 +3,17 @@
 The first run is the baseline; every other run is compared with it. Values are compared after normalisation
 (``kohya.normalize``) and with kohya's meaning of unset values (``kohya.semantics``), so an explicit value that
 equals what kohya does by default is a *nominal* change (the text changed, training did not).
+
+Where files go (output_dir, output_name, logging_dir, sample prompts) and which file holds the settings
+(config_file) are never effective changes: every value such a file sets is compared on its own. A dataset TOML
+(dataset_config) and an image folder are compared by their contents (per dataset and subset; the folder's file
+list when it is readable here), so a copy at another path is not a change.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -84,7 +90,7 @@ def change_words(name: str, a: Any, b: Any) -> str:
         if pa and pb:
             ra = (pb[0] * pb[1]) / (pa[0] * pa[1])
             base = f"{pa[0]}×{pa[1]}→{pb[0]}×{pb[1]}"
-            return f"{base} ({_ratio_word(ra).strip()} pixels)" if ra != 1 else base
+            return f"{base} ({_ratio_word(ra).strip() or f'×{ra:.3g}'} pixels)" if ra != 1 else base
     if isinstance(a, bool) or isinstance(b, bool):
         return f"{'ON' if b else 'OFF'} (was {'on' if a else 'off'})"
     na, nb = _number(a), _number(b)
@@ -146,6 +152,56 @@ def _compare(name: str, base: Param | None, other: Param | None, other_run: str)
     return "changed", words, False
 
 
+# where files go: a different value changes no training
+_WHERE_OUTPUT = {"output_dir", "output_name", "logging_dir", "log_prefix", "log_tracker_name", "wandb_run_name",
+                 "sample_prompts", "output_config", "config_file"}
+_FOLDERS = {"train_data_dir", "reg_data_dir", "image_dir"}
+
+
+def _run_dir(run: Run) -> Path | None:
+    if not run.path:
+        return None
+    p = Path(run.path)
+    return p if p.is_dir() else p.parent
+
+
+def _where_change(name: str, base_run: Run, other_run: Run, base: Param | None, other: Param | None
+                  ) -> tuple[Kind, str, bool] | None:
+    """(kind, words, nominal) for a path, by what the path holds; None to compare the values as usual."""
+    known = [p for p in (base, other) if p is not None and p.origin != "unknown"]
+    if name in _WHERE_OUTPUT:
+        if len(known) < 2 or normalize(name, base.value) == normalize(name, other.value):
+            return "same", "same", False
+        # sampling saves and restores the RNG state (train_util.sample_images), so prompts change no weights
+        what = ("which file holds the settings" if name == "config_file" else
+                "sample images during training" if name == "sample_prompts" else "where files go")
+        return "same", f"{_fmt(base.value)}→{_fmt(other.value)}: {what}, not what is trained", True
+    if len(known) < 2 or base.value == other.value:
+        return None
+    if name == "dataset_config":
+        from lora_audit.evidence.dataset_toml import dataset_differences, dataset_signature
+
+        da, db = base_run.facts.get("datasets"), other_run.facts.get("datasets")
+        if not da or not db:
+            return None
+        words = dataset_differences(dataset_signature(da, _run_dir(base_run)),
+                                    dataset_signature(db, _run_dir(other_run)))
+        if not words:
+            return "same", f"{_fmt(base.value)}→{_fmt(other.value)}: same contents (only the path differs)", True
+        return "changed", "contents differ: " + "; ".join(words), False
+    if name in _FOLDERS:
+        from lora_audit.evidence.dataset_toml import _files_words, _where, folder_fingerprint
+
+        fa = folder_fingerprint(w) if (w := _where(base.value, _run_dir(base_run))) else None
+        fb = folder_fingerprint(w) if (w := _where(other.value, _run_dir(other_run))) else None
+        if fa is None or fb is None:
+            return None
+        if fa == fb:
+            return "same", f"{_fmt(base.value)}→{_fmt(other.value)}: the same files (only the path differs)", True
+        return "changed", _files_words(list(fa), list(fb)), False
+    return None
+
+
 def _structural(name: str, a: Any, b: Any) -> str | None:
     if isinstance(a, (list, dict)) or isinstance(b, (list, dict)):
         from deepdiff import DeepDiff  # imported here: it pulls numpy in when numpy is installed
@@ -163,7 +219,7 @@ def _diff_params(runs: list[Run], params: dict[str, list[Param | None]], include
     for name, ps in params.items():
         kinds, words, noms = [], [], []
         for r, p in zip(runs[1:], ps[1:]):
-            k, w, nom = _compare(name, ps[0], p, r.name)
+            k, w, nom = _where_change(name, runs[0], r, ps[0], p) or _compare(name, ps[0], p, r.name)
             kinds.append(k)
             noms.append(nom)
             if k != "same" or nom:

@@ -104,9 +104,11 @@ def test_example_study_has_option_a_option_b_and_full_ofat(tmp_path):
     assert cfg_b["network_dim"] == 32 and cfg_b["shuffle_caption"] is True
     atomic = {c["id"]: c for c in data["change_sets"] if c["atomic_reason"]}
     assert "architecture-sdxl-current" in atomic
-    # full OFAT: one variant per change set, plus the control
+    # full OFAT: one variant per change set, plus the control; a change kohya ignores is listed as skipped
     assert "control" in ids
-    assert len([i for i in ids if i.endswith("-sdxl-current")]) == len(
+    skipped = [s["id"] for s in data["skipped"] if s["id"].endswith("-sdxl-current")]
+    assert skipped == ["ofat-bucket-no-upscale-sdxl-current"]  # enable_bucket is off in SD15_PERFECT
+    assert len([i for i in ids if i.endswith("-sdxl-current")]) + len(skipped) == len(
         [c for c in data["change_sets"] if c["id"].endswith("-sdxl-current")])
     variant = json.loads((out / a["id"] / "variant.json").read_text())
     assert set(variant) >= {"id", "baseline", "changes", "hash"}

@@ -14,6 +14,7 @@ def test_words_a_person_would_use():
     assert change_words("train_batch_size", 4, 2) == "HALVED 4→2"
     assert change_words("mixed_precision", "fp16", "bf16") == "fp16→bf16"
     assert change_words("resolution", "512,512", "1024,1024") == "512×512→1024×1024 (4× pixels)"
+    assert change_words("resolution", "512", "768") == "512×512→768×768 (×2.25 pixels)"
 
 
 def test_diff_of_two_runs(two_runs):

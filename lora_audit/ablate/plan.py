@@ -5,6 +5,12 @@ travel together are made atomic, and the plan says why: the architecture switch 
 v2/v-parameterization, SDXL-only options, and resolution when the bad run leaves it to the script's default), and
 a parameter that is inert without another changed one (multires_noise_discount without multires_noise_iterations,
 keep_tokens without shuffle_caption: kohya.semantics).
+
+No training is wasted: a variant whose changes kohya ignores (inert in the baseline and in the variant, e.g.
+bucket_no_upscale while enable_bucket is off) is skipped with the reason unless ``include_inert``; a variant whose
+effective parameters equal an earlier one's (a sweep value equal to the baseline or to an OFAT variant) is trained
+once, and the plan says which variant stands for it. A dataset TOML whose contents differ is one change set,
+applied by using the bad run's dataset TOML (kohya reads its values before the config's).
 """
 
 from __future__ import annotations
@@ -13,6 +19,9 @@ import ast
 import hashlib
 import json
 import math
+import os
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -21,7 +30,9 @@ from lora_audit.derive import derive
 from lora_audit.diff import RunDiff, diff_runs
 from lora_audit.errors import EvidenceError
 from lora_audit.kohya.catalog import catalog, category
+from lora_audit.kohya.normalize import normalize
 from lora_audit.kohya.semantics import _data as _semantics
+from lora_audit.kohya.semantics import effective, inert
 from lora_audit.model import Param, Run
 
 Strategy = Literal["ofat", "reverse", "groups", "sweep", "bisect"]
@@ -40,11 +51,17 @@ class ParamChange(BaseModel):
     from_: Any = Field(None, alias="from")
     to: Any = None
     to_origin: str = "explicit"  # explicit / default (the key is removed) / inferred
+    # "dataset_config": the value comes with the bad run's dataset TOML (the variant uses that file), so it is
+    # not written into the config
+    via: str | None = None
 
     model_config = {"populate_by_name": True}
 
     def dump(self) -> dict:
-        return {"param": self.param, "from": self.from_, "to": self.to, "to_origin": self.to_origin}
+        out = {"param": self.param, "from": self.from_, "to": self.to, "to_origin": self.to_origin}
+        if self.via:
+            out["via"] = self.via
+        return out
 
 
 class ChangeSet(BaseModel):
@@ -78,6 +95,20 @@ class VariantSpec(BaseModel):
                 "script": self.script, "hash": self.hash}
 
 
+class SkippedVariant(BaseModel):
+    """A variant the plan does not train: kohya would ignore its changes, or another variant trains the same."""
+
+    id: str
+    kind: Literal["inert", "duplicate"]
+    reason: str
+    changes: list[ParamChange] = Field(default_factory=list)
+    same_as: str | None = None  # the variant that stands for a duplicate
+
+    def dump(self) -> dict:
+        return {"id": self.id, "kind": self.kind, "reason": self.reason, "same_as": self.same_as,
+                "changes": [c.dump() for c in self.changes]}
+
+
 class AblationPlan(BaseModel):
     good: str
     bad: list[str]
@@ -85,6 +116,8 @@ class AblationPlan(BaseModel):
     change_sets: list[ChangeSet]
     variants: list[VariantSpec]
     excluded: list[str] = Field(default_factory=list)  # changes that cannot be ablated, with the reason
+    skipped: list[SkippedVariant] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
     seconds_per_step: float | None = None
 
     def gpu_hours(self) -> float | None:
@@ -97,6 +130,7 @@ class AblationPlan(BaseModel):
                 "change_sets": [{"id": c.id, "params": c.params, "atomic_reason": c.atomic_reason,
                                  "changes": [x.dump() for x in c.changes]} for c in self.change_sets],
                 "variants": [v.dump() for v in self.variants], "excluded": self.excluded,
+                "skipped": [x.dump() for x in self.skipped], "notes": self.notes,
                 "seconds_per_step": self.seconds_per_step, "gpu_hours": self.gpu_hours()}
 
 
@@ -123,6 +157,8 @@ def change_sets(good: Run, bad: Run, diff: RunDiff | None = None) -> tuple[list[
     for run_name, params in unknown.items():
         excluded.append(f"{len(params)} parameter(s) unknown in {run_name}, so not ablated: {', '.join(params)}")
     sets: list[ChangeSet] = []
+    if "dataset_config" in changes:
+        sets.append(_dataset_set(good, bad, changes))
     arch = [p for p in _ARCH if p in changes]
     if arch:
         group = [changes.pop(p) for p in arch]
@@ -159,11 +195,72 @@ def change_sets(good: Run, bad: Run, diff: RunDiff | None = None) -> tuple[list[
     return sets, excluded
 
 
-def _steps(run: Run, changes: list[ParamChange]) -> int | None:
+def _apply(run: Run, changes: list[ParamChange]) -> Run:
+    """The baseline run as the variant trains it: the changes applied to its parameters."""
     r = run.model_copy(deep=True)
     for c in changes:
         r.params[c.param] = Param(value=c.to, origin="explicit" if c.to_origin != "default" else "default")
-    total = derive(r).get("total_optimizer_steps")
+        if c.param == "dataset_config":
+            r.facts["datasets"] = _datasets_of(c.to)
+    return r
+
+
+def _datasets_of(path: Any) -> Any:
+    """The resolved datasets of a dataset TOML (as a run's facts hold them); its path when it cannot be read."""
+    from lora_audit.evidence.dataset_toml import parse_dataset_toml
+
+    if not path:
+        return None
+    try:
+        return [d.model_dump() for d in parse_dataset_toml(Path(str(path))).resolve()]
+    except (EvidenceError, OSError, ValueError):
+        return f"unreadable {path}"
+
+
+def _dataset_file(run: Run) -> str | None:
+    """The dataset TOML a run's ``dataset_config`` names, as the reader found it (the file its values came from)."""
+    ds = run.params.get("dataset_config")
+    if ds is None or ds.origin == "unknown" or not isinstance(ds.value, str):
+        return None
+    name = Path(ds.value).name
+    for p in run.params.values():
+        head = (p.source or "").rpartition(":")[0] or (p.source or "")
+        if head and Path(head).name == name and Path(head).is_file():
+            return str(Path(head).resolve())
+    base = _run_dir(run)
+    for cand in ([base / ds.value] if base is not None else []) + [Path(ds.value)]:
+        if cand.is_file():
+            return str(cand.resolve())
+    return None
+
+
+def _dataset_set(good: Run, bad: Run, changes: dict[str, ParamChange]) -> ChangeSet:
+    """The dataset TOML's contents differ: one change set, applied by using the bad run's dataset TOML. It takes
+    every changed value either run read from its dataset TOML, since kohya takes a dataset TOML's values before
+    the config's (config_util.BlueprintGenerator.generate): written into config.toml they would change nothing."""
+    files = {f for f in (_dataset_file(good), _dataset_file(bad)) if f}
+    ch = changes.pop("dataset_config")
+    target = _dataset_file(bad)
+    members = [ParamChange(param="dataset_config", **{"from": _dataset_file(good) or ch.from_},
+                           to=target or ch.to, to_origin=ch.to_origin)]
+    def file_of(run: Run, name: str) -> str | None:
+        src = run.params[name].source if name in run.params else None
+        return str(Path(src.rpartition(":")[0] or src).resolve()) if src else None
+
+    for name in list(changes):
+        if any(file_of(r, name) in files for r in (good, bad)):
+            ch = changes.pop(name)
+            if target and file_of(bad, name) == target:
+                ch = ch.model_copy(update={"via": "dataset_config"})
+            members.append(ch)
+    inside = [m.param for m in members[1:]]
+    reason = (f"applied by using {bad.name}'s dataset TOML ({Path(str(target)).name if target else 'none'}): kohya "
+              "takes a dataset TOML's values before the config's" + (f"; it sets {', '.join(inside)}" if inside else ""))
+    return ChangeSet(id="dataset", changes=members, atomic_reason=reason)
+
+
+def _steps(run: Run, changes: list[ParamChange]) -> int | None:
+    total = derive(_apply(run, changes)).get("total_optimizer_steps")
     return total.value if total is not None and total.origin != "unknown" else None
 
 
@@ -174,6 +271,76 @@ def _variant(vid: str, base: Run, changes: list[ParamChange], sets: list[str], p
             script = c.to
     return VariantSpec(id=vid, baseline=base.name, changes=changes, change_sets=sets, purpose=purpose,
                        steps=_steps(base, changes), script=script)
+
+
+def _inert_reason(base: Run, v: VariantSpec) -> str | None:
+    """Why kohya ignores every change of ``v``: each changed parameter is inert in the baseline and in the variant
+    (kohya.semantics [inert]), so the variant trains exactly like its baseline. None when a change may act."""
+    if not v.changes:
+        return None
+    after = _apply(base, v.changes)
+    whys = []
+    for c in v.changes:
+        why = inert(c.param, base) and inert(c.param, after)
+        if not why:
+            return None
+        when = _semantics()["inert"][c.param]["when"]
+        whys.append(f"{c.param} ({when} holds in {base.name} and in the variant: {why})")
+    return "; ".join(whys)
+
+
+# names that say where files go, or which file holds the settings: never part of what a variant trains
+_WHERE = _OUTPUT_ONLY | {"config_file", "dataset_config", "output_config", "image_dir", "train_data_dir",
+                         "reg_data_dir"}
+
+
+def _effective_key(run: Run, drop_inert: bool) -> str:
+    """What kohya trains: every parameter by kohya's meaning (defaults as unset, inert ones dropped), no paths.
+    Two variants with the same key train the same thing."""
+    cat = catalog()
+    items = []
+    for name, p in sorted(run.params.items()):
+        if name in _WHERE:
+            continue
+        if p.origin == "unknown":
+            items.append((name, "?"))
+            continue
+        if drop_inert and inert(name, run):
+            continue
+        value = normalize(name, effective(name, p.value)[0])
+        arg = cat.get(name)
+        if arg is not None and value == normalize(name, effective(name, arg.default)[0]):
+            continue  # at kohya's default: the same as leaving it unset
+        items.append((name, repr(value)))
+    datasets = run.facts.get("datasets")
+    if isinstance(datasets, str):
+        items.append(("dataset_config", datasets))
+    elif datasets and "dataset_config" in run.params:
+        from lora_audit.evidence.dataset_toml import dataset_signature
+
+        items.append(("dataset_config", repr(dataset_signature(datasets, _run_dir(run)))))
+    else:
+        for name in ("train_data_dir", "image_dir", "reg_data_dir"):
+            if name in run.params:
+                items.append((name, repr(run.params[name].value)))
+    return json.dumps(items)
+
+
+def _run_dir(run: Run):
+    if not run.path:
+        return None
+    p = Path(run.path)
+    return p if p.is_dir() else p.parent
+
+
+def has_explicit_settings(run: Run) -> bool:
+    """Whether a variant can start from ``run``: a kohya config, or explicit values to rebuild one from (the same
+    test ablate.emit.baseline_config makes before it refuses)."""
+    if any(e.kind == "config_toml" for e in run.evidence):
+        return True
+    return any(p.origin == "explicit" and k in catalog() and k not in _NOT_CONFIG | {"config_file", "dataset_config",
+                                                                                    "output_config"}
+               for k, p in run.params.items())
 
 
 def _reverse(ch: ParamChange, good: Run) -> ParamChange:
@@ -201,20 +368,37 @@ def parse_sweep(spec: str, good: Run) -> tuple[str, list[Any]]:
 
 
 def plan(good: Run, bads: list[Run], strategy: str = "ofat", sweeps: list[str] | None = None,
-         control: bool = True, seconds_per_step: float | None = None) -> AblationPlan:
-    """Plan the variants of a study. ``bisect`` plans only the control: rounds come from ablate.bisect."""
+         control: bool = True, seconds_per_step: float | None = None, include_inert: bool = False) -> AblationPlan:
+    """Plan the variants of a study. ``bisect`` plans only the control: rounds come from ablate.bisect.
+
+    A variant kohya would train like its baseline (inert changes) is skipped unless ``include_inert``; a variant
+    that trains the same as an earlier one (same effective parameters) is skipped in favour of that one."""
     all_sets: list[ChangeSet] = []
     excluded: list[str] = []
+    notes: list[str] = []
     variants: list[VariantSpec] = []
-    seen: set[str] = set()
+    skipped: list[SkippedVariant] = []
+    trains: dict[str, str] = {}  # effective key -> the variant that trains it
+    runs = {r.name: r for r in [good, *bads]}
 
-    def add(v: VariantSpec):
-        if v.hash not in seen:
-            seen.add(v.hash)
-            variants.append(v)
+    def add(v: VariantSpec) -> None:
+        base = runs[v.baseline]
+        if not include_inert and (why := _inert_reason(base, v)):
+            skipped.append(SkippedVariant(id=v.id, kind="inert", changes=v.changes,
+                                          reason=f"kohya ignores {why}; --include-inert trains it"))
+            return
+        key = _effective_key(_apply(base, v.changes), drop_inert=not include_inert)
+        if key in trains:
+            skipped.append(SkippedVariant(id=v.id, kind="duplicate", changes=v.changes, same_as=trains[key],
+                                          reason=f"trains the same parameters as {trains[key]}"))
+            return
+        trains[key] = v.id
+        variants.append(v)
 
     if control:
         add(_variant("control", good, [], [], f"{good.name} unchanged: measures run-to-run noise"))
+    else:  # without a control the baseline is still not worth a training of its own
+        trains[_effective_key(good, drop_inert=not include_inert)] = f"{good.name} (the good run itself)"
     for bad in bads:
         sets, excl = change_sets(good, bad)
         excluded.extend(f"{bad.name}: {e}" for e in excl)
@@ -226,6 +410,13 @@ def plan(good: Run, bads: list[Run], strategy: str = "ofat", sweeps: list[str] |
                 add(_variant(f"ofat-{_slug(cs.id)}{suffix}", good, cs.changes, [cs.id],
                              f"{good.name} with only {', '.join(cs.params)} as in {bad.name}"))
         elif strategy == "reverse":
+            if sets and not has_explicit_settings(bad):
+                # reverse variants start from the bad run's own settings; with none explicit there is nothing to
+                # start from (only inferred or unknown values), so this run is left out, not the whole study
+                note = (f"{bad.name}: skipped by --strategy reverse: it has no explicit training settings to start "
+                        "from (only inferred or unknown values); --strategy ofat edits the good run instead")
+                notes.append(note)
+                continue
             for cs in sets:
                 add(_variant(f"reverse-{_slug(cs.id)}{suffix}", bad, [_reverse(c, good) for c in cs.changes],
                              [cs.id], f"{bad.name} with {', '.join(cs.params)} restored from {good.name}"))
@@ -244,10 +435,28 @@ def plan(good: Run, bads: list[Run], strategy: str = "ofat", sweeps: list[str] |
             add(_variant(f"sweep-{_slug(name)}-{_slug(str(v))}", good,
                          [ParamChange(param=name, **{"from": current}, to=v)], [], f"{good.name} with {name}={v}"))
     if not [v for v in variants if v.id != "control"] and strategy != "bisect":
+        why = excluded + [f"{x.id}: {x.reason}" for x in skipped if x.kind == "inert"] + notes
         raise EvidenceError(f"nothing to ablate: {good.name} and {', '.join(b.name for b in bads)} have no effective "
-                            "difference that can be trained" + (f" ({'; '.join(excluded)})" if excluded else ""))
+                            "difference that can be trained" + (f" ({'; '.join(why)})" if why else ""))
     return AblationPlan(good=good.name, bad=[b.name for b in bads], strategy=strategy, change_sets=all_sets,
-                        variants=variants, excluded=excluded, seconds_per_step=seconds_per_step)
+                        variants=variants, excluded=excluded, skipped=skipped, notes=notes,
+                        seconds_per_step=seconds_per_step)
+
+
+@contextmanager
+def all_or_nothing(folder: Path | str):
+    """Around writing a study: when ``folder`` did not exist and writing fails, remove what was written, so an
+    error never leaves a half-written study (an existing folder is left as the writer leaves it: its files are
+    written only after every one of them rendered)."""
+    import shutil
+    folder = Path(folder)
+    new = not os.path.lexists(folder)
+    try:
+        yield
+    except BaseException:
+        if new and folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def _slug(text: str) -> str:

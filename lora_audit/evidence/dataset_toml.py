@@ -233,3 +233,108 @@ def run_settings(cfg: DatasetConfig, resolved: list[ResolvedDataset]) -> list[Se
             out.append(Setting(name=name, value=values, source=first_src,
                                note="differs per subset (in dataset order): " + ", ".join(repr(v) for v in values)))
     return out
+
+
+# --- comparing two dataset configs by their contents (a dataset TOML's path is not a change) ---
+
+_CAPTION_SUFFIXES = {".txt", ".caption", ".json", ".toml"}
+_MAX_FILES = 100_000  # a folder larger than this is compared by its path only
+_MAX_CAPTION_BYTES = 1 << 20
+
+
+def folder_fingerprint(folder: Path) -> tuple[tuple[str, int, str], ...] | None:
+    """What kohya trains on in an image folder: every file's relative name and size, and the text of the small
+    caption files by hash (images by size only: reading every image would cost more than the diff is worth).
+    None when the folder is not readable here or too large to list."""
+    import hashlib
+    import os
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    out = []
+    try:
+        for root, dirs, names in os.walk(folder):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for n in sorted(names):
+                if n.startswith("."):
+                    continue
+                f = Path(root) / n
+                size = f.stat().st_size
+                digest = ""
+                if f.suffix.lower() in _CAPTION_SUFFIXES and size <= _MAX_CAPTION_BYTES:
+                    digest = hashlib.sha256(f.read_bytes()).hexdigest()[:16]
+                out.append((f.relative_to(folder).as_posix(), size, digest))
+                if len(out) > _MAX_FILES:
+                    return None
+    except OSError:
+        return None
+    return tuple(out)
+
+
+def _where(value: Any, base: Path | None) -> Path | None:
+    if not isinstance(value, str) or not value:
+        return None
+    p = Path(value).expanduser()
+    if p.is_absolute() or base is None:
+        return p
+    return base / p
+
+
+def dataset_signature(datasets: list[dict], base: Path | None = None) -> list[dict]:
+    """The contents of resolved datasets (``DatasetConfig.resolve`` dumps, as in a run's facts) without where
+    things are: per dataset its parameters, per subset its parameters, and instead of ``image_dir`` the folder's
+    file list (``folder_fingerprint``) when readable here, else its path. ``base`` resolves relative folders."""
+    out = []
+    for ds in datasets or []:
+        subsets = []
+        for sub in ds.get("subsets", []):
+            params = dict(sub.get("params", {}))
+            folder = params.pop("image_dir", None)
+            where = _where(folder, base)
+            files = folder_fingerprint(where) if where is not None else None
+            params["image_files"] = list(files) if files is not None else f"(not readable here) {folder}"
+            subsets.append(params)
+        out.append({"params": dict(ds.get("params", {})), "subsets": subsets})
+    return out
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _files_words(a: Any, b: Any) -> str:
+    if not isinstance(a, list) or not isinstance(b, list):
+        return f"image folder {_short(a)}→{_short(b)}"
+    na, nb = {x[0]: x for x in a}, {x[0]: x for x in b}
+    added = sorted(set(nb) - set(na))
+    removed = sorted(set(na) - set(nb))
+    changed = sorted(k for k in set(na) & set(nb) if na[k] != nb[k])
+    parts = [f"{len(a)}→{len(b)} files"]
+    for label, names in (("added", added), ("removed", removed), ("changed", changed)):
+        if names:
+            parts.append(f"{label} {', '.join(names[:3])}" + (f" and {len(names) - 3} more" if len(names) > 3 else ""))
+    return "image files: " + "; ".join(parts)
+
+
+def dataset_differences(a: list[dict], b: list[dict]) -> list[str]:
+    """What differs between two ``dataset_signature``s, in words (empty when they train the same)."""
+    out = []
+    if len(a) != len(b):
+        out.append(f"{len(a)}→{len(b)} datasets")
+    for i, (da, db) in enumerate(zip(a, b), 1):
+        for k in sorted(set(da["params"]) | set(db["params"])):
+            va, vb = da["params"].get(k), db["params"].get(k)
+            if va != vb:
+                out.append(f"dataset {i}: {k} {_short(va)}→{_short(vb)}")
+        if len(da["subsets"]) != len(db["subsets"]):
+            out.append(f"dataset {i}: {len(da['subsets'])}→{len(db['subsets'])} subsets")
+        for j, (sa, sb) in enumerate(zip(da["subsets"], db["subsets"]), 1):
+            for k in sorted(set(sa) | set(sb)):
+                va, vb = sa.get(k), sb.get(k)
+                if va == vb:
+                    continue
+                what = _files_words(va, vb) if k == "image_files" else f"{k} {_short(va)}→{_short(vb)}"
+                out.append(f"dataset {i} subset {j}: {what}")
+    return out

@@ -95,4 +95,9 @@ def render_plan(p) -> str:
                + (f", {hours} GPU-hours at {p.seconds_per_step} s/step" if hours is not None else ""))
     for e in p.excluded:
         out.append(f"not ablated: {e}")
+    for x in getattr(p, "skipped", []):
+        what = "; ".join(f"{c.param} {fmt_value(c.from_)}→{fmt_value(c.to)}" for c in x.changes)
+        out.append(f"skipped {x.id}" + (f" ({what})" if what else "") + f": {x.reason}")
+    for n in getattr(p, "notes", []):
+        out.append(f"note: {n}")
     return "\n".join(out)
