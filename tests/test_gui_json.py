@@ -410,3 +410,78 @@ def test_parse_file_reads_gui_json_and_skips_other_json(tmp_path):
     other = tmp_path / "other.json"
     other.write_text('{"ss_network_dim": "32"}')
     assert parse_file(other) == []
+
+
+# -- what the GUI drops, its own files, kohya's old spellings (issue 13) --------------------------------------------
+
+def _inspect(path):
+    from click.testing import CliRunner
+
+    from lora_audit.cli import main
+
+    r = CliRunner().invoke(main, ["inspect", str(path), "--json"])
+    assert r.exit_code == 0, r.output
+    (run,) = json.loads(r.output)["runs"]
+    return run
+
+
+def test_values_the_gui_drops_are_kohyas_defaults_even_in_a_preset(tmp_path):
+    # a preset (no model path: not a whole invocation) still says what the GUI passes and what it leaves out
+    preset = {k: v for k, v in BASE.items() if k != "pretrained_model_name_or_path"}
+    p = gui(tmp_path, **{**preset, "noise_offset": 0, "shuffle_caption": False, "caption_extension": "",
+                         "lr_scheduler_power": ""})
+    params = _inspect(p)["params"]
+    for name, default in (("noise_offset", None), ("shuffle_caption", False), ("caption_extension", ".caption")):
+        assert params[name]["origin"] == "default", name
+        assert params[name]["value"] == default
+        assert params[name]["source"] == f"{p}:{line_of(p, name)}"
+        assert '"", false or 0' in params[name]["note"]
+    # "" is read by the GUI as its fallback 1.0 (update_my_data): kohya's default, not the user's setting
+    power = params["lr_scheduler_power"]
+    assert power["origin"] == "default" and power["value"] == 1.0 and "fallback" in power["note"]
+    assert params["network_dim"]["origin"] == "explicit"
+
+
+def test_the_gui_applications_own_settings_file_is_skipped(tmp_path):
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / "config.toml").write_text('[model]\nmodels_dir = "./models"\noutput_name = "x"\n\n'
+                                   '[folders]\noutput_dir = "./outputs"\n\n[wd14_caption]\nthreshold = 0.35\n')
+    (d / "train.toml").write_text('pretrained_model_name_or_path = "m.safetensors"\ntrain_data_dir = "img"\n'
+                                  "network_dim = 4\n")
+    run = _inspect(d)
+    assert [e["path"] for e in run["evidence"]] == [str(d / "train.toml")]
+    assert any("kohya_ss GUI's own settings file" in w["message"] for w in run["warnings"])
+    assert run["params"]["output_name"]["origin"] != "explicit"
+
+
+def test_the_guis_per_training_files_next_to_the_outputs(tmp_path):
+    out = tmp_path / "punks" / "model"
+    out.mkdir(parents=True)
+    # kohya_gui/lora_gui.py train_model: config_lora-%Y%m%d-%H%M%S.toml (what kohya read) and the form's JSON
+    (out / "config_lora-20240301-101500.toml").write_text(
+        'pretrained_model_name_or_path = "/m/sd15.safetensors"\ntrain_data_dir = "/img"\nnetwork_dim = 16\n'
+        'epoch = 10\nmax_train_steps = 1500\nnetwork_module = "networks.lora"\n')
+    (out / "config_lora-20240228-090000.toml").write_text(
+        'pretrained_model_name_or_path = "/m/sd15.safetensors"\ntrain_data_dir = "/img"\nnetwork_dim = 128\n')
+    (out / "punks_20240301-101500.json").write_text(json.dumps(
+        {**BASE, "network_dim": 16, "output_name": "punks", "output_dir": str(out)}, indent=2))
+    run = _inspect(tmp_path / "punks")
+    assert run["params"]["network_dim"]["value"] == 16  # the latest training, not the older 128
+    assert not any(c["param"] == "network_dim" for c in run["conflicts"])
+    msgs = "\n".join(w["message"] for w in run["warnings"])
+    assert "older kohya_ss GUI config" in msgs and "config_lora-20240228-090000.toml" in msgs
+    assert "epoch is a kohya_ss GUI field, not a kohya argument" in msgs
+    assert "did you mean" not in msgs.split("epoch is a kohya_ss GUI field")[1].split("\n")[0]
+
+
+def test_kohyas_old_spelling_caption_extention(tmp_path):
+    d = tmp_path / "r"
+    d.mkdir()
+    (d / "train.sh").write_text("accelerate launch train_network.py --pretrained_model_name_or_path m "
+                                "--train_data_dir img --caption_extension .caption --caption_extention .txt\n")
+    run = _inspect(d)
+    ext = run["params"]["caption_extension"]
+    # train_util.prepare_dataset_args: args.caption_extension = args.caption_extention
+    assert ext["value"] == ".txt" and ext["origin"] == "explicit" and "caption_extention" in ext["note"]
+    assert "caption_extention" not in run["params"]

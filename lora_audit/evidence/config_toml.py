@@ -12,6 +12,7 @@ from pathlib import Path
 
 from lora_audit.evidence._toml_lines import KeyLines, flatten_sections, read_toml
 from lora_audit.kohya.catalog import catalog
+from lora_audit.kohya.gui_keys import gui_field_note
 from lora_audit.model import Evidence, Note, Setting
 
 # Keys a config TOML may carry that are not training arguments but are harmless.
@@ -43,6 +44,13 @@ def parse_config_toml(path: Path, label: str | None = None) -> Evidence:
             ev.warnings.append(Note(message=f"{key} set twice; kohya keeps the later value (first at {seen[key]})",
                                     source=src))
         seen[key] = src
+        gui_note = gui_field_note(key)
+        if gui_note is not None:
+            # kohya_gui/lora_gui.py train_model writes GUI fields such as epoch into its config_lora-<date>.toml
+            ev.warnings.append(Note(message=f"{key} is a kohya_ss GUI field, not a kohya argument ({gui_note}): "
+                                            "kohya never reads it", source=src))
+            ignored.append({"key": key, "value": value, "source": src, "nearest": None, "gui_field": True})
+            continue
         if key not in cat:
             near = cat.nearest(key)
             hint = f" (did you mean {near}?)" if near else ""

@@ -60,7 +60,13 @@ def is_evidence_file(path: Path) -> bool:
     kind = detect_kind(path)
     if kind is None:
         return False
-    if kind in ("run_toml", "safetensors", "toml"):
+    if kind == "toml":
+        # the kohya_ss application's own settings (config.toml with [model], [wd14_caption] ...) is no run's evidence
+        sections = set(re.findall(r"^\s*\[([\w.]+)\]", _sniff(path), re.M))
+        from lora_audit.evidence.run import is_gui_app_settings
+
+        return not is_gui_app_settings({k: {} for k in sections})
+    if kind in ("run_toml", "safetensors"):
         return True
     text = _sniff(path)
     if kind in _TEXT_KINDS:

@@ -91,6 +91,18 @@ def _form_values(data: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, 
     return clean, unusable
 
 
+def _fell_back(g: GuiKeys, key: str, value: Any) -> bool:
+    """True when update_my_data's int()/float() of the saved value fails and the GUI takes its fallback."""
+    conv = int if key in g.load_int else float if key in g.load_float else None
+    if conv is None or value is None:
+        return False
+    try:
+        conv(value)
+    except (TypeError, ValueError, OverflowError):
+        return True
+    return False
+
+
 def _falsy(value: Any) -> bool:
     # train_model keeps `value not in ["", False, None]`; 0 == False so 0 and 0.0 go too. An empty list
     # (optimizer_args "") is written as `[]`, which kohya reads like its default None: dropped here as well.
@@ -108,6 +120,8 @@ class _Translation(ScheduleRules):
         self.label = label
         # null values: the GUI keeps its field as it was (open_configuration)
         self.v: dict[str, Any] = {k: self.g.on_load(k, val) for k, val in data.items() if val is not None}
+        # fields the GUI cannot read as numbers and replaces by its fallback (common_gui.update_my_data)
+        self.fell_back = {k: val for k, val in data.items() if _fell_back(self.g, k, val)}
         self.origin_key: dict[str, str] = {}
         self.settings: dict[str, Setting] = {}
         self.ev = Evidence(path=label, kind="gui_json")
@@ -228,6 +242,15 @@ class _Translation(ScheduleRules):
             commit = (self.cat.sd_scripts_commit or "")[:8]
             self.warn(f"the GUI passes {name} = {value!r}, but sd-scripts {commit} has no such argument: kohya "
                       "ignores it", key)
+            return
+        if key in self.fell_back:
+            note = (f"{self.fell_back[key]!r} in the file: the GUI reads it as its fallback {value!r} "
+                    "(common_gui.update_my_data) and passes that")
+            if self.cat.default(name) == value:  # what kohya would use anyway: a default, not the user's setting
+                self.drop(name, key)
+                self.ev.facts.setdefault("gui_fallbacks", {})[name] = note + ", kohya's default"
+            else:
+                self.put(name, value, key, origin="inferred", note=note)
             return
         self.put(name, value, key)
 

@@ -10,13 +10,14 @@ before LoRA files before inferences) keeps the value, and the param's note point
 
 from __future__ import annotations
 
-import os
+import re
 from pathlib import Path
 from typing import Any
 
 from lora_audit.errors import EvidenceError
 from lora_audit.kohya.catalog import catalog
 from lora_audit.kohya.normalize import same
+from lora_audit.kohya.recorded import agrees, recorded_agrees
 from lora_audit.kohya.semantics import effective
 from lora_audit.model import (Artifact, Conflict, ConflictValue, Evidence, EvidenceRef, Note, Param,
                               Run, Setting)
@@ -165,6 +166,25 @@ def _intermediate_saves(files: list[Path]) -> tuple[set[Path], list[dict[str, An
     return skip, epochs
 
 
+# What the kohya_ss GUI writes next to the outputs each time it trains (kohya_gui/lora_gui.py train_model):
+# the TOML it passes as --config_file, and the JSON of its form (SaveConfigFile), both stamped %Y%m%d-%H%M%S.
+_GUI_SAVE = re.compile(r"^(?P<prefix>config_lora|config_dreambooth|config_finetune|config_textual_inversion|.+?)"
+                       r"[-_](?P<stamp>\d{8}-\d{6})\.(?P<ext>toml|json)$")
+
+
+def _older_gui_saves(files: list[Path]) -> list[Path]:
+    """The GUI's per-training config files of earlier trainings: every one but the latest of each name."""
+    groups: dict[tuple[Path, str, str], list[tuple[str, Path]]] = {}
+    for f in files:
+        m = _GUI_SAVE.match(f.name)
+        if m:
+            groups.setdefault((f.parent, m.group("prefix"), m.group("ext")), []).append((m.group("stamp"), f))
+    older: list[Path] = []
+    for saves in groups.values():
+        older.extend(f for _, f in sorted(saves)[:-1])
+    return sorted(older)
+
+
 def _read(path: Path) -> tuple[dict[str, Any], list[tuple[Path, list[Evidence]]], list[Note], dict[str, Any]]:
     """run.toml, every evidence file's Evidence, warnings about files, facts about the run's files."""
     meta: dict[str, Any] = {}
@@ -172,6 +192,13 @@ def _read(path: Path) -> tuple[dict[str, Any], list[tuple[Path, list[Evidence]]]
     skip, epochs = _intermediate_saves(files)
     parsed: list[tuple[Path, list[Evidence]]] = []
     warnings: list[Note] = []
+    older = _older_gui_saves(files)
+    if older:
+        skip |= set(older)
+        warnings.append(Note(message=f"{len(older)} older kohya_ss GUI config(s) of earlier trainings in the output "
+                                     "folder not read (the latest one describes the files there): "
+                                     + ", ".join(p.name for p in older[:5]) + (" ..." if len(older) > 5 else ""),
+                             source=str(older[0].parent)))
     for f in files:
         label = str(f)
         kind = detect_kind(f)
@@ -320,8 +347,24 @@ def _load(path: Path, name: str | None, command: tuple[str | Path, int] | None, 
     run.warnings.extend(run_warnings)
     _apply_aliases(evidences)
     _merge(run, evidences)
+    _gui_dropped(run, evidences)
     _fill_defaults(run, evidences)
     return run
+
+
+def _gui_dropped(run: Run, evidences: list[Evidence]) -> None:
+    """A kohya_ss GUI field saved as "", false or 0 never reaches kohya: ``train_model`` (kohya_gui/lora_gui.py)
+    writes its TOML with ``value not in ["", False, None]``, so kohya uses its default. Known even when the file is
+    a preset (not a whole invocation): origin ``default``, the source the JSON line that leaves it unset."""
+    cat = catalog()
+    for e in evidences:
+        for name, src in (e.facts.get("kohya_defaults") or {}).items():
+            have = run.params.get(name)
+            if (have is not None and have.origin != "unknown") or name not in cat:
+                continue
+            note = (e.facts.get("gui_fallbacks") or {}).get(name) or (
+                "the GUI writes no \"\", false or 0 value into the TOML it trains with, so kohya uses its default")
+            run.params[name] = Param(value=cat.get(name).default, origin="default", source=src, note=note)
 
 
 def _apply_aliases(evidences: list[Evidence]) -> None:
@@ -361,8 +404,10 @@ def _merge(run: Run, evidences: list[Evidence]) -> None:
     for name, settings in by_name.items():
         explicit = [s for s in settings if s.origin == "explicit"]
         chosen = explicit[0] if explicit else settings[0]
+        # a value kohya derived or shortened when it recorded it in the LoRA is not a second value (kohya.recorded)
+        epochs_set = any(s.origin == "explicit" and s.value is not None for s in by_name.get("max_train_epochs", []))
         disagreeing = [s for s in settings if s is not chosen and not same(name, s.value, chosen.value)
-                       and not _compatible(s, chosen)]
+                       and not _compatible(s, chosen) and not recorded_agrees(name, s, chosen, epochs_set)]
         note = chosen.note
         if disagreeing:
             run.conflicts.append(Conflict(param=name, values=[ConflictValue(value=s.value, source=s.source)
@@ -415,8 +460,8 @@ def _fill_defaults(run: Run, evidences: list[Evidence]) -> None:
     script = run.script or "train_network.py"
     if complete:
         for name, arg in cat.arguments.items():
-            if script not in arg.scripts:
-                continue
+            if script not in arg.scripts or name in KOHYA_ALIASES:
+                continue  # an old spelling is read into its argument (_apply_aliases), never shown apart
             arg = cat.get(name, script) or arg  # that script's own default (discrete_flow_shift: 3.0 FLUX, 6.0 Lumina)
             have = run.params.get(name)
             default = Param(value=arg.default, origin="default", source=None,
@@ -428,7 +473,8 @@ def _fill_defaults(run: Run, evidences: list[Evidence]) -> None:
                 # size suggest is a check of that, not a second value.
                 eff = effective(name, arg.default)[0]
                 options = [have.value, *(a.value for a in have.alternatives)]
-                if any(same(name, effective(name, o)[0], eff) for o in options):
+                if any(same(name, effective(name, o)[0], eff) for o in options) or agrees(
+                        name, have.source, have.value, None, unset=True):
                     default.note += f"; consistent with {have.source} ({have.note or 'inferred'})"
                     run.params[name] = default
                 else:

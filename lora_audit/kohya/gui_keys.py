@@ -221,6 +221,18 @@ def _native_loha_lokr(is_lokr: bool, get) -> str:
     return text + _dropouts(get("rank_dropout"), get("module_dropout"))
 
 
+def gui_field_note(key: str) -> str | None:
+    """What a kohya_ss GUI field that is no kohya argument is (``epoch``, ``noise_offset_type``...), else None.
+    The GUI writes some of them into the ``config_lora-<date>.toml`` it trains with; kohya never reads them."""
+    from lora_audit.kohya.catalog import catalog
+
+    if key in catalog():
+        return None
+    g = gui_keys()
+    return g.handled.get(key) or g.gui_only.get(key) or g.legacy.get(key) or (
+        "an accelerate option of the GUI" if key in g.accelerate else None)
+
+
 @cache
 def gui_keys() -> GuiKeys:
     return GuiKeys(tomllib.loads((_DATA / "gui_keys.toml").read_text(encoding="utf-8")))
