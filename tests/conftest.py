@@ -1,7 +1,20 @@
+import os
 import textwrap
 from pathlib import Path
 
 import pytest
+
+
+def pytest_collection_modifyitems(config, items):
+    """``@pytest.mark.kohya`` tests run real sd-scripts: skipped, with the reason, unless both a checkout and its
+    Python are given (DEVELOPERS.md says how to set them up)."""
+    missing = [v for v in ("LORA_AUDIT_SD_SCRIPTS", "LORA_AUDIT_KOHYA_PYTHON") if not os.environ.get(v)]
+    if not missing:
+        return
+    skip = pytest.mark.skip(reason=f"real sd-scripts tests need {' and '.join(missing)} (see DEVELOPERS.md)")
+    for item in items:
+        if item.get_closest_marker("kohya") is not None:
+            item.add_marker(skip)
 
 
 def write_run(root: Path, name: str, config: str, verdict: str | None = None, extra_toml: str = "") -> Path:
