@@ -181,3 +181,11 @@ def test_allow_remote_serves_any_host(folder):
     c = TestClient(create_app(folder, "best-of", "alice", allow_remote=True), base_url="http://evil.example")
     assert c.get("/api/state").status_code == 200
     assert c.get("/", headers={"host": "192.168.1.2:8765"}).status_code == 200
+
+
+def test_the_page_escapes_what_the_voter_typed(folder):
+    """The one jinja2 page is autoescaped: a voter name with HTML is shown as text (prompts and notes are set with
+    textContent by the page's script)."""
+    c = TestClient(create_app(folder, "best-of", '<script>alert("x")</script>'), base_url=LOCAL)
+    page = c.get("/").text
+    assert '<script>alert("x")</script>' not in page and "&lt;script&gt;alert(" in page
