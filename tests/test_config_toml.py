@@ -126,3 +126,31 @@ def test_choice_outside_kohyas_is_flagged(tmp_path):
     p.write_text('mixed_precision = "BF16"\n')
     ev = parse_config_toml(p)
     assert ev.facts["mistyped"] and "not one of kohya's choices" in ev.warnings[0].message
+
+
+def test_a_key_in_two_sections_takes_the_later_value_and_line(tmp_path):
+    # train_util.read_config_from_file flattens the sections in file order: the later assignment wins
+    p = tmp_path / "cfg.toml"
+    p.write_text('network_dim = 8\n\n[network]\nnetwork_dim = 16\n\n[override]\nnetwork_dim = 32\nlearning_rate = 1e-4\n')
+    ev = parse_config_toml(p)
+    dims = [s for s in ev.settings if s.name == "network_dim"]
+    assert [(s.value, s.source) for s in dims] == [(32, f"{p}:7")]
+    assert any("set twice; kohya keeps the later value" in w.message for w in ev.warnings)
+
+
+def test_the_later_value_is_the_runs_value_on_the_command_line(tmp_path):
+    from click.testing import CliRunner
+
+    from lora_audit.cli import main
+
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / "config.toml").write_text('[a]\nnetwork_dim = 16\n[b]\nnetwork_dim = 64\n')
+    res = CliRunner().invoke(main, ["inspect", "--json", str(d)])
+    assert res.exit_code == 0, res.output
+    import json
+
+    (run,) = json.loads(res.output)["runs"]
+    assert run["params"]["network_dim"]["value"] == 64
+    assert run["params"]["network_dim"]["source"].endswith("config.toml:4")
+    assert not [c for c in run["conflicts"] if c["param"] == "network_dim"]  # one file, one value: no conflict

@@ -41,8 +41,13 @@ def parse_config_toml(path: Path, label: str | None = None) -> Evidence:
         line = lines.line(key, section) or lines.line_in_any(key)
         src = f"{label}:{line}" if line else f"{label}:{key}"
         if key in seen:
+            # train_util.read_config_from_file flattens the sections into one dict in file order: the later
+            # assignment overwrites the earlier, so only the later one is the run's value (and its source).
             ev.warnings.append(Note(message=f"{key} set twice; kohya keeps the later value (first at {seen[key]})",
                                     source=src))
+            ev.settings = [s for s in ev.settings if s.name != key]
+            ignored = [i for i in ignored if i["key"] != key]
+            mistyped = [m for m in mistyped if m["name"] != key]
         seen[key] = src
         gui_note = gui_field_note(key)
         if gui_note is not None:
