@@ -258,3 +258,90 @@ def test_a_large_sparse_file_is_read_from_its_header(tmp_path):
     assert ev.facts["rank"]["most_common"] == 128 and _one(ev, "network_dim").value == 128
     assert ev.facts["alpha"]["most_common"] == 64.0
     assert _one(ev, "save_precision").value == "float"
+
+
+# --- the layout, checked as safetensors' Metadata::validate checks it ------------------------------------------------
+
+def _entries(path, entries: dict, data_len: int, metadata: dict | None = None) -> str:
+    head = dict(entries)
+    if metadata is not None:
+        head["__metadata__"] = metadata
+    raw = json.dumps(head).encode()
+    return _raw(path, len(raw), raw, b"\0" * data_len)
+
+
+def _f16(shape, begin, end):
+    return {"dtype": "F16", "shape": shape, "data_offsets": [begin, end]}
+
+
+def test_safetensors_loads_what_passes(tmp_path):
+    # the library's own writer gives a layout with no warning here
+    path = write_lora(tmp_path / "ok.safetensors", "sd15", 4, "fp16", metadata=kohya_metadata("sd15", 4, 2))
+    ev = parse_safetensors(path)
+    assert "layout_problems" not in ev.facts and ev.warnings == []
+
+
+@pytest.mark.parametrize("entries,data_len,message", [
+    ({"a": _f16([2], 0, 4), "b": _f16([2], 2, 6)}, 6, "the data of 'b' (bytes 2-6) overlaps 'a', which ends at 4"),
+    ({"a": _f16([2], 4, 8)}, 8, "4 bytes of the data section before 'a' belong to no tensor"),
+    ({"a": _f16([2], 0, 4)}, 10, "6 bytes follow the last tensor's data"),
+])
+def test_overlaps_gaps_and_stray_bytes_are_warnings_naming_the_file(tmp_path, entries, data_len, message):
+    path = _entries(tmp_path / "odd.safetensors", entries, data_len)
+    ev = parse_safetensors(path)
+    [w] = [w for w in ev.warnings if "safetensors refuses" in w.message]
+    assert w.message.startswith(message) and w.source == path
+    # the library agrees that the file is unusable
+    import safetensors
+
+    with pytest.raises(Exception):
+        with safetensors.safe_open(path, "numpy") as f:
+            [f.get_tensor(k) for k in f.keys()]
+
+
+def test_metadata_that_is_not_text_is_a_warning(tmp_path):
+    path = _entries(tmp_path / "m.safetensors", {"a": _f16([2], 0, 4)}, 4, {"ss_network_dim": 4})
+    ev = parse_safetensors(path)
+    assert any("__metadata__ value 'ss_network_dim' is not text" in w.message for w in ev.warnings)
+
+
+@pytest.mark.parametrize("entry,message", [
+    (_f16([-2, -1], 0, 4), "shape [-2, -1] has a negative dimension"),
+    (_f16([2], 4, 0), "data_offsets [4, 0] are not a byte range"),
+    (_f16([2], -4, 0), "are not a byte range"),
+    (_f16([2 ** 40, 2 ** 40], 0, 2 ** 81), "not a byte range"),
+    (_f16([2 ** 40, 2 ** 40], 0, 4), "overflows 64 bits"),
+    ({"dtype": "F4", "shape": [3], "data_offsets": [0, 2]}, "not a whole number of bytes"),
+    ({"dtype": "F4", "shape": [4], "data_offsets": [0, 3]}, "needs 2 bytes but its data_offsets span 3"),
+    ({"dtype": "F16", "shape": [2.0], "data_offsets": [0, 4]}, "shape is not a list of whole numbers"),
+    ({"dtype": "F16", "shape": [True], "data_offsets": [0, 2]}, "shape is not a list of whole numbers"),
+    ({"dtype": "F16", "shape": [2], "data_offsets": [0, 2, 4]}, "data_offsets is not [begin, end]"),
+    ({"dtype": None, "shape": [2], "data_offsets": [0, 4]}, "has no dtype"),
+    ({"dtype": "F16", "shape": "2", "data_offsets": [0, 4]}, "shape is not a list"),
+])
+def test_bad_tensor_entries_are_one_line_errors(tmp_path, entry, message):
+    path = _entries(tmp_path / "bad.safetensors", {"a": entry}, 8)
+    with pytest.raises(EvidenceError) as e:
+        parse_safetensors(path)
+    assert message in str(e.value) and str(e.value).startswith(path) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("header,message", [
+    (b"[" * 100_000, "not usable JSON (nested too deeply to read)"),
+    (b'{"a": ' + b"9" * 5000 + b"}", "not usable JSON (an integer with thousands of digits)"),
+])
+def test_header_bombs_are_one_line_errors(tmp_path, header, message):
+    path = _raw(tmp_path / "bomb.safetensors", len(header), header)
+    with pytest.raises(EvidenceError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_safetensors(path)
+
+
+def test_metadata_json_with_wrong_shapes_gives_warnings_not_tracebacks(tmp_path):
+    md = {"ss_network_dim": "[]", "ss_datasets": json.dumps([{"subsets": 5, "resolution": [1, [2]]}]),
+          "ss_network_args": json.dumps({"conv_dim": 1e400, "conv_alpha": []}),
+          "ss_dataset_dirs": json.dumps({"a": 5, "b": {"n_repeats": 2}, "c": {"n_repeats": 3}}),
+          "ss_learning_rate": "[" * 50_000, "ss_resolution": "(" + "9" * 5000 + ", 1)",
+          "modelspec.timestep_range": "a,b,c"}
+    path = _entries(tmp_path / "md.safetensors", {"a": _f16([2], 0, 4)}, 4, md)
+    ev = parse_safetensors(path)
+    assert any("ss_network_dim" in w.message for w in ev.warnings)

@@ -19,11 +19,11 @@ import json
 import os
 import struct
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lora_audit.errors import EvidenceError
-from lora_audit.evidence._io import open_regular
+from lora_audit.evidence._io import open_regular, parse_failure
 from lora_audit.kohya.lora_keys import LoraShapes, analyse
 from lora_audit.kohya.metadata_keys import read_metadata
 from lora_audit.model import Alternative, Evidence, Note, Setting
@@ -31,6 +31,9 @@ from lora_audit.model import Alternative, Evidence, Note, Setting
 MAX_HEADER_BYTES = 100_000_000  # safetensors refuses larger headers too (MAX_HEADER_SIZE)
 ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1, "I16": 2, "U16": 2, "F16": 2,
             "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "F64": 8, "I64": 8, "U64": 8, "C64": 8}
+# bits per element (safetensors' Dtype::bitsize), with the sub-byte types safetensors knows besides
+BITS = {**{k: 8 * v for k, v in ITEMSIZE.items()}, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
+_U64 = 2 ** 64  # safetensors' offsets and sizes are usize: beyond this it reports ValidationOverflow
 SAVE_PRECISION = {"F16": "fp16", "BF16": "bf16", "F32": "float"}  # kohya's --save_precision names
 
 
@@ -48,6 +51,8 @@ class Header:
     data_start: int  # 8 + header length
     tensors: dict[str, TensorInfo]
     metadata: dict[str, str] | None
+    # what safetensors itself would refuse although the header is readable (overlaps, gaps, stray bytes, ...)
+    problems: list[str] = field(default_factory=list)
 
     @property
     def data_end(self) -> int:
@@ -77,34 +82,82 @@ def read_header(path: str | os.PathLike, label: str | None = None) -> Header:
         raise EvidenceError("the header is not UTF-8 text: not a safetensors file", label) from None
     except json.JSONDecodeError as e:
         raise EvidenceError(f"the header is not valid JSON ({e.msg} at byte {8 + e.pos})", label) from None
+    except (RecursionError, ValueError, MemoryError) as e:  # a depth bomb, a 5000-digit number
+        raise EvidenceError(f"the header is not usable JSON ({parse_failure(e) or e})", label) from None
     if not isinstance(head, dict):
         raise EvidenceError(f"the header is JSON but not an object ({type(head).__name__})", label)
     metadata = head.pop("__metadata__", None)
     if metadata is not None and not isinstance(metadata, dict):
         raise EvidenceError("__metadata__ in the header is not an object", label)
-    return Header(file_size=size, data_start=8 + n, tensors={k: _tensor(k, v, label) for k, v in head.items()},
-                  metadata=metadata)
+    header = Header(file_size=size, data_start=8 + n, tensors={k: _tensor(k, v, label) for k, v in head.items()},
+                    metadata=metadata)
+    header.problems = _layout_problems(header)
+    return header
+
+
+def _layout_problems(h: Header) -> list[str]:
+    """What safetensors' own ``Metadata::validate`` and ``read_metadata`` refuse in a header that reads fine here:
+    tensors sorted by ``data_offsets`` must tile the data section from 0 without gap or overlap
+    (``InvalidOffset``), the data must end where the file does (``MetadataIncompleteBuffer``; a file that is cut
+    short is reported apart, as "cut short"), and ``__metadata__`` must map text to text."""
+    out: list[str] = []
+    start, prev = 0, None
+    for name, t in sorted(h.tensors.items(), key=lambda kv: (kv[1].begin, kv[1].end)):
+        if t.begin != start:
+            if t.begin < start:
+                out.append(f"the data of {name!r} (bytes {t.begin}-{t.end}) overlaps {prev!r}, which ends at {start}")
+            else:
+                out.append(f"{t.begin - start} bytes of the data section before {name!r} belong to no tensor")
+            break  # safetensors stops at the first one too (InvalidOffset)
+        start, prev = t.end, name
+    end = h.data_start + start
+    if not out and h.tensors and end < h.file_size:
+        out.append(f"{h.file_size - end} bytes follow the last tensor's data")
+    if h.metadata and any(not isinstance(v, str) for v in h.metadata.values()):
+        bad = next(k for k, v in h.metadata.items() if not isinstance(v, str))
+        out.append(f"__metadata__ value {bad!r} is not text")
+    return out
 
 
 def _tensor(name: str, entry: Any, label: str) -> TensorInfo:
-    try:
-        dtype, shape, (begin, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
-        need = ITEMSIZE[dtype] if type(dtype) is str else None
-        ok = type(shape) is list and type(begin) is int and type(end) is int and 0 <= begin <= end
-        for d in shape if ok else ():
-            ok = ok and type(d) is int and d >= 0
-    except (TypeError, KeyError, ValueError):
-        if isinstance(entry, dict) and isinstance(entry.get("dtype"), str) and entry["dtype"] not in ITEMSIZE:
-            raise EvidenceError(f"header entry {name!r} has an unknown dtype {entry['dtype']!r}", label) from None
-        ok = False
-    if not ok or need is None:
-        raise EvidenceError(f"header entry {name!r} is not a tensor description (dtype, shape, data_offsets)", label)
+    """One header entry checked as safetensors checks it (``TensorInfo`` deserialization, then
+    ``Metadata::validate``): dtype known, shape of naturals, ``data_offsets`` [begin, end] with begin <= end,
+    element count x dtype bits a whole number of bytes equal to end - begin, nothing past 64 bits."""
+    shown = name if len(name) <= 80 else name[:77] + "..."
+    what = f"header entry {shown!r}"
+    if not isinstance(entry, dict):
+        raise EvidenceError(f"{what} is not a tensor description (dtype, shape, data_offsets)", label)
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if type(dtype) is not str:
+        raise EvidenceError(f"{what} has no dtype", label)
+    if dtype not in BITS:
+        raise EvidenceError(f"{what} has an unknown dtype {dtype[:20]!r}", label)
+    if type(shape) is not list or not all(type(d) is int for d in shape):
+        raise EvidenceError(f"{what}: shape is not a list of whole numbers", label)
+    if any(d < 0 for d in shape):
+        raise EvidenceError(f"{what}: shape {_short(shape)} has a negative dimension", label)
+    if type(offsets) is not list or len(offsets) != 2 or not all(type(o) is int for o in offsets):
+        raise EvidenceError(f"{what}: data_offsets is not [begin, end]", label)
+    begin, end = offsets
+    if begin < 0 or end >= _U64 or begin > end:
+        raise EvidenceError(f"{what}: data_offsets [{_short(begin)}, {_short(end)}] are not a byte range", label)
+    count = 1
     for d in shape:
-        need *= d
-    if end - begin != need:
-        raise EvidenceError(f"header entry {name!r}: {dtype} {shape} needs {need} bytes but its data_offsets "
+        count *= d
+        if count >= _U64:
+            raise EvidenceError(f"{what}: shape {_short(shape)} overflows 64 bits", label)
+    bits = count * BITS[dtype]
+    if bits % 8:
+        raise EvidenceError(f"{what}: {count} elements of {dtype} are not a whole number of bytes", label)
+    if end - begin != bits // 8:
+        raise EvidenceError(f"{what}: {dtype} {_short(shape)} needs {bits // 8} bytes but its data_offsets "
                             f"span {end - begin}", label)
     return TensorInfo(dtype, tuple(shape), begin, end)
+
+
+def _short(v: Any) -> str:
+    r = repr(v) if not isinstance(v, int) or abs(v) < 10 ** 30 else f"<{v.bit_length()}-bit number>"
+    return r if len(r) <= 60 else r[:57] + "..."
 
 
 def read_scalars(path: str | os.PathLike, header: Header, names: list[str]) -> dict[str, float]:
@@ -166,6 +219,11 @@ def parse_safetensors(path: str | os.PathLike, label: str | None = None) -> Evid
         ev.warnings.append(Note(message=f"the file is cut short: its header describes {want:,} bytes of tensors but "
                                         f"only {have:,} follow; what is shown is what the header says", source=label))
         facts["truncated"] = True
+    for problem in header.problems:
+        ev.warnings.append(Note(message=f"{problem}: safetensors refuses to load this file, though its header is "
+                                        "readable (shown is what the header says)", source=label))
+    if header.problems:
+        facts["layout_problems"] = header.problems
 
     meta_settings: list[Setting] = []
     if header.metadata:

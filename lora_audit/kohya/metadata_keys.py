@@ -140,7 +140,14 @@ def typed(dest: str, raw: str) -> Any:
             raise ConversionError(f"{dest} is a flag, the metadata says {raw!r}")
         return value
     items = [str(v) for v in value] if isinstance(value, (list, tuple)) else [raw.strip()]
-    return catalog().convert(dest, items if arg.is_list else items[-1])
+    if not items and not arg.is_list:
+        raise ConversionError(f"{dest} wants a value, the metadata says {raw[:60]!r}")
+    try:
+        return catalog().convert(dest, items if arg.is_list else items[-1])
+    except (ValueError, TypeError, OverflowError) as e:  # a 5000-digit number, inf where an int belongs
+        if isinstance(e, ConversionError):
+            raise
+        raise ConversionError(f"{dest} cannot be {raw[:60]!r}") from None
 
 
 def pair(raw: str) -> str | None:
@@ -279,7 +286,7 @@ def read_metadata(metadata: dict[str, str], label: str) -> MetadataReading:
                 if kwargs.get(k) is not None:
                     try:
                         add(k, conv(kwargs[k]), "ss_network_args")
-                    except ValueError:
+                    except (ValueError, TypeError, OverflowError):  # "", [], inf: not a dim kohya could use
                         pass
     version = md.get("ss_base_model_version", "")
     if version.startswith("sd_v"):  # model_util.get_model_version_str_for_sd1_sd2: "_v" suffix = v-parameterization
@@ -307,7 +314,8 @@ def _read_datasets(raw: str, label: str, r: MetadataReading) -> None:
             if k in d:
                 v = d[k]
                 per.setdefault(name, []).append(",".join(_num(x) for x in v) if isinstance(v, list) else v)
-        for s in d.get("subsets") or []:
+        subsets = d.get("subsets")
+        for s in subsets if isinstance(subsets, list) else []:
             for k, name in _SUBSET_KEYS.items():
                 if isinstance(s, dict) and k in s:
                     per.setdefault(name, []).append(s[k])
@@ -334,7 +342,8 @@ def _read_dataset_dirs(raw: str, label: str, r: MetadataReading) -> None:
     else:
         r.settings.append(Setting(name="num_repeats", value=repeats, source=src,
                                   note="differs per folder: " + ", ".join(f"{k}: {v.get('n_repeats')}"
-                                                                          for k, v in dirs.items())))
+                                                                          for k, v in dirs.items()
+                                                                          if isinstance(v, dict))))
 
 
 def _read_modelspec(md: dict[str, str], label: str, r: MetadataReading, add) -> None:
