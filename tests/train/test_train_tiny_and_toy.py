@@ -153,3 +153,30 @@ def test_embedded_trainer_trains_on_the_default_toy_dataset(tmp_path):
     cfg = write_config(tmp_path / "run", tiny_model("sd15"), tmp_path / "d" / "dataset.toml")
     result = train(["--config_file", str(cfg)], tmp_path, echo=lambda s: None, progress=False)
     assert result.steps == 2 and result.final is not None and result.final.is_file()
+
+
+@pytest.mark.slow
+def test_a_trained_folder_inspects_without_false_conflicts(tmp_path):
+    """kohya records ss_num_epochs (derived from max_train_steps) and only the name of a local model path
+    (ss_sd_model_name): neither is a second value of the command's arguments."""
+    from lora_audit.train.trainer import train
+
+    folder = tmp_path / "run"
+    (folder / "cfg").mkdir(parents=True)
+    cfg = folder / "cfg" / "config.toml"
+    cfg.write_text("\n".join([
+        f'pretrained_model_name_or_path = "{tiny_model("sd15")}"', f'dataset_config = "{toy_dataset().dataset_toml}"',
+        f'output_dir = "{folder / "output"}"', 'output_name = "v"', 'network_module = "networks.lora"',
+        "network_dim = 4", "network_alpha = 2.0", "max_train_steps = 2", "seed = 1"]) + "\n")
+    (folder / "train.sh").write_text("accelerate launch train_network.py --config_file cfg/config.toml\n")
+    result = train(["--config_file", str(cfg)], folder, echo=lambda s: None, progress=False)
+    assert result.final == folder / "output" / "v.safetensors"
+    r = CliRunner().invoke(main, ["inspect", "--json", str(folder)])
+    assert r.exit_code == 0, r.output
+    (run,) = json.loads(r.output)["runs"]
+    assert run["conflicts"] == []
+    assert run["params"]["max_train_epochs"]["origin"] == "default"
+    assert "consistent with" in run["params"]["max_train_epochs"]["note"]
+    assert "ss_num_epochs" in run["params"]["max_train_epochs"]["note"]
+    text = CliRunner().invoke(main, ["inspect", str(folder)]).output
+    assert "conflicts:" not in text
