@@ -245,6 +245,18 @@ def _diff_params(runs: list[Run], params: dict[str, list[Param | None]], include
     return out
 
 
+def _not_an_argument(run: Run, name: str) -> Param | None:
+    """A kohya argument the run's training script does not have (--ae of FLUX in an SDXL run): unset, not unknown."""
+    from lora_audit.kohya.catalog import catalog
+
+    cat = catalog()
+    if name in cat and run.script in cat.scripts and not cat.accepts(run.script, name):
+        # a flag the script lacks is as off as an unset one; any other argument is unset
+        return Param(value=False if cat.get(name).is_flag else None, origin="default",
+                     note=f"not an argument of {run.script}")
+    return None
+
+
 def diff_runs(runs: list[Run], include_same: bool = False) -> RunDiff:
     """Diff the runs parameter by parameter; the first run is the baseline."""
     if len(runs) < 2:
@@ -252,7 +264,7 @@ def diff_runs(runs: list[Run], include_same: bool = False) -> RunDiff:
     names: list[str] = []
     for r in runs:
         names.extend(n for n in r.params if n not in names)
-    params = {n: [r.params.get(n) for r in runs] for n in names}
+    params = {n: [r.params.get(n) or _not_an_argument(r, n) for r in runs] for n in names}
     from lora_audit.derive import derive
 
     derived_runs = [derive(r) for r in runs]
