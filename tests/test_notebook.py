@@ -191,3 +191,83 @@ def test_huge_literals_are_refused_not_built(tmp_path):
                  "!python train_network.py --output_name={x} --seed 2")
     (ev,) = parse_notebook(p)
     assert {s.name: s.value for s in ev.settings}["seed"] == 2
+
+
+# The shape of hollowstrawberry/kohya-colab's trainer: first-run guards on globals(), a main() that calls
+# create_config(), a validate step that sets globals from the dataset (unknown), and the ! line inside main().
+FUNCTIONS = """\
+import os, toml
+if "optimizer" not in globals():
+  optimizer = "AdamW8bit"
+network_dim = 16 #@param {type:"slider", min:1, max:128, step:1}
+lr_warmup_steps = 0
+main_dir = "/content/drive/MyDrive/Loras"
+config_file = os.path.join(main_dir, "training_config.toml")
+
+def validate_dataset():
+  global lr_warmup_steps
+  images = len(os.listdir(main_dir))
+  lr_warmup_steps = int(images * 10 * 0.05)
+  return True
+
+def write_file(filename, contents):
+  with open(filename, "w") as f:
+    f.write(contents)
+
+def create_config():
+  config_dict = {
+    "additional_network_arguments": {"network_dim": network_dim, "network_module": "networks.lora"},
+    "optimizer_arguments": {"optimizer_type": optimizer, "lr_warmup_steps": lr_warmup_steps},
+  }
+  config_str = toml.dumps(config_dict)
+  write_file(config_file, config_str)
+
+def main():
+  if not validate_dataset():
+    return
+  create_config()
+  !accelerate launch --num_cpu_threads_per_process=1 train_network.py --config_file={config_file}
+
+main()
+"""
+
+
+def test_functions_globals_guards_and_toml_dumps_text(tmp_path):
+    p = notebook(tmp_path / "hs.ipynb", FUNCTIONS)
+    (ev,) = parse_notebook(p)
+    got = {s.name: s.value for s in ev.settings}
+    assert got["network_dim"] == 16 and got["optimizer_type"] == "AdamW8bit"
+    assert got["network_module"] == "networks.lora"
+    assert {s.name: s.source for s in ev.settings}["network_dim"] == f"{p}:cell 1:4"
+    # set by validate_dataset() from the images: unknown, never the 0 written before it
+    assert "lr_warmup_steps" not in got
+    assert any("lr_warmup_steps" in w.message for w in ev.warnings)
+
+
+def test_a_loop_body_is_read_once_with_its_item_unknown(tmp_path):
+    p = notebook(tmp_path / "loop.ipynb",
+                 "for project in projects:\n"
+                 "    out = '/content/' + project\n"
+                 "    !accelerate launch train_network.py --network_dim 8 --output_dir={out}")
+    (ev,) = parse_notebook(p)
+    assert {s.name: s.value for s in ev.settings}["network_dim"] == 8
+    assert any("inside a loop" in w.message for w in ev.warnings)
+
+
+def test_a_command_built_at_run_time_still_gives_the_config_it_writes(tmp_path):
+    # Linaqruf/kohya-trainer: the config is a literal dict, the command is assembled by a function with a loop
+    p = notebook(
+        tmp_path / "lq.ipynb",
+        "import toml\nconfig = {'training_arguments': {'train_batch_size': 6, 'max_train_epochs': 10},\n"
+        "          'model_arguments': {'pretrained_model_name_or_path': '/content/model.ckpt'}}\n"
+        "with open('/content/LoRA/config/config_file.toml', 'w') as f:\n    f.write(toml.dumps(config))",
+        "def train(config):\n    args = ''\n    for k, v in config.items():\n        args += f'--{k}={v} '\n"
+        "    return args\n"
+        "train_args = train({'config_file': '/content/LoRA/config/config_file.toml'})\n"
+        "final_args = f'accelerate launch train_network.py {train_args}'\n!{final_args}",
+    )
+    (ev,) = parse_notebook(p)
+    assert ev.script is None and not ev.complete  # the command's own flags are unknown
+    assert {s.name: s.value for s in ev.settings} == {"train_batch_size": 6, "max_train_epochs": 10,
+                                                      "pretrained_model_name_or_path": "/content/model.ckpt"}
+    assert any("built at run time" in w.message for w in ev.warnings)

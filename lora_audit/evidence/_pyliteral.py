@@ -12,10 +12,12 @@ import operator
 import posixpath
 import re
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 _MAX_LEN = 100_000
+_ASSIGNED: ContextVar[set[str]] = ContextVar("assigned", default=set())
 
 
 class Unknown(Exception):
@@ -175,6 +177,8 @@ def evaluate(node: ast.AST, env: Env, label: str | None = None, line_offset: int
             return True
         if isinstance(n, ast.IfExp):
             return ev(n.body) if ev(n.test) else ev(n.orelse)
+        if isinstance(n, ast.Attribute) and _dotted(n) == "sys.executable":
+            return "python"  # the notebook's own interpreter
         if isinstance(n, ast.Subscript):
             container, index = ev(n.value), ev(n.slice)
             try:
@@ -185,10 +189,21 @@ def evaluate(node: ast.AST, env: Env, label: str | None = None, line_offset: int
             return _call(n, ev)
         raise Unknown(type(n).__name__)
 
-    v = ev(node)
+    token = _ASSIGNED.set(env.assigned)
+    try:
+        v = ev(node)
+    finally:
+        _ASSIGNED.reset(token)
     if v is UNKNOWN_VALUE:
         raise Unknown("value")
     return v
+
+
+class TomlText:
+    """``toml.dumps(data)``: the TOML text of a dict, kept as the dict (written to a file, it is that config)."""
+
+    def __init__(self, data: Any):
+        self.data = data
 
 
 class _UnknownValue:
@@ -205,6 +220,14 @@ def _call(n: ast.Call, ev: Callable[[ast.AST], Any]) -> Any:
     if any(isinstance(a, ast.Starred) for a in n.args):
         raise Unknown("*args")
     name = _dotted(n.func)
+    if name in ("toml.dumps", "tomlkit.dumps", "tomli_w.dumps", "rtoml.dumps") and n.args:
+        data = ev(n.args[0])
+        if isinstance(data, dict):
+            return TomlText(data)
+        raise Unknown(name)
+    if name == "globals" and not n.args:
+        # `"x" not in globals()` (a notebook's first-run guards): the names assigned so far, read in order
+        return {k: None for k in _ASSIGNED.get()}
     if name in _FUNCS and not n.keywords:
         try:
             return _FUNCS[name](*[ev(a) for a in n.args])

@@ -30,7 +30,7 @@ import tomlkit
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence._io import read_text
 from lora_audit.evidence._json_lines import parse_json
-from lora_audit.evidence._pyliteral import UNKNOWN_VALUE, Env, Unknown, evaluate
+from lora_audit.evidence._pyliteral import UNKNOWN_VALUE, Env, TomlText, Unknown, evaluate
 from lora_audit.evidence.invocation import CREATED_FILES
 from lora_audit.evidence.shell import tokenizer, training_evidence
 from lora_audit.model import Evidence, Note
@@ -66,6 +66,13 @@ class Session:
     file_sources: dict[str, dict[str, str]] = field(default_factory=dict)  # tmp path -> key -> notebook source
     out: list[Evidence] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
+    # notebook functions without parameters: name -> (definition, cell label, first line, its cell's ! lines)
+    functions: dict[str, tuple[Any, str, int, dict]] = field(default_factory=dict)
+    calling: list[str] = field(default_factory=list)
+    loops: int = 0  # inside a loop's body
+    texts: dict[str, str] = field(default_factory=dict)  # unknown variable -> the expression that sets it
+    used: set[str] = field(default_factory=set)  # created files a read command includes
+    unread: list[str] = field(default_factory=list)  # sources of training commands built at run time
 
     def close(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -96,6 +103,8 @@ def parse_notebook(path: Path | str, label: str | None = None) -> list[Evidence]
             src = cell.get("source", "")
             text = "".join(str(x) for x in src) if isinstance(src, list) else str(src)
             run_cell(s, text.replace("\r\n", "\n"), f"{label}:cell {n}", 1)
+        if s.unread:
+            _unread_configs(s)
     finally:
         s.close()
     if s.out:
@@ -167,6 +176,7 @@ class _Walker:
 
     def stmt(self, st: ast.stmt, conditional: bool) -> None:
         env = self.s.env
+        self._unread_calls(st)
         if isinstance(st, ast.Pass) and st.lineno in self.shells:
             sh = self.shells[st.lineno]
             _shell(self.s, sh, self.label, self.first, conditional)
@@ -195,19 +205,30 @@ class _Walker:
         elif isinstance(st, ast.With):
             for item in st.items:
                 path = _open_for_write(item.context_expr, self)
-                if path is not None and isinstance(item.optional_vars, ast.Name):
-                    self.open_files[item.optional_vars.id] = path
+                if isinstance(item.optional_vars, ast.Name):
+                    if path is not None:
+                        self.open_files[item.optional_vars.id] = path
+                    else:  # a file whose path is not known (or not opened for writing): not the earlier one
+                        self.open_files.pop(item.optional_vars.id, None)
             self.block(st.body, conditional)
         elif isinstance(st, ast.Try):
             self.block(st.body, conditional)
         elif isinstance(st, (ast.For, ast.While, ast.AsyncFor)):
-            # a loop's assignments are not followed: every name it sets is unknown afterwards
+            # one pass of the body with the loop variable unknown: what an iteration trains with, as far as it does
+            # not depend on the item (a value that does stays unknown); every name the loop sets is forgotten first
             for node in ast.walk(st):
                 if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
                     env.forget(node.id)
-            for node in ast.walk(st):
-                if isinstance(node, ast.Pass) and node.lineno in self.shells:
-                    _shell(self.s, self.shells[node.lineno], self.label, self.first, True)
+            self.s.loops += 1
+            try:
+                self.block(st.body, conditional)
+            finally:
+                self.s.loops -= 1
+        elif isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            # a notebook's main()/create_config()/write_file(path, text): read when a cell calls it, in the cell
+            # that defines it
+            env.forget(st.name)
+            self.s.functions[st.name] = (st, self.label, self.first, self.shells)
         elif isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             env.forget(st.name)
         elif isinstance(st, ast.Expr) and isinstance(st.value, ast.Call):
@@ -218,6 +239,7 @@ class _Walker:
         if isinstance(target, ast.Name):
             if v is UNKNOWN_VALUE or conditional:
                 env.forget(target.id)
+                self.s.texts[target.id] = ast.unparse(st.value)[:4000] if hasattr(st, "value") else ""
             else:
                 env.set(target.id, v, self.src(st))
         elif isinstance(target, ast.Subscript):
@@ -242,15 +264,32 @@ class _Walker:
 
     def call(self, c: ast.Call, conditional: bool) -> None:
         name = _dotted(c.func) or ""
+        if name in self.s.functions and name not in self.s.calling and len(self.s.calling) < 8:
+            # the function's body as if written here, its parameters bound to the call's values and its local
+            # names put back afterwards (an early `return` on a failed check is not followed: the training command
+            # is read on the path where the notebook goes on)
+            node, label, first, shells = self.s.functions[name]
+            self.s.calling.append(name)
+            saved = self._bind(node, c)
+            try:
+                _Walker(self.s, label, first, shells).block(node.body, conditional)
+            finally:
+                self.s.calling.pop()
+                self._restore(saved)
+            return
         if name in ("toml.dump", "tomlkit.dump", "tomli_w.dump", "rtoml.dump") and len(c.args) >= 2:
             f = _dotted(c.args[1])
             if f in self.open_files:
                 self.write_config(c.args[0], self.open_files[f], c)
-        elif name.endswith(".write") and c.args and isinstance(c.args[0], ast.Call):
-            inner = _dotted(c.args[0].func) or ""
-            f = name[:-len(".write")]
-            if inner in ("toml.dumps", "tomlkit.dumps", "tomli_w.dumps") and f in self.open_files and c.args[0].args:
-                self.write_config(c.args[0].args[0], self.open_files[f], c)
+        elif name.endswith(".write") and c.args and name[:-len(".write")] in self.open_files:
+            # f.write(toml.dumps(config)), or f.write(text) where text = toml.dumps(config) earlier
+            f = self.open_files[name[:-len(".write")]]
+            try:
+                v = self.value(c.args[0])
+            except Unknown:
+                return
+            if isinstance(v, TomlText):
+                self.write_config(v.data, f, c)
         elif name in _SUBPROCESS or name in ("os.system", "get_ipython.system") or name.endswith(".system"):
             if not c.args:
                 return
@@ -266,10 +305,67 @@ class _Walker:
             elif isinstance(arg, str):
                 _shell(self.s, _Shell(arg, c.lineno), self.label, self.first, conditional)
 
-    def write_config(self, node: ast.expr, path_node: str, call: ast.Call) -> None:
+    def _unread_calls(self, st: ast.stmt) -> None:
+        """A notebook function called inside an expression (``if not validate_dataset(): return``) is not read, but
+        the globals it sets are then unknown, never left at their earlier value."""
+        top = st.value if isinstance(st, ast.Expr) else None
+        if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            return
+        for node in ast.walk(st):
+            if isinstance(node, ast.Call) and node is not top and (_dotted(node.func) or "") in self.s.functions:
+                for n in self._globals_set(_dotted(node.func) or "", set()):
+                    self.s.env.forget(n)
+
+    def _globals_set(self, name: str, seen: set[str]) -> set[str]:
+        if name in seen or name not in self.s.functions:
+            return set()
+        seen.add(name)
+        fn = self.s.functions[name][0]
+        declared = {n for st in ast.walk(fn) if isinstance(st, ast.Global) for n in st.names}
+        out = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)} & declared
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Call):
+                out |= self._globals_set(_dotted(node.func) or "", seen)
+        return out
+
+    def _bind(self, fn: ast.FunctionDef | ast.AsyncFunctionDef, c: ast.Call) -> dict[str, tuple]:
+        env = self.s.env
+        declared = {n for st in ast.walk(fn) if isinstance(st, (ast.Global, ast.Nonlocal)) for n in st.names}
+        params = [a.arg for a in [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs]]
+        local = set(params) | {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        local -= declared
+        saved = {n: (n in env.values, env.values.get(n), env.sources.get(n), n in env.assigned) for n in local}
+        positional = [*fn.args.posonlyargs, *fn.args.args]
+        defaults = dict(zip([a.arg for a in positional[len(positional) - len(fn.args.defaults):]], fn.args.defaults))
+        defaults.update({a.arg: d for a, d in zip(fn.args.kwonlyargs, fn.args.kw_defaults) if d is not None})
+        given: dict[str, ast.expr] = {a.arg: v for a, v in zip(positional, c.args)}
+        given.update({k.arg: k.value for k in c.keywords if k.arg})
+        for n in params:
+            expr = given.get(n, defaults.get(n))
+            try:
+                if expr is None or any(isinstance(a, ast.Starred) for a in c.args):
+                    raise Unknown(n)
+                env.set(n, self.value(expr), self.src(c))
+            except Unknown:
+                env.forget(n)
+        return saved
+
+    def _restore(self, saved: dict[str, tuple]) -> None:
+        env = self.s.env
+        for n, (had, value, source, assigned) in saved.items():
+            env.values.pop(n, None)
+            env.sources.pop(n, None)
+            if had:
+                env.values[n] = value
+                if source is not None:
+                    env.sources[n] = source
+            if not assigned:
+                env.assigned.discard(n)
+
+    def write_config(self, node: ast.expr | dict, path_node: str, call: ast.Call) -> None:
         env = self.s.env
         try:
-            data = self.value(node)
+            data = node if isinstance(node, dict) else self.value(node)
         except Unknown:
             self.s.notes.append(Note(message=f"{path_node}: a config written from values known only at run time; "
                                              "not read", source=self.src(call)))
@@ -373,6 +469,10 @@ def _shell(s: Session, sh: _Shell, label: str, first_line: int, conditional: boo
     else:
         text, unknown = expand(sh.text, s.env)
     if not _TRAINING_HINT.search(text):
+        if any(_TRAINING_HINT.search(s.texts.get(u.strip(), "")) for u in unknown):
+            s.unread.append(f"{label}:{line}")
+            s.notes.append(Note(message="a training command the notebook builds at run time (" + ", ".join(
+                "{" + u + "}" for u in unknown) + "): not read", source=f"{label}:{line}"))
         return
     tok = tokenizer("shell", label)
     try:
@@ -393,12 +493,43 @@ def _shell(s: Session, sh: _Shell, label: str, first_line: int, conditional: boo
         if conditional:
             ev.warnings.append(Note(message="this command runs only when a condition the notebook computes at run "
                                             "time holds", source=f"{label}:{line}"))
+        if s.loops:
+            ev.warnings.append(Note(message="this command is inside a loop: values that depend on the loop's item "
+                                            "are unknown", source=f"{label}:{line}"))
         s.out.append(ev)
+
+
+def _unread_configs(s: Session) -> None:
+    """A notebook whose training command is built at run time still says what the configs it writes hold: their
+    settings, as the notebook's evidence (not a whole invocation: the command's own flags are unknown)."""
+    from lora_audit.evidence.run import parse_file
+
+    seen: set[str] = set()
+    for name, tmp in s.files.items():
+        key = str(tmp)
+        if key in seen or key in s.used or "/" not in name:
+            continue
+        seen.add(key)
+        try:
+            evs = parse_file(tmp, key)
+        except EvidenceError:
+            continue
+        for ev in evs:
+            ev.kind = "notebook"
+            ev.complete = False
+            ev.path = s.label
+            _relabel(ev, s)
+            ev.warnings.insert(0, Note(message=f"{name}: the settings of a config the notebook writes; the command "
+                                               f"that trains with it is built at run time ({', '.join(s.unread)}), "
+                                               "so its own flags are unknown", source=s.label))
+            s.out.append(ev)
 
 
 def _relabel(ev: Evidence, s: Session) -> None:
     """Settings read from a config the notebook wrote: the notebook line that set each key, not the temp file."""
     for tmp, keys in s.file_sources.items():
+        if tmp in ev.includes:
+            s.used.add(tmp)
         ev.includes = [i for i in ev.includes if i != tmp]
         for i, st in enumerate(ev.settings):
             if st.source and st.source.startswith(tmp):
