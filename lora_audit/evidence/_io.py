@@ -198,6 +198,37 @@ def structure_problem(obj: object, limit: int = MAX_DEPTH) -> str | None:
     return None
 
 
+_SURROGATE = None
+
+
+def without_surrogates(obj: object) -> object:
+    """Parsed JSON with every lone surrogate (``"\\ud800"`` is valid JSON) replaced by U+FFFD, keys included: such a
+    string cannot be printed or written as UTF-8. Iterative; returns the same object when there is none."""
+    import re
+
+    global _SURROGATE
+    _SURROGATE = _SURROGATE or re.compile("[\ud800-\udfff]")
+
+    def fix(v: object) -> object:
+        return _SURROGATE.sub("\ufffd", v) if isinstance(v, str) and _SURROGATE.search(v) else v
+
+    root = [obj]
+    stack: list[tuple[object, object]] = [(root, 0)]
+    while stack:
+        container, key = stack.pop()
+        v = container[key]  # type: ignore[index]
+        if isinstance(v, dict):
+            if any(isinstance(k, str) and _SURROGATE.search(k) for k in v):
+                v = {fix(k): x for k, x in v.items()}
+                container[key] = v  # type: ignore[index]
+            stack.extend((v, k) for k in v)
+        elif isinstance(v, list):
+            stack.extend((v, i) for i in range(len(v)))
+        else:
+            container[key] = fix(v)  # type: ignore[index]
+    return root[0]
+
+
 def problem_line(text: str, problem: str) -> int | None:
     """The line of the first very long number in ``text`` when ``problem`` is about an integer."""
     if not problem.startswith("an integer"):

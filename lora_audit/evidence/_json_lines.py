@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from lora_audit.errors import EvidenceError
-from lora_audit.evidence._io import parse_failure, problem_line, read_text, structure_problem
+from lora_audit.evidence._io import parse_failure, problem_line, read_text, structure_problem, without_surrogates
 
 
 def read_json(path: Path, label: str) -> tuple[dict[str, Any], str, list[str]]:
@@ -42,7 +42,7 @@ def parse_json(text: str, label: str, object_pairs_hook: Any = None) -> Any:
     problem = structure_problem(data)
     if problem:
         raise EvidenceError(f"invalid JSON: {problem}", label, problem_line(text, problem))
-    return data
+    return without_surrogates(data)
 
 
 def load_json(path: Path, label: str) -> Any:

@@ -10,11 +10,13 @@ before LoRA files before inferences) keeps the value, and the param's note point
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 from lora_audit.errors import EvidenceError
+from lora_audit.evidence._io import is_readable_evidence, unreadable_reason
 from lora_audit.kohya.catalog import catalog
 from lora_audit.kohya.normalize import same
 from lora_audit.kohya.recorded import agrees, recorded_agrees
@@ -185,6 +187,11 @@ def _older_gui_saves(files: list[Path]) -> list[Path]:
     return sorted(older)
 
 
+def _missing(path: Path) -> str:
+    """Why a path that does not exist (to ``Path.exists``) is not there: a symlink loop, a broken link, or nothing."""
+    return unreadable_reason(path) if os.path.islink(path) else "no such file or directory"
+
+
 def _read(path: Path) -> tuple[dict[str, Any], list[tuple[Path, list[Evidence]]], list[Note], dict[str, Any]]:
     """run.toml, every evidence file's Evidence, warnings about files, facts about the run's files."""
     meta: dict[str, Any] = {}
@@ -202,6 +209,11 @@ def _read(path: Path) -> tuple[dict[str, Any], list[tuple[Path, list[Evidence]]]
     for f in files:
         label = str(f)
         kind = detect_kind(f)
+        if kind is not None and path.is_dir() and not is_readable_evidence(f):
+            # a FIFO, a device, a link to /dev/zero or a symlink loop in a run folder: never opened (it could block
+            # or never end); named directly, its reader says so in one line
+            warnings.append(Note(message=f"{unreadable_reason(f)}: skipped, not read", source=label))
+            continue
         if kind == "run_toml":
             from lora_audit.evidence.run_toml import read_run_toml
 
@@ -250,7 +262,7 @@ def load_run(path: str | Path, name: str | None = None, command: tuple[str | Pat
     """
     path = Path(path)
     if not path.exists():
-        raise EvidenceError("no such file or directory", str(path))
+        raise EvidenceError(_missing(path), str(path))
     read = _read(path)
     if command is None and name is not None and split_points(read[1]):
         # a study names the runs it was made from: one of this note's runs by its name
@@ -507,7 +519,7 @@ def load_runs(paths: list[str | Path], unique: bool = True) -> list[Run]:
     for p in paths:
         p = Path(p)
         if not p.exists():
-            raise EvidenceError("no such file or directory", str(p))
+            raise EvidenceError(_missing(p), str(p))
         found = discover(p)
         if not found:
             raise EvidenceError("no evidence of a training run here (scripts, TOML/JSON configs, notes, notebooks, "
@@ -527,7 +539,7 @@ def load_path(path: str | Path) -> list[Run]:
     """Every run one run folder or file holds: usually one; one per command of a multi-command note."""
     path = Path(path)
     if not path.exists():
-        raise EvidenceError("no such file or directory", str(path))
+        raise EvidenceError(_missing(path), str(path))
     meta, parsed, warnings, facts = _read(path)
     splits = split_points(parsed)
     if not splits:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lora_audit.errors import EvidenceError
-from lora_audit.evidence._io import open_regular, parse_failure
+from lora_audit.evidence._io import open_regular, parse_failure, without_surrogates
 from lora_audit.kohya.lora_keys import LoraShapes, analyse
 from lora_audit.kohya.metadata_keys import read_metadata
 from lora_audit.model import Alternative, Evidence, Note, Setting
@@ -31,6 +31,9 @@ from lora_audit.model import Alternative, Evidence, Note, Setting
 MAX_HEADER_BYTES = 100_000_000  # safetensors refuses larger headers too (MAX_HEADER_SIZE)
 ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1, "I16": 2, "U16": 2, "F16": 2,
             "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "F64": 8, "I64": 8, "U64": 8, "C64": 8}
+# bits per element (safetensors' Dtype::bitsize), with the sub-byte types safetensors knows besides
+BITS = {**{k: 8 * v for k, v in ITEMSIZE.items()}, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
+_U64 = 2 ** 64  # safetensors' offsets and sizes are usize: beyond this it reports ValidationOverflow
 # bits per element (safetensors' Dtype::bitsize), with the sub-byte types safetensors knows besides
 BITS = {**{k: 8 * v for k, v in ITEMSIZE.items()}, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
 _U64 = 2 ** 64  # safetensors' offsets and sizes are usize: beyond this it reports ValidationOverflow
@@ -84,8 +87,11 @@ def read_header(path: str | os.PathLike, label: str | None = None) -> Header:
         raise EvidenceError(f"the header is not valid JSON ({e.msg} at byte {8 + e.pos})", label) from None
     except (RecursionError, ValueError, MemoryError) as e:  # a depth bomb, a 5000-digit number
         raise EvidenceError(f"the header is not usable JSON ({parse_failure(e) or e})", label) from None
+    except (RecursionError, ValueError, MemoryError) as e:  # a depth bomb, a 5000-digit number
+        raise EvidenceError(f"the header is not usable JSON ({parse_failure(e) or e})", label) from None
     if not isinstance(head, dict):
         raise EvidenceError(f"the header is JSON but not an object ({type(head).__name__})", label)
+    head = without_surrogates(head)  # "\ud800" in a name or a metadata value: printable, as U+FFFD
     metadata = head.pop("__metadata__", None)
     if metadata is not None and not isinstance(metadata, dict):
         raise EvidenceError("__metadata__ in the header is not an object", label)
@@ -219,6 +225,11 @@ def parse_safetensors(path: str | os.PathLike, label: str | None = None) -> Evid
         ev.warnings.append(Note(message=f"the file is cut short: its header describes {want:,} bytes of tensors but "
                                         f"only {have:,} follow; what is shown is what the header says", source=label))
         facts["truncated"] = True
+    for problem in header.problems:
+        ev.warnings.append(Note(message=f"{problem}: safetensors refuses to load this file, though its header is "
+                                        "readable (shown is what the header says)", source=label))
+    if header.problems:
+        facts["layout_problems"] = header.problems
     for problem in header.problems:
         ev.warnings.append(Note(message=f"{problem}: safetensors refuses to load this file, though its header is "
                                         "readable (shown is what the header says)", source=label))
