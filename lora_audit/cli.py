@@ -111,7 +111,8 @@ def diff(runs: tuple[str, ...], show_all: bool, as_json: bool) -> None:
 @click.option("--study", type=click.Path(file_okay=False), default=None,
               help="A study folder: its comparisons (lora-audit compare --study) are linked, with their win rates.")
 @click.option("--compare", "compare_dirs", multiple=True, type=click.Path(file_okay=False),
-              help="A comparison folder (lora-audit compare --out) to link, with its win rates. Repeatable.")
+              help="A comparison folder (lora-audit compare --out) to link, with its win rates; overrides the "
+                   "study's. Repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print the findings and the diff as JSON (no report).")
 @handles_errors
 def audit(runs, good, bad, out, template, report_date, study, compare_dirs, as_json) -> None:
@@ -119,13 +120,15 @@ def audit(runs, good, bad, out, template, report_date, study, compare_dirs, as_j
     from lora_audit.audit import audit as run_audit, check_report_path, default_report_path
     from lora_audit.evidence import load_runs
     from lora_audit.report.markdown import render_audit
-    from lora_audit.votes.summary import comparison_folders, link_comparison
+    from lora_audit.compare.study import study_comparisons
+    from lora_audit.votes.summary import link_comparison
 
     result = run_audit(load_runs(list(runs)), list(good) or None, list(bad) or None)
     if report_date:
         result.date = report_date
     path = Path(out) if out else default_report_path(list(runs))
-    folders = [Path(c) for c in compare_dirs] + (comparison_folders(study) if study else [])
+    # --compare overrides; else every comparison of the study, wherever compare --study wrote it
+    folders = [Path(c) for c in compare_dirs] if compare_dirs else (study_comparisons(study) if study else [])
     if not as_json:
         check_report_path(path, list(runs), result.runs, folders)
     result.comparisons = [link_comparison(f, path) for f in dict.fromkeys(folders)]

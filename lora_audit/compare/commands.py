@@ -121,6 +121,10 @@ def compare(base: Path | None, model_config: Path | None, loras: tuple[str, ...]
 
         add_clip_metrics(cmp, clip_model, reference)
     data = write_all(cmp)
+    if study is not None:  # so that audit --study finds it wherever --out put it
+        from lora_audit.compare.study import record_comparison
+
+        record_comparison(study, out)
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
         return

@@ -97,3 +97,65 @@ def study_inputs(study: Path, epochs: bool = False, strengths: tuple[float, ...]
 def _resolve(folder: Path, value: str) -> Path:
     p = Path(value).expanduser()
     return p if p.is_absolute() else (folder / p)
+
+
+# Where `compare --study` wrote its comparisons, so that `audit --study` finds one written outside the study too.
+COMPARISONS_FILE = "comparisons.json"
+
+
+def record_comparison(study: Path, out: Path) -> None:
+    """Note ``out`` (a comparison folder) in the study; one written inside it is found without a note."""
+    import json
+    import os
+
+    study, out = Path(study), Path(out).resolve()
+    if not study.is_dir() or out.is_relative_to(study.resolve()):
+        return
+    f = study / COMPARISONS_FILE
+    known = _recorded(study)
+    if str(out) in known:
+        return
+    tmp = f.with_name(f".{f.name}.tmp")
+    tmp.write_text(json.dumps({"comparisons": known + [str(out)]}, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, f)  # atomic: a crash never leaves half a list
+
+
+def _recorded(study: Path) -> list[str]:
+    import json
+
+    f = Path(study) / COMPARISONS_FILE
+    if not f.is_file():
+        return []
+    try:
+        data = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        raise EvidenceError(f"not the list of comparisons lora-audit writes (remove it, then run compare --study "
+                            "again)", str(f)) from None
+    items = data.get("comparisons") if isinstance(data, dict) else None
+    if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+        raise EvidenceError("not the list of comparisons lora-audit writes: 'comparisons' must be a list of paths",
+                            str(f))
+    return items
+
+
+def study_comparisons(study: Path | str) -> list[Path]:
+    """Every comparison of a study: folders inside it with a comparison.json (two levels deep at most) and the
+    ones `compare --study ... --out DIR` wrote elsewhere (recorded in comparisons.json)."""
+    study = Path(study)
+    if not study.is_dir():
+        raise EvidenceError("study folder not found", str(study))
+    found = sorted({p.parent for pattern in ("comparison.json", "*/comparison.json", "*/*/comparison.json")
+                    for p in study.glob(pattern)})
+    missing = []
+    for item in _recorded(study):
+        p = Path(item)
+        if (p / "comparison.json").is_file():
+            if p.resolve() not in {f.resolve() for f in found}:
+                found.append(p)
+        else:
+            missing.append(item)
+    if not found:
+        gone = f" (recorded but gone: {', '.join(missing)})" if missing else ""
+        raise EvidenceError("no comparison in this study yet (no comparison.json): run lora-audit compare --study "
+                            f"on it first, or pass --compare DIR{gone}", str(study))
+    return found
