@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from lora_audit.kohya.lora_layout import ARCH_LABELS, ARCHES, Arch, modules
+from lora_audit.kohya.lora_layout import ARCHES, Arch, modules
 from lora_audit.kohya.trainers import LABELS as _LABELS
 from lora_audit.model import Alternative, Setting
 

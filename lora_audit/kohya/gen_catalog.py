@@ -20,6 +20,7 @@ import ast
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 # LoRA (network) trainers first, then the full fine-tunes; each script's architecture is in kohya/trainers.py.
@@ -37,7 +38,10 @@ class _Module:
     def __init__(self, root: Path, path: Path):
         self.root = root
         self.path = path
-        self.tree = ast.parse(path.read_text(encoding="utf-8"))
+        with warnings.catch_warnings():  # sd-scripts' sources have invalid escapes ("\(") Python warns about
+            warnings.simplefilter("ignore", SyntaxWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.tree = ast.parse(path.read_text(encoding="utf-8"))
         self.functions = {n.name: n for n in self.tree.body if isinstance(n, ast.FunctionDef)}
         self.constants: dict[str, object] = {}
         for node in self.tree.body:

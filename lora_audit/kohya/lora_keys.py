@@ -48,7 +48,6 @@ _DOTTED_WHATS = [(".lora_A.weight", "lora_down.weight"), (".lora_B.weight", "lor
                  (".lora_down.weight", "lora_down.weight"), (".lora_up.weight", "lora_up.weight"),
                  (".lora.down.weight", "lora_down.weight"), (".lora.up.weight", "lora_up.weight"),
                  (".alpha", "alpha"), (".dora_scale", "dora_scale"), (".lora_magnitude_vector", "dora_scale")]
-_BLOCK_INDEX = re.compile(r"(?:^|_)(\d+)(?:_|$)")
 _SGM = re.compile(r"^lora_unet_(input_blocks|middle_block|output_blocks)_")
 _TE_LAYER = re.compile(r"^lora_te_text_model_encoder_layers_(\d+)_")
 
