@@ -82,6 +82,9 @@ def _start(a: Attempt, v: Variant, slot: Slot, log: Path, kenv: kohya_env.KohyaE
               + f", started {time.strftime('%Y-%m-%d %H:%M:%S %z')}"]
     if kenv is not None:
         env.update(kenv.variables())
+        # kohya logs through rich, which wraps each record to 80 columns without a terminal; wider keeps a record
+        # on one line in the log (logparse reads both)
+        env.setdefault("COLUMNS", "200")
         header += kenv.header()
     # one line each, whatever a path holds: a newline in a folder name must not start a line of its own
     logfile.write("".join(f"# lora-audit launch: {h}".replace("\n", "\\n").replace("\r", "\\r") + "\n"
@@ -290,6 +293,9 @@ class Launcher:
         p = logparse.progress(text)
         why = logparse.failure(text, rc)
         outputs = find_outputs(job.variant.folder)
+        if rc == 0 and why is None and not outputs and needs_kohya(job.variant):
+            # kohya returns with exit code 0 after some errors; a run that saved nothing did not train
+            why = "exit code 0, but no LoRA in output/"
         if job.cancelled:
             state, why = "cancelled", "cancelled"
         else:

@@ -177,6 +177,8 @@ def _interpreter(script: Path) -> Path | None:
     if not words:
         return None
     if Path(words[0]).name == "env" and len(words) > 1:
-        found = shutil.which(words[1])
+        if "python" not in words[-1]:
+            return None
+        found = shutil.which(words[-1])
         return Path(found) if found else None
     return Path(words[0]) if "python" in Path(words[0]).name else None
