@@ -271,3 +271,24 @@ def test_a_command_built_at_run_time_still_gives_the_config_it_writes(tmp_path):
     assert {s.name: s.value for s in ev.settings} == {"train_batch_size": 6, "max_train_epochs": 10,
                                                       "pretrained_model_name_or_path": "/content/model.ckpt"}
     assert any("built at run time" in w.message for w in ev.warnings)
+
+
+def test_a_loop_over_a_known_config_runs_as_python_would(tmp_path):
+    # Linaqruf/kohya-trainer turns "" into None before toml.dumps (which then leaves the key out);
+    # hollowstrawberry/kohya-colab filters None out with a dict comprehension
+    p = notebook(
+        tmp_path / "clean.ipynb",
+        "import toml\nvae = ''  # @param {type:'string'}\n"
+        "config = {'model_arguments': {'vae': vae, 'v2': False},\n"
+        "          'training_arguments': {'seed': 7, 'resume': None, 'output_name': ''}}\n"
+        "for key in config:\n    if isinstance(config[key], dict):\n        for sub_key in config[key]:\n"
+        "            if config[key][sub_key] == '':\n                config[key][sub_key] = None\n"
+        "for key in config:\n    config[key] = {k: v for k, v in config[key].items() if v is not None}\n"
+        "del config['model_arguments']['v2']\n"
+        "with open('/c/config.toml', 'w') as f:\n    f.write(toml.dumps(config))",
+        "!accelerate launch train_network.py --config_file=/c/config.toml",
+    )
+    (ev,) = parse_notebook(p)
+    got = {s.name: (s.value, s.source) for s in ev.settings}
+    assert set(got) == {"seed", "config_file"}
+    assert got["seed"] == (7, f"{p}:cell 1:4")  # the line that sets it, through the comprehension

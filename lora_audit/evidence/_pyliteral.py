@@ -34,6 +34,12 @@ class Env:
     environ: dict[str, str] = field(default_factory=dict)  # os.environ / %env
     # dict literal -> {key: source of its line}
     key_sources: dict[int, dict[str, str]] = field(default_factory=dict)
+    # the dicts key_sources describes, kept alive so that no other object ever gets their id
+    keep: list[Any] = field(default_factory=list)
+
+    def sources_of(self, d: dict, lines: dict[str, str]) -> None:
+        self.key_sources[id(d)] = lines
+        self.keep.append(d)
 
     def set(self, name: str, value: Any, source: str) -> None:
         self.values[name] = value
@@ -132,7 +138,7 @@ def evaluate(node: ast.AST, env: Env, label: str | None = None, line_offset: int
                 if label is not None:
                     src = env.sources.get(v.id) if isinstance(v, ast.Name) else None
                     lines[str(key)] = src or f"{label}:{k.lineno + line_offset}"
-            env.key_sources[id(d)] = lines
+            env.sources_of(d, lines)
             return _check(d)
         if isinstance(n, ast.BinOp) and type(n.op) in _BIN:
             a, b = ev(n.left), ev(n.right)
@@ -187,6 +193,8 @@ def evaluate(node: ast.AST, env: Env, label: str | None = None, line_offset: int
                 raise Unknown("subscript") from None
         if isinstance(n, ast.Call):
             return _call(n, ev)
+        if isinstance(n, (ast.DictComp, ast.ListComp, ast.SetComp)) and len(n.generators) == 1:
+            return _comprehension(n, ev, env)
         raise Unknown(type(n).__name__)
 
     token = _ASSIGNED.set(env.assigned)
@@ -216,6 +224,57 @@ class _UnknownValue:
 UNKNOWN_VALUE = _UnknownValue()
 
 
+_MAX_ITEMS = 1000
+
+
+def iterate(value: Any) -> list[Any]:
+    """The items a ``for`` over a known value goes through (bounded); Unknown for anything else."""
+    if isinstance(value, dict):
+        value = list(value)
+    if isinstance(value, (list, tuple, str, range)) and len(value) <= _MAX_ITEMS:
+        return list(value)
+    raise Unknown("iterable")
+
+
+def bind(target: ast.AST, item: Any, env: Env, source: str) -> None:
+    """``for target in ...``: a name or a tuple of names."""
+    if isinstance(target, ast.Name):
+        env.set(target.id, item, source)
+    elif isinstance(target, (ast.Tuple, ast.List)) and isinstance(item, (list, tuple)) and \
+            len(item) == len(target.elts):
+        for t, v in zip(target.elts, item):
+            bind(t, v, env, source)
+    else:
+        raise Unknown("target")
+
+
+def _comprehension(n: ast.DictComp | ast.ListComp | ast.SetComp, ev: Callable[[ast.AST], Any], env: Env) -> Any:
+    gen = n.generators[0]
+    items = iterate(ev(gen.iter))
+    names = {x.id for x in ast.walk(gen.target) if isinstance(x, ast.Name)}
+    saved = {k: (k in env.values, env.values.get(k)) for k in names}
+    out_d: dict = {}
+    out_l: list = []
+    try:
+        for item in items:
+            bind(gen.target, item, env, "")
+            if not all(ev(c) for c in gen.ifs):
+                continue
+            if isinstance(n, ast.DictComp):
+                out_d[ev(n.key)] = ev(n.value)
+            else:
+                out_l.append(ev(n.elt))
+    finally:
+        for k, (had, v) in saved.items():
+            env.values.pop(k, None)
+            if had:
+                env.values[k] = v
+    return out_d if isinstance(n, ast.DictComp) else out_l
+
+
+_TYPES = {"dict": dict, "list": list, "str": str, "int": int, "float": float, "bool": bool, "tuple": tuple}
+
+
 def _call(n: ast.Call, ev: Callable[[ast.AST], Any]) -> Any:
     if any(isinstance(a, ast.Starred) for a in n.args):
         raise Unknown("*args")
@@ -228,6 +287,30 @@ def _call(n: ast.Call, ev: Callable[[ast.AST], Any]) -> Any:
     if name == "globals" and not n.args:
         # `"x" not in globals()` (a notebook's first-run guards): the names assigned so far, read in order
         return {k: None for k in _ASSIGNED.get()}
+    if name == "isinstance" and len(n.args) == 2:
+        obj = ev(n.args[0])
+        kinds = n.args[1].elts if isinstance(n.args[1], ast.Tuple) else [n.args[1]]
+        types = tuple(_TYPES[k.id] for k in kinds if isinstance(k, ast.Name) and k.id in _TYPES)
+        if len(types) != len(kinds):
+            raise Unknown("isinstance")
+        return isinstance(obj, types)
+    if name in ("list", "tuple", "enumerate", "sorted") and len(n.args) == 1 and not n.keywords:
+        items = iterate(ev(n.args[0]))
+        return list(enumerate(items)) if name == "enumerate" else sorted(items) if name == "sorted" else (
+            tuple(items) if name == "tuple" else items)
+    if name == "range" and 1 <= len(n.args) <= 3:
+        r = range(*[ev(a) for a in n.args])
+        if len(r) > _MAX_ITEMS:
+            raise Unknown("range")
+        return r
+    if isinstance(n.func, ast.Attribute) and n.func.attr in ("items", "keys", "values", "get") and \
+            _dotted(n.func) not in ("os.environ.get",):
+        obj = ev(n.func.value)
+        if isinstance(obj, dict):
+            if n.func.attr == "get":
+                args = [ev(a) for a in n.args]
+                return obj.get(*args)
+            return list(getattr(obj, n.func.attr)())
     if name in _FUNCS and not n.keywords:
         try:
             return _FUNCS[name](*[ev(a) for a in n.args])

@@ -30,7 +30,7 @@ import tomlkit
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence._io import read_text
 from lora_audit.evidence._json_lines import parse_json
-from lora_audit.evidence._pyliteral import UNKNOWN_VALUE, Env, TomlText, Unknown, evaluate
+from lora_audit.evidence._pyliteral import UNKNOWN_VALUE, Env, TomlText, Unknown, bind, evaluate, iterate
 from lora_audit.evidence.invocation import CREATED_FILES
 from lora_audit.evidence.shell import tokenizer, training_evidence
 from lora_audit.model import Evidence, Note
@@ -213,6 +213,17 @@ class _Walker:
             self.block(st.body, conditional)
         elif isinstance(st, ast.Try):
             self.block(st.body, conditional)
+        elif isinstance(st, ast.For) and self._unroll(st, conditional):
+            pass
+        elif isinstance(st, ast.Delete):
+            for t in st.targets:
+                if isinstance(t, ast.Subscript):
+                    try:
+                        container, key = self.value(t.value), self.value(t.slice)
+                    except Unknown:
+                        continue
+                    if isinstance(container, dict) and not conditional:
+                        container.pop(key, None)
         elif isinstance(st, (ast.For, ast.While, ast.AsyncFor)):
             # one pass of the body with the loop variable unknown: what an iteration trains with, as far as it does
             # not depend on the item (a value that does stays unknown); every name the loop sets is forgotten first
@@ -241,6 +252,7 @@ class _Walker:
                 env.forget(target.id)
                 self.s.texts[target.id] = ast.unparse(st.value)[:4000] if hasattr(st, "value") else ""
             else:
+                _inherit_sources(env, env.values.get(target.id), v)
                 env.set(target.id, v, self.src(st))
         elif isinstance(target, ast.Subscript):
             name = _dotted(target.value)
@@ -253,10 +265,17 @@ class _Walker:
                     env.environ[key] = v
                 else:
                     env.environ.pop(key, None)
-            elif name in env.values and isinstance(env.values[name], dict):
-                d = env.values[name]
-                d[key] = v if not conditional else UNKNOWN_VALUE
-                env.key_sources.setdefault(id(d), {})[str(key)] = self.src(st)
+            else:
+                try:
+                    d = self.value(target.value)  # the live dict (config["general"]["x"] = ...)
+                except Unknown:
+                    return
+                if isinstance(d, dict):
+                    _inherit_sources(env, d.get(key), v)
+                    d[key] = v if not conditional else UNKNOWN_VALUE
+                    if id(d) not in env.key_sources:
+                        env.sources_of(d, {})
+                    env.key_sources[id(d)][str(key)] = self.src(st)
         elif isinstance(target, (ast.Tuple, ast.List)):
             for t in target.elts:
                 self.assign(t, v[target.elts.index(t)] if isinstance(v, (list, tuple)) and len(v) == len(
@@ -304,6 +323,20 @@ class _Walker:
                 _shell(self.s, _Shell("", c.lineno, [str(a) for a in arg]), self.label, self.first, conditional)
             elif isinstance(arg, str):
                 _shell(self.s, _Shell(arg, c.lineno), self.label, self.first, conditional)
+
+    def _unroll(self, st: ast.For, conditional: bool) -> bool:
+        """A ``for`` over a value the notebook knows (a config dict's keys, a literal list): each pass in turn."""
+        try:
+            items = iterate(self.value(st.iter))
+        except Unknown:
+            return False
+        for item in items:
+            try:
+                bind(st.target, item, self.s.env, self.src(st))
+            except Unknown:
+                return False
+            self.block(st.body, conditional)
+        return True
 
     def _unread_calls(self, st: ast.stmt) -> None:
         """A notebook function called inside an expression (``if not validate_dataset(): return``) is not read, but
@@ -406,6 +439,12 @@ class _Walker:
         if dropped:
             self.s.notes.append(Note(message=f"{path_node}: values known only at run time left out: "
                                              + ", ".join(dropped), source=self.src(call)))
+
+
+def _inherit_sources(env: Env, old: Any, new: Any) -> None:
+    """``d = {k: v for k, v in d.items() if v is not None}``: the filtered dict keeps the lines of the keys it keeps."""
+    if isinstance(old, dict) and isinstance(new, dict) and id(new) not in env.key_sources:
+        env.sources_of(new, dict(env.key_sources.get(id(old), {})))
 
 
 def _open_for_write(node: ast.expr, w: _Walker) -> str | None:

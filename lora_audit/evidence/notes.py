@@ -80,7 +80,7 @@ def parse_notes(path: Path | str, label: str | None = None) -> list[Evidence]:
             found.append((block.first_line, session.out[before:]))
             continue
         if block.lang in _JSON_LANGS or (not block.lang and '"ss_' in "\n".join(block.lines)):
-            md = _metadata_block(block, label)
+            md = _metadata_block(block, label) or _gui_block(block, path, label)
             if md is not None:
                 found.append((block.first_line, [md]))
             continue
@@ -102,6 +102,7 @@ def parse_notes(path: Path | str, label: str | None = None) -> list[Evidence]:
         seen.update(id(c) for c in commands)
         found.append((block.first_line, training_evidence(commands, path, "notes", label)))
     found.extend(_unfenced(note_text, blocks, path, label))
+    found.extend(_pre_blocks(note_text, label))
     if session is not None:
         session.close()
         if session.notes and session.out:
@@ -129,6 +130,58 @@ def _metadata_block(block: CodeBlock, label: str) -> Evidence | None:
         if m:
             lines.setdefault(m.group(1), n)
     return metadata_evidence(md, label, lines, first_line=block.first_line)
+
+
+def _gui_block(block: CodeBlock, path: Path, label: str) -> Evidence | None:
+    """A kohya_ss GUI config pasted into a ```json block ("my parameters"): read as the GUI would, lines of the note."""
+    import json
+    import tempfile
+
+    from lora_audit.evidence.gui_json import is_gui_json, parse_gui_json
+
+    body = "\n".join(block.lines)
+    try:
+        obj = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not (isinstance(obj, dict) and is_gui_json(obj)):
+        return None
+    with tempfile.TemporaryDirectory(prefix="lora-audit-note-") as tmp:
+        f = Path(tmp) / "block.json"
+        f.write_text(body, encoding="utf-8")
+        ev = parse_gui_json(f, label=label)
+    shift = block.first_line - 1
+
+    def moved(src: str | None) -> str | None:
+        if src and src.startswith(label + ":") and src[len(label) + 1:].isdigit():
+            return f"{label}:{int(src[len(label) + 1:]) + shift}"
+        return src
+
+    ev.settings = [st.model_copy(update={"source": moved(st.source)}) for st in ev.settings]
+    for w in ev.warnings:
+        w.source = moved(w.source)
+    ev.facts["kohya_defaults"] = {k: moved(v) for k, v in (ev.facts.get("kohya_defaults") or {}).items()}
+    ev.includes = []
+    return ev
+
+
+_PRE = re.compile(r"<pre[^>]*>(.*?)</pre>", re.S | re.I)
+
+
+def _pre_blocks(text: str, label: str) -> list[tuple[int, list[Evidence]]]:
+    """Metadata pasted into an HTML ``<pre>`` block of a README."""
+    import html
+
+    out = []
+    for m in _PRE.finditer(text):
+        if '"ss_' not in m.group(1):
+            continue
+        first = text.count("\n", 0, m.start(1)) + 1
+        block = CodeBlock(lang="json", first_line=first, lines=html.unescape(m.group(1)).split("\n"))
+        md = _metadata_block(block, label)
+        if md is not None:
+            out.append((first, [md]))
+    return out
 
 
 def _unfenced(text: str, blocks: list[CodeBlock], path: Path, label: str) -> list[tuple[int, list[Evidence]]]:
