@@ -130,3 +130,15 @@ def test_infer_dim_finds_the_real_layout_first(tmp_path, arch):
     assert best["layout"] == ("DiT only" if arch == "flux" else "sd3.5-large, + CLIP")
     text = CliRunner().invoke(main, ["infer-dim", f"{size / 1e6:.0f}MB", "--arch", arch])
     assert text.exit_code == 0 and "layout (DiT)" in text.output and "16" in text.output
+
+
+def test_flux_lora_metadata_gives_the_flow_matching_settings(tmp_path):
+    md = {"ss_network_module": "networks.lora_flux", "ss_base_model_version": "flux1", "ss_model_type": "flux",
+          "ss_apply_t5_attn_mask": "True", "ss_weighting_scheme": "none", "ss_guidance_scale": "1.0",
+          "ss_timestep_sampling": "shift", "ss_sigmoid_scale": "1.0", "ss_model_prediction_type": "raw",
+          "ss_discrete_flow_shift": "3.1582", "modelspec.architecture": "flux-1-dev/lora"}
+    p, run = _inspect(kohya_flux(tmp_path / "f.safetensors", train_blocks="single", metadata=md))
+    assert (p["timestep_sampling"], p["discrete_flow_shift"], p["guidance_scale"], p["apply_t5_attn_mask"]) == \
+        ("shift", 3.1582, 1.0, True)
+    assert run["params"]["timestep_sampling"]["origin"] == "explicit"
+    assert p["base_architecture"] == "flux" and not run["conflicts"]

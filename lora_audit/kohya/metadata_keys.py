@@ -47,6 +47,10 @@ _SAME_NAME = [
     "validation_split", "max_validation_steps", "validate_every_n_epochs", "validate_every_n_steps",
     "resize_interpolation", "color_aug", "flip_aug", "random_crop", "shuffle_caption", "enable_bucket",
     "bucket_no_upscale", "min_bucket_reso", "max_bucket_reso", "keep_tokens",
+    # the DiT trainers' update_metadata (flux_train_network.py, sd3_/lumina_/hunyuan_image_/anima_train_network.py)
+    "model_type", "apply_t5_attn_mask", "apply_lg_attn_mask", "weighting_scheme", "logit_mean", "logit_std",
+    "mode_scale", "guidance_scale", "timestep_sampling", "sigmoid_scale", "model_prediction_type",
+    "discrete_flow_shift",
 ]
 
 METADATA_KEYS: dict[str, Key] = {f"ss_{n}": Key(n) for n in _SAME_NAME} | {
@@ -146,6 +150,12 @@ def typed(dest: str, raw: str) -> Any:
         return catalog().convert(dest, items if arg.is_list else items[-1])
     except (ValueError, TypeError, OverflowError) as e:  # a 5000-digit number, inf where an int belongs
         if isinstance(e, ConversionError):
+            # another training script may define it otherwise (Lumina's timestep_sampling has nextdit_shift)
+            for script in arg.scripts:
+                try:
+                    return catalog().convert(dest, items if arg.is_list else items[-1], script)
+                except (ValueError, TypeError, OverflowError):
+                    continue
             raise
         raise ConversionError(f"{dest} cannot be {raw[:60]!r}") from None
 
