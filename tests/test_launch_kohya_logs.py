@@ -40,6 +40,9 @@ CASES = {
     "nan_loss": (0, "NaN/inf loss"),
     # the model file memory-mapped under an address-space limit (prlimit --as=7000000000)
     "cpu_oom": (1, "CPU out of memory: Cannot allocate memory (os error 12)"),
+    # the same at 11.5 GB: torch's mmap of the model file fails
+    "cpu_oom_mmap": (1, "CPU out of memory: unable to mmap 4265096260 bytes from file "
+                        "</work/kohya/model/sd15-random.safetensors>: Cannot allocate memory (12)"),
     "ok": (0, None),
 }
 

@@ -21,8 +21,9 @@ _OOM = re.compile(r"CUDA out of memory|OutOfMemoryError|CUDA error: out of memor
                   r"HIP out of memory", re.I)
 _NAN = re.compile(r"\b(?:avr_loss|loss)\s*[=:]\s*(?:nan|-?inf)\b|NaN detected|loss is nan|nan loss|"
                   r"non-finite loss", re.I)
+# torch's allocator, Python's MemoryError, safetensors (a Rust io::Error) and torch's mmap of a model file
 _CPU_OOM = re.compile(r"DefaultCPUAllocator: can't allocate memory[^\n]*|\bMemoryError\b[^\n]*|"
-                      r"Cannot allocate memory \(os error 12\)")
+                      r"unable to mmap [^\n]*Cannot allocate memory[^\n]*|Cannot allocate memory \((?:os error )?12\)")
 # argparse: "train_network.py: error: unrecognized arguments: --network_dimm 8" (ArgumentParser.error)
 _ARGPARSE = re.compile(r"^\S+\.py: error: (unrecognized arguments?|argument [^:]+|the following arguments are "
                        r"required):?\s*(.*)$")
