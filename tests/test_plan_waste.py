@@ -181,3 +181,13 @@ def test_plan_from_python(inert_runs):
     p = plan(good, [bad])
     assert [s.id for s in p.skipped] == ["ofat-bucket-no-upscale"]
     assert p.to_json()["skipped"][0]["kind"] == "inert"
+
+
+def test_bisect_spends_no_round_on_an_inert_change(inert_runs, tmp_path):
+    good, bad = inert_runs
+    out = tmp_path / "bisect"
+    r = CliRunner().invoke(main, ["bisect", "start", "--good", str(good), "--bad", str(bad), "--out", str(out),
+                                  "--json"])
+    assert r.exit_code == 0, r.output
+    state = json.loads((out / "bisect.json").read_text())
+    assert [c["id"] for c in state["change_sets"]] == ["network_dim"]

@@ -19,21 +19,21 @@ import ast
 import hashlib
 import json
 import math
-import os
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from lora_audit.ablate.waste import all_or_nothing, apply, dataset_file, effective_key, inert_reason
 from lora_audit.derive import derive
 from lora_audit.diff import RunDiff, diff_runs
 from lora_audit.errors import EvidenceError
 from lora_audit.kohya.catalog import catalog, category
-from lora_audit.kohya.normalize import normalize
 from lora_audit.kohya.semantics import _data as _semantics
-from lora_audit.kohya.semantics import effective, inert
 from lora_audit.model import Param, Run
+
+__all__ = ["AblationPlan", "ChangeSet", "ParamChange", "SkippedVariant", "VariantSpec", "all_or_nothing",
+           "change_sets", "parse_sweep", "plan"]
 
 Strategy = Literal["ofat", "reverse", "groups", "sweep", "bisect"]
 # derived or evidence-only names that are not written into a kohya config
@@ -141,8 +141,11 @@ def _inert_partners(name: str) -> set[str]:
     return {n.attr for n in ast.walk(ast.parse(rule["when"], mode="eval")) if isinstance(n, ast.Attribute)}
 
 
-def change_sets(good: Run, bad: Run, diff: RunDiff | None = None) -> tuple[list[ChangeSet], list[str]]:
-    """The good→bad effective changes as atomic change sets, and the changes that cannot be ablated."""
+def change_sets(good: Run, bad: Run, diff: RunDiff | None = None, include_inert: bool = False
+                ) -> tuple[list[ChangeSet], list[str]]:
+    """The good→bad effective changes as atomic change sets, and the changes that cannot be ablated. A set kohya
+    ignores on the good run (every change inert) is among the latter unless ``include_inert``, so a bisection
+    spends no training on it."""
     diff = diff or diff_runs([good, bad])
     changes: dict[str, ParamChange] = {}
     excluded: list[str] = []
@@ -192,56 +195,22 @@ def change_sets(good: Run, bad: Run, diff: RunDiff | None = None) -> tuple[list[
             excluded.append(f"{name}: where files go, set per variant")
             continue
         sets.append(ChangeSet(id=name, changes=[ch]))
+    if not include_inert:
+        for cs in list(sets):
+            if why := inert_reason(good, cs.changes):
+                sets.remove(cs)
+                excluded.append(f"{cs.id}: kohya ignores {why}; not trained")
     return sets, excluded
-
-
-def _apply(run: Run, changes: list[ParamChange]) -> Run:
-    """The baseline run as the variant trains it: the changes applied to its parameters."""
-    r = run.model_copy(deep=True)
-    for c in changes:
-        r.params[c.param] = Param(value=c.to, origin="explicit" if c.to_origin != "default" else "default")
-        if c.param == "dataset_config":
-            r.facts["datasets"] = _datasets_of(c.to)
-    return r
-
-
-def _datasets_of(path: Any) -> Any:
-    """The resolved datasets of a dataset TOML (as a run's facts hold them); its path when it cannot be read."""
-    from lora_audit.evidence.dataset_toml import parse_dataset_toml
-
-    if not path:
-        return None
-    try:
-        return [d.model_dump() for d in parse_dataset_toml(Path(str(path))).resolve()]
-    except (EvidenceError, OSError, ValueError):
-        return f"unreadable {path}"
-
-
-def _dataset_file(run: Run) -> str | None:
-    """The dataset TOML a run's ``dataset_config`` names, as the reader found it (the file its values came from)."""
-    ds = run.params.get("dataset_config")
-    if ds is None or ds.origin == "unknown" or not isinstance(ds.value, str):
-        return None
-    name = Path(ds.value).name
-    for p in run.params.values():
-        head = (p.source or "").rpartition(":")[0] or (p.source or "")
-        if head and Path(head).name == name and Path(head).is_file():
-            return str(Path(head).resolve())
-    base = _run_dir(run)
-    for cand in ([base / ds.value] if base is not None else []) + [Path(ds.value)]:
-        if cand.is_file():
-            return str(cand.resolve())
-    return None
 
 
 def _dataset_set(good: Run, bad: Run, changes: dict[str, ParamChange]) -> ChangeSet:
     """The dataset TOML's contents differ: one change set, applied by using the bad run's dataset TOML. It takes
     every changed value either run read from its dataset TOML, since kohya takes a dataset TOML's values before
     the config's (config_util.BlueprintGenerator.generate): written into config.toml they would change nothing."""
-    files = {f for f in (_dataset_file(good), _dataset_file(bad)) if f}
+    files = {f for f in (dataset_file(good), dataset_file(bad)) if f}
     ch = changes.pop("dataset_config")
-    target = _dataset_file(bad)
-    members = [ParamChange(param="dataset_config", **{"from": _dataset_file(good) or ch.from_},
+    target = dataset_file(bad)
+    members = [ParamChange(param="dataset_config", **{"from": dataset_file(good) or ch.from_},
                            to=target or ch.to, to_origin=ch.to_origin)]
     def file_of(run: Run, name: str) -> str | None:
         src = run.params[name].source if name in run.params else None
@@ -259,8 +228,12 @@ def _dataset_set(good: Run, bad: Run, changes: dict[str, ParamChange]) -> Change
     return ChangeSet(id="dataset", changes=members, atomic_reason=reason)
 
 
+# names that say where files go, or which file holds the settings: never part of what a variant trains
+_WHERE = _OUTPUT_ONLY | {"config_file", "dataset_config", "output_config"}
+
+
 def _steps(run: Run, changes: list[ParamChange]) -> int | None:
-    total = derive(_apply(run, changes)).get("total_optimizer_steps")
+    total = derive(apply(run, changes)).get("total_optimizer_steps")
     return total.value if total is not None and total.origin != "unknown" else None
 
 
@@ -271,66 +244,6 @@ def _variant(vid: str, base: Run, changes: list[ParamChange], sets: list[str], p
             script = c.to
     return VariantSpec(id=vid, baseline=base.name, changes=changes, change_sets=sets, purpose=purpose,
                        steps=_steps(base, changes), script=script)
-
-
-def _inert_reason(base: Run, v: VariantSpec) -> str | None:
-    """Why kohya ignores every change of ``v``: each changed parameter is inert in the baseline and in the variant
-    (kohya.semantics [inert]), so the variant trains exactly like its baseline. None when a change may act."""
-    if not v.changes:
-        return None
-    after = _apply(base, v.changes)
-    whys = []
-    for c in v.changes:
-        why = inert(c.param, base) and inert(c.param, after)
-        if not why:
-            return None
-        when = _semantics()["inert"][c.param]["when"]
-        whys.append(f"{c.param} ({when} holds in {base.name} and in the variant: {why})")
-    return "; ".join(whys)
-
-
-# names that say where files go, or which file holds the settings: never part of what a variant trains
-_WHERE = _OUTPUT_ONLY | {"config_file", "dataset_config", "output_config", "image_dir", "train_data_dir",
-                         "reg_data_dir"}
-
-
-def _effective_key(run: Run, drop_inert: bool) -> str:
-    """What kohya trains: every parameter by kohya's meaning (defaults as unset, inert ones dropped), no paths.
-    Two variants with the same key train the same thing."""
-    cat = catalog()
-    items = []
-    for name, p in sorted(run.params.items()):
-        if name in _WHERE:
-            continue
-        if p.origin == "unknown":
-            items.append((name, "?"))
-            continue
-        if drop_inert and inert(name, run):
-            continue
-        value = normalize(name, effective(name, p.value)[0])
-        arg = cat.get(name)
-        if arg is not None and value == normalize(name, effective(name, arg.default)[0]):
-            continue  # at kohya's default: the same as leaving it unset
-        items.append((name, repr(value)))
-    datasets = run.facts.get("datasets")
-    if isinstance(datasets, str):
-        items.append(("dataset_config", datasets))
-    elif datasets and "dataset_config" in run.params:
-        from lora_audit.evidence.dataset_toml import dataset_signature
-
-        items.append(("dataset_config", repr(dataset_signature(datasets, _run_dir(run)))))
-    else:
-        for name in ("train_data_dir", "image_dir", "reg_data_dir"):
-            if name in run.params:
-                items.append((name, repr(run.params[name].value)))
-    return json.dumps(items)
-
-
-def _run_dir(run: Run):
-    if not run.path:
-        return None
-    p = Path(run.path)
-    return p if p.is_dir() else p.parent
 
 
 def has_explicit_settings(run: Run) -> bool:
@@ -383,11 +296,11 @@ def plan(good: Run, bads: list[Run], strategy: str = "ofat", sweeps: list[str] |
 
     def add(v: VariantSpec) -> None:
         base = runs[v.baseline]
-        if not include_inert and (why := _inert_reason(base, v)):
+        if not include_inert and (why := inert_reason(base, v.changes)):
             skipped.append(SkippedVariant(id=v.id, kind="inert", changes=v.changes,
                                           reason=f"kohya ignores {why}; --include-inert trains it"))
             return
-        key = _effective_key(_apply(base, v.changes), drop_inert=not include_inert)
+        key = effective_key(apply(base, v.changes), not include_inert, _WHERE)
         if key in trains:
             skipped.append(SkippedVariant(id=v.id, kind="duplicate", changes=v.changes, same_as=trains[key],
                                           reason=f"trains the same parameters as {trains[key]}"))
@@ -398,9 +311,9 @@ def plan(good: Run, bads: list[Run], strategy: str = "ofat", sweeps: list[str] |
     if control:
         add(_variant("control", good, [], [], f"{good.name} unchanged: measures run-to-run noise"))
     else:  # without a control the baseline is still not worth a training of its own
-        trains[_effective_key(good, drop_inert=not include_inert)] = f"{good.name} (the good run itself)"
+        trains[effective_key(good, not include_inert, _WHERE)] = f"{good.name} (the good run itself)"
     for bad in bads:
-        sets, excl = change_sets(good, bad)
+        sets, excl = change_sets(good, bad, include_inert=True)  # inert variants are listed as skipped below
         excluded.extend(f"{bad.name}: {e}" for e in excl)
         suffix = f"-{_slug(bad.name)}" if len(bads) > 1 else ""
         for cs in sets:
@@ -441,22 +354,6 @@ def plan(good: Run, bads: list[Run], strategy: str = "ofat", sweeps: list[str] |
     return AblationPlan(good=good.name, bad=[b.name for b in bads], strategy=strategy, change_sets=all_sets,
                         variants=variants, excluded=excluded, skipped=skipped, notes=notes,
                         seconds_per_step=seconds_per_step)
-
-
-@contextmanager
-def all_or_nothing(folder: Path | str):
-    """Around writing a study: when ``folder`` did not exist and writing fails, remove what was written, so an
-    error never leaves a half-written study (an existing folder is left as the writer leaves it: its files are
-    written only after every one of them rendered)."""
-    import shutil
-    folder = Path(folder)
-    new = not os.path.lexists(folder)
-    try:
-        yield
-    except BaseException:
-        if new and folder.is_dir() and not folder.is_symlink():
-            shutil.rmtree(folder, ignore_errors=True)
-        raise
 
 
 def _slug(text: str) -> str:
