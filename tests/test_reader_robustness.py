@@ -121,6 +121,30 @@ def test_a_utf16_config_reads_like_utf8(tmp_path, encoding):
     assert {s.name: s.value for s in ev.settings}["network_dim"] == 32
 
 
+@pytest.mark.parametrize("encoding,words", [
+    ("utf-8-sig", "byte order mark, which kohya's toml reader does not skip"),
+    ("utf-16", "the file is utf-16-le, not UTF-8: kohya opens it as UTF-8 and stops"),
+    ("utf-16-be", "the file is utf-16-be without BOM, not UTF-8"),
+    ("utf-8", None),
+])
+def test_a_config_kohya_cannot_read_as_utf8_is_said(tmp_path, encoding, words):
+    # train_util.read_config_from_file: open(config_path, "r", encoding="utf-8") then toml.load (0.10.2)
+    import toml
+
+    p = tmp_path / "config.toml"
+    p.write_bytes(CONFIG.encode(encoding))
+    (ev,) = parse_file(p)
+    said = [w.message for w in ev.warnings if "kohya" in w.message and ("UTF-8" in w.message)]
+    if words is None:
+        assert not said
+        toml.loads(p.read_text(encoding="utf-8"))  # kohya's reading works
+        return
+    assert len(said) == 1 and words in said[0]
+    with pytest.raises((UnicodeDecodeError, toml.TomlDecodeError, KeyError, AssertionError)):
+        parsed = toml.loads(p.read_text(encoding="utf-8"))  # what kohya does with it
+        assert "pretrained_model_name_or_path" in parsed  # a BOM renames the first key: not what was meant
+
+
 @pytest.mark.parametrize("name,data", [
     ("train.sh", "accelerate launch train_network.py --network_dim $\u00e9 --output_name caf\u00e9\n".encode("latin-1")),
     ("train.ps1", ("accelerate launch train_network.py --network_dim 8 --output_name caf\u00e9\n").encode("utf-16")),

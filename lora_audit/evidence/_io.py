@@ -137,25 +137,45 @@ def decode(data: bytes) -> str:
     as Windows cp1252 ("ANSI", what Notepad and cmd.exe save), with Latin-1 for the five bytes cp1252 leaves
     undefined. Bytes that do not decode (a cut UTF-16 pair, a lone surrogate) become U+FFFD.
     """
+    return decode_with_encoding(data)[0]
+
+
+def decode_with_encoding(data: bytes) -> tuple[str, str]:
+    """(text, the encoding it was read as: ``utf-8``, ``utf-8 with BOM``, ``utf-16-le``, ``cp1252``...)."""
     for bom, enc in _BOMS:
         if data.startswith(bom):
-            return data[len(bom):].decode(enc, errors="replace")
+            return data[len(bom):].decode(enc, errors="replace"), ("utf-8 with BOM" if enc == "utf-8" else enc)
     utf16 = _utf16_without_bom(data)
     if utf16:
-        return data.decode(utf16, errors="replace")
+        return data.decode(utf16, errors="replace"), f"{utf16} without BOM"
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         pass
     loose = data.decode("utf-8", errors="replace")
     bad = loose.count("\ufffd")
     good = sum(1 for c in loose if ord(c) > 127 and c != "\ufffd")
     if good and good >= bad:  # UTF-8 with a stray byte (a cut last character): keep the UTF-8 reading
-        return loose
+        return loose, "utf-8 with invalid bytes"
     try:
-        return data.decode("cp1252")
+        return data.decode("cp1252"), "cp1252"
     except UnicodeDecodeError:
-        return "".join(bytes([b]).decode("cp1252", errors="ignore") or chr(b) for b in data)
+        return "".join(bytes([b]).decode("cp1252", errors="ignore") or chr(b) for b in data), "cp1252/latin-1"
+
+
+def kohya_utf8_problem(path: str | os.PathLike, label: str | None = None) -> str | None:
+    """What kohya's own reading of a TOML config does with this file's encoding, when it is not plain UTF-8, else
+    None. ``train_util.read_config_from_file`` opens ``--config_file`` with ``encoding="utf-8"`` and
+    ``config_util.load_user_config`` calls ``toml.load`` (UTF-8 too); toml 0.10.2 does not skip a BOM."""
+    encoding = decode_with_encoding(read_bytes(path, label))[1]
+    if encoding == "utf-8":
+        return None
+    if encoding == "utf-8 with BOM":
+        return ("the file starts with a UTF-8 byte order mark, which kohya's toml reader does not skip: kohya stops "
+                "with a parse error or reads the first key under another name (and ignores it); save it as UTF-8 "
+                "without BOM")
+    return (f"the file is {encoding}, not UTF-8: kohya opens it as UTF-8 and stops (UnicodeDecodeError); read "
+            "here as decoded, save it as UTF-8")
 
 
 def _utf16_without_bom(data: bytes) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lora_audit.evidence._io import kohya_utf8_problem
 from lora_audit.evidence._toml_lines import KeyLines, flatten_sections, read_toml
 from lora_audit.kohya.catalog import catalog
 from lora_audit.kohya.gui_keys import gui_field_note
@@ -35,6 +36,9 @@ def parse_config_toml(path: Path, label: str | None = None) -> Evidence:
     lines = KeyLines(text)
     cat = catalog()
     ev = Evidence(path=label, kind="config_toml")
+    encoding = kohya_utf8_problem(path, label)
+    if encoding:
+        ev.warnings.append(Note(message=encoding, source=f"{label}:1"))
     ignored, mistyped = [], []
     seen: dict[str, str] = {}
     for section, key, value in flatten_sections(data):

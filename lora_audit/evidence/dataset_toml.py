@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from lora_audit.evidence._io import kohya_utf8_problem
 from lora_audit.evidence._toml_lines import KeyLines, read_toml
 from lora_audit.errors import EvidenceError
 from lora_audit.model import Note, Setting
@@ -138,6 +139,9 @@ def parse_dataset_toml(path: Path, label: str | None = None) -> DatasetConfig:
     lines = KeyLines(text)
     subset_keys, dataset_keys, _, _ = _schema()
     warnings: list[Note] = []
+    encoding = kohya_utf8_problem(path, label)
+    if encoding:
+        warnings.append(Note(message=encoding, source=f"{label}:1"))
 
     def level(values: dict, table: str, occ: int, allowed: set[str], where: str) -> Level:
         lns = lines.lines_for_table(table, occ)
