@@ -142,3 +142,20 @@ def test_flux_lora_metadata_gives_the_flow_matching_settings(tmp_path):
         ("shift", 3.1582, 1.0, True)
     assert run["params"]["timestep_sampling"]["origin"] == "explicit"
     assert p["base_architecture"] == "flux" and not run["conflicts"]
+
+
+@pytest.mark.parametrize("arch,module", [("lumina", "networks.lora_lumina"),
+                                         ("hunyuan_image", "networks.lora_hunyuan_image")])
+def test_lumina_and_hunyuan_image_loras(tmp_path, arch, module):
+    from dit_loras import kohya, write_lora
+    from lora_audit.kohya.lora_layout_dit import hunyuan_image_modules, lumina_modules
+
+    mods = lumina_modules(text_encoders="clip") if arch == "lumina" else hunyuan_image_modules()
+    tensors, alphas = kohya(mods, 16, "BF16", 16.0)
+    f = write_lora(tmp_path / "l.safetensors", tensors, None, alphas)
+    p, run = _inspect(f)
+    assert (p["base_architecture"], p["network_module"], p["network_dim"]) == (arch, module, 16)
+    assert not run["warnings"]
+    out = CliRunner().invoke(main, ["infer-dim", str(f.stat().st_size), "--arch", arch, "--json"])
+    best = json.loads(out.output)["candidates"][0]
+    assert (best["arch"], best["network_dim"], best["text_encoder"]) == (arch, 16, arch == "lumina")

@@ -340,6 +340,10 @@ def canonical_arch(arch: Any, dit: bool = False) -> Any:
             return "flux"
         if key in ("sd3", "sd35"):
             return "sd3"
+        if key in ("lumina", "lumina2"):
+            return "lumina"
+        if key in ("hunyuanimage", "hunyuanimage21", "hunyuan"):
+            return "hunyuan_image"
     return _arch(arch)
 
 

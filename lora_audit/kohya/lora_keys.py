@@ -416,6 +416,10 @@ def _expected_modules(s: LoraShapes) -> set[str] | None:
     if s.arch == "sd3":
         variants = [s.variant] if s.variant else list(dit.SD3_VARIANTS)
         return {m.name for v in variants for m in dit.sd3_modules(v, text_encoders="clip+t5")}
+    if s.arch == "lumina":
+        return {m.name for b in dit.LUMINA_TRAIN_BLOCKS for m in dit.lumina_modules(text_encoders="clip", train_blocks=b)}
+    if s.arch == "hunyuan_image":
+        return {m.name for m in dit.hunyuan_image_modules()}
     if s.arch in ARCHES:
         return {m.name for m in modules(s.arch, conv=True)}  # type: ignore[arg-type]
     return None

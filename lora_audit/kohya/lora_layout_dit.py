@@ -26,6 +26,18 @@ blocks 0-12, SD3.5-large depth 38). ``lora_sd3.LoRANetwork`` wraps every Linear 
 ``context_block`` and ``x_block`` of each ``joint_blocks`` entry): ``attn.qkv``, ``attn.proj``, ``attn2.*``,
 ``mlp.fc1``/``fc2``, ``adaLN_modulation.1``; the last block's context block is ``pre_only`` (qkv and modulation to
 2 x hidden only). Text encoders: CLIP-L ``lora_te1``, CLIP-G ``lora_te2``, T5-XXL ``lora_te3`` with train_t5xxl.
+
+Lumina 2 (``library/lumina_models.LuminaParams.get_2b_config``: dim 2304, 26 layers, 24 heads, 8 KV heads,
+2 noise and 2 context refiner blocks, FeedForward hidden 4 x dim rounded to 256). ``lora_lumina.LoRANetwork`` wraps
+the Linears of every ``JointTransformerBlock`` (``attention.qkv``/``out``, ``feed_forward.w1``/``w2``/``w3``,
+``adaLN_modulation.1`` where the block has modulation: not the context refiner) and of ``FinalLayer``; the text
+encoder is Gemma2-2B (``lumina_util.GEMMA2_CONFIG``) as ``lora_te``. ``train_blocks`` = transformer / refiners /
+noise_refiner / context_refiner keep only those blocks (name filters; the final layer goes with "all" only).
+
+HunyuanImage 2.1 (``library/hunyuan_image_models``: hidden 3584, 20 double and 40 single blocks, mlp ratio 4):
+``lora_hunyuan_image`` wraps the Linears of ``MMDoubleStreamBlock`` (``img_mod.linear``, ``img_attn_qkv``,
+``img_attn_proj``, ``img_mlp.fc1``/``fc2`` and the ``txt_`` ones) and ``MMSingleStreamBlock`` (``linear1``,
+``linear2``, ``modulation.linear``); no text encoder modules.
 """
 
 from __future__ import annotations
@@ -49,7 +61,16 @@ CLIP_L = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12)
 CLIP_G = dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32)
 T5XXL = dict(d_model=4096, inner_dim=64 * 64, d_ff=10240, num_layers=24)
 
+# library/lumina_models.py get_2b_config, FeedForward (multiple_of 256), NextDiT (n_refiner_layers 2)
+LUMINA_2B = dict(dim=2304, n_layers=26, n_heads=24, n_kv_heads=8, n_refiner_layers=2, multiple_of=256,
+                 patch_size=2, out_channels=16)
+GEMMA2_2B = dict(hidden_size=2304, intermediate_size=9216, num_hidden_layers=26, num_attention_heads=8,
+                 num_key_value_heads=4, head_dim=256)
+# library/hunyuan_image_models.py HYImageDiffusionTransformer
+HUNYUAN_IMAGE_21 = dict(hidden_size=3584, double=20, single=40, mlp_ratio=4)
+
 FLUX_TRAIN_BLOCKS = ("all", "single", "double")
+LUMINA_TRAIN_BLOCKS = ("all", "transformer", "refiners", "noise_refiner", "context_refiner")
 # text encoder modules in a LoRA: none (U-Net/DiT only), CLIP(s), CLIP(s) + T5-XXL (train_t5xxl=True)
 TEXT_ENCODER_SETS = ("none", "clip", "clip+t5")
 
@@ -191,6 +212,79 @@ def sd3_variant_for_width(width: int, depth: int | None = None, attn2: bool = Fa
     return found[0] if found else None
 
 
+# --- Lumina 2 -------------------------------------------------------------------------------------------------------
+
+def _gemma2(prefix: str = "lora_te") -> list[DitModule]:
+    """Gemma2Attention (q/k/v/o_proj) and Gemma2MLP (gate/up/down_proj) of every layer (Gemma2Model paths)."""
+    c = GEMMA2_2B
+    h, q, kv = c["hidden_size"], c["num_attention_heads"] * c["head_dim"], c["num_key_value_heads"] * c["head_dim"]
+    out: list[DitModule] = []
+    for i in range(c["num_hidden_layers"]):
+        b = f"{prefix}_layers_{i}"
+        out += [DitModule(f"{b}_self_attn_q_proj", h, q), DitModule(f"{b}_self_attn_k_proj", h, kv),
+                DitModule(f"{b}_self_attn_v_proj", h, kv), DitModule(f"{b}_self_attn_o_proj", q, h),
+                DitModule(f"{b}_mlp_gate_proj", h, c["intermediate_size"]),
+                DitModule(f"{b}_mlp_up_proj", h, c["intermediate_size"]),
+                DitModule(f"{b}_mlp_down_proj", c["intermediate_size"], h)]
+    return out
+
+
+@cache
+def lumina_modules(*, text_encoders: str = "none", train_blocks: str = "all") -> tuple[DitModule, ...]:
+    """Every module of a kohya ``networks.lora_lumina`` LoRA of Lumina-Image 2.0 (NextDiT 2B)."""
+    if train_blocks not in LUMINA_TRAIN_BLOCKS:
+        raise ValueError(f"train_blocks must be one of {', '.join(LUMINA_TRAIN_BLOCKS)}, not {train_blocks!r}")
+    c = LUMINA_2B
+    d, hd = c["dim"], c["dim"] // c["n_heads"]
+    ff = c["multiple_of"] * ((4 * d + c["multiple_of"] - 1) // c["multiple_of"])
+    out: list[DitModule] = _gemma2() if text_encoders != "none" else []
+
+    def block(path: str, modulation: bool) -> list[DitModule]:
+        mods = [DitModule(f"{path}_attention_qkv", d, (c["n_heads"] + 2 * c["n_kv_heads"]) * hd),
+                DitModule(f"{path}_attention_out", c["n_heads"] * hd, d),
+                DitModule(f"{path}_feed_forward_w1", d, ff), DitModule(f"{path}_feed_forward_w2", ff, d),
+                DitModule(f"{path}_feed_forward_w3", d, ff)]
+        if modulation:
+            mods.append(DitModule(f"{path}_adaLN_modulation_1", min(d, 1024), 4 * d))
+        return mods
+
+    p = "lora_unet"
+    if train_blocks in ("all", "refiners", "context_refiner"):
+        for i in range(c["n_refiner_layers"]):
+            out += block(f"{p}_context_refiner_{i}", False)
+    if train_blocks in ("all", "refiners", "noise_refiner"):
+        for i in range(c["n_refiner_layers"]):
+            out += block(f"{p}_noise_refiner_{i}", True)
+    if train_blocks in ("all", "transformer"):
+        for i in range(c["n_layers"]):
+            out += block(f"{p}_layers_{i}", True)
+    if train_blocks == "all":
+        out += [DitModule(f"{p}_final_layer_linear", d, c["patch_size"] ** 2 * c["out_channels"]),
+                DitModule(f"{p}_final_layer_adaLN_modulation_1", min(d, 1024), d)]
+    return tuple(out)
+
+
+# --- HunyuanImage 2.1 -----------------------------------------------------------------------------------------------
+
+@cache
+def hunyuan_image_modules() -> tuple[DitModule, ...]:
+    """Every module of a kohya ``networks.lora_hunyuan_image`` LoRA of HunyuanImage 2.1."""
+    c = HUNYUAN_IMAGE_21
+    h, mlp = c["hidden_size"], c["hidden_size"] * c["mlp_ratio"]
+    out: list[DitModule] = []
+    for b in range(c["double"]):
+        for s in ("img", "txt"):
+            base = f"lora_unet_double_blocks_{b}_{s}"
+            out += [DitModule(f"{base}_mod_linear", h, 6 * h), DitModule(f"{base}_attn_qkv", h, 3 * h),
+                    DitModule(f"{base}_attn_proj", h, h), DitModule(f"{base}_mlp_fc1", h, mlp),
+                    DitModule(f"{base}_mlp_fc2", mlp, h)]
+    for b in range(c["single"]):
+        base = f"lora_unet_single_blocks_{b}"
+        out += [DitModule(f"{base}_linear1", h, 3 * h + mlp), DitModule(f"{base}_linear2", h + mlp, h),
+                DitModule(f"{base}_modulation_linear", h, 3 * h)]
+    return tuple(out)
+
+
 # --- layouts for the file-size model --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -209,7 +303,8 @@ class Layout:
 
     def describe(self) -> str:
         bits = [self.variant] if self.variant else []
-        bits += [{"none": "DiT only", "clip": "+ CLIP", "clip+t5": "+ CLIP + T5-XXL"}[self.text_encoders]]
+        te = {"none": "DiT only", "clip": "+ CLIP", "clip+t5": "+ CLIP + T5-XXL"}[self.text_encoders]
+        bits += [te.replace("CLIP", "Gemma2") if self.arch == "lumina" else te]
         bits += list(self.options)
         return ", ".join(bits)
 
@@ -233,6 +328,13 @@ def layouts(arch: str) -> tuple[Layout, ...]:
             for te in TEXT_ENCODER_SETS:
                 opts = ("train_t5xxl=True",) if te == "clip+t5" else ()
                 out.append(Layout("sd3", variant, te, opts, sd3_modules(variant, text_encoders=te)))
+    elif arch == "lumina":
+        for te in ("none", "clip"):  # "clip" stands for the one text encoder, Gemma2
+            for blocks in LUMINA_TRAIN_BLOCKS:
+                opts = (f"train_blocks={blocks}",) if blocks != "all" else ()
+                out.append(Layout("lumina", None, te, opts, lumina_modules(text_encoders=te, train_blocks=blocks)))
+    elif arch == "hunyuan_image":
+        out.append(Layout("hunyuan_image", None, "none", (), hunyuan_image_modules()))
     else:
         raise ValueError(f"no DiT layout for {arch!r}")
     return tuple(out)
