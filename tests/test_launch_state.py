@@ -207,3 +207,32 @@ def test_never_launched_study_has_no_state_and_status_is_fine(tmp_path):
     r = run("status", str(study), "--json")
     assert r.exit_code == 0 and json.loads(r.output)["variants"][0]["state"] == "pending"
     assert not (study / "launch.sqlite").exists()
+
+
+def test_rows_edited_by_hand_read_as_unknown_not_a_crash(tmp_path):
+    study = launched(tmp_path)
+    with sqlite3.connect(study / "launch.sqlite") as c:
+        c.execute("UPDATE attempts SET outputs='{\"not\": \"a list\"}', last_loss='x', exit_code='y' WHERE variant='a'")
+        c.execute("UPDATE attempts SET outputs='not json' WHERE variant='b'")
+        c.execute("INSERT INTO launchers (id, host, pid, started, heartbeat) VALUES ('x', 'h', 'pid', 0, 'beat')")
+    c.close()
+    r = run("status", str(study), "--json")
+    assert r.exit_code == 0, r.output
+    rows = {row["id"]: row for row in json.loads(r.output)["variants"]}
+    assert rows["a"]["outputs"] == [] and rows["a"]["last_loss"] is None and rows["a"]["exit_code"] is None
+    assert rows["b"]["outputs"] == [] and rows["b"]["state"] == "done"
+    assert run("launch", str(study)).exit_code == 0 and runs(study) == ["ran a#1", "ran b#1"]
+
+
+def test_non_regular_files_in_place_of_the_state(tmp_path):
+    study = make_study(tmp_path / "s", {"a": TRAIN})
+    db = study / "launch.sqlite"
+    db.symlink_to("/dev/zero")
+    assert_one_line(run("status", str(study)), "not a regular file")
+    db.unlink()
+    os.mkfifo(db)  # never opened: a FIFO would block the reader
+    assert_one_line(run("launch", str(study)), "not a regular file")
+    db.unlink()
+    db.symlink_to(db.name)  # a loop
+    assert_one_line(run("status", str(study)), "symbolic links")
+    assert runs(study) == []

@@ -149,9 +149,27 @@ class Attempt:
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "Attempt":
-        d = dict(row)
-        d["outputs"] = json.loads(d.get("outputs") or "[]")
+        """A row as we wrote it; a value edited by hand into the wrong type reads as unknown (None), not a crash."""
+        d = {k: v for k, v in dict(row).items() if k in _FIELDS}
+        try:
+            outputs = json.loads(d.get("outputs") or "[]")
+        except (ValueError, RecursionError):
+            outputs = []
+        d["outputs"] = [o for o in outputs if isinstance(o, str)] if isinstance(outputs, list) else []
+        for k, v in d.items():
+            want = _FIELDS[k]
+            if v is not None and k != "outputs" and not isinstance(v, want):
+                d[k] = float(v) if want is float and isinstance(v, int) else None
+        if not isinstance(d.get("variant"), str) or not isinstance(d.get("state"), str):
+            raise sqlite3.DatabaseError(f"attempt row {d.get('id')} has no variant or state")
+        d["attempt"] = d.get("attempt") if isinstance(d.get("attempt"), int) else 0
         return cls(**d)
+
+
+_FIELDS: dict[str, type] = {"id": int, "variant": str, "attempt": int, "state": str, "hash": str, "launcher": str,
+                            "pid": int, "slot": str, "queued_at": float, "started": float, "ended": float,
+                            "exit_code": int, "log": str, "outputs": list, "last_step": int, "total_steps": int,
+                            "last_epoch": str, "last_loss": float, "eta": str, "failure": str, "reused_from": str}
 
 
 def db_path(study: Path) -> Path:
@@ -384,13 +402,18 @@ class _Immediate:
 
 def _alive(launcher_row: sqlite3.Row) -> bool:
     """Is this launcher still running? Same host: its pid exists (and is not a zombie); else a fresh heartbeat."""
-    fresh = time.time() - float(launcher_row["heartbeat"]) < STALE_AFTER
-    if launcher_row["host"] == socket.gethostname():  # the heartbeat also guards against a reused pid
-        return fresh and pid_alive(int(launcher_row["pid"]))
+    try:
+        fresh = time.time() - float(launcher_row["heartbeat"]) < STALE_AFTER
+        if launcher_row["host"] == socket.gethostname():  # the heartbeat also guards against a reused pid
+            return fresh and pid_alive(int(launcher_row["pid"]))
+    except (TypeError, ValueError, OverflowError):  # a row edited by hand: not a launcher we can wait for
+        return False
     return fresh
 
 
 def pid_alive(pid: int) -> bool:
+    if pid <= 0:  # 0 and -1 would name a process group or every process, never one launcher
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
