@@ -159,3 +159,16 @@ def test_lumina_and_hunyuan_image_loras(tmp_path, arch, module):
     out = CliRunner().invoke(main, ["infer-dim", str(f.stat().st_size), "--arch", arch, "--json"])
     best = json.loads(out.output)["candidates"][0]
     assert (best["arch"], best["network_dim"], best["text_encoder"]) == (arch, 16, arch == "lumina")
+
+
+def test_xlabs_flux_lora(tmp_path):
+    from dit_loras import write_lora
+
+    tensors = {}
+    for b in range(19):
+        for lora, out in (("qkv_lora1", 9216), ("qkv_lora2", 9216), ("proj_lora1", 3072), ("proj_lora2", 3072)):
+            tensors[f"double_blocks.{b}.processor.{lora}.down.weight"] = ("BF16", [16, 3072])
+            tensors[f"double_blocks.{b}.processor.{lora}.up.weight"] = ("BF16", [out, 16])
+    p, run = _inspect(write_lora(tmp_path / "x.safetensors", tensors))
+    assert (p["base_architecture"], p["lora_format"], p["network_dim"]) == ("flux", "XLabs", 16)
+    assert "no alpha: scale 1" in run["params"]["network_alpha"]["note"]

@@ -47,7 +47,9 @@ _DOTTED_PREFIXES = [
 _DOTTED_WHATS = [(".lora_A.weight", "lora_down.weight"), (".lora_B.weight", "lora_up.weight"),
                  (".lora_down.weight", "lora_down.weight"), (".lora_up.weight", "lora_up.weight"),
                  (".lora.down.weight", "lora_down.weight"), (".lora.up.weight", "lora_up.weight"),
-                 (".alpha", "alpha"), (".dora_scale", "dora_scale"), (".lora_magnitude_vector", "dora_scale")]
+                 (".alpha", "alpha"), (".dora_scale", "dora_scale"), (".lora_magnitude_vector", "dora_scale"),
+                 # XLabs FLUX LoRAs: double_blocks.0.processor.qkv_lora1.down.weight
+                 (".down.weight", "lora_down.weight"), (".up.weight", "lora_up.weight")]
 _SGM = re.compile(r"^lora_unet_(input_blocks|middle_block|output_blocks)_")
 _TE_LAYER = re.compile(r"^lora_te_text_model_encoder_layers_(\d+)_")
 
@@ -132,6 +134,8 @@ def _split(name: str) -> tuple[str, str, str, str] | None:
                 if module.startswith(prefix):
                     return module, what, part, fmt
             if m is None and "." in module:
+                if ".processor." in module:
+                    return module, what, "unet", "XLabs"
                 return module, what, "unet", "diffusers/peft"  # peft without a component prefix
     return None
 
@@ -176,6 +180,7 @@ def analyse(tensors: dict[str, _Tensor], metadata: dict[str, str] | None = None)
         "OneTrainer": "OneTrainer names: diffusers module paths flattened under lora_transformer_*",
         "ComfyUI/BFL": "original model paths under diffusion_model. (ComfyUI / BFL layout)",
         "diffusers/peft": "diffusers/peft module paths (transformer. / unet. / text_encoder.) with lora_A/lora_B",
+        "XLabs": "XLabs FLUX LoRA: double_blocks.N.processor.{qkv,proj}_lora1/2 with down/up",
     }[s.format]
     if len(formats) > 1:
         s.warnings.append("mixed key formats: " + ", ".join(f"{f} x{n}" for f, n in formats.most_common()))
