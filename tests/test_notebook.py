@@ -261,9 +261,7 @@ def test_a_command_built_at_run_time_still_gives_the_config_it_writes(tmp_path):
         "import toml\nconfig = {'training_arguments': {'train_batch_size': 6, 'max_train_epochs': 10},\n"
         "          'model_arguments': {'pretrained_model_name_or_path': '/content/model.ckpt'}}\n"
         "with open('/content/LoRA/config/config_file.toml', 'w') as f:\n    f.write(toml.dumps(config))",
-        "def train(config):\n    args = ''\n    for k, v in config.items():\n        args += f'--{k}={v} '\n"
-        "    return args\n"
-        "train_args = train({'config_file': '/content/LoRA/config/config_file.toml'})\n"
+        "import os\ntrain_args = ' '.join(f'--{k}={v}' for k, v in os.environ.items() if k.startswith('KOHYA_'))\n"
         "final_args = f'accelerate launch train_network.py {train_args}'\n!{final_args}",
     )
     (ev,) = parse_notebook(p)
@@ -292,3 +290,32 @@ def test_a_loop_over_a_known_config_runs_as_python_would(tmp_path):
     got = {s.name: (s.value, s.source) for s in ev.settings}
     assert set(got) == {"seed", "config_file"}
     assert got["seed"] == (7, f"{p}:cell 1:4")  # the line that sets it, through the comprehension
+
+
+def test_function_return_values_and_dict_update(tmp_path):
+    # Linaqruf/kohya-trainer XL: train_config.update(...) from other cells, eliminate_none_variable(config) that
+    # returns its argument, and a train(config) that builds the command's flags in a loop over a known dict
+    p = notebook(
+        tmp_path / "xl.ipynb",
+        "lora_config = {'additional_network_arguments': {'network_dim': 32, 'network_alpha': 16}}",
+        "import os, toml\n"
+        "train_config = {'training_arguments': {'train_batch_size': 4, 'vae': ''}}\n"
+        "try:\n    train_config.update(lora_config)\nexcept NameError:\n    raise\n"
+        "def eliminate_none_variable(config):\n    for key in config:\n"
+        "        for sub_key in config[key]:\n            if config[key][sub_key] == '':\n"
+        "                config[key][sub_key] = None\n    return config\n"
+        "def write_file(filename, contents):\n    with open(filename, 'w') as f:\n        f.write(contents)\n"
+        "config_path = os.path.join('/content/LoRA/config', 'config_file.toml')\n"
+        "write_file(config_path, toml.dumps(eliminate_none_variable(train_config)))",
+        "def train(config):\n    args = ''\n    for k, v in config.items():\n"
+        "        if isinstance(v, str):\n            args += f'--{k}=\"{v}\" '\n"
+        "        elif isinstance(v, int):\n            args += f'--{k}={v} '\n    return args\n"
+        "train_args = train({'config_file': config_path, 'seed': 11})\n"
+        "final_args = f'accelerate launch sdxl_train_network.py {train_args}'\n!{final_args}",
+    )
+    (ev,) = parse_notebook(p)
+    got = {s.name: s.value for s in ev.settings}
+    assert ev.script == "sdxl_train_network.py"
+    assert got == {"train_batch_size": 4, "network_dim": 32, "network_alpha": 16,
+                   "config_file": "/content/LoRA/config/config_file.toml", "seed": 11}
+    assert {s.name: s.source for s in ev.settings}["network_dim"] == f"{p}:cell 1:1"

@@ -18,6 +18,8 @@ from typing import Any
 
 _MAX_LEN = 100_000
 _ASSIGNED: ContextVar[set[str]] = ContextVar("assigned", default=set())
+# how a call to one of the notebook's own functions is valued (set by the notebook reader while it evaluates)
+CALL_HOOK: ContextVar[Callable[[str, ast.Call], Any] | None] = ContextVar("call_hook", default=None)
 
 
 class Unknown(Exception):
@@ -279,6 +281,14 @@ def _call(n: ast.Call, ev: Callable[[ast.AST], Any]) -> Any:
     if any(isinstance(a, ast.Starred) for a in n.args):
         raise Unknown("*args")
     name = _dotted(n.func)
+    hook = CALL_HOOK.get()
+    if hook is not None and isinstance(n.func, ast.Name):
+        try:
+            return hook(n.func.id, n)
+        except Unknown:
+            if n.func.id not in _FUNCS and n.func.id not in ("isinstance", "list", "tuple", "enumerate", "sorted",
+                                                              "range", "globals"):
+                raise
     if name in ("toml.dumps", "tomlkit.dumps", "tomli_w.dumps", "rtoml.dumps") and n.args:
         data = ev(n.args[0])
         if isinstance(data, dict):

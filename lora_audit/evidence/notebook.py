@@ -30,7 +30,8 @@ import tomlkit
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence._io import read_text
 from lora_audit.evidence._json_lines import parse_json
-from lora_audit.evidence._pyliteral import UNKNOWN_VALUE, Env, TomlText, Unknown, bind, evaluate, iterate
+from lora_audit.evidence._pyliteral import (CALL_HOOK, UNKNOWN_VALUE, Env, TomlText, Unknown, bind, evaluate,
+                                            iterate)
 from lora_audit.evidence.invocation import CREATED_FILES
 from lora_audit.evidence.shell import tokenizer, training_evidence
 from lora_audit.model import Evidence, Note
@@ -168,7 +169,33 @@ class _Walker:
         return f"{self.label}:{getattr(node, 'lineno', 1) + self.first - 1}"
 
     def value(self, node: ast.AST) -> Any:
-        return evaluate(node, self.s.env, self.label, self.first - 1)
+        token = CALL_HOOK.set(self._call_value)
+        try:
+            return evaluate(node, self.s.env, self.label, self.first - 1)
+        finally:
+            CALL_HOOK.reset(token)
+
+    def _call_value(self, name: str, c: ast.Call) -> Any:
+        """The value of a notebook function called in an expression: its body read (side effects included) up to
+        a ``return`` at its top level. Unknown when it returns from inside a branch or a loop."""
+        if name not in self.s.functions or name in self.s.calling or len(self.s.calling) >= 8:
+            raise Unknown(name)
+        node, label, first, shells = self.s.functions[name]
+        self.s.calling.append(name)
+        saved = self._bind(node, c)
+        try:
+            w = _Walker(self.s, label, first, shells)
+            for st in node.body:
+                if isinstance(st, ast.Return):
+                    if st.value is None:
+                        return None
+                    v = w.value(st.value)
+                    return v
+                w.stmt(st, False)
+            return None
+        finally:
+            self.s.calling.pop()
+            self._restore(saved)
 
     def block(self, body: list[ast.stmt], conditional: bool) -> None:
         for st in body:
@@ -283,6 +310,18 @@ class _Walker:
 
     def call(self, c: ast.Call, conditional: bool) -> None:
         name = _dotted(c.func) or ""
+        if name.endswith(".update") and len(c.args) == 1 and not conditional:
+            try:
+                target, other = self.value(c.func.value), self.value(c.args[0])  # type: ignore[attr-defined]
+            except Unknown:
+                target = other = None
+            if isinstance(target, dict) and isinstance(other, dict):
+                target.update(other)
+                env_src = self.s.env.key_sources
+                if id(target) not in env_src:
+                    self.s.env.sources_of(target, {})
+                env_src[id(target)].update(env_src.get(id(other), {}))
+                return
         if name in self.s.functions and name not in self.s.calling and len(self.s.calling) < 8:
             # the function's body as if written here, its parameters bound to the call's values and its local
             # names put back afterwards (an early `return` on a failed check is not followed: the training command

@@ -120,7 +120,15 @@ def _metadata_block(block: CodeBlock, label: str) -> Evidence | None:
     try:
         obj = json.loads(body)
     except (ValueError, RecursionError):
-        return None
+        # an abbreviated dump ("...", {...}) as people paste them: the keys that are written out
+        lenient = re.sub(r"(?m)^\s*(\.\.\.|…),?\s*$", "", body)
+        lenient = re.sub(r"\{\s*(\.\.\.|…)\s*\}", "{}", lenient)
+        lenient = re.sub(r"\[\s*(\.\.\.|…)\s*\]", "[]", lenient)
+        lenient = re.sub(r",(\s*[}\]])", r"\1", lenient)
+        try:
+            obj = json.loads(lenient)
+        except (ValueError, RecursionError):
+            return None
     md = metadata_of(obj)
     if md is None:
         return None

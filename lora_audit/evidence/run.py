@@ -317,8 +317,9 @@ def _load(path: Path, name: str | None, command: tuple[str | Path, int] | None, 
                 artifacts.append(Artifact(name=Path(ep["file"]).name, path=ep["file"],
                                           note=f"{what}: an intermediate save of this run"))
     if not evidences:
+        why = f": {file_warnings[0].source}: {file_warnings[0].message}" if file_warnings else ""
         raise EvidenceError("no evidence of a training run here (scripts, TOML/JSON configs, notes, notebooks, "
-                            ".safetensors)", str(path))
+                            f".safetensors){why}", str(path))
     evidences.sort(key=lambda e: _KIND_ORDER.get(e.kind, 5))
     invocations = [e for e in evidences if e.script or e.complete]
     if len([e for e in invocations if e.script]) > 1:
