@@ -117,7 +117,7 @@ def test_global_sd_scripts_option_and_accelerate_on_path(study, tmp_path):
                env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
     assert r.exit_code == 0, r.output
     log = log_of(study, vid)
-    assert f"sd-scripts: {sd} (--sd-scripts)" in log
+    assert f"sd-scripts: {sd} (lora-audit --sd-scripts)" in log
     assert f"accelerate: {bin_dir / 'accelerate'} launch (accelerate on PATH)" in log
     assert f"accelerate: [launch] [{sd}/train_network.py] [--config_file] [config.toml]" in log
 
@@ -185,3 +185,18 @@ def test_kohya_exit_0_without_a_lora_is_a_failure(study, tmp_path):
     assert r.exit_code == 1, r.output
     assert (f"failed: {vid}: No data found. Please verify arguments (train_data_dir must be the parent of folders "
             "with images)") in r.output
+
+
+def test_global_option_wins_over_the_environment(study, tmp_path):
+    sd, elsewhere = sd_scripts(tmp_path), tmp_path / "elsewhere"
+    py = _exe(tmp_path / "env" / "bin" / "python", FAKE_PYTHON)
+    vid = only_one(study)
+    r = launch("--sd-scripts", str(sd), "launch", str(study), "--only", vid, "--python", str(py), entry=cli_main,
+               env={"LORA_AUDIT_SD_SCRIPTS": str(elsewhere)})
+    assert r.exit_code == 0, r.output
+    assert f"sd={sd}" in log_of(study, vid)
+    # from the environment alone, through the main CLI: labelled as the environment's
+    r = launch("launch", str(study), "--only", vid, "--python", str(py), "--retry", entry=cli_main,
+               env={"LORA_AUDIT_SD_SCRIPTS": str(sd)})
+    assert r.exit_code == 0, r.output
+    assert f"sd-scripts: {sd} ($LORA_AUDIT_SD_SCRIPTS)" in log_of(study, vid, 2)

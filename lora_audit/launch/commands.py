@@ -160,6 +160,15 @@ def status(study: str, as_json: bool, watch: bool) -> None:
 
 
 # -- launch -------------------------------------------------------------------------------------------------------
+def _global_sd_scripts() -> str | None:
+    """The CLI's global ``--sd-scripts`` when given on the command line (click also fills it from
+    $LORA_AUDIT_SD_SCRIPTS, which kohya_env reads itself, after the command line)."""
+    root = click.get_current_context().find_root()
+    value = (root.obj or {}).get("sd_scripts") if isinstance(root.obj, dict) else None
+    source = root.get_parameter_source("sd_scripts")
+    return value if value and source == click.core.ParameterSource.COMMANDLINE else None
+
+
 @click.command("launch")
 @click.argument("study", type=click.Path(exists=True, file_okay=False))
 @click.option("--gpus", help="GPU ids, one slot each (CUDA_VISIBLE_DEVICES per slot), e.g. 0,1.")
@@ -198,7 +207,7 @@ def launch(study: str, gpus: str | None, max_parallel: int, only: tuple[str, ...
     opts = executor.Options(gpus=_split((gpus,)) if gpus else None, max_parallel=max_parallel,
                             only=_split(only) or None, reuse=[Path(r) for r in reuse], retry_failed=retry_failed,
                             retry=retry, sd_scripts=sd_scripts, python=python,
-                            global_sd_scripts=(click.get_current_context().find_root().obj or {}).get("sd_scripts"))
+                            global_sd_scripts=_global_sd_scripts())
     launcher = executor.Launcher(path, opts, echo=(lambda s: None) if as_json else click.echo)
     if dry_run:
         plan = launcher.dry_run()

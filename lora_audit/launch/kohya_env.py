@@ -1,7 +1,7 @@
 """The kohya environment a launch trains with: which sd-scripts checkout and which Python (with accelerate).
 
-Chosen when launching, never when the study was written: ``launch --sd-scripts DIR --python PY``, else
-``$LORA_AUDIT_SD_SCRIPTS`` / ``$LORA_AUDIT_KOHYA_PYTHON`` (or the global ``--sd-scripts``), else the study's
+Chosen when launching, never when the study was written: ``launch --sd-scripts DIR --python PY``, else the
+global ``lora-audit --sd-scripts DIR``, else ``$LORA_AUDIT_SD_SCRIPTS`` / ``$LORA_AUDIT_KOHYA_PYTHON``, else the study's
 recorded checkout when it holds the training scripts, else the repo's ``sd-scripts`` submodule. The Python defaults
 to ``DIR/venv`` or ``DIR/.venv`` when there is one (how sd-scripts' README installs it), else ``accelerate`` on
 PATH. Checked before the first variant starts; the runner (``train.sh``) reads the result from the environment
@@ -82,10 +82,10 @@ def resolve(scripts: list[str], sd_scripts: str | os.PathLike | None = None, pyt
     candidates: list[tuple[Path, str]] = []
     if sd_scripts:
         candidates = [(Path(sd_scripts), "--sd-scripts")]
+    elif global_option:
+        candidates = [(Path(global_option), "lora-audit --sd-scripts")]
     elif os.environ.get(ENV_SD_SCRIPTS):
         candidates = [(Path(os.environ[ENV_SD_SCRIPTS]), f"${ENV_SD_SCRIPTS}")]
-    elif global_option:
-        candidates = [(Path(global_option), "--sd-scripts")]
     else:
         if recorded and Path(recorded).is_absolute():
             candidates.append((Path(recorded), "study.toml"))
