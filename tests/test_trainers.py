@@ -208,3 +208,11 @@ def test_committed_catalog_is_what_the_generator_makes_without_torch(tmp_path):
     assert data["arguments"] == committed["arguments"] and data["scripts"] == committed["scripts"]
     # the generator parses with ast; it never imports sd-scripts (so no torch is needed)
     assert not any(m.startswith(("library.", "networks.")) for m in sys.modules)
+
+
+def test_the_embedded_trainer_refuses_a_flag_of_another_script(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.toml").write_text('pretrained_model_name_or_path = "nomodel"\nnetwork_dim = 4\n')
+    out = CliRunner().invoke(main, ["train", "--config_file", "config.toml", "--ae", "ae.safetensors"])
+    assert out.exit_code == 2 and "--ae is a flux_train_network.py argument" in out.output
+    assert "Traceback" not in out.output

@@ -118,6 +118,11 @@ def _refuse_what_kohya_refuses(ev: Evidence) -> None:
         u = unknown[0]
         hint = f" (did you mean --{u['nearest']}?)" if u.get("nearest") else ""
         raise EvidenceError(f"unrecognized argument {u['flag']}{hint}", u["source"])
+    foreign = ev.facts.get("foreign_flags") or []
+    if foreign:  # a flag of another training script (--ae of flux_train_network.py): its argparse refuses it
+        msg = next((w.message for w in ev.warnings if w.source == foreign[0]["source"]
+                    and w.message.startswith(foreign[0]["flag"] + " ")), f"unrecognized argument {foreign[0]['flag']}")
+        raise EvidenceError(msg, foreign[0]["source"])
     mistyped = ev.facts.get("mistyped") or []
     if mistyped:
         m = mistyped[0]
