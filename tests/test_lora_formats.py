@@ -172,3 +172,16 @@ def test_xlabs_flux_lora(tmp_path):
     p, run = _inspect(write_lora(tmp_path / "x.safetensors", tensors))
     assert (p["base_architecture"], p["lora_format"], p["network_dim"]) == ("flux", "XLabs", 16)
     assert "no alpha: scale 1" in run["params"]["network_alpha"]["note"]
+
+
+def test_anima_lora_is_told_by_its_block_names(tmp_path):
+    # lora_anima wraps Block's self_attn/cross_attn q/k/v/output_proj and mlp layer1/layer2 (anima_models.Block)
+    from dit_loras import write_lora
+
+    tensors = {}
+    for b in range(2):
+        for layer in ("self_attn_q_proj", "cross_attn_k_proj", "mlp_layer1"):
+            tensors[f"lora_unet_blocks_{b}_{layer}.lora_down.weight"] = ("BF16", [8, 2048])
+            tensors[f"lora_unet_blocks_{b}_{layer}.lora_up.weight"] = ("BF16", [2048, 8])
+    p, _ = _inspect(write_lora(tmp_path / "a.safetensors", tensors))
+    assert (p["base_architecture"], p["network_module"], p["network_dim"]) == ("anima", "networks.lora_anima", 8)
