@@ -319,3 +319,18 @@ def test_function_return_values_and_dict_update(tmp_path):
     assert got == {"train_batch_size": 4, "network_dim": 32, "network_alpha": 16,
                    "config_file": "/content/LoRA/config/config_file.toml", "seed": 11}
     assert {s.name: s.source for s in ev.settings}["network_dim"] == f"{p}:cell 1:1"
+
+
+def test_a_script_the_notebook_writes_and_runs(tmp_path):
+    # Linaqruf/kohya-trainer's fast trainer: an f-string command written to a .sh, then `!./train.sh`
+    p = notebook(
+        tmp_path / "fast.ipynb",
+        "network_dim = 128\nv2 = False\nmodel = '/content/model.safetensors'\n"
+        'train_command = f"""\naccelerate launch train_network.py \\\\\n'
+        '  {"--v2" if v2 else ""} \\\\\n  --pretrained_model_name_or_path={model} \\\\\n'
+        '  --network_dim={format(network_dim)}\n"""\n'
+        'f = open("./train.sh", "w")\nf.write(train_command)\nf.close()\n!chmod +x ./train.sh\n!./train.sh',
+    )
+    (ev,) = parse_notebook(p)
+    assert {s.name: s.value for s in ev.settings} == {"pretrained_model_name_or_path": "/content/model.safetensors",
+                                                      "network_dim": 128}

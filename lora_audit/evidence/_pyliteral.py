@@ -64,7 +64,16 @@ _CMP: dict[type, Callable[[Any, Any], bool]] = {
     ast.Is: lambda a, b: a is b, ast.IsNot: lambda a, b: a is not b,
 }
 _FUNCS: dict[str, Callable[..., Any]] = {"int": int, "float": float, "str": str, "bool": bool, "len": len,
-                                         "round": round, "min": min, "max": max, "abs": abs}
+                                         "round": round, "min": min, "max": max, "abs": abs, "repr": repr}
+
+
+def _format(value: Any, spec: str = "") -> str:
+    if any(len(d) > 3 for d in re.findall(r"\d+", spec)):
+        raise Unknown("format width")
+    return format(value, spec)
+
+
+_FUNCS["format"] = _format
 _STR_METHODS = {"strip", "lstrip", "rstrip", "lower", "upper", "replace", "split", "join", "title",
                 "startswith", "endswith"}
 _PATH_FUNCS: dict[str, Callable[..., Any]] = {"join": posixpath.join, "basename": posixpath.basename,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import json
+import posixpath
 import re
 import shlex
 import shutil
@@ -43,6 +44,7 @@ _SHELL_ASSIGN = re.compile(r"^(\s*)[\w., ]+=\s*!")
 _EXPAND = re.compile(r"\$\$|\{([^{}]+)\}|\$([A-Za-z_]\w*)")
 _SUBPROCESS = {"subprocess.run", "subprocess.call", "subprocess.check_call", "subprocess.check_output",
                "subprocess.Popen", "sp.run", "sp.call", "sp.Popen"}
+_RUN_SCRIPT = re.compile(r"^\s*(?:(?:bash|sh|source|\.)\s+)?(\S+\.(?:sh|bash))\s*$")
 _TRAINING_HINT = re.compile(r"train\w*\.py|fine_tune\.py|accelerate\s+launch")
 
 
@@ -74,6 +76,7 @@ class Session:
     texts: dict[str, str] = field(default_factory=dict)  # unknown variable -> the expression that sets it
     used: set[str] = field(default_factory=set)  # created files a read command includes
     unread: list[str] = field(default_factory=list)  # sources of training commands built at run time
+    scripts: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # written .sh: text, cell, first line
 
     def close(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -207,6 +210,10 @@ class _Walker:
         if isinstance(st, ast.Pass) and st.lineno in self.shells:
             sh = self.shells[st.lineno]
             _shell(self.s, sh, self.label, self.first, conditional)
+        elif isinstance(st, ast.Assign) and len(st.targets) == 1 and isinstance(st.targets[0], ast.Name) and \
+                _open_for_write(st.value, self) is not None:
+            self.open_files[st.targets[0].id] = _open_for_write(st.value, self) or ""  # f = open(path, "w")
+            env.forget(st.targets[0].id)
         elif isinstance(st, (ast.Assign, ast.AnnAssign)) and st.value is not None:
             targets = st.targets if isinstance(st, ast.Assign) else [st.target]
             try:
@@ -348,6 +355,13 @@ class _Walker:
                 return
             if isinstance(v, TomlText):
                 self.write_config(v.data, f, c)
+            elif isinstance(v, str) and f.endswith((".sh", ".bash")):
+                # a shell script the notebook writes and then runs (`!./train.sh`): its text, lines from the line
+                # that sets it (an f"""...""" starting on that line)
+                arg = c.args[0]
+                src = self.s.env.sources.get(arg.id) if isinstance(arg, ast.Name) else None
+                line = int(src.rsplit(":", 1)[1]) if src else c.lineno + self.first - 1
+                self.s.scripts[posixpath.basename(f)] = (v, self.label, line)
         elif name in _SUBPROCESS or name in ("os.system", "get_ipython.system") or name.endswith(".system"):
             if not c.args:
                 return
@@ -546,6 +560,10 @@ def _shell(s: Session, sh: _Shell, label: str, first_line: int, conditional: boo
         unknown: list[str] = []
     else:
         text, unknown = expand(sh.text, s.env)
+    run = _RUN_SCRIPT.match(text)
+    if run and posixpath.basename(run.group(1)) in s.scripts:
+        body, label, line = s.scripts[posixpath.basename(run.group(1))]
+        text, unknown = body, []
     if not _TRAINING_HINT.search(text):
         if any(_TRAINING_HINT.search(s.texts.get(u.strip(), "")) for u in unknown):
             s.unread.append(f"{label}:{line}")
