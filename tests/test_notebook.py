@@ -334,3 +334,15 @@ def test_a_script_the_notebook_writes_and_runs(tmp_path):
     (ev,) = parse_notebook(p)
     assert {s.name: s.value for s in ev.settings} == {"pretrained_model_name_or_path": "/content/model.safetensors",
                                                       "network_dim": 128}
+
+
+def test_loop_bombs_and_deep_nesting_end_with_a_note(tmp_path):
+    p = notebook(tmp_path / "bomb.ipynb",
+                 "for a in range(1000):\n    for b in range(1000):\n        for c in range(1000):\n            x = 1",
+                 "y = " + "(" * 5000 + "1" + ")" * 5000,
+                 "z = " + "[" * 300 + "]" * 300,
+                 "!accelerate launch train_network.py --seed 4")
+    evs = parse_notebook(p)  # the loops stop at the statement budget: a note, not a hang
+    assert evs == [] or {s.name: s.value for s in evs[0].settings} == {"seed": 4}
+    r = CliRunner().invoke(main, ["inspect", str(p)])
+    assert r.exit_code in (0, 2) and "Traceback" not in r.output

@@ -211,6 +211,8 @@ def evaluate(node: ast.AST, env: Env, label: str | None = None, line_offset: int
     token = _ASSIGNED.set(env.assigned)
     try:
         v = ev(node)
+    except (RecursionError, MemoryError, OverflowError, ValueError, TypeError, AttributeError) as e:
+        raise Unknown(type(e).__name__) from None
     finally:
         _ASSIGNED.reset(token)
     if v is UNKNOWN_VALUE:

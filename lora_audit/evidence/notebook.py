@@ -44,6 +44,14 @@ _SHELL_ASSIGN = re.compile(r"^(\s*)[\w., ]+=\s*!")
 _EXPAND = re.compile(r"\$\$|\{([^{}]+)\}|\$([A-Za-z_]\w*)")
 _SUBPROCESS = {"subprocess.run", "subprocess.call", "subprocess.check_call", "subprocess.check_output",
                "subprocess.Popen", "sp.run", "sp.call", "sp.Popen"}
+# Statements read per notebook (loops over known values are unrolled): past it, the rest is not read.
+_STEP_BUDGET = 50_000
+
+
+class _OverBudget(Exception):
+    pass
+
+
 _RUN_SCRIPT = re.compile(r"^\s*(?:(?:bash|sh|source|\.)\s+)?(\S+\.(?:sh|bash))\s*$")
 _TRAINING_HINT = re.compile(r"train\w*\.py|fine_tune\.py|accelerate\s+launch")
 
@@ -77,6 +85,7 @@ class Session:
     used: set[str] = field(default_factory=set)  # created files a read command includes
     unread: list[str] = field(default_factory=list)  # sources of training commands built at run time
     scripts: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # written .sh: text, cell, first line
+    steps: int = 0
 
     def close(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -154,13 +163,25 @@ def run_cell(s: Session, text: str, label: str, first_line: int) -> None:
         i += 1
     try:
         tree = ast.parse("\n".join(py))
+    except (RecursionError, MemoryError, ValueError):
+        s.notes.append(Note(message="a cell too deeply nested to read: not read", source=label))
+        return
     except SyntaxError as e:
         s.notes.append(Note(message=f"not Python ({e.msg}): only its ! lines are read",
                             source=f"{label}:{(e.lineno or 1) + first_line - 1}"))
         for sh in shells.values():
             _shell(s, sh, label, first_line)
         return
-    _Walker(s, label, first_line, shells).block(tree.body, conditional=False)
+    if s.steps > _STEP_BUDGET:
+        return
+    try:
+        _Walker(s, label, first_line, shells).block(tree.body, conditional=False)
+    except _OverBudget:
+        s.notes.append(Note(message=f"more code than is read ({_STEP_BUDGET:,} statements, loops unrolled): the "
+                                    "rest of this code is not read", source=label))
+    except RecursionError:
+        s.notes.append(Note(message="code nested too deeply to follow: the rest of this cell is not read",
+                            source=label))
 
 
 class _Walker:
@@ -206,6 +227,9 @@ class _Walker:
 
     def stmt(self, st: ast.stmt, conditional: bool) -> None:
         env = self.s.env
+        self.s.steps += 1
+        if self.s.steps > _STEP_BUDGET:
+            raise _OverBudget()
         self._unread_calls(st)
         if isinstance(st, ast.Pass) and st.lineno in self.shells:
             sh = self.shells[st.lineno]
