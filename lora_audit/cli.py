@@ -195,11 +195,12 @@ def _pick_runs(runs: tuple[str, ...], good: str, bads: tuple[str, ...]):
 @click.option("--force", is_flag=True, help="Regenerate files of an existing study even where they were edited.")
 @click.option("--include-inert", is_flag=True,
               help="Also train changes kohya ignores (e.g. bucket_no_upscale while enable_bucket is off).")
+@click.option("--log", is_flag=True, help="Give every variant a logging_dir (logs/) even if the baseline had none.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.pass_context
 @handles_errors
 def ablate(ctx, runs, good, bads, strategy, sweeps, no_control, out, backend, seconds, dry_run, force, include_inert,
-           as_json):
+           log, as_json):
     """Plan and write minimal-change retraining variants (a study folder kohya can run as is)."""
     from lora_audit.ablate.emit import write_study
     from lora_audit.ablate.plan import plan
@@ -220,7 +221,7 @@ def ablate(ctx, runs, good, bads, strategy, sweeps, no_control, out, backend, se
 
         with all_or_nothing(folder):  # an error leaves no half-written new study behind
             write_study(p, {r.name: r for r in [g, *b]}, folder, backend,
-                        str(sd_scripts_path(ctx.obj.get("sd_scripts"))), inputs=list(runs), force=force)
+                        str(sd_scripts_path(ctx.obj.get("sd_scripts"))), inputs=list(runs), force=force, log=log)
     if as_json:
         _echo_json({"study": str(folder), "written": not dry_run, **p.to_json()})
         return
@@ -259,17 +260,18 @@ def _print_bisect(data: dict, as_json: bool, study: Path) -> None:
 @click.option("--parallel", default=2, show_default=True, help="Variants per round (trained side by side).")
 @click.option("--backend", type=click.Choice(["kohya", "builtin"]), default="kohya", show_default=True)
 @click.option("--force", is_flag=True, help="Regenerate files of an existing study even where they were edited.")
+@click.option("--log", is_flag=True, help="Give every variant a logging_dir (logs/) even if the baseline had none.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @handles_errors
-def bisect_start(ctx, runs, good, bad, out, parallel, backend, force, as_json):
+def bisect_start(ctx, runs, good, bad, out, parallel, backend, force, log, as_json):
     """Start a bisection: writes the study and the first round's variants."""
     from lora_audit.ablate import study as st
     from lora_audit.settings import sd_scripts_path
 
     g, b, _ = _pick_runs(runs, good, (bad,))
     bs = st.start(g, b[0], Path(out), parallel, backend, str(sd_scripts_path(ctx.obj.get("sd_scripts"))),
-                  inputs=list(runs), force=force)
+                  inputs=list(runs), force=force, log=log)
     _print_bisect(st.status_json(bs), as_json, Path(out))
 
 

@@ -56,13 +56,21 @@ def test_variant_of_a_toml_baseline_is_the_file_with_only_the_changed_lines(tmp_
     changed = _changed_lines(original, variant)
     removed = [l for l in changed if l.startswith("-")]
     added = [l for l in changed if l.startswith("+")]
-    # only network_dim and the per-variant output name/dir and logging dir
+    # only network_dim and the per-variant output name/dir (no logging_dir: the run had none and --log was not given)
     assert removed == ["-network_dim = 32      # rank", '-output_name = "mine"']
-    assert {l.split("=")[0].strip("+ ") for l in added} == {"network_dim", "output_name", "output_dir", "logging_dir"}
+    assert {l.split("=")[0].strip("+ ") for l in added} == {"network_dim", "output_name", "output_dir"}
+    assert "+network_dim = 64      # rank" in added  # edited at its line: the user's comment kept
     assert "# my SD1.5 config" in variant and "[network]" in variant  # comments and sections kept
     control = (out / "control" / "config.toml").read_text()
-    assert {l.split("=")[0].strip("+- ") for l in _changed_lines(original, control)} == {
-        "output_name", "output_dir", "logging_dir"}
+    assert {l.split("=")[0].strip("+- ") for l in _changed_lines(original, control)} == {"output_name", "output_dir"}
+    # --log: a logging_dir in every variant, recorded in variant.json's changes
+    r = CliRunner().invoke(main, ["ablate", "--good", str(good), "--bad", str(bad), "--out", str(tmp_path / "s2"),
+                                  "--log"])
+    assert r.exit_code == 0, r.output
+    assert tomllib.loads((tmp_path / "s2" / "control" / "config.toml").read_text())["logging_dir"] == "logs"
+    record = json.loads((tmp_path / "s2" / "control" / "variant.json").read_text())
+    assert {"param": "logging_dir", "from": None, "to": "logs", "to_origin": "explicit",
+            "per_variant": True} in record["changes"]
 
 
 def test_generated_configs_parse_with_both_toml_readers_and_use_kohya_keys_and_types(tmp_path):
@@ -183,7 +191,7 @@ def test_script_baseline_variant_is_the_script_with_only_the_changed_lines(tmp_p
     edited = (out / "ofat-network-dim" / "runpod_train_sd15.sh").read_text()
     changed = _changed_lines(original, edited)
     assert [l for l in changed if l.startswith("-")] == [
-        '-  --output_dir="$OUT_DIR" \\', '-  --output_name="$NAME" \\', "-  --network_dim=32 \\", "-  --seed=42"]
+        '-  --output_dir="$OUT_DIR" \\', '-  --output_name="$NAME" \\', "-  --network_dim=32 \\"]
     assert "+  --network_dim=128 \\" in changed
     removed = _changed_lines(original, (out / "ofat-shuffle-caption" / "runpod_train_sd15.sh").read_text())
     assert "-  --shuffle_caption \\" in removed and "-  --keep_tokens=2 \\" in removed

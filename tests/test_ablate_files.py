@@ -76,8 +76,8 @@ def test_foreign_non_toml_baseline_in_out_is_one_line(runs, tmp_path):
     _one_line_error(_ablate(good, bad, out))
     # inside a study of this tool, a baseline damaged by hand is one line naming it
     assert _ablate(good, bad, tmp_path / "s2").exit_code == 0
-    (tmp_path / "s2" / "baseline-good.toml").write_bytes(b"[[[\xff\xfe not toml")
-    _one_line_error(_ablate(good, bad, tmp_path / "s2"), "baseline-good.toml")
+    (tmp_path / "s2" / "baseline-good" / "config.toml").write_bytes(b"[[[\xff\xfe not toml")
+    _one_line_error(_ablate(good, bad, tmp_path / "s2"), "baseline-good/config.toml")
 
 
 # --- hand edits ----------------------------------------------------------------------------------------------------

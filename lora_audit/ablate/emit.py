@@ -25,7 +25,9 @@ from tomlkit.exceptions import TOMLKitError
 
 from lora_audit.ablate.files import (RUNNER, STUDY_FILE, check_id, check_out, comment_text, commit,
                                      parse_toml, read_study_meta, read_text)
+from lora_audit.ablate.layout import Layout, layout_of, source_of
 from lora_audit.ablate.plan import _NOT_CONFIG, AblationPlan, VariantSpec
+from lora_audit.ablate.toml_edit import Edit, TomlEditError, edit_toml, set_key
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence._io import read_text as read_evidence
 from lora_audit.kohya.catalog import CATEGORIES, catalog, category
@@ -38,32 +40,21 @@ _TOOL_FILES = {"config.toml", "dataset.toml", "variant.json", RUNNER, "script-no
 
 
 def _source_file(source: str | None) -> str | None:
-    if not source:
-        return None
-    head, _, tail = source.rpartition(":")
-    return head if tail.isdigit() or tail else source
+    return source_of(source)[0]
 
 
-def baseline_config(run: Run) -> tuple[str, str | None]:
-    """(config TOML text, dataset TOML path or None) the variants of ``run`` start from."""
-    toml_ev = [e for e in run.evidence if e.kind == "config_toml"]
-    scripts = [e for e in run.evidence if e.kind in ("shell", "bat", "ps1", "notes", "gui_json")]
-    dataset = None
-    ds = run.params.get("dataset_config")
-    if ds is not None and ds.origin == "explicit" and run.path:
-        for cand in (Path(run.path) / str(ds.value), Path(str(ds.value))):
-            if cand.is_file():
-                dataset = str(cand)
-                break
-        else:
-            matches = sorted(Path(run.path).rglob(Path(str(ds.value)).name)) if Path(run.path).is_dir() else []
-            dataset = str(matches[0]) if matches else None
-    if toml_ev and not scripts:
-        return read_evidence(toml_ev[0].path), dataset
+def baseline_config(run: Run, lay: Layout | None = None) -> tuple[str, str | None]:
+    """(config TOML text, dataset TOML path or None) the variants of ``run`` start from: the user's own config TOML
+    (its own evidence, or the one the script's ``--config_file`` names), else a config rebuilt from the run's
+    explicit values (values the dataset TOML sets stay in the dataset TOML)."""
+    lay = lay or layout_of(run)
+    dataset = str(lay.dataset) if lay.dataset else None
+    if lay.config is not None:
+        return read_evidence(lay.config), dataset
     explicit = {k: p for k, p in run.params.items() if p.origin == "explicit" and k not in _NOT_WRITTEN
-                and k in catalog()}
+                and k in catalog() and lay.where(run, k)[0] != "dataset"}
     if not explicit:
-        raise EvidenceError(f"{run.name} has no explicit training settings to build a config from "
+        raise EvidenceError(f"{comment_text(run.name)} has no explicit training settings to build a config from "
                             "(only inferred or unknown values)")
     doc = tomlkit.document()
     doc.add(tomlkit.comment(f"kohya config of run {comment_text(run.name)}, rebuilt by lora-audit from its evidence:"))
@@ -94,70 +85,115 @@ def _toml_value(name: str, value: Any):
     return value
 
 
-def _tables(doc) -> list:
-    out = [doc]
-    for _, v in doc.items():
-        if isinstance(v, (tomlkit.items.Table,)):
-            out.append(v)
-        elif isinstance(v, tomlkit.items.AoT):
-            for t in v:
-                out.append(t)
-                for _, sub in t.items():
-                    if isinstance(sub, tomlkit.items.AoT):
-                        out.extend(sub)
+def _set(doc, key: str, value: Any, remove: bool, comment: str | None = None) -> bool:
+    return set_key(doc, key, value, remove, comment)
+
+
+def _flat(text: str) -> dict:
+    try:
+        data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError):
+        return {}
+    out = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    for v in data.values():
+        if isinstance(v, dict):
+            out.update(v)
     return out
 
 
-def _set(doc, key: str, value: Any, remove: bool, comment: str | None = None) -> bool:
-    """Edit ``key`` where it is (any table); add it at the top when absent. True if the document had it."""
-    found = False
-    item = tomlkit.item(value) if not remove else None
-    if item is not None and comment:
-        item.comment(comment_text(comment))
-    for t in _tables(doc):
-        if key in t:
-            found = True
-            if remove:
-                del t[key]
-            else:
-                t[key] = item
-    if not found and not remove:
-        doc[key] = item
-    return found
+def _logs(run: Run | None, lay: Layout | None, log: bool) -> str | None:
+    """Where logging_dir is set per variant: 'config', 'script', or None (not at all: nothing is added silently;
+    the baseline had one, or --log asked for it)."""
+    p = run.params.get("logging_dir") if run is not None else None
+    if p is not None and p.origin == "explicit":
+        where = lay.where(run, "logging_dir")[0] if lay is not None else None
+        return "script" if where == "script" and lay.config_from_script else "config"
+    return "config" if log else None
 
 
-def variant_config(base_text: str, v: VariantSpec, output_name: str, base_label: str = "the baseline config") -> str:
-    try:
-        doc = tomlkit.parse(base_text)
-    except (TOMLKitError, ValueError, RecursionError) as e:
-        raise EvidenceError(f"not a TOML file lora-audit can edit: {comment_text(str(e))[:200]}", base_label) from None
+def variant_config(base_text: str, v: VariantSpec, output_name: str, base_label: str = "the baseline config",
+                   run: Run | None = None, lay: Layout | None = None, line_edits: bool = False,
+                   log: bool = False) -> str:
+    """The baseline config with only the variant's values edited: at the lines they came from (``line_edits``,
+    when the text is the user's file as the provenance saw it), else where their key is; plus the per-variant
+    output dir/name (and logging dir, see ``_logs``). A value the script sets as a flag next to ``--config_file``
+    stays a flag (the runner passes it), since the command line wins over the config in kohya."""
+    edits: list[Edit] = []
+
+    def line_of(name: str) -> int | None:
+        if not line_edits or run is None or lay is None:
+            return None
+        where, line = lay.where(run, name)
+        return line if where == "config" else None
+
     for c in v.changes:
         if c.param in _NOT_WRITTEN or c.via:  # via: set by the dataset TOML the variant uses
             continue
-        _set(doc, c.param, _toml_value(c.param, c.to), remove=c.to_origin == "default" or c.to is None,
-             comment=f"lora-audit {v.id}: was {c.from_!r}" + (" (inferred value)" if c.to_origin == "inferred" else ""))
-    for key, value in (("output_dir", "output"), ("output_name", output_name), ("logging_dir", "logs")):
-        _set(doc, key, value, remove=False, comment="lora-audit: per-variant output")
-    if "dataset_config" in doc or any("dataset_config" in t for t in _tables(doc)):
-        _set(doc, "dataset_config", "dataset.toml", remove=False)
-    text = tomlkit.dumps(doc)
-    tomllib.loads(text)  # what we write must parse
-    return text
+        if run is not None and lay is not None and lay.config_from_script and lay.where(run, c.param)[0] == "script":
+            continue
+        if run is not None and lay is not None and lay.where(run, c.param)[0] == "dataset":
+            continue  # the dataset TOML's value wins over the config's: edited there (variant_dataset)
+        edits.append(Edit(c.param, _toml_value(c.param, c.to), c.to_origin == "default" or c.to is None,
+                          line_of(c.param), f"lora-audit {v.id}: was {c.from_!r}"
+                          + (" (inferred value)" if c.to_origin == "inferred" else "")))
+    outputs = [("output_dir", "output"), ("output_name", output_name)]
+    if _logs(run, lay, log) == "config":
+        outputs.append(("logging_dir", "logs"))
+    for key, value in outputs:
+        edits.append(Edit(key, value, False, line_of(key), "lora-audit: per-variant output"))
+    if "dataset_config" in _flat(base_text):
+        edits.append(Edit("dataset_config", "dataset.toml", False, line_of("dataset_config")))
+    try:
+        return edit_toml(base_text, edits)
+    except TomlEditError as e:
+        raise EvidenceError(str(e), base_label) from None
 
 
-def runner_script(v: VariantSpec, backend: str, sd_scripts: str, has_dataset: bool) -> str:
-    """The tool's runner (``lora-audit-run.sh``): runs kohya (or the built-in trainer) on the variant's config.
-    Values are shell words quoted with shlex; the comment lines hold only ``comment_text``."""
+def _dataset_value(name: str, value: Any) -> Any:
+    """A value as a dataset TOML writes it: resolution is an int or [width, height] there
+    (config_util.ConfigSanitizer: __validate_and_convert_scalar_or_twodim), not kohya's "W,H" string."""
+    if name == "resolution":
+        parts = [int(float(x)) for x in str(value).replace("x", ",").split(",") if x.strip()] \
+            if not isinstance(value, (list, tuple)) else [int(x) for x in value]
+        return parts[0] if len(parts) == 1 else parts
+    return value
+
+
+def variant_dataset(text: str, v: VariantSpec, run: Run, lay: Layout, label: str) -> str:
+    """The dataset TOML with the variant's changes of values it sets edited at their lines (kohya takes the dataset
+    TOML's values before the config's: config_util.BlueprintGenerator.generate)."""
+    edits = []
+    for c in v.changes:
+        if c.param in _NOT_WRITTEN or c.via:
+            continue
+        where, line = lay.where(run, c.param)
+        if where == "dataset":
+            edits.append(Edit(c.param, _dataset_value(c.param, c.to), c.to_origin == "default" or c.to is None, line))
+    if not edits:
+        return text
+    try:
+        return edit_toml(text, edits, by_key=False)
+    except (TomlEditError, ValueError) as e:
+        raise EvidenceError(f"cannot edit the dataset TOML for {v.id}: {e}", label) from None
+
+
+def runner_script(v: VariantSpec, backend: str, sd_scripts: str, has_dataset: bool,
+                  launcher: list[str] = (), flags: list[str] = ()) -> str:
+    """The tool's runner (``lora-audit-run.sh``): runs kohya (or the built-in trainer) on the variant's config,
+    with the accelerate options the user wrote (``launcher``) and the script's own flags (``flags``, already
+    shell words). Values are shell words quoted with shlex; the comment lines hold only ``comment_text``."""
     q = shlex.quote
     lines = ["#!/usr/bin/env bash", f"# variant {comment_text(v.id)}: {comment_text(v.purpose)}",
              "# generated by lora-audit ablate; edit config.toml, not this file", "set -euo pipefail",
              'cd "$(dirname "$0")"']
-    args = ["--config_file", "config.toml"] + (["--dataset_config", "dataset.toml"] if has_dataset else [])
+    args = " ".join(q(a) for a in ["--config_file", "config.toml"]
+                    + (["--dataset_config", "dataset.toml"] if has_dataset else []))
+    args += "".join(" " + f for f in flags)
     if backend == "builtin":
         # the Python that wrote the study has lora-audit installed; LORA_AUDIT_PYTHON overrides it elsewhere
         lines.append("DEFAULT_PYTHON=" + q(sys.executable))
         lines.append('PYTHON="${LORA_AUDIT_PYTHON:-$DEFAULT_PYTHON}"')
-        lines.append('exec "$PYTHON" -m lora_audit.train ' + " ".join(q(a) for a in args))
+        lines.append('exec "$PYTHON" -m lora_audit.train ' + args)
     else:
         lines.append("DEFAULT_SD_SCRIPTS=" + q(sd_scripts))
         lines.append('SD_SCRIPTS="${LORA_AUDIT_SD_SCRIPTS:-$DEFAULT_SD_SCRIPTS}"')
@@ -165,20 +201,49 @@ def runner_script(v: VariantSpec, backend: str, sd_scripts: str, has_dataset: bo
         lines.append("ACCELERATE=(accelerate launch)")
         lines.append('[ -z "${LORA_AUDIT_KOHYA_PYTHON:-}" ] || '
                      'ACCELERATE=("$LORA_AUDIT_KOHYA_PYTHON" -m accelerate.commands.launch)')
-        lines.append(f'exec "${{ACCELERATE[@]}}" "$SD_SCRIPTS"/{q(v.script)} ' + " ".join(q(a) for a in args))
+        opts = "".join(" " + q(w) for w in launcher)
+        lines.append(f'exec "${{ACCELERATE[@]}}"{opts} "$SD_SCRIPTS"/{q(v.script)} ' + args)
     return "\n".join(lines) + "\n"
 
 
 train_script = runner_script  # the name it had when the runner was called train.sh
 
 
-def _baseline_text(out: Path, run: Run) -> tuple[str, str | None, str, bool]:
-    """(baseline TOML text, dataset TOML path, its file name in the study, whether to write it). A baseline the
+def _script_flags(run: Run, lay: Layout, v: VariantSpec, output_name: str, log: bool) -> list[str]:
+    """The flags the user's script passes next to ``--config_file`` (they override the config), with the
+    variant's values, as shell words for the runner."""
+    from lora_audit.ablate.script_edit import _render
+
+    if not lay.config_from_script:
+        return []
+    changes = {c.param: c for c in v.changes if not c.via}
+    per_variant = {"output_dir": "output", "output_name": output_name}
+    if _logs(run, lay, log) == "script":
+        per_variant["logging_dir"] = "logs"
+    words: list[str] = []
+    for name in run.params:
+        if lay.where(run, name)[0] != "script" or name in _NOT_WRITTEN or name not in catalog():
+            continue
+        value = run.params[name].value
+        if name in changes:
+            c = changes[name]
+            if c.to_origin == "default" or c.to is None:
+                continue
+            value = _toml_value(name, c.to)
+        value = per_variant.get(name, value)
+        words += _render(name, value, "shell")
+    return words
+
+
+def _baseline_text(out: Path, run: Run, lay: Layout) -> tuple[str, str | None, str, bool]:
+    """(baseline TOML text, dataset TOML path, where the study keeps it, whether to write it). A baseline the
     study already has is read back, so that later rounds edit the same text as the first."""
-    text, dataset = baseline_config(run)
-    name = f"baseline-{_safe(run.name)}.toml"
-    base_file = out / name
-    if base_file.exists() or base_file.is_symlink():
+    text, dataset = baseline_config(run, lay)
+    folder = f"baseline-{_safe(run.name)}"
+    for name in (f"{folder}/config.toml", f"{folder}.toml"):  # the second: studies written before the folder
+        base_file = out / name
+        if not (base_file.exists() or base_file.is_symlink()):
+            continue
         if not base_file.is_file() or base_file.is_symlink():
             raise EvidenceError("exists and is not a file lora-audit wrote: remove it or choose another --out",
                                 str(base_file))
@@ -190,36 +255,64 @@ def _baseline_text(out: Path, run: Run) -> tuple[str, str | None, str, bool]:
             raise EvidenceError(f"not TOML lora-audit can edit: {comment_text(str(e))[:200]}",
                                 str(base_file)) from None
         return old, dataset, name, False
-    return text, dataset, name, True
+    return text, dataset, f"{folder}/config.toml", True
+
+
+def _script_copy_name(path: Path) -> str:
+    name = path.name if path.name not in _TOOL_FILES else f"own-{path.name}"
+    if not name or name.startswith(".") or "/" in name or "\\" in name or "\0" in name:
+        name = "own-script" + path.suffix
+    return name
 
 
 def render_variants(variants: list[VariantSpec], runs: dict[str, Run], out: Path, backend: str = "kohya",
-                    sd_scripts: str = "sd-scripts") -> dict[str, tuple[str, bool]]:
-    """Every file of ``variants`` (relative path → (text, executable)), written nowhere yet."""
+                    sd_scripts: str = "sd-scripts", log: bool = False) -> dict[str, tuple[str, bool]]:
+    """Every file of ``variants`` (relative path → (text, executable)), written nowhere yet. The first time a
+    baseline run is used, ``baseline-<run>/`` gets its files as they are (config, dataset TOML, script), so that
+    ``diff -r baseline-<run> <variant>`` shows exactly what the variant changes."""
     out = Path(out)
     files: dict[str, tuple[str, bool]] = {}
-    bases: dict[str, tuple[str, str | None, str]] = {}
+    bases: dict[str, tuple[str, str | None, str, Layout, bool]] = {}
     for v in variants:
         check_id(v.id, "variant")
+        run = runs[v.baseline]
         if v.baseline not in bases:
-            text, dataset, name, new = _baseline_text(out, runs[v.baseline])
+            lay = layout_of(run)
+            text, dataset, name, new = _baseline_text(out, run, lay)
             if new:
                 files[name] = (text, False)
-            bases[v.baseline] = (text, dataset, name)
-        text, dataset, base_name_file = bases[v.baseline]
+                folder = name.rsplit("/", 1)[0]
+                if dataset:
+                    files[f"{folder}/dataset.toml"] = (read_evidence(dataset), False)
+                if lay.script is not None:
+                    try:
+                        files[f"{folder}/{_script_copy_name(lay.script)}"] = (read_evidence(lay.script), False)
+                    except EvidenceError:
+                        pass
+            same = lay.config is not None and text == read_evidence(lay.config)
+            bases[v.baseline] = (text, dataset, name, lay, same)
+        text, dataset, base_name_file, lay, same = bases[v.baseline]
         # a dataset change set (ablate.plan._dataset_set) is applied by using the bad run's dataset TOML
         dataset = next((str(c.to) for c in v.changes if c.param == "dataset_config" and c.to), dataset)
-        base_name = runs[v.baseline].value("output_name") or "lora"
+        base_name = run.value("output_name") or "lora"
+        output_name = f"{base_name}-{v.id}"
         d = out / v.id
-        files[f"{v.id}/config.toml"] = (variant_config(text, v, f"{base_name}-{v.id}", str(out / base_name_file)),
-                                        False)
+        files[f"{v.id}/config.toml"] = (variant_config(text, v, output_name, str(out / base_name_file), run, lay,
+                                                       same, log), False)
         if dataset:
-            files[f"{v.id}/dataset.toml"] = (read_evidence(dataset), False)
-        script_copy, script_files = _edited_script(runs[v.baseline], v, d, f"{base_name}-{v.id}")
+            ds_text = read_evidence(dataset)
+            if lay.dataset is not None and Path(dataset) == lay.dataset:
+                ds_text = variant_dataset(ds_text, v, run, lay, dataset)
+            files[f"{v.id}/dataset.toml"] = (ds_text, False)
+        script_copy, script_files = _edited_script(run, v, d, output_name, lay, log)
         files.update({f"{v.id}/{k}": (t, False) for k, t in script_files.items()})
-        files[f"{v.id}/{RUNNER}"] = (runner_script(v, backend, sd_scripts, bool(dataset)), True)
+        files[f"{v.id}/{RUNNER}"] = (runner_script(v, backend, sd_scripts, bool(dataset), lay.launcher,
+                                                   _script_flags(run, lay, v, output_name, log)), True)
         record = {k: val for k, val in v.dump().items()
                   if k in ("id", "baseline", "changes", "hash", "purpose", "steps", "script")}
+        if log and not (run.params.get("logging_dir") and run.params["logging_dir"].origin == "explicit"):
+            record["changes"] = record["changes"] + [{"param": "logging_dir", "from": None, "to": "logs",
+                                                      "to_origin": "explicit", "per_variant": True}]
         record["runner"] = RUNNER
         record["edited_script"] = script_copy
         files[f"{v.id}/variant.json"] = (json.dumps(record, indent=2, default=str) + "\n", False)
@@ -227,54 +320,63 @@ def render_variants(variants: list[VariantSpec], runs: dict[str, Run], out: Path
 
 
 def write_variants(variants: list[VariantSpec], runs: dict[str, Run], out: Path, backend: str = "kohya",
-                   sd_scripts: str = "sd-scripts", force: bool = False) -> list[Path]:
+                   sd_scripts: str = "sd-scripts", force: bool = False, log: bool = False) -> list[Path]:
     """One folder per variant: config.toml (+ dataset.toml), the runner, variant.json (+ the user's script,
     edited). Nothing is written if a file it would replace was edited by hand (unless ``force``)."""
-    commit(Path(out), render_variants(variants, runs, out, backend, sd_scripts), force)
+    commit(Path(out), render_variants(variants, runs, out, backend, sd_scripts, log), force)
     return [Path(out) / v.id for v in variants]
 
 
-def _edited_script(run: Run, v: VariantSpec, d: Path, output_name: str) -> tuple[str | None, dict[str, str]]:
+def _edited_script(run: Run, v: VariantSpec, d: Path, output_name: str, lay: Layout | None = None,
+                   log: bool = False) -> tuple[str | None, dict[str, str]]:
     """When the baseline is a script: (its name in the variant folder, {file: text}) with only the changed lines
-    edited, for people who launch their own script. The copy keeps the script's name unless that is the name of a
-    file the tool writes (then ``own-<name>``). No copy when it is not a script or not editable as text: a note
-    says why."""
+    edited, for people who launch their own script. With ``--config_file`` next to it, only the values the script
+    itself sets are edited there (the rest is in the config copy), and ``--config_file``/``--dataset_config`` are
+    pointed at the variant's copies when they do not name them already. The copy keeps the script's name unless
+    that is the name of a file the tool writes (then ``own-<name>``). No copy when it is not a script or not
+    editable as text: a note says why."""
     from lora_audit.ablate.script_edit import ScriptEditError, edit_script, rename_script
 
-    scripts = [e for e in run.evidence if e.kind in ("shell", "bat", "ps1")]
-    if len(scripts) != 1:
+    lay = lay or layout_of(run)
+    if lay.script is None:
         return None, {}
-    path = Path(scripts[0].path)
+    path = lay.script
     lines = {}
     for name, p in run.params.items():
-        if p.origin == "explicit" and p.source and p.source.rpartition(":")[0] == str(path):
-            tail = p.source.rpartition(":")[2]
-            if tail.isdigit():
-                lines[name] = int(tail)
+        where, line = lay.where(run, name)
+        if where == "script" and line is not None:
+            lines[name] = line
     edits = {c.param: (_toml_value(c.param, c.to), c.to_origin == "default" or c.to is None)
-             for c in v.changes if c.param not in _NOT_WRITTEN and not c.via}
-    out_dir = (d / "output").resolve()
-    edits.update({"output_dir": (str(out_dir), False), "output_name": (output_name, False),
-                  "logging_dir": (str((d / "logs").resolve()), False)})
+             for c in v.changes if c.param not in _NOT_WRITTEN and not c.via
+             and (not lay.config_from_script or c.param in lines)}
+    outputs = {"output_dir": str((d / "output").resolve()), "output_name": output_name}
+    if _logs(run, lay, log) is not None:
+        outputs["logging_dir"] = str((d / "logs").resolve())
+    for key, value in outputs.items():
+        if not lay.config_from_script or key in lines:
+            edits[key] = (value, False)
+    for key, copy in (("config_file", "config.toml"), ("dataset_config", "dataset.toml")):
+        p = run.params.get(key)
+        if key in lines and p is not None and (Path(str(p.value)).name != copy or Path(str(p.value)).parent != Path(".")):
+            edits[key] = (str((d / copy).resolve()), False)
     try:
-        text = edit_script(read_evidence(path), scripts[0].kind, edits, lines)
+        text = edit_script(read_evidence(path), lay.script_kind or "shell", edits, lines)
         for c in v.changes:
             if c.param == "training_script" and c.from_ and c.to:
                 text = rename_script(text, str(c.from_), str(c.to))
     except (ScriptEditError, EvidenceError) as e:
         return None, {"script-not-edited.txt": f"{comment_text(path.name)} could not be edited as text: "
                                                f"{comment_text(str(e))}\nconfig.toml and {RUNNER} hold the variant.\n"}
-    name = path.name if path.name not in _TOOL_FILES else f"own-{path.name}"
-    if not name or name.startswith(".") or "/" in name or "\\" in name or "\0" in name:
-        name = "own-script" + path.suffix
+    name = _script_copy_name(path)
     return name, {name: text}
 
 
 def write_study(plan: AblationPlan, runs: dict[str, Run], out: Path, backend: str = "kohya",
                 sd_scripts: str = "sd-scripts", inputs: list[str | Path] = (), force: bool = False,
-                also: list[VariantSpec] = ()) -> list[Path]:
+                also: list[VariantSpec] = (), log: bool = False) -> list[Path]:
     """Write the study folder; returns the variant folders. ``also``: variants written with it but not listed in
-    study.toml (a bisection's first round, which bisect.json lists).
+    study.toml (a bisection's first round, which bisect.json lists). ``log``: give every variant a logging_dir
+    (``logs``) even where the baseline had none.
 
     ``out`` must be new, empty, or a study of this tool, and outside every run folder and every folder in
     ``inputs``; it is refused when it holds a different study, or when a file about to be replaced was edited since
@@ -286,7 +388,7 @@ def write_study(plan: AblationPlan, runs: dict[str, Run], out: Path, backend: st
         if old.good != plan.good or sorted(old.bad) != sorted(plan.bad):
             raise EvidenceError(f"{STUDY_FILE} belongs to another study ({comment_text(old.good)} vs "
                                 f"{comment_text(', '.join(old.bad))}); choose another --out", str(out / STUDY_FILE))
-    files = render_variants(plan.variants + list(also), runs, out, backend, sd_scripts)
+    files = render_variants(plan.variants + list(also), runs, out, backend, sd_scripts, log)
     doc = tomlkit.document()
     doc.add(tomlkit.comment("lora-audit study: the runs compared, the strategy, the backend"))
     doc["good"] = plan.good
@@ -294,6 +396,7 @@ def write_study(plan: AblationPlan, runs: dict[str, Run], out: Path, backend: st
     doc["strategy"] = plan.strategy
     doc["backend"] = backend
     doc["sd_scripts"] = sd_scripts
+    doc["log"] = log
     doc["variants"] = [v.id for v in plan.variants]
     doc["runs"] = {name: str(Path(r.path).resolve()) if r.path else "" for name, r in runs.items()}
     tomllib.loads(tomlkit.dumps(doc))  # what we write must parse

@@ -116,6 +116,7 @@ class StudyMeta(BaseModel):
     strategy: str = ""
     backend: Literal["kohya", "builtin"] = "kohya"
     sd_scripts: str = "sd-scripts"
+    log: bool = False  # every variant gets a logging_dir (ablate --log)
     variants: list[str] = Field(default_factory=list)
     runs: dict[str, str] = Field(default_factory=dict)
     written: dict[str, str] = Field(default_factory=dict)

@@ -90,11 +90,12 @@ def _write_round(study: Path, bs: BisectStudy, runs: dict[str, Run]) -> list[Pat
     good = runs[bs.good]
     specs = [_variant(t.id, good, [ch for cid in t.changes for ch in by_id[cid].changes], t.changes, t.purpose)
              for t in bis.pending(bs.state)]
-    return write_variants(specs, runs, study, meta.backend, meta.sd_scripts)
+    return write_variants(specs, runs, study, meta.backend, meta.sd_scripts, log=meta.log)
 
 
 def start(good: Run, bad: Run, out: Path, parallel: int = 2, backend: str = "kohya",
-          sd_scripts: str = "sd-scripts", inputs: list[str | Path] = (), force: bool = False) -> BisectStudy:
+          sd_scripts: str = "sd-scripts", inputs: list[str | Path] = (), force: bool = False,
+          log: bool = False) -> BisectStudy:
     if os.path.lexists(_file(out)):
         raise EvidenceError("a bisection is already under way here (bisect.json exists)", str(out))
     sets, _ = change_sets(good, bad)
@@ -109,7 +110,7 @@ def start(good: Run, bad: Run, out: Path, parallel: int = 2, backend: str = "koh
     first = [_variant(t.id, good, [ch for cid in t.changes for ch in by_id[cid].changes], t.changes, t.purpose)
              for t in bis.pending(state)]
     # the control and the first round in one write: an error leaves no half-written study behind
-    write_study(p, runs, out, backend, sd_scripts, inputs, force, also=first)
+    write_study(p, runs, out, backend, sd_scripts, inputs, force, also=first, log=log)
     _save(out, bs)
     return bs
 
