@@ -38,6 +38,9 @@ CASES = {
     "image_too_large": (1, "AssertionError: image too large, but cropping and bucketing are disabled: "
                            "/work/kohya/data/big/10_toy/big1.png"),
     "nan_loss": (0, "NaN/inf loss"),
+    # as `lora-audit launch` wrote it (its header, COLUMNS=200) in tests/test_kohya_real.py
+    "launch_image_too_large": (1, "AssertionError: image too large, but cropping and bucketing are disabled: "
+                                  "/work/kohya/e2e-tmp/test_ablate_launch_inspect_on_0/big/1.png"),
     # the model file memory-mapped under an address-space limit (prlimit --as=7000000000)
     "cpu_oom": (1, "CPU out of memory: Cannot allocate memory (os error 12)"),
     # the same at 11.5 GB: torch's mmap of the model file fails
