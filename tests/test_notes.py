@@ -317,3 +317,18 @@ def test_metadata_dump_files(tmp_path):
         params["network_dim"]["source"].endswith("punks_metadata.json:3")
     assert params["noise_offset"]["value"] == 0.1 and params["min_snr_gamma"]["value"] == 5.0
     assert {e["kind"] for e in run["evidence"]} == {"metadata"}
+
+
+def test_a_fence_of_any_language_holding_a_training_command(tmp_path):
+    p = write(tmp_path, """
+        ```log
+        2024-03-01 12:00 launching
+        accelerate launch train_network.py --network_dim 12 \\
+          --seed 3
+        ```
+        ```yaml
+        command: accelerate launch train_network.py --network_dim 99
+        ```
+    """)
+    (ev,) = parse_notes(p)
+    assert settings(ev) == {"network_dim": 12, "seed": 3}

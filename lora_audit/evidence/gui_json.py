@@ -157,7 +157,7 @@ class _Translation(ScheduleRules):
             return value
         try:
             return form_value(arg, value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: "1e400" where an int belongs
             self.warn(f"{key} = {value!r} is not a {arg.type}: kohya would receive it as it is", key)
             self.ev.facts.setdefault("mistyped", []).append(
                 {"name": name, "value": value, "source": self.src(key), "expected": arg.type})

@@ -50,6 +50,7 @@ class CodeBlock:
     lines: list[str]
 
 
+_DATA_LANGS = {"toml", "yaml", "yml", "ini", "cfg", "conf", "csv", "xml", "html", "markdown", "md"}
 _PY_LANGS = {"python", "py", "python3", "ipython", "ipython3", "jupyter", "ipynb"}
 _JSON_LANGS = {"json", "jsonc", "json5", "javascript", "js"}
 # an unfenced line that starts a training command (an optional prompt or `!`, env assignments, the launcher)
@@ -91,10 +92,13 @@ def parse_notes(path: Path | str, label: str | None = None) -> list[Evidence]:
         tok = shells.setdefault(kind, tokenizer(kind, label))
         try:
             commands = tok.commands(text, first_line=block.first_line)
-        except EvidenceError:
+        except (EvidenceError, RecursionError) as e:
             # A note's blocks also hold logs and prose ("don't"); only a block that names a training script is
             # held to a shell's syntax.
             if re.search(r"train\w*\.py", text):
+                if isinstance(e, RecursionError):  # "((((" thousands deep (guard only)
+                    raise EvidenceError("brackets or substitutions nested too deeply to read", label,
+                                        block.first_line) from None
                 raise
             continue
         # a tokenizer kept across blocks may hand back the session's earlier commands too: each is read once
@@ -230,7 +234,7 @@ def _unfenced(text: str, blocks: list[CodeBlock], path: Path, label: str) -> lis
         try:
             commands = tok.commands(body, first_line=n)
             evs = training_evidence(commands, path, "notes", label)
-        except EvidenceError:
+        except (EvidenceError, RecursionError):
             evs = []  # prose around an inline command: not held to a shell's syntax
         out.append((n, evs))
         i += 1
@@ -282,8 +286,10 @@ def _kind(block: CodeBlock) -> str | None:
                 break
             return kind
     else:
-        if block.lang:
-            return None  # python, toml, json, yaml ...: not a shell
+        # toml, yaml, ini ...: data, not a shell; any other language (```diff, ```log, ```accelerate ...) is read when
+        # one of its lines starts a training command
+        if block.lang in _DATA_LANGS or (block.lang and not any(_UNFENCED.match(ln) for ln in block.lines)):
+            return None
     # no language: recognise the shell by its continuations and variables
     stripped = [ln.rstrip() for ln in block.lines]
     if any(ln.endswith("^") for ln in stripped):

@@ -58,7 +58,10 @@ def parse_shell_text(text: str, path: Path | str, kind: str = "shell", label: st
     """
     path = Path(path)
     label = label or str(path)
-    commands = tokenizer(kind, label, path).commands(text, first_line)
+    try:
+        commands = tokenizer(kind, label, path).commands(text, first_line)
+    except RecursionError:  # "((((" thousands deep: one line, not a traceback (guard only)
+        raise EvidenceError("brackets or substitutions nested too deeply to read", label, first_line) from None
     return training_evidence(commands, path, kind, label)
 
 
