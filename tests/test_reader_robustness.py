@@ -264,3 +264,39 @@ def test_safetensors_bad_layout_through_the_cli(tmp_path):
     p.write_bytes(struct.pack("<Q", len(head)) + head + b"\0" * 4)
     one_line_error(inspect(p), str(p), "negative dimension")
     one_line_error(inspect(tmp_path), str(p), "negative dimension")
+
+
+# --- what the fuzz suite found -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,data", [
+    ("train.sh", "(" * 5000 + "\n"),
+    ("notes.md", "```bash\naccelerate launch train_network.py " + "(" * 5000 + "\n```\n"),
+])
+def test_brackets_thousands_deep_in_a_script_are_one_line(tmp_path, name, data):
+    p = tmp_path / name
+    p.write_text(data)
+    with pytest.raises(EvidenceError, match="nested too deeply"):
+        parse_file(p)
+
+
+def test_gui_number_field_holding_1e400_is_a_warning(tmp_path):
+    p = tmp_path / "gui.json"
+    p.write_text(json.dumps({"LoRA_type": "Standard", "network_dim": "1e400", "pretrained_model_name_or_path": "m"}))
+    (ev,) = parse_file(p)
+    assert any("network_dim = '1e400' is not a int" in w.message for w in ev.warnings)
+
+
+def test_run_toml_artifact_name_longer_than_a_file_name(tmp_path):
+    (tmp_path / "run.toml").write_text(f'[[artifacts]]\nname = "{"x" * 300}.safetensors"\nsize = "72MB"\n')
+    with pytest.raises(EvidenceError, match="run.toml:2: artifacts #1: .* is longer than a file name can be"):
+        load_run(tmp_path)
+
+
+def test_metadata_number_outside_64_bits_is_a_warning(tmp_path):
+    head = json.dumps({"__metadata__": {"ss_network_dim": "9" * 300, "ss_network_alpha": "1"},
+                       "a": {"dtype": "F16", "shape": [2], "data_offsets": [0, 4]}}).encode()
+    p = tmp_path / "x.safetensors"
+    p.write_bytes(struct.pack("<Q", len(head)) + head + b"\0" * 4)
+    (ev,) = parse_file(p)
+    [w] = [w for w in ev.warnings if w.source.endswith(":ss_network_dim")]
+    assert "outside 64 bits" in w.message and len(w.message) < 200

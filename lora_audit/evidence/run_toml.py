@@ -113,6 +113,10 @@ def _artifacts(arts: Any, fail) -> list[dict[str, Any]]:
         if not name or not name.strip() or "\x00" in name:
             raise fail(f"artifacts #{i + 1} needs a name (the file's name)", "name" if "name" in a else "artifacts",
                        "artifacts", i)
+        if len(name.encode("utf-8", "replace")) > 4096 or any(len(part.encode("utf-8", "replace")) > 255
+                                                              for part in name.replace("\\", "/").split("/")):
+            raise fail(f"artifacts #{i + 1}: {name[:40]!r}... is longer than a file name can be", "name",
+                       "artifacts", i)
         if "size" in a:
             try:
                 size_windows(a["size"])

@@ -275,8 +275,12 @@ def read_metadata(metadata: dict[str, str], label: str) -> MetadataReading:
             continue
         try:
             value = pair(raw) if spec.how == "pair" else typed(spec.dest, raw)
+            if any(isinstance(v, int) and not -2 ** 63 <= v < 2 ** 63
+                   for v in (value if isinstance(value, list) else [value])):
+                raise ConversionError("a number outside 64 bits")  # would overflow float() further on
         except ConversionError as e:
-            r.warnings.append(Note(message=f"{key}={raw!r} is not a value kohya takes: {e}",
+            shown = raw if len(raw) <= 80 else raw[:77] + "..."
+            r.warnings.append(Note(message=f"{key}={shown!r} is not a value kohya takes: {e}",
                                    source=f"{label}:{key}"))
             continue
         add(spec.dest, value, key, "inferred" if spec.how == "effective" else "explicit", spec.note)
