@@ -161,6 +161,7 @@ def test_relaunch_after_state_deleted_numbers_after_the_logs_and_keeps_finished_
     r = run("launch", str(study))
     assert r.exit_code == 1, r.output  # "failed" fails again: exit 1, but no Errno 17
     assert "File exists" not in r.output
+    assert "launch.sqlite is missing but attempt logs are on disk: starting over" in r.output.splitlines()[0]
     assert "done: its LoRA is on disk (done/output/lora.safetensors) but not in the launch state" in r.output
     assert sorted(runs(study)) == ["ran done#1", "ran failed#1", "ran failed#2", "ran partial#1", "ran partial#2",
                                    "ran todo#1"]  # "done" did not train again

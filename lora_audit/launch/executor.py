@@ -164,6 +164,10 @@ class Launcher:
 
     def run(self) -> dict:
         self.resolve_kohya()  # before the first variant starts: one clear error, not N failed variants
+        path = db_path(self.study)
+        if not path.exists() and not path.is_symlink() and any(disk_attempts(v.folder) for v in self.variants):
+            self.echo(f"{path.name} is missing but attempt logs are on disk: starting over from the files there "
+                      "(attempts numbered after the logs; a variant whose LoRA is there is not retrained)")
         st = StudyState(self.study)
         others = [StudyState(o, readonly=True) for o in self.opts.reuse if db_path(o).exists()]
         missing = [str(o) for o in self.opts.reuse if not db_path(o).exists()]
