@@ -346,3 +346,14 @@ def test_loop_bombs_and_deep_nesting_end_with_a_note(tmp_path):
     assert evs == [] or {s.name: s.value for s in evs[0].settings} == {"seed": 4}
     r = CliRunner().invoke(main, ["inspect", str(p)])
     assert r.exit_code in (0, 2) and "Traceback" not in r.output
+
+
+def test_an_unknown_python_value_in_a_bang_line_is_unknown_not_its_text(tmp_path):
+    p = notebook(tmp_path / "u.ipynb", "config_file = find_config()",
+                 "!accelerate launch train_network.py --config_file={config_file} --seed 5")
+    (ev,) = parse_notebook(p)
+    got = {s.name: s for s in ev.settings}
+    assert got["seed"].value == 5 and got["seed"].origin == "explicit"
+    assert got["config_file"].origin == "unknown" and "run time" in got["config_file"].note
+    run = load_runs([p])[0]
+    assert run.params["config_file"].origin == "unknown"
