@@ -612,8 +612,8 @@ def _shell(s: Session, sh: _Shell, label: str, first_line: int, conditional: boo
             texts = st.value if isinstance(st.value, list) else [st.value]
             if any(isinstance(t, str) and any(m in t for m in marks) for t in texts):
                 # IPython expands it from a Python value we cannot know: the value is unknown, never the text
-                ev.settings[i] = st.model_copy(update={"origin": "unknown", "note": f"{st.value!r}: a value the "
-                                                       "notebook computes at run time"})
+                ev.settings[i] = st.model_copy(update={"origin": "unknown", "value": None, "note": f"{st.value!r}: "
+                                                       "a value the notebook computes at run time"})
         if unknown:
             ev.warnings.append(Note(message="Python values the notebook computes at run time, left as written: "
                                             + ", ".join("{" + u + "}" for u in unknown), source=f"{label}:{line}"))
