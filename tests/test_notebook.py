@@ -357,3 +357,23 @@ def test_an_unknown_python_value_in_a_bang_line_is_unknown_not_its_text(tmp_path
     assert got["config_file"].origin == "unknown" and "run time" in got["config_file"].note
     run = load_runs([p])[0]
     assert run.params["config_file"].origin == "unknown"
+
+
+def test_popen_of_a_list_with_run_time_paths_and_the_config_written_there(tmp_path):
+    # dmikey/kohya-colab: the config path depends on the Drive folder (run time); the same variable names it in the
+    # command, so the config the notebook writes there is the one the command reads
+    p = notebook(
+        tmp_path / "dm.ipynb",
+        "import os, sys, subprocess, toml\nnetwork_dim = 16\nconfig_file = os.path.join(find_drive(), 'c.toml')\n"
+        "with open(config_file, 'w') as f:\n"
+        "    f.write(toml.dumps({'additional_network_arguments': {'network_dim': network_dim}}))\n"
+        "cmd = [sys.executable, '-m', 'accelerate.commands.launch', 'train_network.py',\n"
+        "       f'--config_file={config_file}', '--seed=3']\n"
+        "process = subprocess.Popen(cmd, stdout=subprocess.PIPE)",
+    )
+    (ev,) = parse_notebook(p)
+    got = {s.name: s for s in ev.settings}
+    assert ev.script == "train_network.py"
+    assert got["network_dim"].value == 16 and got["network_dim"].source == f"{p}:cell 1:2"
+    assert got["seed"].value == 3
+    assert got["config_file"].origin == "unknown" and got["config_file"].value is None

@@ -63,6 +63,7 @@ class _Shell:
     text: str
     line: int  # line in the cell (1-based)
     words: list[str] | None = None  # a subprocess list: already words
+    unknown: list[str] = field(default_factory=list)  # expressions of a subprocess list left as {expr}
 
 
 @dataclass
@@ -86,6 +87,7 @@ class Session:
     unread: list[str] = field(default_factory=list)  # sources of training commands built at run time
     scripts: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # written .sh: text, cell, first line
     steps: int = 0
+    nodes: dict[str, Any] = field(default_factory=dict)  # unknown variable -> the expression that sets it
 
     def close(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -240,6 +242,8 @@ class _Walker:
             env.forget(st.targets[0].id)
         elif isinstance(st, (ast.Assign, ast.AnnAssign)) and st.value is not None:
             targets = st.targets if isinstance(st, ast.Assign) else [st.target]
+            if isinstance(st.value, ast.Call) and _is_launch(st.value):
+                self.call(st.value, conditional)  # process = subprocess.Popen(cmd, ...)
             try:
                 v = self.value(st.value)
             except Unknown:
@@ -308,6 +312,8 @@ class _Walker:
         if isinstance(target, ast.Name):
             if v is UNKNOWN_VALUE or conditional:
                 env.forget(target.id)
+                if isinstance(st, (ast.Assign, ast.AnnAssign)) and st.value is not None:
+                    self.s.nodes[target.id] = st.value
                 self.s.texts[target.id] = ast.unparse(st.value)[:4000] if hasattr(st, "value") else ""
             else:
                 _inherit_sources(env, env.values.get(target.id), v)
@@ -392,6 +398,15 @@ class _Walker:
             try:
                 arg = self.value(c.args[0])
             except Unknown:
+                node = c.args[0]
+                if isinstance(node, ast.Name) and isinstance(self.s.nodes.get(node.id), (ast.List, ast.Tuple)):
+                    node = self.s.nodes[node.id]
+                if isinstance(node, (ast.List, ast.Tuple)) and not any(isinstance(e, ast.Starred) for e in node.elts):
+                    # a command list with a few run-time parts: those parts unknown, the rest read
+                    unknown: list[str] = []
+                    words = [self.partial(e, unknown) for e in node.elts]
+                    _shell(self.s, _Shell("", c.lineno, words, unknown), self.label, self.first, conditional)
+                    return
                 if _TRAINING_HINT.search(ast.unparse(c.args[0])):
                     self.s.notes.append(Note(message="a training command built at run time: not read (only "
                                                      "literal commands are)", source=self.src(c)))
@@ -400,6 +415,24 @@ class _Walker:
                 _shell(self.s, _Shell("", c.lineno, [str(a) for a in arg]), self.label, self.first, conditional)
             elif isinstance(arg, str):
                 _shell(self.s, _Shell(arg, c.lineno), self.label, self.first, conditional)
+
+    def partial(self, node: ast.expr, unknown: list[str]) -> str:
+        """A string expression's text with the parts only known at run time written as ``{expr}``."""
+        try:
+            return str(self.value(node))
+        except Unknown:
+            pass
+        if isinstance(node, ast.JoinedStr):
+            out = []
+            for part in node.values:
+                if isinstance(part, ast.Constant):
+                    out.append(str(part.value))
+                elif isinstance(part, ast.FormattedValue):
+                    out.append(self.partial(part.value, unknown))
+            return "".join(out)
+        expr = ast.unparse(node)
+        unknown.append(expr)
+        return "{" + expr + "}"
 
     def _unroll(self, st: ast.For, conditional: bool) -> bool:
         """A ``for`` over a value the notebook knows (a config dict's keys, a literal list): each pass in turn."""
@@ -512,6 +545,8 @@ class _Walker:
         tmp.write_text(text, encoding="utf-8")
         self.s.files[path_node] = tmp
         self.s.files.setdefault(Path(path_node).name, tmp)
+        if path_node.startswith("{"):
+            self.s.files[path_node + ".toml"] = tmp  # read_config_from_file appends .toml to a name without it
         self.s.file_sources[str(tmp)] = sources
         if dropped:
             self.s.notes.append(Note(message=f"{path_node}: values known only at run time left out: "
@@ -524,6 +559,11 @@ def _inherit_sources(env: Env, old: Any, new: Any) -> None:
         env.sources_of(new, dict(env.key_sources.get(id(old), {})))
 
 
+def _is_launch(c: ast.Call) -> bool:
+    name = _dotted(c.func) or ""
+    return name in _SUBPROCESS or name in ("os.system", "get_ipython.system") or name.endswith(".system")
+
+
 def _open_for_write(node: ast.expr, w: _Walker) -> str | None:
     if not (isinstance(node, ast.Call) and _dotted(node.func) in ("open", "io.open") and node.args):
         return None
@@ -532,7 +572,12 @@ def _open_for_write(node: ast.expr, w: _Walker) -> str | None:
         mode = w.value(node.args[1]) if len(node.args) > 1 else next(
             (w.value(k.value) for k in node.keywords if k.arg == "mode"), "r")
     except Unknown:
-        return None
+        # a path known only at run time: the file is known by its expression, as a command names it ({config_file})
+        try:
+            mode = w.value(node.args[1]) if len(node.args) > 1 else "r"
+        except Unknown:
+            return None
+        return "{" + ast.unparse(node.args[0]) + "}" if isinstance(mode, str) and "w" in mode else None
     return path if isinstance(path, str) and isinstance(mode, str) and "w" in mode else None
 
 
@@ -581,7 +626,7 @@ def _shell(s: Session, sh: _Shell, label: str, first_line: int, conditional: boo
     line = sh.line + first_line - 1
     if sh.words is not None:
         text = " ".join(shlex.quote(w) for w in sh.words)
-        unknown: list[str] = []
+        unknown: list[str] = list(sh.unknown)
     else:
         text, unknown = expand(sh.text, s.env)
     run = _RUN_SCRIPT.match(text)
