@@ -182,8 +182,8 @@ def _global_sd_scripts() -> str | None:
               help="Train again what is done (also a LoRA found on disk after the state was lost) or failed; "
                    "earlier outputs are set aside, never deleted.")
 @click.option("--sd-scripts", "sd_scripts", type=click.Path(file_okay=False),
-              help="The sd-scripts checkout to train with (default: $LORA_AUDIT_SD_SCRIPTS, the global "
-                   "--sd-scripts, the study's, the submodule).")
+              help="The sd-scripts checkout to train with (default: the global --sd-scripts, "
+                   "$LORA_AUDIT_SD_SCRIPTS, the study's when it has the scripts, the sd-scripts submodule).")
 @click.option("--python", "python",
               help="The Python of sd-scripts' environment (default: $LORA_AUDIT_KOHYA_PYTHON, DIR/venv or "
                    "DIR/.venv, else accelerate on PATH).")
@@ -194,7 +194,8 @@ def _global_sd_scripts() -> str | None:
 def launch(study: str, gpus: str | None, max_parallel: int, only: tuple[str, ...], reuse: tuple[str, ...],
            retry_failed: bool, retry: bool, sd_scripts: str | None, python: str | None, do_cancel: bool,
            dry_run: bool, as_json: bool) -> None:
-    """Run a study's variants (their train.sh), one per slot, with durable state; resumes after a crash."""
+    """Run a study's variants (their runner), one per slot, on your sd-scripts, with durable state; resumes after a
+    crash."""
     path = Path(study)
     if do_cancel:
         result = executor.cancel(path)
