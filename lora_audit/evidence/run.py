@@ -222,6 +222,11 @@ def _read(path: Path) -> tuple[dict[str, Any], list[tuple[Path, list[Evidence]]]
             continue
         if kind is None or f in skip:
             continue
+        if kind == "notes_txt":
+            from lora_audit.evidence.discovery import is_evidence_file
+
+            if not is_evidence_file(f):
+                continue  # a caption or a prompt list beside the images, not a note with a command
         parsed.append((f, parse_file(f, label)))
     included = {str(Path(i).resolve()) for _, evs in parsed for ev in evs for i in ev.includes}
     kept = []
