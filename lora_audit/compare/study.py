@@ -1,7 +1,7 @@
 """``--study runs/<study>``: the base model, prompts and LoRAs of an ablation study (stdlib only).
 
 A study (lora_audit.ablate.emit.write_study) has study.toml (``variants``) and one folder per variant whose
-config.toml names ``pretrained_model_name_or_path``, ``output_dir`` and ``output_name``; train.sh runs from the
+config.toml names ``pretrained_model_name_or_path``, ``output_dir`` and ``output_name``; its runner runs from the
 variant folder, so a relative output_dir is relative to it. kohya names the final file ``<output_name>.safetensors``
 and per-epoch files ``<output_name>-<epoch:06d>.safetensors`` (train_util.get_epoch_ckpt_name)."""
 
@@ -66,6 +66,10 @@ def study_inputs(study: Path, epochs: bool = False, strengths: tuple[float, ...]
             missing.append(vid)
             continue
         cfg = _toml(cfg_file)
+        # kohya flattens a config's tables (train_util.read_config_from_file); a study's config.toml may be the
+        # user's own, with [model_arguments], [training_arguments]...
+        cfg = {**{k: v for t in cfg.values() if isinstance(t, dict) for k, v in t.items()},
+               **{k: v for k, v in cfg.items() if not isinstance(v, dict)}}
         if base is None and cfg.get("pretrained_model_name_or_path"):
             base = _resolve(d, cfg["pretrained_model_name_or_path"])
         if not prompts and cfg.get("sample_prompts"):
