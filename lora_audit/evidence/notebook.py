@@ -87,6 +87,7 @@ class Session:
     unread: list[str] = field(default_factory=list)  # sources of training commands built at run time
     scripts: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # written .sh: text, cell, first line
     steps: int = 0
+    walked: set[int] = field(default_factory=set)  # calls of notebook functions that were read
     nodes: dict[str, Any] = field(default_factory=dict)  # unknown variable -> the expression that sets it
 
     def close(self) -> None:
@@ -207,6 +208,7 @@ class _Walker:
         if name not in self.s.functions or name in self.s.calling or len(self.s.calling) >= 8:
             raise Unknown(name)
         node, label, first, shells = self.s.functions[name]
+        self.s.walked.add(id(c))
         self.s.calling.append(name)
         saved = self._bind(node, c)
         try:
@@ -232,7 +234,19 @@ class _Walker:
         self.s.steps += 1
         if self.s.steps > _STEP_BUDGET:
             raise _OverBudget()
-        self._unread_calls(st)
+        calls = self._header_calls(st)
+        try:
+            self._stmt(st, conditional)
+        finally:
+            # a notebook function called in an expression that was not read (its value was not needed or could
+            # not be had): the globals it sets are unknown, never left at their earlier value
+            for c in calls:
+                if id(c) not in self.s.walked:
+                    for n in self._globals_set(_dotted(c.func) or "", set()):
+                        self.s.env.forget(n)
+
+    def _stmt(self, st: ast.stmt, conditional: bool) -> None:
+        env = self.s.env
         if isinstance(st, ast.Pass) and st.lineno in self.shells:
             sh = self.shells[st.lineno]
             _shell(self.s, sh, self.label, self.first, conditional)
@@ -364,6 +378,7 @@ class _Walker:
             # names put back afterwards (an early `return` on a failed check is not followed: the training command
             # is read on the path where the notebook goes on)
             node, label, first, shells = self.s.functions[name]
+            self.s.walked.add(id(c))
             self.s.calling.append(name)
             saved = self._bind(node, c)
             try:
@@ -448,16 +463,20 @@ class _Walker:
             self.block(st.body, conditional)
         return True
 
-    def _unread_calls(self, st: ast.stmt) -> None:
-        """A notebook function called inside an expression (``if not validate_dataset(): return``) is not read, but
-        the globals it sets are then unknown, never left at their earlier value."""
-        top = st.value if isinstance(st, ast.Expr) else None
-        if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            return
-        for node in ast.walk(st):
-            if isinstance(node, ast.Call) and node is not top and (_dotted(node.func) or "") in self.s.functions:
-                for n in self._globals_set(_dotted(node.func) or "", set()):
-                    self.s.env.forget(n)
+    def _header_calls(self, st: ast.stmt) -> list[ast.Call]:
+        """Calls of notebook functions in a statement's own expressions (not in the statements it holds)."""
+        if isinstance(st, (ast.If, ast.While)):
+            exprs: list[ast.AST] = [st.test]
+        elif isinstance(st, (ast.For, ast.AsyncFor)):
+            exprs = [st.iter]
+        elif isinstance(st, ast.With):
+            exprs = [i.context_expr for i in st.items]
+        elif isinstance(st, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr, ast.Return)) and st.value is not None:
+            exprs = [st.value]
+        else:
+            exprs = []
+        return [n for e in exprs for n in ast.walk(e)
+                if isinstance(n, ast.Call) and (_dotted(n.func) or "") in self.s.functions]
 
     def _globals_set(self, name: str, seen: set[str]) -> set[str]:
         if name in seen or name not in self.s.functions:
