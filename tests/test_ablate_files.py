@@ -209,3 +209,17 @@ def test_seconds_per_step_must_be_positive_and_finite(runs, tmp_path, value):
     good, bad = runs
     r = _ablate(good, bad, tmp_path / "s", "--dry-run", "--seconds-per-step", value)
     _one_line_error(r, "--seconds-per-step")
+
+
+def test_damaged_baseline_copy_in_a_bisection_is_one_line(runs, tmp_path):
+    good, bad = runs
+    study = tmp_path / "bis"
+    r = CliRunner().invoke(main, ["bisect", "start", "--good", str(good), "--bad", str(bad), "--out", str(study),
+                                  "--json"])
+    assert r.exit_code == 0, r.output
+    (study / "baseline-good" / "config.toml").write_bytes(b"network_dim = [[[\n")
+    pending = [v["id"] for v in json.loads(r.output)["variants"]]
+    r = CliRunner().invoke(main, ["bisect", "bad", "--study", str(study), *pending])
+    _one_line_error(r, "baseline-good/config.toml")
+    # the verdicts were not recorded: the round is still the one to judge, once the baseline is repaired
+    assert json.loads((study / "bisect.json").read_text())["state"]["rounds"][-1]["tests"][0]["verdict"] is None

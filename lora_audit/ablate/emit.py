@@ -13,6 +13,7 @@ study's files are rendered first, then written only if none of the files they re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 import sys
@@ -235,11 +236,22 @@ def _script_flags(run: Run, lay: Layout, v: VariantSpec, output_name: str, log: 
     return words
 
 
-def _baseline_text(out: Path, run: Run, lay: Layout) -> tuple[str, str | None, str, bool]:
-    """(baseline TOML text, dataset TOML path, where the study keeps it, whether to write it). A baseline the
-    study already has is read back, so that later rounds edit the same text as the first."""
+def _baseline_folder(name: str) -> str:
+    safe = _safe(name)
+    if safe != name:  # two names that only differ in what _safe replaces must not share a folder
+        safe += "-" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"baseline-{safe}"
+
+
+def _baseline_text(out: Path, run: Run, lay: Layout, reuse: bool = True) -> tuple[str, str | None, str, bool]:
+    """(baseline TOML text, dataset TOML path, where the study keeps it, whether to write it). With ``reuse``
+    (a bisection's later rounds) a baseline the study already has is read back, so that every round edits the
+    same text as the first; else it is written afresh from the evidence (a hand edit of it is then refused by
+    ``files.commit`` like any other)."""
     text, dataset = baseline_config(run, lay)
-    folder = f"baseline-{_safe(run.name)}"
+    folder = _baseline_folder(run.name)
+    if not reuse:
+        return text, dataset, f"{folder}/config.toml", True
     for name in (f"{folder}/config.toml", f"{folder}.toml"):  # the second: studies written before the folder
         base_file = out / name
         if not (base_file.exists() or base_file.is_symlink()):
@@ -266,7 +278,8 @@ def _script_copy_name(path: Path) -> str:
 
 
 def render_variants(variants: list[VariantSpec], runs: dict[str, Run], out: Path, backend: str = "kohya",
-                    sd_scripts: str = "sd-scripts", log: bool = False) -> dict[str, tuple[str, bool]]:
+                    sd_scripts: str = "sd-scripts", log: bool = False,
+                    reuse_baseline: bool = True) -> dict[str, tuple[str, bool]]:
     """Every file of ``variants`` (relative path → (text, executable)), written nowhere yet. The first time a
     baseline run is used, ``baseline-<run>/`` gets its files as they are (config, dataset TOML, script), so that
     ``diff -r baseline-<run> <variant>`` shows exactly what the variant changes."""
@@ -278,7 +291,7 @@ def render_variants(variants: list[VariantSpec], runs: dict[str, Run], out: Path
         run = runs[v.baseline]
         if v.baseline not in bases:
             lay = layout_of(run)
-            text, dataset, name, new = _baseline_text(out, run, lay)
+            text, dataset, name, new = _baseline_text(out, run, lay, reuse_baseline)
             if new:
                 files[name] = (text, False)
                 folder = name.rsplit("/", 1)[0]
@@ -388,7 +401,7 @@ def write_study(plan: AblationPlan, runs: dict[str, Run], out: Path, backend: st
         if old.good != plan.good or sorted(old.bad) != sorted(plan.bad):
             raise EvidenceError(f"{STUDY_FILE} belongs to another study ({comment_text(old.good)} vs "
                                 f"{comment_text(', '.join(old.bad))}); choose another --out", str(out / STUDY_FILE))
-    files = render_variants(plan.variants + list(also), runs, out, backend, sd_scripts, log)
+    files = render_variants(plan.variants + list(also), runs, out, backend, sd_scripts, log, reuse_baseline=False)
     doc = tomlkit.document()
     doc.add(tomlkit.comment("lora-audit study: the runs compared, the strategy, the backend"))
     doc["good"] = plan.good

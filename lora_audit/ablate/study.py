@@ -126,9 +126,9 @@ def judge(study: Path, verdict: str, variants: list[str]) -> BisectStudy:
     before = len(state.rounds)
     state = bis.advance(state)
     bs = bs.model_copy(update={"state": state})
-    _save(study, bs)
     if len(state.rounds) > before and state.status == "running":
-        _write_round(study, bs, _runs(study))
+        _write_round(study, bs, _runs(study))  # first: an error here leaves the verdicts unrecorded, to give again
+    _save(study, bs)
     return bs
 
 
