@@ -332,3 +332,16 @@ def test_a_fence_of_any_language_holding_a_training_command(tmp_path):
     """)
     (ev,) = parse_notes(p)
     assert settings(ev) == {"network_dim": 12, "seed": 3}
+
+
+def test_metadata_saved_with_pprint_under_a_json_name(tmp_path):
+    # ka-de/cringe.live's Inspect-Lora: pprint.pprint(metadata) written to <lora>.json next to the LoRA
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / "my_lora.json").write_text("{'ss_network_alpha': '8.0',\n 'ss_network_dim': '16',\n"
+                                    " 'ss_tag_frequency': {'10_x': {'x': 3}},\n 'ss_v2': 'False'}\n")
+    run = load_run(d)
+    assert run.params["network_dim"].value == 16 and run.params["network_dim"].source == f"{d / 'my_lora.json'}:2"
+    (d / "my_lora.json").write_text("{'not': 'metadata'")
+    with pytest.raises(EvidenceError, match="invalid JSON"):
+        load_run(d)

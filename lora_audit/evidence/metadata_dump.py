@@ -68,12 +68,33 @@ def parse_metadata_dump(path: str | Path, label: str | None = None) -> Evidence:
     return metadata_evidence(md, label, lines)
 
 
+def python_repr_dump(path: str | Path, label: str | None = None) -> Evidence | None:
+    """Metadata printed with ``pprint`` (single quotes, True/None) and saved as ``.json`` (a PowerShell
+    ``Inspect-Lora`` helper does this): read with ``ast.literal_eval``, literals only; None when it is not that."""
+    import ast
+
+    from lora_audit.evidence._io import read_text
+
+    label = label or str(path)
+    text = read_text(path, label)
+    if "ss_" not in text:
+        return None
+    try:
+        obj = ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    md = metadata_of(obj)
+    if md is None:
+        return None
+    return metadata_evidence(md, label, _inner_lines(text))
+
+
 def _inner_lines(text: str) -> dict[str, int]:
     """Line of each ``"ss_..."`` key anywhere in the text (for a dump wrapped in ``__metadata__``)."""
     import re
 
     out: dict[str, int] = {}
     for n, line in enumerate(text.split("\n"), 1):
-        for m in re.finditer(r'"((?:ss_|sshs_|modelspec\.)[\w.]+)"\s*:', line):
+        for m in re.finditer(r'["\']((?:ss_|sshs_|modelspec\.)[\w.]+)["\']\s*:', line):
             out.setdefault(m.group(1), n)
     return out

@@ -101,7 +101,16 @@ def parse_file(path: Path, label: str | None = None) -> list[Evidence]:
 
         from lora_audit.evidence._json_lines import load_json
 
-        obj = load_json(path, label)  # regular file, 20 MB cap, any encoding; every failure one line
+        from lora_audit.evidence.metadata_dump import python_repr_dump
+
+        try:
+            obj = load_json(path, label)  # regular file, 20 MB cap, any encoding; every failure one line
+        except EvidenceError:
+            # metadata saved with pprint (a Python dict, not JSON) under a .json name next to the LoRA
+            dump = python_repr_dump(path, label)
+            if dump is None:
+                raise
+            return [dump]
         if isinstance(obj, dict) and is_gui_json(obj):
             return [parse_gui_json(path)]
         from lora_audit.evidence.metadata_dump import is_metadata_dump, parse_metadata_dump
