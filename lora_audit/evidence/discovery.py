@@ -75,7 +75,12 @@ def is_evidence_file(path: Path) -> bool:
         try:
             obj = json.loads(text)
         except (ValueError, RecursionError):  # a depth bomb is the reader's one-line error, not discovery's
-            return False
+            from lora_audit.evidence.metadata_dump import python_repr_dump
+
+            try:  # metadata saved with pprint under a .json name
+                return "'ss_" in text and python_repr_dump(path) is not None
+            except Exception:  # unreadable: the reader reports it
+                return False
         from lora_audit.evidence.gui_json import is_gui_json
         from lora_audit.evidence.metadata_dump import is_metadata_dump
 
