@@ -345,3 +345,10 @@ def test_metadata_saved_with_pprint_under_a_json_name(tmp_path):
     (d / "my_lora.json").write_text("{'not': 'metadata'")
     with pytest.raises(EvidenceError, match="invalid JSON"):
         load_run(d)
+
+
+def test_show_metadata_output_redirected_to_a_txt(tmp_path):
+    p = write(tmp_path, '{\n    "ss_learning_rate": "0.0002",\n    "ss_network_dim": "64"\n}\n', name="meta.txt")
+    (ev,) = parse_notes(p)
+    assert ev.kind == "metadata" and settings(ev) == {"learning_rate": 2e-4, "network_dim": 64}
+    assert source_line(ev, "network_dim") == 3

@@ -66,6 +66,11 @@ def parse_notes(path: Path | str, label: str | None = None) -> list[Evidence]:
     path = Path(path)
     label = label or str(path)
     note_text = read_script(path, label)
+    if note_text.lstrip().startswith("{") and '"ss_' in note_text:
+        # `python tools/show_metadata.py --model x.safetensors > x.txt`: the whole note is the metadata
+        whole = _metadata_block(CodeBlock(lang="json", first_line=1, lines=note_text.split("\n")), label)
+        if whole is not None:
+            return [whole]
     found: list[tuple[int, list[Evidence]]] = []
     shells: dict[str, Tokenizer] = {}
     seen: set[int] = set()
