@@ -377,3 +377,17 @@ def test_popen_of_a_list_with_run_time_paths_and_the_config_written_there(tmp_pa
     assert got["network_dim"].value == 16 and got["network_dim"].source == f"{p}:cell 1:2"
     assert got["seed"].value == 3
     assert got["config_file"].origin == "unknown" and got["config_file"].value is None
+
+
+def test_writefile_cells_are_files_the_notebook_creates(tmp_path):
+    p = notebook(
+        tmp_path / "wf.ipynb",
+        "%%writefile /content/config.toml\n[model_arguments]\npretrained_model_name_or_path = \"m.safetensors\"\n"
+        "[training_arguments]\nnetwork_dim = 24\n",
+        "%%writefile run.sh\naccelerate launch train_network.py --config_file /content/config.toml --seed 9\n",
+        "!bash run.sh",
+    )
+    (ev,) = parse_notebook(p)
+    got = {s.name: (s.value, s.source) for s in ev.settings}
+    assert got["network_dim"] == (24, f"{p}:cell 1:5")
+    assert got["seed"] == (9, f"{p}:cell 2:2")

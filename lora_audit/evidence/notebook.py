@@ -39,6 +39,7 @@ from lora_audit.model import Evidence, Note
 
 _CELL_MAGIC = re.compile(r"^\s*%%(bash|sh|script\s+(?:bash|sh)|shell)\b")
 _OTHER_CELL_MAGIC = re.compile(r"^\s*%%(time|timeit|capture|prun)\b.*$")
+_WRITEFILE = re.compile(r"^\s*%%(?:writefile|file)\s+(?P<append>-a\s+)?(?P<path>\S+)\s*$")
 _SKIP_CELL_MAGIC = re.compile(r"^\s*%%\w+")  # %%writefile, %%javascript ...: not Python
 _SHELL_ASSIGN = re.compile(r"^(\s*)[\w., ]+=\s*!")
 _EXPAND = re.compile(r"\$\$|\{([^{}]+)\}|\$([A-Za-z_]\w*)")
@@ -87,6 +88,7 @@ class Session:
     unread: list[str] = field(default_factory=list)  # sources of training commands built at run time
     scripts: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # written .sh: text, cell, first line
     steps: int = 0
+    file_lines: dict[str, tuple[str, int]] = field(default_factory=dict)  # %%writefile tmp -> cell, first line
     walked: set[int] = field(default_factory=set)  # calls of notebook functions that were read
     nodes: dict[str, Any] = field(default_factory=dict)  # unknown variable -> the expression that sets it
 
@@ -137,6 +139,9 @@ def run_cell(s: Session, text: str, label: str, first_line: int) -> None:
         return
     if lines and _OTHER_CELL_MAGIC.match(lines[0]):
         lines[0] = ""
+    elif lines and _WRITEFILE.match(lines[0]):
+        _writefile(s, _WRITEFILE.match(lines[0]), lines[1:], label, first_line)
+        return
     elif lines and _SKIP_CELL_MAGIC.match(lines[0]):
         return
     shells: dict[int, _Shell] = {}
@@ -716,6 +721,24 @@ def _unread_configs(s: Session) -> None:
             s.out.append(ev)
 
 
+def _writefile(s: Session, m: re.Match, body: list[str], label: str, first_line: int) -> None:
+    """``%%writefile config.toml``: the cell's text is a file the notebook creates (a TOML, a script)."""
+    path = m.group("path").strip("'\"")
+    text = "\n".join(body)
+    name = posixpath.basename(path)
+    if name.endswith((".sh", ".bash")):
+        s.scripts[name] = (text, label, first_line + 1)
+        return
+    if not name.endswith(".toml"):
+        return
+    tmp = s.tmp / f"{len(s.files)}-{name}"
+    tmp.write_text(text, encoding="utf-8")
+    s.files[path] = tmp
+    s.files.setdefault(name, tmp)
+    s.file_sources[str(tmp)] = {}
+    s.file_lines[str(tmp)] = (label, first_line)  # the file's line k is the cell's line k + 1
+
+
 def _relabel(ev: Evidence, s: Session) -> None:
     """Settings read from a config the notebook wrote: the notebook line that set each key, not the temp file."""
     for tmp, keys in s.file_sources.items():
@@ -724,7 +747,12 @@ def _relabel(ev: Evidence, s: Session) -> None:
         ev.includes = [i for i in ev.includes if i != tmp]
         for i, st in enumerate(ev.settings):
             if st.source and st.source.startswith(tmp):
-                ev.settings[i] = st.model_copy(update={"source": keys.get(st.name, s.label)})
+                src = keys.get(st.name, s.label)
+                tail = st.source[len(tmp) + 1:]
+                if tmp in s.file_lines and tail.isdigit():
+                    cell, first = s.file_lines[tmp]
+                    src = f"{cell}:{int(tail) + first}"
+                ev.settings[i] = st.model_copy(update={"source": src})
         for w in ev.warnings:
             if w.source and w.source.startswith(tmp):
                 w.source = s.label
