@@ -26,3 +26,30 @@ def test_a_local_model_path_is_recorded_by_its_name():
     hub = S(source="v.safetensors:ss_sd_model_name", value="runwayml/stable-diffusion-v1-5")
     assert not recorded_agrees("pretrained_model_name_or_path", S(source="c.toml:1", value="x/stable-diffusion-v1-5"),
                                hub)
+
+
+def test_a_relative_and_an_absolute_path_naming_one_place_agree(tmp_path):
+    cfg = S(source=f"{tmp_path}/v/config.toml:3", value="output")
+    assert recorded_agrees("output_dir", cfg, S(source=f"{tmp_path}/v/train.sh:15", value=f"{tmp_path}/v/output"))
+    assert not recorded_agrees("output_dir", cfg, S(source="train.sh:15", value=f"{tmp_path}/elsewhere"))
+    assert not recorded_agrees("network_module", S(source=f"{tmp_path}/c.toml:1", value="lora"),
+                               S(source="x:1", value=f"{tmp_path}/lora"))
+
+
+def test_a_study_variant_folder_inspects_without_conflicts(tmp_path):
+    import json
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from lora_audit.cli import main
+
+    example = Path(__file__).resolve().parent.parent / "runs" / "examples" / "bespoke-punks"
+    out = tmp_path / "study"
+    r = CliRunner().invoke(main, ["ablate", str(example), "--good", "SD15_PERFECT", "--bad", "SDXL_Current",
+                                  "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["inspect", "--json", str(out / "ofat-network-dim")])
+    assert r.exit_code == 0, r.output
+    (run,) = json.loads(r.output)["runs"]
+    assert run["conflicts"] == [] and run["params"]["network_dim"]["value"] == 128
