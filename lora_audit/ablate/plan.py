@@ -212,6 +212,7 @@ def _dataset_set(good: Run, bad: Run, changes: dict[str, ParamChange]) -> Change
     target = dataset_file(bad)
     members = [ParamChange(param="dataset_config", **{"from": dataset_file(good) or ch.from_},
                            to=target or ch.to, to_origin=ch.to_origin)]
+
     def file_of(run: Run, name: str) -> str | None:
         src = run.params[name].source if name in run.params else None
         return str(Path(src.rpartition(":")[0] or src).resolve()) if src else None
@@ -222,9 +223,11 @@ def _dataset_set(good: Run, bad: Run, changes: dict[str, ParamChange]) -> Change
             if target and file_of(bad, name) == target:
                 ch = ch.model_copy(update={"via": "dataset_config"})
             members.append(ch)
-    inside = [m.param for m in members[1:]]
+    inside = [m.param for m in members[1:] if m.via]
+    config = [m.param for m in members[1:] if not m.via]
     reason = (f"applied by using {bad.name}'s dataset TOML ({Path(str(target)).name if target else 'none'}): kohya "
-              "takes a dataset TOML's values before the config's" + (f"; it sets {', '.join(inside)}" if inside else ""))
+              "takes a dataset TOML's values before the config's" + (f"; it sets {', '.join(inside)}" if inside else "")
+              + (f"; {', '.join(config)} set in the config, where {bad.name} has them" if config else ""))
     return ChangeSet(id="dataset", changes=members, atomic_reason=reason)
 
 
