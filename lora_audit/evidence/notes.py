@@ -18,7 +18,7 @@ from pathlib import Path
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence._script import read_script
 from lora_audit.evidence.shell import Tokenizer, tokenizer, training_evidence
-from lora_audit.model import Evidence, Note
+from lora_audit.model import Evidence
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*\{?\.?(?P<lang>[^\s`{}]*)")
 _LANGS = {
