@@ -17,6 +17,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from lora_audit.evidence._io import is_readable_evidence, read_text
 
@@ -164,3 +165,45 @@ def walk_files(path: Path, ignored_suffixes: set[str]) -> list[Path]:
                 continue
             files.append(p)
     return files
+
+
+def intermediate_saves(files: list[Path]) -> tuple[set[Path], list[dict[str, Any]]]:
+    """kohya's per-epoch/per-step saves (``name-000003.safetensors``): the run's epochs, not more evidence. They are
+    read only when the final file is missing, and then only the last one."""
+    loras = [f for f in files if f.suffix.lower() == ".safetensors"]
+    finals = {(f.parent, f.stem) for f in loras}
+    groups: dict[tuple[Path, str], list[tuple[int, Path, int | None, int | None]]] = {}
+    for f in loras:
+        e = epoch_of(f)
+        if e is not None:
+            stem, epoch, step = e
+            groups.setdefault((f.parent, stem), []).append(((epoch or 0) * 10**9 + (step or 0), f, epoch, step))
+    skip: set[Path] = set()
+    epochs: list[dict[str, Any]] = []
+    for key, saves in groups.items():
+        saves.sort(key=lambda t: t[0])
+        keep_last = key not in finals
+        for i, (_, f, epoch, step) in enumerate(saves):
+            epochs.append({"file": str(f), "epoch": epoch, "step": step})
+            if not (keep_last and i == len(saves) - 1):
+                skip.add(f)
+    return skip, epochs
+
+
+# What the kohya_ss GUI writes next to the outputs each time it trains (kohya_gui/lora_gui.py train_model):
+# the TOML it passes as --config_file, and the JSON of its form (SaveConfigFile), both stamped %Y%m%d-%H%M%S.
+_GUI_SAVE = re.compile(r"^(?P<prefix>config_lora|config_dreambooth|config_finetune|config_textual_inversion|.+?)"
+                       r"[-_](?P<stamp>\d{8}-\d{6})\.(?P<ext>toml|json)$")
+
+
+def older_gui_saves(files: list[Path]) -> list[Path]:
+    """The GUI's per-training config files of earlier trainings: every one but the latest of each name."""
+    groups: dict[tuple[Path, str, str], list[tuple[str, Path]]] = {}
+    for f in files:
+        m = _GUI_SAVE.match(f.name)
+        if m:
+            groups.setdefault((f.parent, m.group("prefix"), m.group("ext")), []).append((m.group("stamp"), f))
+    older: list[Path] = []
+    for saves in groups.values():
+        older.extend(f for _, f in sorted(saves)[:-1])
+    return sorted(older)

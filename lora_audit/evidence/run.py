@@ -11,11 +11,11 @@ before LoRA files before inferences) keeps the value, and the param's note point
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 from lora_audit.errors import EvidenceError
+from lora_audit.evidence.discovery import intermediate_saves, older_gui_saves, walk_files
 from lora_audit.evidence._io import is_readable_evidence, unreadable_reason
 from lora_audit.kohya.catalog import catalog
 from lora_audit.kohya.normalize import same
@@ -147,53 +147,8 @@ def is_gui_app_settings(data: dict) -> bool:
 
 
 def _files_of(path: Path) -> list[Path]:
-    from lora_audit.evidence.discovery import walk_files
 
     return walk_files(path, _IGNORED_SUFFIXES)
-
-
-def _intermediate_saves(files: list[Path]) -> tuple[set[Path], list[dict[str, Any]]]:
-    """kohya's per-epoch/per-step saves (``name-000003.safetensors``): the run's epochs, not more evidence. They are
-    read only when the final file is missing, and then only the last one."""
-    from lora_audit.evidence.discovery import epoch_of
-
-    loras = [f for f in files if f.suffix.lower() == ".safetensors"]
-    finals = {(f.parent, f.stem) for f in loras}
-    groups: dict[tuple[Path, str], list[tuple[int, Path, int | None, int | None]]] = {}
-    for f in loras:
-        e = epoch_of(f)
-        if e is not None:
-            stem, epoch, step = e
-            groups.setdefault((f.parent, stem), []).append(((epoch or 0) * 10**9 + (step or 0), f, epoch, step))
-    skip: set[Path] = set()
-    epochs: list[dict[str, Any]] = []
-    for key, saves in groups.items():
-        saves.sort(key=lambda t: t[0])
-        keep_last = key not in finals
-        for i, (_, f, epoch, step) in enumerate(saves):
-            epochs.append({"file": str(f), "epoch": epoch, "step": step})
-            if not (keep_last and i == len(saves) - 1):
-                skip.add(f)
-    return skip, epochs
-
-
-# What the kohya_ss GUI writes next to the outputs each time it trains (kohya_gui/lora_gui.py train_model):
-# the TOML it passes as --config_file, and the JSON of its form (SaveConfigFile), both stamped %Y%m%d-%H%M%S.
-_GUI_SAVE = re.compile(r"^(?P<prefix>config_lora|config_dreambooth|config_finetune|config_textual_inversion|.+?)"
-                       r"[-_](?P<stamp>\d{8}-\d{6})\.(?P<ext>toml|json)$")
-
-
-def _older_gui_saves(files: list[Path]) -> list[Path]:
-    """The GUI's per-training config files of earlier trainings: every one but the latest of each name."""
-    groups: dict[tuple[Path, str, str], list[tuple[str, Path]]] = {}
-    for f in files:
-        m = _GUI_SAVE.match(f.name)
-        if m:
-            groups.setdefault((f.parent, m.group("prefix"), m.group("ext")), []).append((m.group("stamp"), f))
-    older: list[Path] = []
-    for saves in groups.values():
-        older.extend(f for _, f in sorted(saves)[:-1])
-    return sorted(older)
 
 
 def _missing(path: Path) -> str:
@@ -205,10 +160,10 @@ def _read(path: Path) -> tuple[dict[str, Any], list[tuple[Path, list[Evidence]]]
     """run.toml, every evidence file's Evidence, warnings about files, facts about the run's files."""
     meta: dict[str, Any] = {}
     files = _files_of(path)
-    skip, epochs = _intermediate_saves(files)
+    skip, epochs = intermediate_saves(files)
     parsed: list[tuple[Path, list[Evidence]]] = []
     warnings: list[Note] = []
-    older = _older_gui_saves(files)
+    older = older_gui_saves(files)
     if older:
         skip |= set(older)
         warnings.append(Note(message=f"{len(older)} older kohya_ss GUI config(s) of earlier trainings in the output "
