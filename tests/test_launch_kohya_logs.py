@@ -125,3 +125,11 @@ def test_launch_reports_the_reason_of_a_real_log(tmp_path, name):
     else:
         assert r.exit_code == 1 and f"failed: v: {reason}" in r.output
         assert (row["state"], row["failure"], row["exit_code"]) == ("failed", reason, code)
+
+
+def test_what_a_finished_run_survived_is_no_failure():
+    # a caught OOM or a traceback printed by a library, then "model saved." and exit 0: done
+    text = read("ok") + "\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n"
+    assert logparse.failure(text, 0) is None
+    assert logparse.failure("Traceback (most recent call last):\nValueError: handled\nall good\n", 0) is None
+    assert logparse.failure(text, 1) == "CUDA out of memory"

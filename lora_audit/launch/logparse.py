@@ -75,10 +75,11 @@ def failure(text: str, exit_code: int | None) -> str | None:
     lines = _lines(text)
     records = kohya_records(text)
     saved = any(r.message.startswith("model saved") for r in records)
-    for ln in lines:
+    # an out-of-memory error caught and survived (a run that saved its LoRA and exited 0) is no failure
+    for ln in lines if exit_code or not saved else []:
         if _OOM.search(ln):
             return "CUDA out of memory"
-    for ln in lines:
+    for ln in lines if exit_code or not saved else []:
         m = _CPU_OOM.search(ln)
         if m:
             return f"CPU out of memory: {m.group(0)}"[:_MAX]
@@ -93,8 +94,8 @@ def failure(text: str, exit_code: int | None) -> str | None:
             if kind.startswith("argument "):
                 return f"bad argument {kind[9:]}: {what}"[:_MAX]
             return f"missing argument: {what}"[:_MAX]
-    exc = _root_exception(lines)
-    if exc is not None and (exit_code or not saved):
+    exc = _root_exception(lines) if exit_code else None  # an exception that ended the run; exit 0: it did not
+    if exc is not None:
         # kohya often logs what it was doing as an ERROR record, then re-raises (config_util: "Invalid user
         # config", "Error on parsing TOML config file"): both say more than either
         err = next((_english(r.message) for r in reversed(records) if r.level in ("ERROR", "CRITICAL")), None)
