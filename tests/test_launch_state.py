@@ -237,3 +237,13 @@ def test_non_regular_files_in_place_of_the_state(tmp_path):
     db.symlink_to(db.name)  # a loop
     assert_one_line(run("status", str(study)), "symbolic links")
     assert runs(study) == []
+
+
+def test_a_file_in_place_of_logs_fails_that_variant_only(tmp_path):
+    study = make_study(tmp_path / "s", {"a": TRAIN, "b": TRAIN})
+    (study / "a" / "logs").write_text("not a folder")
+    r = run("launch", str(study))
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    rows = {row["id"]: row for row in json.loads(run("status", str(study), "--json").output)["variants"]}
+    assert rows["a"]["state"] == "failed" and rows["a"]["failure"].startswith("could not start train.sh: ")
+    assert rows["b"]["state"] == "done"

@@ -264,12 +264,12 @@ class Launcher:
                               f"linked {len(links)} output(s)")
                     continue
                 slot = free.pop(0)
-                set_aside(v.folder, a.attempt)
-                log.parent.mkdir(parents=True, exist_ok=True)
-                try:
+                try:  # a file where logs/ or output/ should be, a full disk: this variant fails, the rest run
+                    set_aside(v.folder, a.attempt)
+                    log.parent.mkdir(parents=True, exist_ok=True)
                     job = _start(a, v, slot, log, self.kohya if needs_kohya(v) else None)
                 except OSError as e:
-                    st.finish(a.id, "failed", failure=f"could not start train.sh: {e}")
+                    st.finish(a.id, "failed", failure=f"could not start {v.runner}: {e}")
                     free.append(slot)
                     continue
                 st.update(a.id, pid=job.proc.pid)
