@@ -247,3 +247,40 @@ def test_a_file_in_place_of_logs_fails_that_variant_only(tmp_path):
     rows = {row["id"]: row for row in json.loads(run("status", str(study), "--json").output)["variants"]}
     assert rows["a"]["state"] == "failed" and rows["a"]["failure"].startswith("could not start train.sh: ")
     assert rows["b"]["state"] == "done"
+
+
+# -- fuzz: a mutated launch.sqlite is read, or refused in one line ---------------------------------------------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as hs  # noqa: E402
+
+_VALID: dict[str, bytes] = {}
+
+
+def _valid_state(tmp_path_factory) -> bytes:
+    if "db" not in _VALID:
+        study = make_study(tmp_path_factory.mktemp("valid") / "s", {"a": TRAIN, "f": FAIL})
+        run("launch", str(study))
+        with sqlite3.connect(study / "launch.sqlite") as c:
+            c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            c.execute("PRAGMA journal_mode=DELETE")
+        c.close()
+        _VALID["db"] = (study / "launch.sqlite").read_bytes()
+    return _VALID["db"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=hs.integers(min_value=0, max_value=1 << 16),
+       flips=hs.lists(hs.tuples(hs.integers(min_value=0, max_value=1 << 16), hs.integers(0, 255)), max_size=8))
+def test_fuzz_mutated_state(tmp_path_factory, cut, flips):
+    data = bytearray(_valid_state(tmp_path_factory))
+    for at, value in flips:
+        data[at % len(data)] = value
+    data = data[: cut % (len(data) + 1)] if cut % 3 == 0 else data
+    study = make_study(tmp_path_factory.mktemp("fuzz") / "s", {"a": TRAIN, "f": FAIL})
+    (study / "launch.sqlite").write_bytes(bytes(data))
+    for args in (["status", str(study)], ["status", str(study), "--json"], ["launch", str(study), "--dry-run"]):
+        r = run(*args)
+        assert r.exit_code in (0, 2), (args, r.output, r.exception)
+        assert "Traceback" not in r.output and (r.exception is None or isinstance(r.exception, SystemExit))
+        if r.exit_code == 2:
+            assert len(r.output.strip().splitlines()) == 1 and r.output.startswith("error: "), r.output

@@ -77,6 +77,7 @@ def bad_state(study: Path, what: str) -> EvidenceError:
     """The one line for a launch state file that cannot be used: what is wrong, and how to start over."""
     path = db_path(study)
     q = shlex.quote(str(path))
+    what = " ".join("".join(ch if ch.isprintable() else " " for ch in what).split())[:200]  # SQLite's own text
     return EvidenceError(f"launch state unreadable ({what}); to start over, move it away "
                          f"(mv {q} {q}.bad) and launch again: attempts are numbered after the logs on disk "
                          "and variants whose LoRA is on disk are not retrained", str(path))
