@@ -181,3 +181,51 @@ def test_fuzz_names_and_sweep_values(tmp_path_factory, head, payload, tail, swee
     name = head + p + tail
     sweep_value = (head + p.replace("\x00", "") + sweep_tail).replace(",", "")
     _ablate_and_run(tmp, name, tail + p + head, sweep_value, "sd" + tail.replace("/", ""))
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.text(), other=st.text(max_size=5))
+def test_a_toml_line_edit_holds_any_value_on_its_line(value, other):
+    from lora_audit.ablate.toml_edit import Edit, edit_toml
+
+    base = '# mine\na = 1  # c\n[t]\ncaption_extension = ".txt" # x\nz = 2\n'
+    out = edit_toml(base, [Edit("caption_extension", value, False, 4), Edit("a", other, False, 2)])
+    assert out.count("\n") == base.count("\n")  # nothing spills onto another line
+    assert tomllib.loads(out) == {"a": other, "t": {"caption_extension": value, "z": 2}}
+    assert out.split("\n")[3].endswith(" # x") and out.split("\n")[0] == "# mine"
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.text())
+def test_comment_text_is_one_line_without_control_characters(value):
+    import unicodedata
+
+    from lora_audit.ablate.files import comment_text
+
+    text = comment_text(value)
+    assert len(text.split("\n")) == 1 and len(text.splitlines()) <= 1
+    assert not any(unicodedata.category(ch)[0] == "C" for ch in text)
+
+
+@settings(max_examples=40, deadline=None)
+@given(value=st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=30))
+def test_a_shell_word_arrives_literally(value):
+    from lora_audit.ablate.script_edit import quote
+
+    res = subprocess.run(["bash", "-c", "printf '%s\\0' " + quote(value, "shell")], capture_output=True, timeout=10,
+                         env={"PATH": "/usr/bin:/bin"})
+    assert res.returncode == 0 and res.stdout.decode("utf-8", "surrogatepass") == value + "\0"
+
+
+def test_a_non_utf8_value_is_one_line_and_nothing_written(tmp_path):
+    """A non-UTF-8 byte in --sd-scripts or a --sweep value (Python's surrogateescape) cannot go into study.toml or
+    a config TOML (TOML is UTF-8): one line, nothing written."""
+    good = _script_run(tmp_path, "good", "mine")
+    (good / "run.toml").write_text('verdict = "good"\n')
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.toml").write_text(BAD)
+    for args in (["--sd-scripts", str(tmp_path) + "/sd\udcff", "ablate"], ["ablate", "--sweep", "caption_extension=.t\udcffx"]):
+        r = CliRunner().invoke(main, [*args, "--good", str(good), "--bad", str(bad), "--out", str(tmp_path / "s")])
+        assert r.exit_code == 2 and "not UTF-8" in r.output and "Traceback" not in r.output, r.output
+        assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "s").exists()

@@ -164,7 +164,7 @@ def _sha(data: bytes) -> str:
 def seal(text: str) -> str:
     """study.toml text with its own sha256 as the last line (any older seal line removed first)."""
     body = _SELF_HASH.sub("", text).rstrip("\n") + "\n"
-    return body + f"# lora-audit sha256 of the lines above: {_sha(body.encode())}\n"
+    return body + f"# lora-audit sha256 of the lines above: {_sha(body.encode('utf-8', 'surrogateescape'))}\n"
 
 
 def _seal_intact(text: str) -> bool | None:
@@ -173,7 +173,7 @@ def _seal_intact(text: str) -> bool | None:
     if m is None:
         return None
     body = _SELF_HASH.sub("", text).rstrip("\n") + "\n"
-    return _sha(body.encode()) == m.group(1)
+    return _sha(body.encode("utf-8", "surrogateescape")) == m.group(1)
 
 
 # --- writing -------------------------------------------------------------------------------------------------------
@@ -204,7 +204,7 @@ def commit(out: Path, files: dict[str, tuple[str, bool]], force: bool = False,
     old_text = read_text(study_path, "study.toml") if study_path.is_file() else None
     old = parse_toml(old_text, study_path, "study.toml") if old_text is not None else {}
     recorded = old.get("written") if isinstance(old.get("written"), dict) else {}
-    encoded = {rel: (text.encode("utf-8"), exe) for rel, (text, exe) in files.items()}
+    encoded = {rel: (_encode(rel, text, out), exe) for rel, (text, exe) in files.items()}
     edited = [rel for rel, (data, _) in encoded.items()
               if _edited(out / rel, data, recorded.get(rel) if isinstance(recorded.get(rel), str) else None)]
     if study_doc is not None and old_text is not None and _seal_intact(old_text) is False:
@@ -219,21 +219,36 @@ def commit(out: Path, files: dict[str, tuple[str, bool]], force: bool = False,
         folder = out / rel
         if folder.is_symlink() or (os.path.lexists(folder) and not folder.is_dir()):
             raise EvidenceError("exists and is not a folder of this study: nothing written there", str(folder))
-    out.mkdir(parents=True, exist_ok=True)
     hashes = {k: v for k, v in recorded.items() if isinstance(v, str)}
+    hashes.update({rel: _sha(data) for rel, (data, _) in encoded.items()})
+    doc = study_doc if study_doc is not None else (tomlkit.parse(old_text) if old_text is not None else None)
+    study_bytes = None
+    if doc is not None:  # rendered before anything is written: an error here leaves the folder as it was
+        table = tomlkit.table()
+        for rel in sorted(hashes):
+            table[rel] = hashes[rel]
+        doc["written"] = table
+        study_bytes = _encode(STUDY_FILE, seal(tomlkit.dumps(doc)), out)
+    out.mkdir(parents=True, exist_ok=True)
     for rel, (data, exe) in encoded.items():
         target = out / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(target, data, 0o755 if exe else 0o644)
-        hashes[rel] = _sha(data)
-    doc = study_doc if study_doc is not None else (tomlkit.parse(old_text) if old_text is not None else None)
-    if doc is None:
-        return
-    table = tomlkit.table()
-    for rel in sorted(hashes):
-        table[rel] = hashes[rel]
-    doc["written"] = table
-    _atomic_write(study_path, seal(tomlkit.dumps(doc)).encode("utf-8"), 0o644)
+    if study_bytes is not None:
+        _atomic_write(study_path, study_bytes, 0o644)
+
+
+def _encode(rel: str, text: str, out: Path) -> bytes:
+    """UTF-8 bytes of a generated file. A path from a non-UTF-8 file name or argument (Python's surrogateescape)
+    goes back to its bytes in a script, where bash takes bytes as they are; a TOML or JSON file must be UTF-8."""
+    try:
+        data = text.encode("utf-8", "surrogateescape")
+        if not rel.endswith(".sh"):
+            data.decode("utf-8")
+        return data
+    except UnicodeError:
+        raise EvidenceError(f"{comment_text(rel)} would hold a value that is not UTF-8 text (a file name or argument "
+                            "in another encoding): rename it", str(out)) from None
 
 
 def _atomic_write(target: Path, data: bytes, mode: int) -> None:
