@@ -215,7 +215,11 @@ def ablate(ctx, runs, good, bads, strategy, sweeps, no_control, out, backend, se
         raise EvidenceError(f"--seconds-per-step must be a positive number of seconds, got {seconds_per_step:g}")
     p = plan(g, b, strategy, list(sweeps), control=not no_control, seconds_per_step=seconds_per_step,
              include_inert=include_inert)
-    folder = Path(out) if out else Path("runs") / f"{g.name}-vs-{'-'.join(r.name for r in b)}"
+    from lora_audit.ablate.emit import _safe
+
+    # the default folder is named from the runs, each name made a plain file name (no "/", "..", control chars)
+    default = _safe(f"{g.name}-vs-{'-'.join(r.name for r in b)}").lstrip(".")[:200] or "study"
+    folder = Path(out) if out else Path("runs") / default
     if not dry_run:
         from lora_audit.ablate.plan import all_or_nothing
 

@@ -223,3 +223,13 @@ def test_damaged_baseline_copy_in_a_bisection_is_one_line(runs, tmp_path):
     _one_line_error(r, "baseline-good/config.toml")
     # the verdicts were not recorded: the round is still the one to judge, once the baseline is repaired
     assert json.loads((study / "bisect.json").read_text())["state"]["rounds"][-1]["tests"][0]["verdict"] is None
+
+
+def test_default_out_is_a_plain_folder_name_under_runs(tmp_path, monkeypatch):
+    good = write_run(tmp_path, "good", GOOD, "good")
+    bad = write_run(tmp_path, "bad \n$(x) ..", BAD, "bad")
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, ["ablate", "--good", str(good), "--bad", str(bad), "--dry-run", "--json"])
+    assert r.exit_code == 0, r.output
+    study = json.loads(r.output)["study"]
+    assert study.startswith("runs/") and "/" not in study[5:] and "\n" not in study and ".." not in study[5:7]
