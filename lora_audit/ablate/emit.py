@@ -34,7 +34,6 @@ from lora_audit.evidence._io import read_text as read_evidence
 from lora_audit.kohya.catalog import CATEGORIES, catalog, category
 from lora_audit.model import Run
 
-_PATH_KEYS = ("output_dir", "output_name", "logging_dir")
 _NOT_WRITTEN = _NOT_CONFIG | {"config_file", "dataset_config", "output_config"}
 # files the tool writes in a variant folder: a user's script by one of these names is copied under another
 _TOOL_FILES = {"config.toml", "dataset.toml", "variant.json", RUNNER, "script-not-edited.txt"}
