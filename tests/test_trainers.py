@@ -216,3 +216,17 @@ def test_the_embedded_trainer_refuses_a_flag_of_another_script(tmp_path, monkeyp
     out = CliRunner().invoke(main, ["train", "--config_file", "config.toml", "--ae", "ae.safetensors"])
     assert out.exit_code == 2 and "--ae is a flux_train_network.py argument" in out.output
     assert "Traceback" not in out.output
+
+
+def test_a_lumina_gui_config_passes_the_lumina_fields(tmp_path):
+    cfg = {"LoRA_type": "Lumina", "lumina_checkbox": True, "pretrained_model_name_or_path": "/m/lumina_2.safetensors",
+           "lumina_ae": "/m/ae.safetensors", "lumina_gemma2": "/m/gemma2.safetensors",
+           "lumina_timestep_sampling": "nextdit_shift", "lumina_discrete_flow_shift": 6.0, "network_dim": 16,
+           "train_data_dir": "/d", "discrete_flow_shift": 3.0, "timestep_sampling": "sigmoid"}
+    f = tmp_path / "lumina.json"
+    f.write_text(json.dumps(cfg, indent=1))
+    p = _inspect(f)["params"]
+    assert (p["base_architecture"]["value"], p["network_module"]["value"]) == ("lumina", "networks.lora_lumina")
+    # the lumina_* fields, not the FLUX ones (those are passed only with flux1_checkbox)
+    assert (p["timestep_sampling"]["value"], p["discrete_flow_shift"]["value"]) == ("nextdit_shift", 6.0)
+    assert p["ae"]["value"] == "/m/ae.safetensors" and p["gemma2"]["origin"] == "explicit"
