@@ -14,7 +14,7 @@ import click
 from lora_audit.errors import EvidenceError
 from lora_audit.cli_support import one_line_errors
 from lora_audit.launch import executor
-from lora_audit.launch.state import FOUND_SLOT, StudyState, _alive, _busy, bad_state, db_path
+from lora_audit.launch.state import FOUND_SLOT, SLURM_SLOT, StudyState, _alive, _busy, bad_state, db_path
 from lora_audit.launch.variants import disk_attempts, study_variants
 
 
@@ -78,14 +78,30 @@ def _status_data(study: Path) -> dict:
             attempts = st.attempts(vid)
             last = attempts[-1] if attempts else None
             state = last.state if last else None
-            if state == "running":  # its launcher died and no launch has recovered it yet
+            if state == "running" and last.slot != SLURM_SLOT:  # its launcher died; no launch recovered it yet
                 lrow = launchers.get(last.launcher)
                 if lrow is None or lrow["ended"] is not None or not _alive(lrow):
                     state = "interrupted"
             rows.append(_row(vid, last, len(attempts), state))
+        _slurm_rows(rows, [st.last(r["id"]) for r in rows])
     finally:
         st.close()
     return {"study": str(study), "variants": rows}
+
+
+def _slurm_rows(rows: list[dict], lasts: list) -> None:
+    """A variant submitted to Slurm gets ``"slurm": {"job_id", "state", "reason"}``: for a running attempt what
+    Slurm says now (squeue, scontrol show job, sacct), else the state last recorded. Local variants get no key."""
+    from lora_audit.launch import slurm
+
+    pending = [a for a in lasts if a is not None and a.job_id and a.state == "running"]
+    now = slurm.live_view(pending) if pending else {}
+    for r, a in zip(rows, lasts):
+        if a is None or a.slot != SLURM_SLOT:
+            continue
+        job = now.get(a.job_id) if a.job_id else None
+        r["slurm"] = {"job_id": a.job_id, "state": job.state if job else a.slurm_state,
+                      "reason": job.reason if job and job.reason not in ("", "None") else None}
 
 
 def _row(vid: str, a, n: int, state: str | None) -> dict:
@@ -116,6 +132,7 @@ def _public(data: dict) -> dict:
 def render_table(data: dict) -> str:
     head = ("variant", "state", "try", "progress", "detail")
     body = []
+    jobs = any("slurm" in r for r in data["variants"])  # a Slurm study: a job column (job id and Slurm state)
     for r in data["variants"]:
         prog = executor.format_progress(r["last_step"], r["_total"], r["_epoch"], r["last_loss"],
                                         r["_eta"] if r["state"] == "running" else None)
@@ -129,10 +146,18 @@ def render_table(data: dict) -> str:
         if r["log"] and r["state"] in ("running", "failed", "interrupted"):
             detail += ("; " if detail else "") + f"log {r['log']}"
         body.append((r["id"], r["state"], str(r["attempts"]), prog, detail))
-    widths = [max(len(x[i]) for x in [head, *body]) for i in range(4)]
+        if jobs:
+            s = r.get("slurm") or {}
+            job = f"{s.get('job_id') or '-'} {s.get('state') or ''}".strip()
+            job += f" ({s['reason']})" if s.get("reason") and s.get("state") == "PENDING" else ""
+            body[-1] = (*body[-1][:3], job, *body[-1][3:])
+    if jobs:
+        head = ("variant", "state", "try", "slurm job", "progress", "detail")
+    cols = len(head) - 1
+    widths = [max(len(x[i]) for x in [head, *body]) for i in range(cols)]
     lines = [f"study {data['study']}"]
     for row in [head, *body]:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4])
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row[:cols], widths)) + "  " + row[cols])
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -172,8 +197,9 @@ def _global_sd_scripts() -> str | None:
 @click.command("launch")
 @click.argument("study", type=click.Path(exists=True, file_okay=False))
 @click.option("--gpus", help="GPU ids, one slot each (CUDA_VISIBLE_DEVICES per slot), e.g. 0,1.")
-@click.option("--max-parallel", type=int, default=1, show_default=True,
-              help="Slots on CPU when no --gpus are given (with --gpus: at most this many of them).")
+@click.option("--max-parallel", type=int, default=None,
+              help="Slots on CPU when no --gpus are given (with --gpus: at most this many of them); default 1. "
+                   "With --executor slurm: at most this many jobs queued or running at once (default: no limit).")
 @click.option("--only", multiple=True, help="Run only these variants (repeat or comma-separate; re-runs failed).")
 @click.option("--reuse", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Another study whose trained variants of the same config hash are linked, not retrained.")
@@ -187,29 +213,72 @@ def _global_sd_scripts() -> str | None:
 @click.option("--python", "python",
               help="The Python of sd-scripts' environment (default: $LORA_AUDIT_KOHYA_PYTHON, DIR/venv or "
                    "DIR/.venv, else accelerate on PATH).")
-@click.option("--cancel", "do_cancel", is_flag=True, help="Stop the variants running in this study (cancelled).")
+@click.option("--cancel", "do_cancel", is_flag=True,
+              help="Stop the variants running in this study (cancelled); scancel its Slurm jobs.")
+@click.option("--executor", "executor_name", type=click.Choice(["local", "slurm"]), default="local",
+              show_default=True, help="local: slots on this machine; slurm: one sbatch job per variant.")
+@click.option("--partition", help="Slurm: the partition (sbatch --partition).")
+@click.option("--gpus-per-job", type=click.IntRange(min=1), help="Slurm: GPUs per job (sbatch --gpus).")
+@click.option("--cpus-per-job", type=click.IntRange(min=1), help="Slurm: CPUs per job (sbatch --cpus-per-task).")
+@click.option("--mem", help="Slurm: memory per job, e.g. 32G (sbatch --mem).")
+@click.option("--time", "time_limit", help="Slurm: time limit per job, e.g. 04:00:00 (sbatch --time).")
+@click.option("--account", help="Slurm: the account to charge (sbatch --account).")
+@click.option("--qos", help="Slurm: the quality of service (sbatch --qos).")
+@click.option("--sbatch-arg", "sbatch_args", multiple=True,
+              help="Slurm: one more sbatch argument, passed as is (repeat), e.g. --sbatch-arg=--constraint=a100.")
 @click.option("--dry-run", is_flag=True, help="Say what would run, run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the summary, or the dry-run plan).")
 @_handles_errors
 def launch(study: str, gpus: str | None, max_parallel: int, only: tuple[str, ...], reuse: tuple[str, ...],
            retry_failed: bool, retry: bool, sd_scripts: str | None, python: str | None, do_cancel: bool,
-           dry_run: bool, as_json: bool) -> None:
+           executor_name: str, partition: str | None, gpus_per_job: int | None, cpus_per_job: int | None,
+           mem: str | None, time_limit: str | None, account: str | None, qos: str | None,
+           sbatch_args: tuple[str, ...], dry_run: bool, as_json: bool) -> None:
     """Run a study's variants (their runner), one per slot, on your sd-scripts, with durable state; resumes after a
     crash."""
     path = Path(study)
+    if executor_name == "slurm" and not dry_run:
+        from lora_audit.launch import slurm
+
+        slurm.require("scancel" if do_cancel else "sbatch")
     if do_cancel:
         result = executor.cancel(path)
+        result.update(_cancel_slurm(path))
         if as_json:
             click.echo(json.dumps(result, indent=2))
         else:
             click.echo(f"asked {result['launchers']} launcher(s) to stop; cancelled: "
-                       + (", ".join(result["cancelled"]) or "none"))
+                       + (", ".join(result["cancelled"]) or "none")
+                       + (f"; scancelled {result['slurm_jobs']} Slurm job(s)" if result.get("slurm_jobs") else ""))
         return
-    opts = executor.Options(gpus=_split((gpus,)) if gpus else None, max_parallel=max_parallel,
+    opts = executor.Options(gpus=_split((gpus,)) if gpus else None,
+                            max_parallel=max_parallel if max_parallel is not None or executor_name == "slurm" else 1,
                             only=_split(only) or None, reuse=[Path(r) for r in reuse], retry_failed=retry_failed,
                             retry=retry, sd_scripts=sd_scripts, python=python,
                             global_sd_scripts=_global_sd_scripts())
-    launcher = executor.Launcher(path, opts, echo=(lambda s: None) if as_json else click.echo)
+    echo = (lambda s: None) if as_json else click.echo
+    if executor_name == "slurm":
+        from lora_audit.launch import slurm
+
+        opts.max_parallel = 1  # local slots do not apply; --max-parallel bounds the live jobs
+        sopts = slurm.SlurmOptions(partition=partition, gpus_per_job=gpus_per_job, cpus_per_job=cpus_per_job,
+                                   mem=mem, time=time_limit, account=account, qos=qos,
+                                   sbatch_args=list(sbatch_args))
+        launcher = slurm.SlurmLauncher(path, opts, sopts, echo=echo, max_jobs=max_parallel)
+    else:
+        launcher = executor.Launcher(path, opts, echo=echo)
+    if dry_run and executor_name == "slurm":
+        plan = launcher.dry_run()
+        commands = launcher.commands()
+        for p in plan:
+            p["sbatch"] = commands.get(p["id"]) if not p["action"].startswith(("skip", "link")) else None
+        if as_json:
+            click.echo(json.dumps({"study": str(path), "executor": "slurm", "variants": plan}, indent=2))
+        else:
+            for p in plan:
+                click.echo(f"{p['id']}: {p['action']} (attempt {p['attempt']})"
+                           + (f"\n  {p['sbatch']}" if p["sbatch"] else ""))
+        return
     if dry_run:
         plan = launcher.dry_run()
         kenv = launcher.resolve_kohya()
@@ -236,3 +305,16 @@ def launch(study: str, gpus: str | None, max_parallel: int, only: tuple[str, ...
             click.echo(f"failed: {vid}: {why}")
     if result["failed"]:  # a study with failed variants is not a success: exit 1 (2 is bad input)
         click.get_current_context().exit(1)
+
+
+def _cancel_slurm(path: Path) -> dict:
+    """``scancel`` the study's Slurm jobs (those in its state, and any named after it): {"slurm_jobs": N}."""
+    from lora_audit.launch import slurm
+
+    if not slurm.available():
+        return {}
+    st = StudyState(path)
+    try:
+        return {"slurm_jobs": slurm.cancel_jobs(st, path)}
+    finally:
+        st.close()

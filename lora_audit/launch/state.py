@@ -28,6 +28,12 @@ from lora_audit.errors import EvidenceError
 DB_NAME = "launch.sqlite"
 LIVE = ("queued", "running")
 FOUND_SLOT = "disk"  # the slot of an attempt recorded from what was on disk, not run by a launcher
+# the slot of an attempt submitted to Slurm: its job lives on without the launcher, so a dead launcher does not
+# make it interrupted (the Slurm launcher re-attaches to it instead)
+SLURM_SLOT = "slurm"
+# columns added after the first release: a launch.sqlite written before them is read without them and gets them
+# (ALTER TABLE ... ADD COLUMN) when a launcher next opens it for writing
+_ADDED_COLUMNS = {"attempts": {"job_id": "TEXT", "slurm_state": "TEXT"}}
 # a launcher on another host is presumed dead when its heartbeat is this old (seconds)
 STALE_AFTER = 60.0
 
@@ -48,6 +54,8 @@ CREATE TABLE IF NOT EXISTS attempts (
     last_step INTEGER, total_steps INTEGER, last_epoch TEXT, last_loss REAL, eta TEXT,
     failure TEXT,
     reused_from TEXT,
+    job_id TEXT,                    -- the Slurm job id (launch --executor slurm); NULL for local attempts
+    slurm_state TEXT,               -- the Slurm job state last seen (PENDING RUNNING COMPLETED TIMEOUT ...)
     UNIQUE (variant, attempt)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_live_attempt ON attempts(variant) WHERE state IN ('queued', 'running');
@@ -147,6 +155,8 @@ class Attempt:
     eta: str | None = None
     failure: str | None = None
     reused_from: str | None = None
+    job_id: str | None = None
+    slurm_state: str | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "Attempt":
@@ -170,7 +180,8 @@ class Attempt:
 _FIELDS: dict[str, type] = {"id": int, "variant": str, "attempt": int, "state": str, "hash": str, "launcher": str,
                             "pid": int, "slot": str, "queued_at": float, "started": float, "ended": float,
                             "exit_code": int, "log": str, "outputs": list, "last_step": int, "total_steps": int,
-                            "last_epoch": str, "last_loss": float, "eta": str, "failure": str, "reused_from": str}
+                            "last_epoch": str, "last_loss": float, "eta": str, "failure": str, "reused_from": str,
+                            "job_id": str, "slurm_state": str}
 
 
 def db_path(study: Path) -> Path:
@@ -225,6 +236,7 @@ class StudyState:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 self.db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")  # readers see all tables or none
+                self._migrate()
                 return
             except sqlite3.OperationalError as e:
                 if "locked" not in str(e) and "busy" not in str(e) or time.monotonic() > deadline:
@@ -232,6 +244,15 @@ class StudyState:
                 if self.db.in_transaction:
                     self.db.execute("ROLLBACK")
                 time.sleep(0.05)
+
+    def _migrate(self) -> None:
+        """Add the columns a launch.sqlite written by an older version lacks (one transaction)."""
+        with self._tx():
+            for table, cols in _ADDED_COLUMNS.items():
+                have = {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
+                for name, kind in cols.items():
+                    if name not in have:
+                        self.db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     @property
     def ready(self) -> bool:
@@ -286,6 +307,8 @@ class StudyState:
         with self._tx():
             launchers = {r["id"]: r for r in self.db.execute("SELECT * FROM launchers")}
             for row in self.db.execute("SELECT * FROM attempts WHERE state='running'").fetchall():
+                if row["slot"] == SLURM_SLOT:  # a Slurm job outlives its launcher: lora_audit.launch.slurm
+                    continue
                 lrow = launchers.get(row["launcher"])
                 if lrow is not None and lrow["ended"] is None and _alive(lrow):
                     continue
@@ -346,6 +369,18 @@ class StudyState:
 
     def finish(self, attempt_id: int, state: str, **values) -> None:
         self.update(attempt_id, state=state, ended=time.time(), **values)
+
+    def finish_running(self, attempt_id: int, state: str, **values) -> bool:
+        """``finish`` only while the attempt is still running: True for the one caller that ended it (two Slurm
+        launchers watching the same job both see it end)."""
+        if "outputs" in values:
+            values["outputs"] = json.dumps(values["outputs"])
+        values = {"state": state, "ended": time.time(), **values}
+        cols = ", ".join(f"{k}=?" for k in values)
+        with self._tx():
+            cur = self.db.execute(f"UPDATE attempts SET {cols} WHERE id=? AND state='running'",
+                                  (*values.values(), attempt_id))
+            return cur.rowcount == 1
 
     def get(self, attempt_id: int) -> Attempt:
         return Attempt.from_row(self.db.execute("SELECT * FROM attempts WHERE id=?", (attempt_id,)).fetchone())

@@ -1,0 +1,517 @@
+"""``launch --executor slurm``: one Slurm batch job per variant, submitted with ``sbatch``, watched, re-attached.
+
+Why ``sbatch`` itself and not ``submitit``: no extra dependency (``sbatch``/``squeue``/``scontrol``/``scancel``
+are on every Slurm login node); full control over the job name and comment, which is what makes a crash between
+submitting and recording safe (below); and the job runs the variant's own runner (``lora-audit-run.sh`` or
+``train.sh``, a shell script) as it is, while ``submitit`` pickles a Python callable (and we never unpickle).
+
+Durability. An attempt is claimed in ``launch.sqlite`` (slot ``slurm``) before ``sbatch`` runs, and its job id is
+written the moment ``sbatch --parsable`` returns. Every job is named ``la-<study>-<variant>-a<attempt>`` (``<study>``
+a short hash of the study folder's path) and carries ``--comment`` with the study path; a launcher that died
+between ``sbatch`` and the write leaves a running row without a job id: the next launcher looks the name up in
+``squeue`` (and ``sacct`` where accounting exists) and records the job it finds instead of submitting it again. Before
+any submission the launcher also looks for a live job of the same study and variant, whatever its attempt (a
+state file lost while jobs ran), and adopts it. A running Slurm row is never marked interrupted because its
+launcher is gone (state.SLURM_SLOT): the job runs on; a relaunch waits for it.
+
+The job's output goes to the variant's ``logs/attempt-N.log`` (``--open-mode=append`` after the header the
+launcher writes); the batch script (kept as ``logs/attempt-N.sbatch``) writes a start line with ``$SLURM_JOB_ID``
+and an end line with the runner's exit status, so the log alone tells whether a job ran and how it ended when
+Slurm has forgotten the job (``MinJobAge``) and keeps no accounting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from lora_audit.errors import EvidenceError
+from lora_audit.launch import executor, logparse
+from lora_audit.launch.procs import marker
+from lora_audit.launch.state import SLURM_SLOT, Attempt, StudyState, _alive, db_path
+from lora_audit.launch.variants import (Variant, complete_outputs, disk_attempts, find_outputs, link_outputs,
+                                        select, set_aside, study_variants, trained_elsewhere)
+
+# states a job leaves only by ending (squeue's %T; man squeue "JOB STATE CODES")
+LIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",
+               "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD", "SPECIAL_EXIT"}
+# ended without the variant's own doing: the next launch submits the variant again
+LOST_STATES = {"NODE_FAIL", "PREEMPTED", "BOOT_FAIL"}
+CALL_TIMEOUT = 60.0  # seconds for one squeue/sbatch/scontrol/sacct/scancel call
+_START = "# lora-audit slurm: job "
+_END = re.compile(r"^# lora-audit slurm: runner exited with (\d+)\s*$", re.M)
+
+
+@dataclass
+class SlurmOptions:
+    partition: str | None = None
+    gpus_per_job: int | None = None
+    cpus_per_job: int | None = None
+    mem: str | None = None
+    time: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    sbatch_args: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Job:
+    """What Slurm says about one job."""
+
+    id: str
+    name: str = ""
+    state: str = ""
+    reason: str = ""
+    exit_code: int | None = None  # the batch script's exit status; 128+N when a signal N ended it
+    time_limit: str = ""
+    node: str = ""
+
+
+def require(tool: str = "sbatch") -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise EvidenceError(f"--executor slurm: {tool} not found on PATH (run on a Slurm login node, or load "
+                            "Slurm's module)")
+    return path
+
+
+def available() -> bool:
+    return shutil.which("squeue") is not None
+
+
+def study_tag(study: Path) -> str:
+    return "la-" + hashlib.sha1(str(Path(study).resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:10]
+
+
+def job_name(study: Path, variant: str, attempt: int) -> str:
+    return f"{study_tag(study)}-{_safe(variant)}-a{attempt}"
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", text)[:120]
+
+
+def _run(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(args, capture_output=True, text=True, timeout=CALL_TIMEOUT, env=env,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(args, 124, "", f"{args[0]}: no answer in {CALL_TIMEOUT:.0f} s")
+    except OSError as e:
+        return subprocess.CompletedProcess(args, 127, "", f"{args[0]}: {e}")
+
+
+# -- what Slurm knows --------------------------------------------------------------------------------------------
+def queue(tag: str | None = None) -> dict[str, Job] | None:
+    """This user's jobs Slurm's controller still holds (running, pending, and ended ones until ``MinJobAge``);
+    only those of one study when ``tag`` is given. None when squeue does not answer."""
+    if not available():
+        return None
+    r = _run(["squeue", "--me", "--noheader", "--states=all", "--format=%i|%j|%T|%r|%l|%N"])
+    if r.returncode != 0:
+        return None
+    out = {}
+    for line in r.stdout.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) < 6:
+            continue
+        job = Job(parts[0], parts[1], parts[2].upper(), parts[3], None, parts[4], parts[5])
+        if tag is None or job.name.startswith(tag + "-"):
+            out[job.id] = job
+    return out
+
+
+def show(job_id: str) -> Job | None:
+    """``scontrol show job``: state, reason, exit code of a job the controller still holds."""
+    r = _run(["scontrol", "show", "job", "--oneliner", job_id])
+    if r.returncode != 0 or "JobState=" not in r.stdout:
+        return None
+    fields = dict(re.findall(r"(\w+)=(\S*)", r.stdout))
+    return Job(job_id, fields.get("JobName", ""), fields.get("JobState", "").upper(), fields.get("Reason", ""),
+               _exit(fields.get("ExitCode", "")), fields.get("TimeLimit", ""), fields.get("NodeList", ""))
+
+
+def accounting(job_id: str | None = None, name: str | None = None) -> Job | None:
+    """``sacct`` for a job the controller has forgotten; None without accounting (``accounting_storage/none``)."""
+    if shutil.which("sacct") is None:
+        return None
+    args = ["sacct", "--noheader", "--parsable2", "--allocations", "--format=JobID,JobName,State,ExitCode,Timelimit"]
+    args += ["--jobs", job_id] if job_id else ["--name", name or "", "--starttime", "now-30days"]
+    r = _run(args)
+    if r.returncode != 0:
+        return None
+    rows = [ln.split("|") for ln in r.stdout.splitlines() if ln.count("|") >= 4]
+    if not rows:
+        return None
+    jid, jname, state, code, limit = rows[-1][:5]
+    return Job(jid, jname, state.split()[0].upper() if state else "", "", _exit(code), limit)
+
+
+def _exit(code: str) -> int | None:
+    """``3:0`` (exit status 3) or ``0:15`` (killed by signal 15: 143, as a shell reports it)."""
+    m = re.match(r"^(\d+):(\d+)$", code or "")
+    if not m:
+        return None
+    status, sig = int(m.group(1)), int(m.group(2))
+    return 128 + sig if sig else status
+
+
+def log_end(log: Path | None) -> tuple[bool, int | None]:
+    """(the job started, the runner's exit status or None) from the lines the batch script writes."""
+    if log is None:
+        return False, None
+    text = logparse.read_tail(log)
+    ends = _END.findall(text)
+    return (_START in text or bool(ends)), (int(ends[-1]) if ends else None)
+
+
+# -- the batch job -------------------------------------------------------------------------------------------------
+def batch_script(study: Path, v: Variant, a: Attempt) -> str:
+    q = shlex.quote
+    lines = ["#!/bin/bash",
+             f"# lora-audit launch --executor slurm: study {study}, variant {v.id}, attempt {a.attempt}",
+             'echo "# lora-audit slurm: job ${SLURM_JOB_ID:-?} started on $(hostname) at $(date \'+%Y-%m-%d %H:%M:%S %z\')"',
+             f"cd {q(str(v.folder))} || exit 1",
+             f"bash {q(v.runner)}",
+             "rc=$?",
+             'echo "# lora-audit slurm: runner exited with $rc"',
+             "exit $rc", ""]
+    return "\n".join(line.replace("\r", "\\r") for line in lines)
+
+
+def sbatch_command(study: Path, v: Variant, a: Attempt, opts: SlurmOptions, script: Path) -> list[str]:
+    cmd = ["sbatch", "--parsable", f"--job-name={job_name(study, v.id, a.attempt)}",
+           f"--comment=lora-audit study={Path(study).resolve()} variant={v.id} attempt={a.attempt}".replace(
+               "\n", "\\n"),
+           f"--chdir={v.folder}", f"--output=logs/attempt-{a.attempt}.log", "--open-mode=append",
+           "--nodes=1", "--ntasks=1"]
+    if opts.partition:
+        cmd.append(f"--partition={opts.partition}")
+    if opts.gpus_per_job:
+        cmd.append(f"--gpus={opts.gpus_per_job}")
+    if opts.cpus_per_job:
+        cmd.append(f"--cpus-per-task={opts.cpus_per_job}")
+    for flag, value in (("mem", opts.mem), ("time", opts.time), ("account", opts.account), ("qos", opts.qos)):
+        if value:
+            cmd.append(f"--{flag}={value}")
+    cmd += list(opts.sbatch_args)  # last: the user's own arguments win
+    cmd.append(str(script))
+    return cmd
+
+
+# -- the launcher --------------------------------------------------------------------------------------------------
+class SlurmLauncher(executor.Launcher):
+    """Submits queued attempts as Slurm jobs (at most ``max_parallel`` live at once), records their ids, waits
+    for them and records how they ended; re-attaches to the jobs an earlier launcher submitted."""
+
+    def __init__(self, study: Path, opts: executor.Options, slurm: SlurmOptions,
+                 echo: Callable[[str], None] = lambda s: None, max_jobs: int | None = None):
+        super().__init__(study, opts, echo)
+        self.slurm = slurm
+        self.max_jobs = max_jobs
+        if max_jobs is not None and max_jobs < 1:
+            raise EvidenceError("--max-parallel must be at least 1")
+        self.tag = study_tag(self.study)
+        self.poll = max(opts.poll, 0.5)
+        self.cancelled_ids: set[str] = set()
+
+    def dry_run(self) -> list[dict]:
+        plan = super().dry_run()
+        for p in plan:
+            if p["action"].startswith("run on"):
+                p["action"] = "submit to Slurm"
+        return plan
+
+    def commands(self) -> dict[str, str]:
+        """The sbatch command each variant would get (for --dry-run)."""
+        out = {}
+        for v in self.variants:
+            a = Attempt(0, v.id, disk_attempts(v.folder) + 1, "queued")
+            out[v.id] = shlex.join(sbatch_command(self.study, v, a, self.slurm,
+                                                  v.folder / "logs" / f"attempt-{a.attempt}.sbatch"))
+        return out
+
+    def run(self) -> dict:
+        require("sbatch")
+        require("squeue")
+        self.resolve_kohya()
+        st = StudyState(self.study)
+        others = [StudyState(o, readonly=True) for o in self.opts.reuse if db_path(o).exists()]
+        missing = [str(o) for o in self.opts.reuse if not db_path(o).exists()]
+        if missing:
+            raise EvidenceError(f"--reuse: no launch state in {', '.join(missing)}")
+        lid = st.register_launcher()
+        self._install_signals()
+        try:
+            for a in st.recover():  # local attempts a dead local launcher left
+                self.echo(f"{a.variant}: attempt {a.attempt} was interrupted (launcher gone); it runs again")
+            jobs = queue(self.tag)
+            if jobs is None:
+                raise EvidenceError("--executor slurm: squeue does not answer (is slurmctld up?)")
+            self._reattach(st, jobs, first=True)
+            rerun = self.opts.retry_failed or self.opts.retry or bool(self.opts.only)
+            for v in self.variants:
+                after = disk_attempts(v.folder)
+                last = st.last(v.id)
+                if not self.opts.retry and last is None:
+                    found = complete_outputs(v.folder)
+                    if found:
+                        logs = v.folder / "logs" / f"attempt-{after}.log"
+                        if st.record_found(v.id, v.hash, after, str(logs) if logs.is_file() else None, found):
+                            self.echo(f"{v.id}: its LoRA is on disk but not in the launch state: recorded as done")
+                        continue
+                st.enqueue(v.id, v.hash, rerun_failed=rerun, after=after, rerun_done=self.opts.retry)
+            self._watch(st, others, lid)
+        finally:
+            st.end_launcher(lid)
+        try:
+            return executor.summary(st, [v.id for v in self.variants])
+        finally:
+            for s in (st, *others):
+                s.close()
+
+    # -- re-attaching ------------------------------------------------------------------------------------------
+    def _reattach(self, st: StudyState, jobs: dict[str, Job], first: bool = False) -> None:
+        """Running Slurm rows: say which job each waits for; a row without a job id (its launcher died between
+        sbatch and the write) gets the job found by its name, or, when there is none and its launcher is gone,
+        is marked interrupted (it never reached Slurm)."""
+        launchers = {r["id"]: r for r in st.db.execute("SELECT * FROM launchers")}
+        by_name = {j.name: j for j in jobs.values()}
+        for a in st.attempts():
+            if a.state != "running" or a.slot != SLURM_SLOT:
+                continue
+            if a.job_id:
+                if first:
+                    self.echo(f"{a.variant}: attempt {a.attempt} is Slurm job {a.job_id}: waiting for it")
+                continue
+            name = job_name(self.study, a.variant, a.attempt)
+            job = by_name.get(name) or accounting(name=name)
+            if job is not None:
+                st.update(a.id, job_id=job.id, slurm_state=job.state)
+                self.echo(f"{a.variant}: attempt {a.attempt} found as Slurm job {job.id} ({name}): re-attached")
+                continue
+            lrow = launchers.get(a.launcher)
+            if lrow is not None and lrow["ended"] is None and _alive(lrow):
+                continue  # its launcher is submitting it right now
+            started, _ = log_end(Path(a.log) if a.log else None)
+            v = next((v for v in self.variants if v.id == a.variant), None)
+            if started and v is not None:  # it ran; Slurm has forgotten it and keeps no accounting: the log says
+                self._ended(st, a, v, None)  # how it ended (or that it was lost)
+                continue
+            st.finish_running(a.id, "interrupted", failure="launcher stopped before sbatch returned; no job named "
+                                                             f"{name} in Slurm")
+            self.echo(f"{a.variant}: attempt {a.attempt} never reached Slurm (launcher gone); it is submitted again")
+
+    # -- the loop ----------------------------------------------------------------------------------------------
+    def _watch(self, st: StudyState, others: list[StudyState], lid: str) -> None:
+        by_id = {v.id: v for v in self.variants}
+        while True:
+            if st.heartbeat(lid) or self.stop_requested.is_set():
+                n = cancel_jobs(st, self.study, echo=self.echo)
+                self.echo(f"cancel requested: cancelled {n} Slurm job(s)")
+                for a in st.queued(list(by_id)):
+                    if st.claim(a.id, lid, "", ""):
+                        st.finish(a.id, "cancelled", failure="cancelled before it was submitted")
+                return
+            jobs = queue(self.tag)
+            if jobs is not None:
+                self._reattach(st, jobs)
+            live = self._check(st, jobs, by_id) if jobs is not None else self._count_live(st)
+            waiting = False
+            for a in st.queued(list(by_id)):
+                v = by_id[a.variant]
+                prior = None if self.opts.retry else trained_elsewhere(st, others, v.hash)
+                if prior is None and v.hash and st.running_with_hash(v.hash):
+                    waiting = True
+                    continue
+                if prior is None and self.max_jobs is not None and live >= self.max_jobs:
+                    waiting = True
+                    break
+                if prior is not None:
+                    if st.claim(a.id, lid, "link", ""):
+                        links = link_outputs(st, a, v, *prior)
+                        self.echo(f"{v.id}: same config as {prior[1].name}/{prior[0].variant}, trained already; "
+                                  f"linked {len(links)} output(s)")
+                    continue
+                if self._submit(st, lid, a, v, jobs or {}):
+                    live += 1
+            if not waiting and self._count_live(st) == 0:
+                return
+            time.sleep(self.poll)
+
+    def _count_live(self, st: StudyState) -> int:
+        ids = {v.id for v in self.variants}
+        return sum(1 for a in st.attempts() if a.state == "running" and a.slot == SLURM_SLOT and a.variant in ids)
+
+    def _submit(self, st: StudyState, lid: str, a: Attempt, v: Variant, jobs: dict[str, Job]) -> bool:
+        # a live job of this study and variant (a state file lost while it ran): adopt it, never submit twice
+        prefix = f"{self.tag}-{_safe(v.id)}-a"
+        for job in jobs.values():
+            if job.name.startswith(prefix) and job.state in LIVE_STATES and job.name[len(prefix):].isdigit():
+                log = v.folder / "logs" / f"attempt-{job.name[len(prefix):]}.log"
+                if st.claim(a.id, lid, SLURM_SLOT, str(log)):
+                    st.update(a.id, job_id=job.id, slurm_state=job.state)
+                    self.echo(f"{v.id}: Slurm job {job.id} ({job.name}) is already live: re-attached, not "
+                              "submitted again")
+                return True
+        log = v.folder / "logs" / f"attempt-{a.attempt}.log"
+        script = log.with_suffix(".sbatch")
+        if not st.claim(a.id, lid, SLURM_SLOT, str(log)):
+            return False  # another launcher took it
+        try:
+            set_aside(v.folder, a.attempt)
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with open(script, "x", encoding="utf-8") as f:
+                f.write(batch_script(self.study, v, a))
+            header = [f"variant {v.id}, attempt {a.attempt}, Slurm job {job_name(self.study, v.id, a.attempt)}, "
+                      f"submitted {time.strftime('%Y-%m-%d %H:%M:%S %z')}"]
+            kenv = self.kohya if executor.needs_kohya(v) else None
+            header += kenv.header() if kenv else []
+            with open(log, "xb") as f:
+                f.write("".join(f"# lora-audit launch: {h}".replace("\n", "\\n").replace("\r", "\\r") + "\n"
+                                for h in header).encode("utf-8", "replace"))
+        except OSError as e:
+            st.finish(a.id, "failed", failure=f"could not write the batch job: {e}")
+            return False
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "LORA_AUDIT_ATTEMPT": marker(a)}
+        if kenv is not None:
+            env.update(kenv.variables())
+            env.setdefault("COLUMNS", "200")
+        r = _run(sbatch_command(self.study, v, a, self.slurm, script), env=env)
+        job_id = r.stdout.strip().split(";")[0] if r.returncode == 0 else ""
+        if not job_id.isdigit() and not re.fullmatch(r"\d+_\d+", job_id):
+            why = (r.stderr.strip().splitlines() or [f"exit code {r.returncode}"])[-1]
+            st.finish(a.id, "failed", failure=f"sbatch refused the job: {why}")
+            self.echo(f"{v.id}: sbatch refused the job: {why}")
+            return False
+        st.update(a.id, job_id=job_id, slurm_state="PENDING")  # the moment sbatch returns
+        self.echo(f"{v.id}: attempt {a.attempt} submitted as Slurm job {job_id} (log {log.relative_to(self.study)})")
+        return True
+
+    def _check(self, st: StudyState, jobs: dict[str, Job], by_id: dict[str, Variant]) -> int:
+        """Record the state of each running Slurm attempt; finish those whose job ended. Returns how many are
+        still live."""
+        live = 0
+        for a in st.attempts():
+            if a.state != "running" or a.slot != SLURM_SLOT or a.variant not in by_id:
+                continue
+            if not a.job_id:
+                live += 1  # another launcher is submitting it
+                continue
+            job = jobs.get(a.job_id)
+            if job is not None and job.state in LIVE_STATES:
+                live += 1
+                if job.state != a.slurm_state:
+                    st.update(a.id, slurm_state=job.state)
+                    if job.state == "RUNNING":
+                        self.echo(f"{a.variant}: Slurm job {a.job_id} running on {job.node}")
+                continue
+            if not self._ended(st, a, by_id[a.variant], job):
+                live += 1
+        return live
+
+    def _ended(self, st: StudyState, a: Attempt, v: Variant, job: Job | None) -> bool:
+        """Finish an attempt whose job left the queue. False when nothing says how it ended yet."""
+        detail = show(a.job_id) if a.job_id else None
+        detail = detail if detail and detail.state not in LIVE_STATES else None
+        detail = detail or accounting(job_id=a.job_id)
+        log = Path(a.log) if a.log else v.folder / "logs" / f"attempt-{a.attempt}.log"
+        started, runner_rc = log_end(log)
+        if detail is None and job is not None:
+            detail = job
+        if detail is None or not detail.state:
+            if runner_rc is None:  # Slurm forgot it and the log has no end: lost (node died, job purged)
+                st.finish_running(a.id, "interrupted", slurm_state="UNKNOWN",
+                                  failure=f"Slurm job {a.job_id} is gone and its log has no end: lost; "
+                                          "launch again to resubmit")
+                self.echo(f"{v.id}: Slurm job {a.job_id} lost")
+                return True
+            detail = Job(a.job_id or "", state="COMPLETED" if runner_rc == 0 else "FAILED", exit_code=runner_rc)
+        state_name = detail.state
+        rc = runner_rc if runner_rc is not None else detail.exit_code
+        text = logparse.read_all(log) if log.is_file() else ""
+        p = logparse.progress(text)
+        why = logparse.failure(text, rc if rc is not None else (0 if state_name == "COMPLETED" else 1))
+        outputs = find_outputs(v.folder)
+        if state_name == "COMPLETED" and why is None and not outputs and executor.needs_kohya(v):
+            why = "exit code 0, but no LoRA in output/"
+        generic = why is None or re.fullmatch(r"exit code -?\d+", why or "") is not None
+        if state_name == "COMPLETED":
+            state = "done" if why is None else "failed"
+            failure = why
+        elif state_name == "CANCELLED":
+            state = "cancelled"
+            failure = ("cancelled (launch --cancel)" if a.job_id in self.cancelled_ids
+                       else f"Slurm CANCELLED job {a.job_id} (scancel from outside lora-audit)")
+        elif state_name in LOST_STATES:
+            state = "interrupted"
+            failure = f"Slurm {state_name} (job {a.job_id}); launch again to resubmit"
+        else:
+            state = "failed"
+            failure = f"Slurm {state_name}"
+            if state_name == "TIMEOUT" and detail.time_limit:
+                failure += f" (time limit {detail.time_limit})"
+            elif rc is not None:
+                failure += f" (exit code {rc})"
+            if why and not generic:
+                failure += f": {why}"
+        if st.finish_running(a.id, state, exit_code=rc, failure=failure if state != "done" else None,
+                             outputs=outputs, slurm_state=state_name, last_step=p.step, total_steps=p.total_steps,
+                             last_epoch=p.epoch, last_loss=p.loss, eta=p.eta):
+            tail = f": {failure}" if state != "done" else f", {len(outputs)} output(s)"
+            self.echo(f"{v.id}: attempt {a.attempt} (Slurm job {a.job_id}) {state}{tail}")
+        return True
+
+
+def cancel_jobs(st: StudyState, study: Path, echo: Callable[[str], None] = lambda s: None,
+                wait: float = 30.0) -> int:
+    """``scancel`` every live Slurm job of this study (by the state's job ids and by the study's job-name tag), mark
+    their attempts cancelled, and wait until squeue no longer lists them as live. Returns how many were asked."""
+    if shutil.which("scancel") is None:
+        return 0
+    tag = study_tag(study)
+    jobs = queue(tag) or {}
+    ids = {j.id for j in jobs.values() if j.state in LIVE_STATES}
+    rows = [a for a in st.attempts() if a.state == "running" and a.slot == SLURM_SLOT]
+    ids |= {a.job_id for a in rows if a.job_id and (a.job_id not in jobs or jobs[a.job_id].state in LIVE_STATES)}
+    if ids:
+        r = _run(["scancel", *sorted(ids)])
+        if r.returncode != 0 and r.stderr.strip():
+            echo(f"scancel: {r.stderr.strip().splitlines()[-1]}")
+    deadline = time.monotonic() + wait
+    while ids and time.monotonic() < deadline:
+        now = queue(tag)
+        if now is not None and not any(j.state in LIVE_STATES for j in now.values() if j.id in ids):
+            break
+        time.sleep(0.5)
+    for a in rows:
+        st.finish_running(a.id, "cancelled", slurm_state="CANCELLED", failure="cancelled (launch --cancel)")
+    return len(ids)
+
+
+def live_view(rows: list[Attempt]) -> dict[str, Job]:
+    """Slurm's current word on these attempts' jobs (for status): squeue, then scontrol show job. Read-only."""
+    ids = [a.job_id for a in rows if a.job_id]
+    if not ids or not available():
+        return {}
+    r = _run(["squeue", "--noheader", "--states=all", "--format=%i|%j|%T|%r|%l|%N", f"--jobs={','.join(ids)}"])
+    out = {}
+    for line in (r.stdout.splitlines() if r.returncode == 0 else []):
+        parts = line.strip().split("|")
+        if len(parts) >= 6:
+            out[parts[0]] = Job(parts[0], parts[1], parts[2].upper(), parts[3], None, parts[4], parts[5])
+    for jid in ids:
+        if jid not in out:
+            job = show(jid) or accounting(job_id=jid)
+            if job is not None:
+                out[jid] = job
+    return out
+
