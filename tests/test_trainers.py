@@ -230,3 +230,19 @@ def test_a_lumina_gui_config_passes_the_lumina_fields(tmp_path):
     # the lumina_* fields, not the FLUX ones (those are passed only with flux1_checkbox)
     assert (p["timestep_sampling"]["value"], p["discrete_flow_shift"]["value"]) == ("nextdit_shift", 6.0)
     assert p["ae"]["value"] == "/m/ae.safetensors" and p["gemma2"]["origin"] == "explicit"
+
+
+def test_a_config_key_of_another_script_is_ignored_and_said(tmp_path):
+    d = tmp_path / "bad"
+    d.mkdir()
+    (d / "config.toml").write_text('pretrained_model_name_or_path = "m.safetensors"\ntrain_data_dir = "d"\n'
+                                   't5xxl = "t5.safetensors"\nnetwork_dim = 8\n')
+    (d / "train.sh").write_text("accelerate launch train_network.py --config_file config.toml\n")
+    (d / "run.toml").write_text('verdict = "bad"\n')
+    run = _inspect(d)
+    assert "t5xxl" not in run["params"]  # train_network.py never reads it
+    assert any("--t5xxl is a flux_train_network.py argument" in w["message"] and "ignores it silently" in w["message"]
+               for w in run["warnings"])
+    findings = _audit(_run(tmp_path, "good", SDXL, "good"), d, tmp_path=tmp_path)
+    key = next(f for f in findings if f["id"] == "foreign-key")
+    assert key["level"] == "primary" and "t5xxl" in key["title"] and "train_network.py" in key["title"]

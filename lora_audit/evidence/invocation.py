@@ -204,6 +204,16 @@ def resolve_invocation(script: str, args: list[Token], path: Path | str, kind: s
             for k in ("ignored_keys", "mistyped"):
                 ev.facts.setdefault(k, []).extend(cfg.facts.get(k, []))
             for s in cfg.settings:
+                foreign = cat.foreign(s.name, script)
+                if foreign:
+                    # read_config_from_file puts every key on the namespace; this script never reads this one
+                    ev.warnings.append(Note(message=foreign.replace("would refuse it", "ignores it silently in a "
+                                                                                          "config file"),
+                                            source=s.source))
+                    ev.facts.setdefault("foreign_keys", []).append(
+                        {"key": s.name, "value": s.value, "source": s.source, "script": script,
+                         "scripts": list(cat.get(s.name).scripts)})
+                    continue
                 merged[s.name] = s
     for name, s in cli.items():
         if name in merged and merged[name].value != s.value:

@@ -311,7 +311,7 @@ def _load(path: Path, name: str | None, command: tuple[str | Path, int] | None, 
     run.facts.update(file_facts if command is None else {})
     for e in evidences:
         run.warnings.extend(e.warnings)
-        for key in ("ignored_keys", "mistyped", "unknown_flags", "foreign_flags"):
+        for key in ("ignored_keys", "mistyped", "unknown_flags", "foreign_flags", "foreign_keys"):
             run.facts.setdefault(key, []).extend(e.facts.get(key, []))
         acc = e.facts.get("accelerate") or {}
         if "num_processes" in acc and "num_processes" not in run.facts:
