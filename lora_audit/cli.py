@@ -51,7 +51,7 @@ def inspect(paths: tuple[str, ...], as_json: bool, show_all: bool) -> None:
 
 @main.command("infer-dim")
 @click.argument("size")
-@click.option("--arch", type=click.Choice(["sd15", "sd2", "sdxl", "flux", "sd3", "lumina", "hunyuan_image"]),
+@click.option("--arch", type=click.Choice(["sd15", "sd2", "sdxl", "flux", "sd3", "lumina", "hunyuan_image", "anima"]),
               help="Architecture, if known.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--limit", default=10, show_default=True, help="Candidates to show (text output).")

@@ -185,3 +185,16 @@ def test_anima_lora_is_told_by_its_block_names(tmp_path):
             tensors[f"lora_unet_blocks_{b}_{layer}.lora_up.weight"] = ("BF16", [2048, 8])
     p, _ = _inspect(write_lora(tmp_path / "a.safetensors", tensors))
     assert (p["base_architecture"], p["network_module"], p["network_dim"]) == ("anima", "networks.lora_anima", 8)
+
+
+
+def test_anima_file_size(tmp_path):
+    from dit_loras import kohya, write_lora
+    from lora_audit.kohya.lora_layout_dit import anima_modules
+
+    tensors, alphas = kohya(anima_modules(), 32, "BF16", 16.0)
+    f = write_lora(tmp_path / "a.safetensors", tensors, None, alphas)
+    assert _inspect(f)[0]["base_architecture"] == "anima"
+    out = CliRunner().invoke(main, ["infer-dim", str(f.stat().st_size), "--arch", "anima", "--json"])
+    best = json.loads(out.output)["candidates"][0]
+    assert (best["arch"], best["network_dim"]) == ("anima", 32)

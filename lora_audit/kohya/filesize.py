@@ -344,6 +344,8 @@ def canonical_arch(arch: Any, dit: bool = False) -> Any:
             return "lumina"
         if key in ("hunyuanimage", "hunyuanimage21", "hunyuan"):
             return "hunyuan_image"
+        if key == "anima":
+            return "anima"
     return _arch(arch)
 
 

@@ -14,7 +14,7 @@ from functools import cache
 from lora_audit.kohya import filesize as fs
 from lora_audit.kohya.lora_layout_dit import Layout, layouts
 
-DIT_ARCHES = ("flux", "sd3", "lumina", "hunyuan_image")
+DIT_ARCHES = ("flux", "sd3", "lumina", "hunyuan_image", "anima")
 _TE_ORDER = {"none": 0, "clip": 1, "clip+t5": 2}
 
 

@@ -425,6 +425,8 @@ def _expected_modules(s: LoraShapes) -> set[str] | None:
         return {m.name for b in dit.LUMINA_TRAIN_BLOCKS for m in dit.lumina_modules(text_encoders="clip", train_blocks=b)}
     if s.arch == "hunyuan_image":
         return {m.name for m in dit.hunyuan_image_modules()}
+    if s.arch == "anima":
+        return None  # embedders, modulation, final layer, LLM adapter and Qwen3 are all optional: no check
     if s.arch in ARCHES:
         return {m.name for m in modules(s.arch, conv=True)}  # type: ignore[arg-type]
     return None

@@ -68,6 +68,9 @@ GEMMA2_2B = dict(hidden_size=2304, intermediate_size=9216, num_hidden_layers=26,
                  num_key_value_heads=4, head_dim=256)
 # library/hunyuan_image_models.py HYImageDiffusionTransformer
 HUNYUAN_IMAGE_21 = dict(hidden_size=3584, double=20, single=40, mlp_ratio=4)
+# library/anima_utils.load_anima_model dit_config: model_channels 2048, 28 blocks, 16 heads, cross-attention context
+# 1024, mlp_ratio 4 (anima_models.Block)
+ANIMA = dict(model_channels=2048, num_blocks=28, num_heads=16, crossattn_emb_channels=1024, mlp_ratio=4)
 
 FLUX_TRAIN_BLOCKS = ("all", "single", "double")
 LUMINA_TRAIN_BLOCKS = ("all", "transformer", "refiners", "noise_refiner", "context_refiner")
@@ -285,6 +288,26 @@ def hunyuan_image_modules() -> tuple[DitModule, ...]:
     return tuple(out)
 
 
+# --- Anima ----------------------------------------------------------------------------------------------------------
+
+@cache
+def anima_modules() -> tuple[DitModule, ...]:
+    """A kohya ``networks.lora_anima`` LoRA with its defaults: the Linears of every ``Block`` (self_attn and cross_attn
+    q/k/v/output_proj, mlp layer1/layer2); ``create_network`` excludes ``_modulation|_norm|_embedder|final_layer``
+    by default, and the LLM adapter is trained only with ``train_llm_adapter=true``."""
+    c = ANIMA
+    d, ctx, mlp = c["model_channels"], c["crossattn_emb_channels"], c["model_channels"] * c["mlp_ratio"]
+    out: list[DitModule] = []
+    for b in range(c["num_blocks"]):
+        p = f"lora_unet_blocks_{b}"
+        out += [DitModule(f"{p}_self_attn_{x}_proj", d, d) for x in ("q", "k", "v")]
+        out.append(DitModule(f"{p}_self_attn_output_proj", d, d))
+        out += [DitModule(f"{p}_cross_attn_q_proj", d, d), DitModule(f"{p}_cross_attn_k_proj", ctx, d),
+                DitModule(f"{p}_cross_attn_v_proj", ctx, d), DitModule(f"{p}_cross_attn_output_proj", d, d)]
+        out += [DitModule(f"{p}_mlp_layer1", d, mlp), DitModule(f"{p}_mlp_layer2", mlp, d)]
+    return tuple(out)
+
+
 # --- layouts for the file-size model --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -335,6 +358,8 @@ def layouts(arch: str) -> tuple[Layout, ...]:
                 out.append(Layout("lumina", None, te, opts, lumina_modules(text_encoders=te, train_blocks=blocks)))
     elif arch == "hunyuan_image":
         out.append(Layout("hunyuan_image", None, "none", (), hunyuan_image_modules()))
+    elif arch == "anima":
+        out.append(Layout("anima", None, "none", (), anima_modules()))
     else:
         raise ValueError(f"no DiT layout for {arch!r}")
     return tuple(out)
