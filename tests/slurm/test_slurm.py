@@ -72,7 +72,12 @@ def wait_for(predicate, what: str, limit: float = 60.0):
 
 
 def rows(study: Path) -> dict:
+    if not (study / "launch.sqlite").exists():
+        return {}
     st = StudyState(study, readonly=True)
+    if not st.ready:
+        st.close()
+        return {}
     try:
         return {a.variant: a for a in (st.last(v) for v in {a.variant for a in st.attempts()}) if a}
     finally:
