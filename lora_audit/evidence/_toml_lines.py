@@ -62,21 +62,27 @@ class KeyLines:
                 rest = line[k.end():].strip()
                 if (rest.startswith("[") and not rest.rstrip().endswith("]")) or rest.count('"""') == 1 or rest.count("'''") == 1:
                     in_multiline = True
+        # indexes, so each look-up is O(1) and a file of 300,000 keys is read in linear time
+        self._exact: dict[tuple[str, int, str], int] = {}
+        self._any_occ: dict[tuple[str, str], int] = {}
+        self._any: dict[str, int] = {}
+        self._tables: dict[tuple[str, int], dict[str, int]] = {}
+        for t, o, k, ln in self._entries:
+            self._exact.setdefault((t, o, k), ln)
+            self._any_occ.setdefault((t, k), ln)
+            self._any.setdefault(k, ln)
+            self._tables.setdefault((t, o), {})[k] = ln
 
     def line(self, key: str, table: str = "", occurrence: int | None = None) -> int | None:
-        for t, o, k, ln in self._entries:
-            if k == key and t == table and (occurrence is None or o == occurrence):
-                return ln
-        return None
+        if occurrence is None:
+            return self._any_occ.get((table, key))
+        return self._exact.get((table, occurrence, key))
 
     def line_in_any(self, key: str) -> int | None:
-        for _t, _o, k, ln in self._entries:
-            if k == key:
-                return ln
-        return None
+        return self._any.get(key)
 
     def lines_for_table(self, table: str, occurrence: int) -> dict[str, int]:
-        return {k: ln for t, o, k, ln in self._entries if t == table and o == occurrence}
+        return dict(self._tables.get((table, occurrence), {}))
 
 
 def flatten_sections(data: dict[str, Any]) -> list[tuple[str, str, Any]]:

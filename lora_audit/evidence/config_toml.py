@@ -24,6 +24,9 @@ def is_dataset_toml(data: dict) -> bool:
     return "datasets" in data and isinstance(data["datasets"], list)
 
 
+_SUGGESTED = 200  # unknown keys that get a "did you mean"; a generated file of 300,000 keys stays linear
+
+
 def parse_config_toml(path: Path, label: str | None = None) -> Evidence:
     """Read a kohya ``--config_file`` TOML into an Evidence (kind ``config_toml``).
 
@@ -39,7 +42,11 @@ def parse_config_toml(path: Path, label: str | None = None) -> Evidence:
     encoding = kohya_utf8_problem(path, label)
     if encoding:
         ev.warnings.append(Note(message=encoding, source=f"{label}:1"))
-    ignored, mistyped = [], []
+    # by key: a key set again replaces its earlier entry (and its position), in O(1)
+    ignored: dict[str, dict] = {}
+    mistyped: dict[str, dict] = {}
+    settings: dict[str, Setting] = {}
+    unknown = 0
     seen: dict[str, str] = {}
     for section, key, value in flatten_sections(data):
         line = lines.line(key, section) or lines.line_in_any(key)
@@ -49,33 +56,35 @@ def parse_config_toml(path: Path, label: str | None = None) -> Evidence:
             # assignment overwrites the earlier, so only the later one is the run's value (and its source).
             ev.warnings.append(Note(message=f"{key} set twice; kohya keeps the later value (first at {seen[key]})",
                                     source=src))
-            ev.settings = [s for s in ev.settings if s.name != key]
-            ignored = [i for i in ignored if i["key"] != key]
-            mistyped = [m for m in mistyped if m["name"] != key]
+            settings.pop(key, None)
+            ignored.pop(key, None)
+            mistyped.pop(key, None)
         seen[key] = src
         gui_note = gui_field_note(key)
         if gui_note is not None:
             # kohya_gui/lora_gui.py train_model writes GUI fields such as epoch into its config_lora-<date>.toml
             ev.warnings.append(Note(message=f"{key} is a kohya_ss GUI field, not a kohya argument ({gui_note}): "
                                             "kohya never reads it", source=src))
-            ignored.append({"key": key, "value": value, "source": src, "nearest": None, "gui_field": True})
+            ignored[key] = {"key": key, "value": value, "source": src, "nearest": None, "gui_field": True}
             continue
         if key not in cat:
-            near = cat.nearest(key)
+            unknown += 1
+            near = cat.nearest(key) if unknown <= _SUGGESTED else None  # difflib costs ~10 ms a key
             hint = f" (did you mean {near}?)" if near else ""
             ev.warnings.append(Note(
                 message=f"unknown key {key!r}{hint}: kohya accepts it silently and never reads it", source=src))
-            ignored.append({"key": key, "value": value, "source": src, "nearest": near})
+            ignored[key] = {"key": key, "value": value, "source": src, "nearest": near}
             continue
         problem = cat.check_config_value(key, value)
         note = None
         if problem:
             ev.warnings.append(Note(message=problem, source=src))
-            mistyped.append({"name": key, "value": value, "source": src, "expected": cat.get(key).type})
+            mistyped[key] = {"name": key, "value": value, "source": src, "expected": cat.get(key).type}
             note = "wrong type: kohya takes the TOML value as it is"
-        ev.settings.append(Setting(name=key, value=value, source=src, note=note))
-    ev.facts["ignored_keys"] = ignored
-    ev.facts["mistyped"] = mistyped
+        settings[key] = Setting(name=key, value=value, source=src, note=note)
+    ev.settings = list(settings.values())
+    ev.facts["ignored_keys"] = list(ignored.values())
+    ev.facts["mistyped"] = list(mistyped.values())
     names = {s.name for s in ev.settings}
     # A config that names the model and the data is a whole training config: unset values are kohya's defaults.
     ev.complete = "pretrained_model_name_or_path" in names and bool(

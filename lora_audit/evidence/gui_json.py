@@ -358,9 +358,11 @@ class _Translation(ScheduleRules):
     def _other_keys(self) -> None:
         g = self.g
         known = g.known
+        unknown = 0
         for key in self.raw:
             if key not in known:
-                near = g.nearest(key)
+                unknown += 1
+                near = g.nearest(key) if unknown <= 200 else None  # difflib ~10 ms a key: bounded for huge files
                 if key in self.cat:
                     hint = " (a kohya argument, not a GUI field: the GUI passes it only in additional_parameters)"
                 else:
