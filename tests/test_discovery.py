@@ -115,3 +115,12 @@ def test_inspect_a_folder_of_runs_shows_each(tmp_path):
     r = CliRunner().invoke(main, ["inspect", str(tmp_path), "--json"])
     assert r.exit_code == 0, r.output
     assert [x["name"] for x in json.loads(r.output)["runs"]] == ["a", "b"]
+
+
+def test_the_same_run_name_under_two_arguments_is_told_apart(tmp_path):
+    for side, cfg in (("a", GOOD), ("b", BAD)):
+        (tmp_path / side / "kohya").mkdir(parents=True)
+        (tmp_path / side / "kohya" / "config.toml").write_text(cfg)
+    r = CliRunner().invoke(main, ["diff", str(tmp_path / "a"), str(tmp_path / "b"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["runs"] == ["a-kohya", "b-kohya"]

@@ -486,6 +486,7 @@ def load_runs(paths: list[str | Path], unique: bool = True) -> list[Run]:
     from lora_audit.evidence.discovery import discover
 
     runs: list[Run] = []
+    given: list[Path] = []  # the argument each run was found under
     for p in paths:
         p = Path(p)
         if not p.exists():
@@ -495,7 +496,18 @@ def load_runs(paths: list[str | Path], unique: bool = True) -> list[Run]:
             raise EvidenceError("no evidence of a training run here (scripts, TOML/JSON configs, notes, notebooks, "
                                 ".safetensors)", str(p))
         for d in found:
-            runs.extend(load_path(d))
+            got = load_path(d)
+            runs.extend(got)
+            given.extend([p] * len(got))
+    # `diff a b` where a/kohya and b/kohya are the runs: the same name under different arguments is told apart by
+    # the argument's name (a-kohya, b-kohya)
+    names = [r.name for r in runs]
+    for n in set(names):
+        same = [i for i, r in enumerate(runs) if r.name == n]
+        if len(same) > 1 and len({given[i] for i in same}) == len(same) and all(given[i].resolve() != Path(
+                runs[i].path or "").resolve() for i in same):
+            for i in same:
+                runs[i].name = f"{given[i].resolve().name}-{n}"
     if unique:
         names = [r.name for r in runs]
         for n in sorted(set(names)):
