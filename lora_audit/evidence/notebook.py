@@ -10,7 +10,8 @@ What a cell can launch training with, read as IPython would run it:
 Python values come only from literals and expressions of literals (``_pyliteral``); a config dict written with
 ``toml.dump`` / ``toml.dumps`` into ``open(path, "w")`` is read as the file the command's ``--config_file`` or
 ``--dataset_config`` names, each key's source the line of the notebook that sets it. ``os.environ[...]`` and
-``%env`` set environment variables the shell lines see. Sources are ``nb.ipynb:cell N:line M``.
+``%env`` set environment variables the shell lines see. Sources are ``nb.ipynb:cell N:line M``. The statements
+themselves are followed by ``_pywalk`` (functions read where called, loops over known values unrolled).
 """
 
 from __future__ import annotations
