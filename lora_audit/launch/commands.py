@@ -311,10 +311,13 @@ def _cancel_slurm(path: Path) -> dict:
     """``scancel`` the study's Slurm jobs (those in its state, and any named after it): {"slurm_jobs": N}."""
     from lora_audit.launch import slurm
 
-    if not slurm.available():
-        return {}
     st = StudyState(path)
     try:
+        if not st.db.execute("SELECT 1 FROM attempts WHERE slot=? LIMIT 1", (SLURM_SLOT,)).fetchone():
+            return {}  # never submitted to Slurm
+        if not slurm.available():
+            raise EvidenceError("the study has Slurm jobs, but scancel/squeue are not on PATH (run --cancel on "
+                                "the cluster's login node)", str(path))
         return {"slurm_jobs": slurm.cancel_jobs(st, path)}
     finally:
         st.close()

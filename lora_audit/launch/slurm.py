@@ -96,7 +96,12 @@ def job_name(study: Path, variant: str, attempt: int) -> str:
 
 
 def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+-]", "_", text)[:120]
+    """The variant id as a job-name part: as it is when it is plain, else made plain plus a short hash of it (so
+    ``a b`` and ``a_b`` never share a name)."""
+    plain = re.sub(r"[^A-Za-z0-9_.+-]", "_", text)[:100]
+    if plain == text:
+        return plain
+    return f"{plain}_{hashlib.sha1(text.encode('utf-8', 'surrogateescape')).hexdigest()[:6]}"
 
 
 def _run(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
@@ -174,17 +179,22 @@ def log_end(log: Path | None) -> tuple[bool, int | None]:
 
 
 # -- the batch job -------------------------------------------------------------------------------------------------
-def batch_script(study: Path, v: Variant, a: Attempt) -> str:
+def batch_script(study: Path, v: Variant, a: Attempt, env: dict[str, str] | None = None) -> str:
+    """The job: a start line, the runner in the variant's folder, an end line with its exit status. ``env`` is
+    exported in the script itself, so the job has it even where sbatch does not export the submitting shell's
+    environment (``SBATCH_EXPORT=NONE``, ``--export=NONE``)."""
     q = shlex.quote
     lines = ["#!/bin/bash",
-             f"# lora-audit launch --executor slurm: study {study}, variant {v.id}, attempt {a.attempt}",
+             f"# lora-audit launch --executor slurm: study {study}, variant {v.id}, attempt {a.attempt}"
+             .replace("\n", "\\n").replace("\r", "\\r"),  # a comment stays one line
+             *(f"export {k}={q(val)}" for k, val in sorted((env or {}).items())),
              'echo "# lora-audit slurm: job ${SLURM_JOB_ID:-?} started on $(hostname) at $(date \'+%Y-%m-%d %H:%M:%S %z\')"',
              f"cd {q(str(v.folder))} || exit 1",
              f"bash {q(v.runner)}",
              "rc=$?",
              'echo "# lora-audit slurm: runner exited with $rc"',
              "exit $rc", ""]
-    return "\n".join(line.replace("\r", "\\r") for line in lines)
+    return "\n".join(lines)
 
 
 def sbatch_command(study: Path, v: Variant, a: Attempt, opts: SlurmOptions, script: Path) -> list[str]:
@@ -314,7 +324,12 @@ class SlurmLauncher(executor.Launcher):
     def _watch(self, st: StudyState, others: list[StudyState], lid: str) -> None:
         by_id = {v.id: v for v in self.variants}
         while True:
-            if st.heartbeat(lid) or self.stop_requested.is_set():
+            if self.stop_requested.is_set():  # Ctrl-C, SIGTERM, a closed login shell: the jobs run on
+                n = self._count_live(st)
+                self.echo(f"stopped watching; {n} Slurm job(s) run on: `lora-audit launch {self.study} --executor "
+                          f"slurm` re-attaches, `lora-audit launch {self.study} --cancel` stops them")
+                return
+            if st.heartbeat(lid):  # launch --cancel
                 n = cancel_jobs(st, self.study, echo=self.echo)
                 self.echo(f"cancel requested: cancelled {n} Slurm job(s)")
                 for a in st.queued(list(by_id)):
@@ -369,11 +384,15 @@ class SlurmLauncher(executor.Launcher):
         try:
             set_aside(v.folder, a.attempt)
             log.parent.mkdir(parents=True, exist_ok=True)
+            kenv = self.kohya if executor.needs_kohya(v) else None
+            extra = {"PYTHONUNBUFFERED": "1", "LORA_AUDIT_ATTEMPT": marker(a)}
+            if kenv is not None:
+                # kohya logs through rich, which wraps each record to 80 columns without a terminal
+                extra.update({"COLUMNS": os.environ.get("COLUMNS", "200"), **kenv.variables()})
             with open(script, "x", encoding="utf-8") as f:
-                f.write(batch_script(self.study, v, a))
+                f.write(batch_script(self.study, v, a, extra))
             header = [f"variant {v.id}, attempt {a.attempt}, Slurm job {job_name(self.study, v.id, a.attempt)}, "
                       f"submitted {time.strftime('%Y-%m-%d %H:%M:%S %z')}"]
-            kenv = self.kohya if executor.needs_kohya(v) else None
             header += kenv.header() if kenv else []
             with open(log, "xb") as f:
                 f.write("".join(f"# lora-audit launch: {h}".replace("\n", "\\n").replace("\r", "\\r") + "\n"
@@ -381,10 +400,7 @@ class SlurmLauncher(executor.Launcher):
         except OSError as e:
             st.finish(a.id, "failed", failure=f"could not write the batch job: {e}")
             return False
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "LORA_AUDIT_ATTEMPT": marker(a)}
-        if kenv is not None:
-            env.update(kenv.variables())
-            env.setdefault("COLUMNS", "200")
+        env = {**os.environ, **extra}
         r = _run(sbatch_command(self.study, v, a, self.slurm, script), env=env)
         job_id = r.stdout.strip().split(";")[0] if r.returncode == 0 else ""
         if not job_id.isdigit() and not re.fullmatch(r"\d+_\d+", job_id):

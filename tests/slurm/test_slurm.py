@@ -23,7 +23,7 @@ from lora_audit.launch.state import SLURM_SLOT, StudyState
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("slurm_cluster")]
 
 RECORD = 'echo "$(basename "$PWD") $SLURM_JOB_ID" >> ../runs.txt\n'
-OK = RECORD + "mkdir -p output; echo weights > output/last.safetensors\n"
+OK = RECORD + 'echo "marker $LORA_AUDIT_ATTEMPT"\nmkdir -p output; echo weights > output/last.safetensors\n'
 GATED = RECORD + "while [ ! -f ../gate ]; do sleep 0.1; done\nmkdir -p output; echo w > output/last.safetensors\n"
 SLEEP = RECORD + "sleep 600\n"
 FAIL = RECORD + ("echo \"FileNotFoundError: [Errno 2] No such file or directory: 'dataset.toml'\" >&2\n"
@@ -47,7 +47,7 @@ def runs(study: Path) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     path = study / "runs.txt"
     for line in path.read_text().splitlines() if path.exists() else []:
-        vid, job = line.split()
+        vid, job = line.rsplit(" ", 1)
         out.setdefault(vid, []).append(job)
     return out
 
@@ -89,14 +89,14 @@ def live_jobs(study: Path) -> dict:
 
 
 def test_all_variants_done_once_and_status_shows_jobs(tmp_path):
-    study = make_study(tmp_path / "s", {"a": OK, "b": OK, "c": OK})
+    study = make_study(tmp_path / "s", {"a": OK, "b": OK, "c c": OK})
     r = cli("launch", str(study), "--executor", "slurm", "--time", "00:05:00", "--cpus-per-job", "1")
     assert r.exit_code == 0, r.output
     assert "summary: 3 done" in r.output
-    assert {v: len(j) for v, j in runs(study).items()} == {"a": 1, "b": 1, "c": 1}
+    assert {v: len(j) for v, j in runs(study).items()} == {"a": 1, "b": 1, "c c": 1}
     data = json.loads(cli("status", str(study), "--json").output)
     got = {v["id"]: v for v in data["variants"]}
-    for vid in "abc":
+    for vid in ("a", "b", "c c"):
         assert got[vid]["state"] == "done"
         assert got[vid]["slurm"]["job_id"] == runs(study)[vid][0]  # the job that really ran
         assert got[vid]["slurm"]["state"] == "COMPLETED"
@@ -104,12 +104,13 @@ def test_all_variants_done_once_and_status_shows_jobs(tmp_path):
         assert log == study / vid / "logs" / "attempt-1.log"
         text = log.read_text()
         assert f"job {runs(study)[vid][0]} started" in text and "runner exited with 0" in text
+        assert "marker " in text and "marker \n" not in text  # the attempt marker reached the job
     table = cli("status", str(study)).output
     assert "slurm job" in table and "COMPLETED" in table
     # again: nothing is submitted twice
     r = cli("launch", str(study), "--executor", "slurm")
     assert r.exit_code == 0 and "submitted" not in r.output
-    assert {v: len(j) for v, j in runs(study).items()} == {"a": 1, "b": 1, "c": 1}
+    assert {v: len(j) for v, j in runs(study).items()} == {"a": 1, "b": 1, "c c": 1}
 
 
 def test_killed_launcher_relaunch_reattaches_never_submits_twice(tmp_path):
@@ -189,4 +190,18 @@ def test_cancel_leaves_nothing_in_squeue(tmp_path):
     assert not live_jobs(study)
     out, _ = proc.communicate(timeout=60)
     assert "cancel requested" in out
+    assert {v: a.state for v, a in rows(study).items()} == {"p": "cancelled", "q": "cancelled"}
+
+
+def test_sigterm_detaches_then_cancel_without_a_launcher(tmp_path):
+    study = make_study(tmp_path / "s", {"p": SLEEP, "q": GATED})
+    proc = launcher(study)
+    wait_for(lambda: len(runs(study)) == 2, "2 running jobs", 30)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "stopped watching; 2 Slurm job(s) run on" in out, out
+    assert len(live_jobs(study)) == 2  # the jobs run on
+    r = cli("launch", str(study), "--cancel")
+    assert r.exit_code == 0 and "scancelled 2 Slurm job(s)" in r.output, r.output
+    assert not live_jobs(study)
     assert {v: a.state for v, a in rows(study).items()} == {"p": "cancelled", "q": "cancelled"}
