@@ -229,3 +229,15 @@ def test_a_non_utf8_value_is_one_line_and_nothing_written(tmp_path):
         r = CliRunner().invoke(main, [*args, "--good", str(good), "--bad", str(bad), "--out", str(tmp_path / "s")])
         assert r.exit_code == 2 and "not UTF-8" in r.output and "Traceback" not in r.output, r.output
         assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "s").exists()
+
+
+def test_crlf_batch_script_keeps_its_line_ends_and_quotes_for_cmd():
+    from lora_audit.ablate.script_edit import ScriptEditError, edit_script
+
+    text = "accelerate launch train_network.py ^\r\n  --network_dim=32 ^\r\n  --seed=1\r\n"
+    out = edit_script(text, "bat", {"caption_extension": ('%PATH%&calc"x', False)}, {"network_dim": 2, "seed": 3})
+    assert out.split("\n")[2] == '  --seed=1 --caption_extension="%%PATH%%&calc""x"\r'
+    out = edit_script(text, "bat", {"seed": (None, True)}, {"network_dim": 2, "seed": 3})
+    assert out == "accelerate launch train_network.py ^\r\n  --network_dim=32\r\n"  # no ^ left dangling
+    with pytest.raises(ScriptEditError):
+        edit_script(text, "bat", {"caption_extension": ("a\r\nb", False)}, {"network_dim": 2, "seed": 3})

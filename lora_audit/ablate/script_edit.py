@@ -92,7 +92,7 @@ def edit_script(text: str, kind: str, edits: dict[str, tuple[Any, bool]], lines:
             replacement = " ".join(new)
             line = out[i][:m.start()] + replacement + out[i][m.end():]
             if not replacement:
-                line = re.sub(r"[ \t]{2,}", " ", line) if line.strip(" \t" + cont) else None
+                line = re.sub(r"[ \t]{2,}", " ", line) if line.strip(" \t\r" + cont) else None
             out[i] = line
         elif new:
             additions.append(" ".join(new))
@@ -105,7 +105,7 @@ def edit_script(text: str, kind: str, edits: dict[str, tuple[Any, bool]], lines:
                 p -= 1
             if p >= 0 and out[p].rstrip().endswith(cont):
                 body = out[p].rstrip()
-                out[p] = body[:-1].rstrip()
+                out[p] = body[:-1].rstrip() + ("\r" if out[p].endswith("\r") else "")
     if additions:
         if last_line is None:
             raise ScriptEditError("no flag of the training command to add new ones after")
@@ -113,11 +113,12 @@ def edit_script(text: str, kind: str, edits: dict[str, tuple[Any, bool]], lines:
         while i > 0 and out[i] is None:
             i -= 1
         indent = re.match(r"[ \t]*", out[i]).group(0) or "  "
+        cr = "\r" if out[i].endswith("\r") else ""  # CRLF scripts (.bat, .ps1) keep their line ends
         if out[i].rstrip().endswith(cont):
-            out[i + 1:i + 1] = [f"{indent}{a} {cont}" for a in additions]
+            out[i + 1:i + 1] = [f"{indent}{a} {cont}{cr}" for a in additions]
         else:
-            body, comment = _split_comment(out[i], kind)
-            out[i] = body.rstrip() + " " + " ".join(additions) + comment
+            body, comment = _split_comment(out[i].removesuffix("\r"), kind)
+            out[i] = body.rstrip() + " " + " ".join(additions) + comment + cr
     return "\n".join(line for line in out if line is not None)
 
 
