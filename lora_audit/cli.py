@@ -36,17 +36,53 @@ def main(ctx: click.Context, debug: bool, sd_scripts: str | None) -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--all", "show_all", is_flag=True, help="Also show parameters at kohya's defaults.")
+@click.option("--weights", "with_weights", is_flag=True,
+              help="Also analyse the runs' LoRA files' weights (lora-audit weights; needs numpy, the ml extra).")
 @handles_errors
-def inspect(paths: tuple[str, ...], as_json: bool, show_all: bool) -> None:
+def inspect(paths: tuple[str, ...], as_json: bool, show_all: bool, with_weights: bool = False) -> None:
     """Read the evidence of each run (a folder or a file) into kohya parameters with provenance."""
     from lora_audit.evidence import load_runs
     from lora_audit.report.console import render_run
 
     runs = load_runs(list(paths), unique=False)  # the one discovery rule: a folder of runs shows each run
+    weights = {}
+    if with_weights:
+        from lora_audit.compare.weights import analyse_file
+
+        weights = {r.name: [analyse_file(e.path).to_json(modules=as_json) for e in r.evidence
+                            if e.kind == "safetensors"] for r in runs}
     if as_json:
-        _echo_json({"runs": [r.to_json() for r in runs]})
+        _echo_json({"runs": [r.to_json() | ({"weights": weights[r.name]} if with_weights else {}) for r in runs]})
         return
-    click.echo("\n\n".join(render_run(r, show_all) for r in runs))
+    texts = [render_run(r, show_all) for r in runs]
+    if with_weights:
+        from lora_audit.report.weights_text import render_weights
+
+        texts = [t + "\n\nweights:\n" + ("\n\n".join(render_weights(w, blocks=False) for w in weights[r.name])
+                                          or "no LoRA file in this run's evidence") for t, r in zip(texts, runs)]
+    click.echo("\n\n".join(texts))
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (every module with its spectrum).")
+@click.option("--blocks/--no-blocks", default=True, show_default=True, help="Show the per-block table.")
+@handles_errors
+def weights(files: tuple[str, ...], as_json: bool, blocks: bool) -> None:
+    """Per module and block of each LoRA FILE: norm, spectrum and effective rank of the update (alpha/rank)·up·down,
+    dead and NaN modules; several files of one series (name-000001.safetensors ...) also print a trajectory."""
+    from lora_audit.compare.weights import analyse_file, series, trajectory
+    from lora_audit.report.weights_text import render_trajectory, render_weights
+
+    reports = {f: analyse_file(f) for f in dict.fromkeys(files)}
+    trajectories = {stem: trajectory([reports[f] for f in fs]) for stem, fs in series(list(reports)).items()
+                    if len(fs) > 1}
+    if as_json:
+        _echo_json({"files": [r.to_json() for r in reports.values()], "trajectories": trajectories})
+        return
+    parts = [render_weights(r.to_json(modules=False), blocks) for r in reports.values()]
+    parts += [render_trajectory(stem, rows) for stem, rows in trajectories.items()]
+    click.echo("\n\n".join(parts))
 
 
 @main.command("infer-dim")
