@@ -437,7 +437,8 @@ class SlurmLauncher(executor.Launcher):
     def _ended(self, st: StudyState, a: Attempt, v: Variant, job: Job | None) -> bool:
         """Finish an attempt whose job left the queue. False when nothing says how it ended yet."""
         detail = show(a.job_id) if a.job_id else None
-        detail = detail if detail and detail.state not in LIVE_STATES else None
+        if detail is not None and detail.state in LIVE_STATES:
+            return False  # submitted after our look at the queue (another launcher): still live
         detail = detail or accounting(job_id=a.job_id)
         log = Path(a.log) if a.log else v.folder / "logs" / f"attempt-{a.attempt}.log"
         started, runner_rc = log_end(log)

@@ -205,3 +205,49 @@ def test_sigterm_detaches_then_cancel_without_a_launcher(tmp_path):
     assert r.exit_code == 0 and "scancelled 2 Slurm job(s)" in r.output, r.output
     assert not live_jobs(study)
     assert {v: a.state for v, a in rows(study).items()} == {"p": "cancelled", "q": "cancelled"}
+
+
+def test_kohya_environment_reaches_the_job_even_without_exported_env(tmp_path):
+    """A runner that trains with kohya gets the checkout and the Python chosen at launch in its job, written into
+    the batch script itself (here sbatch is told not to export the launcher's environment)."""
+    sd = tmp_path / "sd-scripts"
+    sd.mkdir()
+    (sd / "train_network.py").write_text("# stand-in\n")
+    study = make_study(tmp_path / "s", {"k": RECORD + (
+        'test -f "$LORA_AUDIT_SD_SCRIPTS/train_network.py" && echo "sd ok $LORA_AUDIT_KOHYA_PYTHON"\n'
+        "mkdir -p output; echo w > output/last.safetensors\n")})
+    record = json.loads((study / "k" / "variant.json").read_text())
+    (study / "k" / "variant.json").write_text(json.dumps({**record, "script": "train_network.py"}))
+    r = cli("launch", str(study), "--executor", "slurm", "--sd-scripts", str(sd), "--python", sys.executable,
+            "--sbatch-arg=--export=NONE")
+    assert r.exit_code == 0, r.output
+    text = (study / "k" / "logs" / "attempt-1.log").read_text()
+    assert f"# lora-audit launch: sd-scripts: {sd}" in text  # the header names the checkout
+    assert f"sd ok {sys.executable}" in text
+    assert runs(study).keys() == {"k"}
+
+
+def test_max_parallel_caps_live_jobs(tmp_path):
+    body = RECORD + 'echo "start $(basename "$PWD")" >> ../order.txt; sleep 1; echo "end" >> ../order.txt\n'
+    study = make_study(tmp_path / "s", {"m1": body, "m2": body, "m3": body})
+    r = cli("launch", str(study), "--executor", "slurm", "--max-parallel", "1")
+    assert r.exit_code == 0, r.output
+    lines = (study / "order.txt").read_text().split("\n")
+    assert [ln.split()[0] for ln in lines if ln] == ["start", "end"] * 3  # one job at a time
+
+
+def test_never_submitted_attempt_is_submitted_again_once(tmp_path):
+    """A launcher died after claiming a variant but before sbatch: no job of that name exists, so the relaunch
+    submits it (as attempt 2), once."""
+    study = make_study(tmp_path / "s", {"y": OK})
+    st = StudyState(study)
+    a = st.enqueue("y", "hash-y")
+    lid = st.register_launcher()
+    assert st.claim(a.id, lid, SLURM_SLOT, str(study / "y" / "logs" / "attempt-1.log"))
+    st.db.execute("UPDATE launchers SET pid=999999999 WHERE id=?", (lid,))
+    st.close()
+    r = cli("launch", str(study), "--executor", "slurm")
+    assert r.exit_code == 0, r.output
+    assert "never reached Slurm" in r.output
+    assert len(runs(study)["y"]) == 1
+    assert (rows(study)["y"].state, rows(study)["y"].attempt) == ("done", 2)
