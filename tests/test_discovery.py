@@ -124,3 +124,22 @@ def test_the_same_run_name_under_two_arguments_is_told_apart(tmp_path):
     r = CliRunner().invoke(main, ["diff", str(tmp_path / "a"), str(tmp_path / "b"), "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["runs"] == ["a-kohya", "b-kohya"]
+
+
+def test_a_variant_folder_is_one_invocation_not_the_runner_and_the_users_script(tmp_path):
+    """ablate writes lora-audit-run.sh next to the user's edited script; inspecting the variant reads the user's
+    script as the evidence, not both (which reported '2 training invocations' and conflicts)."""
+    out = tmp_path / "study"
+    r = CliRunner().invoke(main, ["ablate", "runs/examples/bespoke-punks", "--good", "SD15_PERFECT",
+                                  "--bad", "SD15_bespoke_baby", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    variant = out / "ofat-network-dim"
+    assert (variant / "lora-audit-run.sh").is_file()
+    r = CliRunner().invoke(main, ["inspect", str(variant), "--json"])
+    assert r.exit_code == 0, r.output
+    assert "training invocations" not in r.output
+    data = json.loads(r.output)
+    run = data[0] if isinstance(data, list) else data
+    text = json.dumps(run)
+    assert "lora-audit-run.sh" not in text
+    assert "runpod_train_sd15.sh" in text

@@ -145,6 +145,24 @@ def epoch_of(path: Path) -> tuple[str, int | None, int | None] | None:
         int(m.group("step")) if m.group("step") else None)
 
 
+# lora-audit's own runner in a study variant (lora_audit.ablate.files.RUNNER; named here, not imported, so that the
+# evidence readers know nothing of ablate). When the variant also holds the user's edited script, that script is the
+# evidence and the runner only repeats it: reading both would report two training invocations.
+_RUNNER = "lora-audit-run.sh"
+
+
+def _variant_has_user_script(folder: Path) -> bool:
+    meta = folder / "variant.json"
+    try:
+        if not meta.is_file() or meta.stat().st_size > 1_000_000:
+            return False
+        data = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    script = data.get("edited_script") if isinstance(data, dict) else None
+    return isinstance(script, str) and "/" not in script and (folder / script).is_file()
+
+
 def walk_files(path: Path, ignored_suffixes: set[str]) -> list[Path]:
     """Every file of a run (its subfolders included), hidden files and ``*-state`` folders left out."""
     if not path.is_dir():
@@ -156,6 +174,8 @@ def walk_files(path: Path, ignored_suffixes: set[str]) -> list[Path]:
         for n in sorted(names):
             p = Path(root) / n
             if n.startswith("."):
+                continue
+            if n == _RUNNER and _variant_has_user_script(Path(root)):
                 continue
             suffix = p.suffix.lower()
             # .txt in a subfolder is a caption (or sample/prompt.txt): a note only at the run's top level
