@@ -51,10 +51,26 @@ def inspect(paths: tuple[str, ...], as_json: bool, show_all: bool, with_weights:
 
         weights = {r.name: [analyse_file(e.path).to_json(modules=as_json) for e in r.evidence
                             if e.kind == "safetensors"] for r in runs}
+    from lora_audit.curves import curve_facts, run_curves
+
+    curves = {r.name: c for r in runs if (c := run_curves(r.path)) is not None}  # TensorBoard events / avr_loss logs
+
+    def scheduler(r):
+        p = r.params.get("lr_scheduler")
+        return p.value if p is not None else None
+
     if as_json:
-        _echo_json({"runs": [r.to_json() | ({"weights": weights[r.name]} if with_weights else {}) for r in runs]})
+        _echo_json({"runs": [r.to_json() | ({"weights": weights[r.name]} if with_weights else {})
+                             | ({"curves": curves[r.name].to_json(),
+                                 "curve_facts": curve_facts(curves[r.name], scheduler(r))} if r.name in curves else {})
+                             for r in runs]})
         return
     texts = [render_run(r, show_all) for r in runs]
+    if curves:
+        from lora_audit.report.weights_text import render_curve_facts
+
+        texts = [t + ("\n" + render_curve_facts(curve_facts(curves[r.name], scheduler(r))) if r.name in curves else "")
+                 for t, r in zip(texts, runs)]
     if with_weights:
         from lora_audit.report.weights_text import render_weights
 

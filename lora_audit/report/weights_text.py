@@ -51,3 +51,30 @@ def render_trajectory(stem: str, rows: list[dict[str, Any]]) -> str:
     return f"trajectory of {stem} ({len(rows)} files):\n" + table(
         body, ["at", "norm", "te share", "entropy rank", "rank90", "rank99", "dead", "NaN/inf"]
         + [f"norm {g}" for g in groups])
+
+
+def render_curve_facts(f: dict[str, Any]) -> str:
+    """One or two lines: the loss curve's start/end/min, NaN step, plateau or rise; the lr schedule's shape."""
+    out = []
+    loss = f.get("loss")
+    if loss:
+        words = [f"{loss['points']} points, steps {loss['first_step']}-{loss['last_step']}"]
+        if "start" in loss:
+            words.append(f"start {loss['start']:.4g}, end {loss['end']:.4g}, min {loss['minimum']:.4g}")
+        if loss.get("nonfinite_step") is not None:
+            words.append(f"NaN/inf from step {loss['nonfinite_step']}")
+        if loss.get("rising"):
+            words.append("rising (diverging)")
+        if loss.get("plateau"):
+            words.append("plateau")
+        out.append(f"loss ({f['loss_tag']}): " + "; ".join(words))
+    lr = f.get("lr")
+    if lr:
+        line = f"lr ({f['lr_tag']}): {lr['shape']}"
+        if "configured" in lr:
+            line += f"; configured lr_scheduler {lr['configured']}: " + ("fits" if lr["fits_configured"]
+                                                                         else "does NOT fit")
+        out.append(line)
+    for w in f.get("warnings", []):
+        out.append(f"curves warning: {w}")
+    return "\n".join(out) or "curves: " + ", ".join(f.get("tags", []))
