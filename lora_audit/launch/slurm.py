@@ -231,7 +231,6 @@ class SlurmLauncher(executor.Launcher):
             raise EvidenceError("--max-parallel must be at least 1")
         self.tag = study_tag(self.study)
         self.poll = max(opts.poll, 0.5)
-        self.cancelled_ids: set[str] = set()
 
     def dry_run(self) -> list[dict]:
         plan = super().dry_run()
@@ -460,32 +459,34 @@ class SlurmLauncher(executor.Launcher):
         outputs = find_outputs(v.folder)
         if state_name == "COMPLETED" and why is None and not outputs and executor.needs_kohya(v):
             why = "exit code 0, but no LoRA in output/"
-        generic = why is None or re.fullmatch(r"exit code -?\d+", why or "") is not None
-        if state_name == "COMPLETED":
-            state = "done" if why is None else "failed"
-            failure = why
-        elif state_name == "CANCELLED":
-            state = "cancelled"
-            failure = ("cancelled (launch --cancel)" if a.job_id in self.cancelled_ids
-                       else f"Slurm CANCELLED job {a.job_id} (scancel from outside lora-audit)")
-        elif state_name in LOST_STATES:
-            state = "interrupted"
-            failure = f"Slurm {state_name} (job {a.job_id}); launch again to resubmit"
-        else:
-            state = "failed"
-            failure = f"Slurm {state_name}"
-            if state_name == "TIMEOUT" and detail.time_limit:
-                failure += f" (time limit {detail.time_limit})"
-            elif rc is not None:
-                failure += f" (exit code {rc})"
-            if why and not generic:
-                failure += f": {why}"
+        state, failure = outcome(state_name, rc, why, detail.time_limit, a.job_id or "")
         if st.finish_running(a.id, state, exit_code=rc, failure=failure if state != "done" else None,
                              outputs=outputs, slurm_state=state_name, last_step=p.step, total_steps=p.total_steps,
                              last_epoch=p.epoch, last_loss=p.loss, eta=p.eta):
             tail = f": {failure}" if state != "done" else f", {len(outputs)} output(s)"
             self.echo(f"{v.id}: attempt {a.attempt} (Slurm job {a.job_id}) {state}{tail}")
         return True
+
+
+def outcome(slurm_state: str, rc: int | None, why: str | None, time_limit: str = "",
+            job_id: str = "") -> tuple[str, str | None]:
+    """(our state, the failure reason) of a job that ended: Slurm's word (``sacct``'s JOB STATE CODES) and, when the
+    log says more than an exit code, kohya's (``why``: logparse.failure over the attempt's log)."""
+    generic = why is None or re.fullmatch(r"exit code -?\d+", why) is not None
+    if slurm_state == "COMPLETED":
+        return ("done", None) if why is None else ("failed", why)
+    if slurm_state == "CANCELLED":  # by launch --cancel the row is already cancelled: this one came from outside
+        return "cancelled", f"Slurm CANCELLED job {job_id} (scancel from outside lora-audit)"
+    if slurm_state in LOST_STATES:
+        return "interrupted", f"Slurm {slurm_state} (job {job_id}); launch again to resubmit"
+    failure = f"Slurm {slurm_state}"
+    if slurm_state == "TIMEOUT" and time_limit:
+        failure += f" (time limit {time_limit})"
+    elif rc is not None:
+        failure += f" (exit code {rc})"
+    if why and not generic:
+        failure += f": {why}"
+    return "failed", failure
 
 
 def cancel_jobs(st: StudyState, study: Path, echo: Callable[[str], None] = lambda s: None,

@@ -73,3 +73,19 @@ def test_old_state_file_is_read_and_migrated(tmp_path):
     cols = {r[1] for r in st.db.execute("PRAGMA table_info(attempts)")}
     st.close()
     assert {"job_id", "slurm_state"} <= cols
+
+
+def test_slurm_outcomes_carry_slurm_and_kohya_reasons():
+    from lora_audit.launch.slurm import outcome
+
+    assert outcome("COMPLETED", 0, None) == ("done", None)
+    assert outcome("COMPLETED", 0, "NaN/inf loss") == ("failed", "NaN/inf loss")
+    assert outcome("FAILED", 1, "CUDA out of memory") == ("failed", "Slurm FAILED (exit code 1): CUDA out of memory")
+    assert outcome("FAILED", 3, "exit code 3") == ("failed", "Slurm FAILED (exit code 3)")
+    assert outcome("TIMEOUT", 143, "exit code 143", "04:00:00") == ("failed", "Slurm TIMEOUT (time limit 04:00:00)")
+    assert outcome("OUT_OF_MEMORY", 137, None) == ("failed", "Slurm OUT_OF_MEMORY (exit code 137)")
+    assert outcome("NODE_FAIL", None, None, job_id="7")[0] == "interrupted"
+    assert outcome("PREEMPTED", 143, None, job_id="7") == ("interrupted",
+                                                           "Slurm PREEMPTED (job 7); launch again to resubmit")
+    assert outcome("CANCELLED", 143, None, job_id="9") == ("cancelled",
+                                                           "Slurm CANCELLED job 9 (scancel from outside lora-audit)")
