@@ -83,7 +83,7 @@ def test_safetensors_fifo_and_device(tmp_path):
     one_line_error(inspect(dev), "a character device")
 
 
-# --- size cap ----------------------------------------------------------------------------------------------------------
+# --- size cap ---------------------------------------------------------------------------------------------------------
 
 def test_text_evidence_over_the_cap_is_refused_unread(tmp_path):
     big = tmp_path / "train.sh"
@@ -94,7 +94,7 @@ def test_text_evidence_over_the_cap_is_refused_unread(tmp_path):
     one_line_error(inspect(big), "limit for text evidence")
 
 
-# --- encodings ---------------------------------------------------------------------------------------------------------
+# --- encodings --------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("data,text", [
     ("x = \"é\"\n".encode("utf-8-sig"), "x = \"é\"\n"),
@@ -146,7 +146,8 @@ def test_a_config_kohya_cannot_read_as_utf8_is_said(tmp_path, encoding, words):
 
 
 @pytest.mark.parametrize("name,data", [
-    ("train.sh", "accelerate launch train_network.py --network_dim $\u00e9 --output_name caf\u00e9\n".encode("latin-1")),
+    ("train.sh", "accelerate launch train_network.py --network_dim $\u00e9 --output_name caf\u00e9\n"
+     .encode("latin-1")),
     ("train.ps1", ("accelerate launch train_network.py --network_dim 8 --output_name caf\u00e9\n").encode("utf-16")),
     ("train.bat", "accelerate launch train_network.py --network_dim 8 --output_name caf\u00e9\r\n".encode("cp1252")),
     ("notes.md", "```bash\naccelerate launch train_network.py --network_dim 8\n```\n".encode("utf-16-le")),
@@ -162,7 +163,7 @@ def test_odd_encodings_are_read_or_one_line(tmp_path, name, data):
         one_line_error(res, str(p))
 
 
-# --- depth bombs, huge integers, wrong shapes ----------------------------------------------------------------------------
+# --- depth bombs, huge integers, wrong shapes -------------------------------------------------------------------------
 
 BOMBS = [
     ("config.toml", "network_args = " + "[" * 100_000, "nested too deeply"),
@@ -256,7 +257,7 @@ def test_run_toml_size_only_run_still_works(tmp_path):
     assert run.params["network_dim"].origin == "inferred"
 
 
-# --- safetensors named on the command line and in a folder --------------------------------------------------------------
+# --- safetensors named on the command line and in a folder ------------------------------------------------------------
 
 def test_safetensors_bad_layout_through_the_cli(tmp_path):
     head = json.dumps({"a": {"dtype": "F16", "shape": [-2], "data_offsets": [0, 4]}}).encode()
@@ -266,7 +267,7 @@ def test_safetensors_bad_layout_through_the_cli(tmp_path):
     one_line_error(inspect(tmp_path), str(p), "negative dimension")
 
 
-# --- what the fuzz suite found -------------------------------------------------------------------------------------------
+# --- what the fuzz suite found ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name,data", [
     ("train.sh", "(" * 5000 + "\n"),
