@@ -237,6 +237,14 @@ def launch(study: str, gpus: str | None, max_parallel: int, only: tuple[str, ...
     """Run a study's variants (their runner), one per slot, on your sd-scripts, with durable state; resumes after a
     crash."""
     path = Path(study)
+    slurm_only = {"--partition": partition, "--gpus-per-job": gpus_per_job, "--cpus-per-job": cpus_per_job,
+                  "--mem": mem, "--time": time_limit, "--account": account, "--qos": qos,
+                  "--sbatch-arg": sbatch_args}
+    given = [k for k, v in slurm_only.items() if v]
+    if executor_name != "slurm" and given:
+        raise EvidenceError(f"{given[0]} is for --executor slurm")
+    if executor_name == "slurm" and gpus:
+        raise EvidenceError("--gpus picks local GPUs; with --executor slurm use --gpus-per-job N")
     if executor_name == "slurm" and not dry_run:
         from lora_audit.launch import slurm
 

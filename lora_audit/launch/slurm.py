@@ -404,9 +404,10 @@ class SlurmLauncher(executor.Launcher):
         job_id = r.stdout.strip().split(";")[0] if r.returncode == 0 else ""
         if not job_id.isdigit() and not re.fullmatch(r"\d+_\d+", job_id):
             why = (r.stderr.strip().splitlines() or [f"exit code {r.returncode}"])[-1]
-            st.finish(a.id, "failed", failure=f"sbatch refused the job: {why}")
-            self.echo(f"{v.id}: sbatch refused the job: {why}")
-            return False
+            # the options (a partition, account, time limit...) are wrong for every variant: stop with one line
+            # rather than fail them all; the attempt is submitted again by the next launch
+            st.finish(a.id, "interrupted", failure=f"sbatch refused the job: {why}")
+            raise EvidenceError(f"sbatch refused the job of {v.id}: {why.removeprefix('sbatch: error: ')}")
         st.update(a.id, job_id=job_id, slurm_state="PENDING")  # the moment sbatch returns
         self.echo(f"{v.id}: attempt {a.attempt} submitted as Slurm job {job_id} (log {log.relative_to(self.study)})")
         return True

@@ -251,3 +251,14 @@ def test_never_submitted_attempt_is_submitted_again_once(tmp_path):
     assert "never reached Slurm" in r.output
     assert len(runs(study)["y"]) == 1
     assert (rows(study)["y"].state, rows(study)["y"].attempt) == ("done", 2)
+
+
+def test_options_sbatch_refuses_stop_the_launch_with_one_line(tmp_path):
+    study = make_study(tmp_path / "s", {"a": OK, "b": OK})
+    r = cli("launch", str(study), "--executor", "slurm", "--partition", "nosuch")
+    assert r.exit_code == 2
+    assert r.output.startswith("error: sbatch refused the job of a: ") and "partition" in r.output, r.output
+    assert not live_jobs(study) and not runs(study)
+    r = cli("launch", str(study), "--executor", "slurm")  # fixed: both submitted, each once
+    assert r.exit_code == 0, r.output
+    assert {v: len(j) for v, j in runs(study).items()} == {"a": 1, "b": 1}

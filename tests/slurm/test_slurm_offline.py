@@ -89,3 +89,11 @@ def test_slurm_outcomes_carry_slurm_and_kohya_reasons():
                                                            "Slurm PREEMPTED (job 7); launch again to resubmit")
     assert outcome("CANCELLED", 143, None, job_id="9") == ("cancelled",
                                                            "Slurm CANCELLED job 9 (scancel from outside lora-audit)")
+
+
+def test_slurm_options_need_the_slurm_executor(tmp_path):
+    s = study(tmp_path / "s")
+    r = CliRunner().invoke(main, ["launch", str(s), "--partition", "gpu"])
+    assert r.exit_code == 2 and r.output.strip() == "error: --partition is for --executor slurm"
+    r = CliRunner().invoke(main, ["launch", str(s), "--executor", "slurm", "--gpus", "0,1", "--dry-run"])
+    assert r.exit_code == 2 and "--gpus-per-job" in r.output
