@@ -231,6 +231,7 @@ class SlurmLauncher(executor.Launcher):
             raise EvidenceError("--max-parallel must be at least 1")
         self.tag = study_tag(self.study)
         self.poll = max(opts.poll, 0.5)
+        self._echoed: dict[int, float] = {}  # attempt id -> when its progress was last printed
 
     def dry_run(self) -> list[dict]:
         plan = super().dry_run()
@@ -429,10 +430,25 @@ class SlurmLauncher(executor.Launcher):
                     st.update(a.id, slurm_state=job.state)
                     if job.state == "RUNNING":
                         self.echo(f"{a.variant}: Slurm job {a.job_id} running on {job.node}")
+                if job.state == "RUNNING" and a.log:
+                    self._progress_of(st, a)
                 continue
             if not self._ended(st, a, by_id[a.variant], job):
                 live += 1
         return live
+
+    def _progress_of(self, st: StudyState, a: Attempt) -> None:
+        """Step, epoch, loss and ETA from the running job's log (on the shared filesystem), as a local run's."""
+        p = logparse.progress(logparse.read_tail(Path(a.log)))
+        if p.step is None and p.epoch is None:
+            return
+        if (p.step, p.total_steps, p.epoch, p.eta) != (a.last_step, a.total_steps, a.last_epoch, a.eta):
+            st.update(a.id, last_step=p.step, total_steps=p.total_steps, last_epoch=p.epoch, last_loss=p.loss,
+                      eta=p.eta)
+        now = time.monotonic()
+        if p.step != a.last_step and now - self._echoed.get(a.id, 0.0) >= self.opts.progress_every:
+            self._echoed[a.id] = now
+            self.echo(f"{a.variant}: {executor.format_progress(p.step, p.total_steps, p.epoch, p.loss, p.eta)}")
 
     def _ended(self, st: StudyState, a: Attempt, v: Variant, job: Job | None) -> bool:
         """Finish an attempt whose job left the queue. False when nothing says how it ended yet."""

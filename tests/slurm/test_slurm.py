@@ -194,9 +194,13 @@ def test_cancel_leaves_nothing_in_squeue(tmp_path):
 
 
 def test_sigterm_detaches_then_cancel_without_a_launcher(tmp_path):
-    study = make_study(tmp_path / "s", {"p": SLEEP, "q": GATED})
+    bar = "printf 'steps:  50%%|#  | 2/4 [00:01<00:01,  2.0it/s, avr_loss=0.25]\\n'\n"
+    study = make_study(tmp_path / "s", {"p": SLEEP, "q": bar + GATED})
     proc = launcher(study)
     wait_for(lambda: len(runs(study)) == 2, "2 running jobs", 30)
+    wait_for(lambda: rows(study)["q"].last_step == 2, "the progress of q", 30)  # read from the job's log
+    q = {v["id"]: v for v in json.loads(cli("status", str(study), "--json").output)["variants"]}["q"]
+    assert (q["state"], q["last_step"], q["last_loss"]) == ("running", 2, 0.25)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "stopped watching; 2 Slurm job(s) run on" in out, out
