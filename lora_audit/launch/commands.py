@@ -102,6 +102,11 @@ def _slurm_rows(rows: list[dict], lasts: list) -> None:
         job = now.get(a.job_id) if a.job_id else None
         r["slurm"] = {"job_id": a.job_id, "state": job.state if job else a.slurm_state,
                       "reason": job.reason if job and job.reason not in ("", "None") else None}
+        if a.state == "running" and job is not None and job.state not in slurm.LIVE_STATES:
+            # the job ended while no launcher watched it: the next launch records how
+            r["_ended"] = True
+            r["failure"] = (f"Slurm job {a.job_id} ended ({job.state}); `lora-audit launch STUDY --executor slurm` "
+                            "records it")
 
 
 def _row(vid: str, a, n: int, state: str | None) -> dict:
@@ -176,7 +181,8 @@ def status(study: str, as_json: bool, watch: bool) -> None:
             if watch:
                 click.clear()
             click.echo(render_table(data))
-        if not watch or not any(r["state"] in ("running", "queued") for r in data["variants"]):
+        if not watch or not any(r["state"] in ("running", "queued") and not r.get("_ended")
+                                 for r in data["variants"]):
             return
         try:
             time.sleep(2.0)

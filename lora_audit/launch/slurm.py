@@ -232,6 +232,7 @@ class SlurmLauncher(executor.Launcher):
         self.tag = study_tag(self.study)
         self.poll = max(opts.poll, 0.5)
         self._echoed: dict[int, float] = {}  # attempt id -> when its progress was last printed
+        self._quiet_queue = False  # squeue did not answer (said once)
 
     def dry_run(self) -> list[dict]:
         plan = super().dry_run()
@@ -337,7 +338,11 @@ class SlurmLauncher(executor.Launcher):
                         st.finish(a.id, "cancelled", failure="cancelled before it was submitted")
                 return
             jobs = queue(self.tag)
+            if jobs is None and not self._quiet_queue:
+                self._quiet_queue = True
+                self.echo("squeue does not answer; still trying (the jobs run on)")
             if jobs is not None:
+                self._quiet_queue = False
                 self._reattach(st, jobs)
             live = self._check(st, jobs, by_id) if jobs is not None else self._count_live(st)
             waiting = False

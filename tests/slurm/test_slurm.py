@@ -266,3 +266,22 @@ def test_options_sbatch_refuses_stop_the_launch_with_one_line(tmp_path):
     r = cli("launch", str(study), "--executor", "slurm")  # fixed: both submitted, each once
     assert r.exit_code == 0, r.output
     assert {v: len(j) for v, j in runs(study).items()} == {"a": 1, "b": 1}
+
+
+def test_job_that_ended_unwatched_is_shown_then_recorded_by_relaunch(tmp_path):
+    study = make_study(tmp_path / "s", {"u": GATED})
+    first = launcher(study)
+    wait_for(lambda: runs(study), "the job to run", 30)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    (study / "gate").write_text("")
+    job = rows(study)["u"].job_id
+    wait_for(lambda: (slurm.queue(slurm.study_tag(study)) or {}).get(job, slurm.Job("")).state == "COMPLETED",
+             "the job to complete", 30)
+    r = cli("status", str(study), "--watch", "--json")  # returns: nothing live is left to follow
+    u = json.loads(r.output)["variants"][0]
+    assert (u["state"], u["slurm"]["state"]) == ("running", "COMPLETED")
+    assert "ended (COMPLETED)" in u["failure"] and "records it" in u["failure"]
+    r = cli("launch", str(study), "--executor", "slurm")
+    assert r.exit_code == 0 and "submitted as" not in r.output, r.output
+    assert rows(study)["u"].state == "done" and runs(study) == {"u": [job]}
