@@ -139,3 +139,49 @@ def test_ablate_launch_inspect_on_real_kohya(tmp_path, model):
         params = json.loads(seen.output)["runs"][0]["params"]
         got = {k: params[k]["value"] for k in expect}
         assert {k: float(v) for k, v in got.items()} == {k: float(v) for k, v in expect.items()}, (vid, got)
+
+    # compare --study: same-seed images of the base and every trained variant; audit --study links the comparison
+    pytest.importorskip("diffusers")
+    started = time.monotonic()
+    cmp = tmp_path / "cmp"
+    r = CliRunner().invoke(main, ["compare", "--base", str(model), "--model-config", str(_sd15_configs(tmp_path)),
+                                  "--study", str(study), "--prompt", "a toy picture", "--seeds", "1", "--steps", "2",
+                                  "--size", "64x64", "--out", str(cmp)])
+    assert r.exit_code == 0, r.output
+    shown = {m["name"] for c in json.loads((cmp / "comparison.json").read_text())["comparisons"] for m in c["models"]}
+    print(f"compare --study: {time.monotonic() - started:.0f} s, models {sorted(shown)}")
+    assert shown == {"base"} | {f"{v} @1" for v in rows if v != refused}, shown
+    r = CliRunner().invoke(main, ["audit", "--study", str(study), str(runs["good"]), str(runs["bad"]),
+                                  "--out", str(tmp_path / "audit.md")])
+    assert r.exit_code == 0, r.output
+    assert "comparison" in r.output and str(cmp.name) in (tmp_path / "audit.md").read_text()
+
+
+def _sd15_configs(tmp_path: Path) -> Path:
+    """A diffusers folder of SD1.5's configs without weights (what compare --model-config reads for a single file):
+    the widths of benchmarks/bench_compare.py --real-size, the models built on the meta device."""
+    import torch
+    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTokenizer
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from bench_compare import _BETAS, _REAL_TEXT, _REAL_UNET, _REAL_VAE
+
+    from lora_audit.train.tokenizer import write_tokenizer
+
+    d = tmp_path / "sd15-configs"
+    write_tokenizer(d / "tokenizer")
+    tok = CLIPTokenizer.from_pretrained(d / "tokenizer")
+    ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
+    CLIPTextConfig(**_REAL_TEXT, **ids, architectures=["CLIPTextModel"]).save_pretrained(d / "text_encoder")
+    for cls, kw, sub in ((UNet2DConditionModel, _REAL_UNET, "unet"), (AutoencoderKL, _REAL_VAE, "vae")):
+        with torch.device("meta"):
+            cls(**kw).save_config(d / sub)
+    PNDMScheduler(**_BETAS, skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1).save_config(d / "scheduler")
+    (d / "model_index.json").write_text(json.dumps({
+        "_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.32.1", "requires_safety_checker": False,
+        "feature_extractor": [None, None], "safety_checker": [None, None],
+        "scheduler": ["diffusers", "PNDMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"]}))
+    return d
