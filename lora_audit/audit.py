@@ -37,6 +37,8 @@ class Audit(BaseModel):
     pairs: list[Pair]
     missing: dict[str, list[str]] = Field(default_factory=dict)  # run -> unknown key params
     comparisons: list[ComparisonLink] = Field(default_factory=list)  # image comparisons of the study, with votes
+    # run -> what training did: loss-curve facts, weight facts (rules/dynamics.py); only runs that have any
+    dynamics: dict[str, dict] = Field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {
@@ -48,6 +50,7 @@ class Audit(BaseModel):
             "pairs": [p.model_dump() for p in self.pairs],
             "missing": self.missing,
             "comparisons": [c.model_dump() for c in self.comparisons],
+            "dynamics": self.dynamics,
         }
 
 
@@ -113,7 +116,9 @@ def _recommendations(pair_findings: list[Finding], good: Run, bad: Run, diff: Ru
     return recs
 
 
-def audit(runs: list[Run], good: list[str] | None = None, bad: list[str] | None = None) -> Audit:
+def audit(runs: list[Run], good: list[str] | None = None, bad: list[str] | None = None,
+          weights: bool = False) -> Audit:
+    """``weights``: also analyse each run's LoRA file (numpy, the ml extra); loss curves are always read."""
     if len(runs) < 2:
         raise EvidenceError(f"an audit needs at least two runs, got {len(runs)}")
     g, b = _choose(runs, good, bad)
@@ -121,13 +126,16 @@ def audit(runs: list[Run], good: list[str] | None = None, bad: list[str] | None 
     by = {r.name: r for r in runs}
     order = [by[g[0]]] + [r for r in runs if r.name != g[0]]
     overview = diff_runs(order, include_same=True)
+    from lora_audit.rules.dynamics import dynamics_findings, run_dynamics
+
+    dynamics = {r.name: run_dynamics(r, weights) for r in runs}
     pairs = []
     for gn in g:
         for bn in b:
             if gn == bn:
                 continue
             d = diff_runs([by[gn], by[bn]], include_same=True)
-            findings = find_suspects(by[gn], by[bn], d)
+            findings = dynamics_findings(by[gn], by[bn], dynamics[gn], dynamics[bn], find_suspects(by[gn], by[bn], d))
             eff = d.effective_changes()
             counts = Counter(c.category for c in eff if c.kind != "unknown")
             same = [c.param for c in d.changes if c.kind == "same" and not c.nominal
@@ -138,7 +146,8 @@ def audit(runs: list[Run], good: list[str] | None = None, bad: list[str] | None 
                               recommendations=_recommendations(findings, by[gn], by[bn], d)))
     missing = {r.name: [k for k, p in r.params.items() if p.origin == "unknown"] for r in runs}
     return Audit(date=date.today().isoformat(), runs=runs, good=g, bad=b, overview=overview, pairs=pairs,
-                 missing={k: v for k, v in missing.items() if v})
+                 missing={k: v for k, v in missing.items() if v},
+                 dynamics={k: v for k, v in dynamics.items() if v["curves"] or v["weights"] or v.get("weights_error")})
 
 
 def default_report_path(paths: list[str]) -> Path:

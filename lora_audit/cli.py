@@ -167,8 +167,10 @@ def diff(runs: tuple[str, ...], show_all: bool, as_json: bool) -> None:
               help="A comparison folder (lora-audit compare --out) to link, with its win rates; overrides the "
                    "study's. Repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print the findings and the diff as JSON (no report).")
+@click.option("--weights", "with_weights", is_flag=True,
+              help="Also analyse each run's LoRA weights (effective rank, NaN/dead modules; needs the ml extra).")
 @handles_errors
-def audit(runs, good, bad, out, template, report_date, study, compare_dirs, as_json) -> None:
+def audit(runs, good, bad, out, template, report_date, study, compare_dirs, as_json, with_weights=False) -> None:
     """Diagnose RUNS (folders, or one folder of run folders): ranked suspects and a Markdown report."""
     from lora_audit.audit import audit as run_audit, check_report_path, default_report_path
     from lora_audit.evidence import load_runs
@@ -176,7 +178,7 @@ def audit(runs, good, bad, out, template, report_date, study, compare_dirs, as_j
     from lora_audit.compare.study import study_comparisons
     from lora_audit.votes.summary import link_comparison
 
-    result = run_audit(load_runs(list(runs)), list(good) or None, list(bad) or None)
+    result = run_audit(load_runs(list(runs)), list(good) or None, list(bad) or None, weights=with_weights)
     if report_date:
         result.date = report_date
     path = Path(out) if out else default_report_path(list(runs))

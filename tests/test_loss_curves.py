@@ -167,3 +167,45 @@ def test_no_curves_no_key(tmp_path):
     run = run_folder(tmp_path)
     data = json.loads(CliRunner().invoke(main, ["inspect", "--json", str(run)]).output)["runs"][0]
     assert "curves" not in data
+
+
+def _verdict(run: Path, verdict: str) -> None:
+    (run / "run.toml").write_text(f'name = "{run.name}"\nverdict = "{verdict}"\n')
+
+
+def test_audit_findings_from_curves(tmp_path):
+    good = run_folder(tmp_path, "good", scheduler="cosine")
+    bad = run_folder(tmp_path, "bad", scheduler="constant")
+    (bad / "config.toml").write_text((bad / "config.toml").read_text().replace("network_dim = 8", "network_dim = 16"))
+    _verdict(good, "good")
+    _verdict(bad, "bad")
+    kohya_events(good, FALLING, COSINE)
+    # the bad run: 10x the loss scale, then NaN from step 41; its lr is cosine although lr_scheduler says constant
+    kohya_events(bad, [10 * v for v in FALLING[:40]] + [float("nan")] * 20, COSINE)
+    r = CliRunner().invoke(main, ["audit", "--json", str(good), str(bad)])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    ids = {f["id"]: f for f in data["pairs"][0]["findings"]}
+    assert ids["loss-nonfinite"]["level"] == "primary" and "step 41" in ids["loss-nonfinite"]["title"]
+    ratio = float(ids["loss-scale-differs"]["title"].split("differs ")[1].split("x")[0])
+    assert 9 < ratio < 12  # medians: all of good's 60 points, bad's 40 finite ones
+    assert ids["lr-schedule-mismatch"]["title"].startswith("bad's logged learning rate looks like cosine decay")
+    assert data["dynamics"]["bad"]["curves"]["loss"]["nonfinite_step"] == 41
+    out = tmp_path / "report.md"
+    r = CliRunner().invoke(main, ["audit", str(good), str(bad), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    md = out.read_text()
+    assert "## Training dynamics" in md
+    section = md.split("## Training dynamics", 1)[1]
+    row = next(line for line in section.splitlines() if line.startswith("| **bad**"))
+    assert "| 41 |" in row and "lr_scheduler constant does not fit" in row
+
+
+def test_audit_without_curves_has_no_dynamics_section(tmp_path):
+    good, bad = run_folder(tmp_path, "good"), run_folder(tmp_path, "bad", scheduler="constant")
+    _verdict(good, "good")
+    _verdict(bad, "bad")
+    out = tmp_path / "report.md"
+    r = CliRunner().invoke(main, ["audit", str(good), str(bad), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "Training dynamics" not in out.read_text()

@@ -238,3 +238,36 @@ def test_inspect_weights(tmp_path):
     data = json.loads(r.output)
     w = data["runs"][0]["weights"][0]
     assert w["summary"]["nonfinite"] == ["lora_te_text_model_encoder_layers_0_self_attn_q_proj"]
+
+
+def _run(tmp_path: Path, name: str, verdict: str, dim: int, **kw) -> Path:
+    run = tmp_path / name
+    run.mkdir()
+    (run / "run.toml").write_text(f'name = "{name}"\nverdict = "{verdict}"\n')
+    (run / "config.toml").write_text(f'pretrained_model_name_or_path = "x.safetensors"\nnetwork_dim = {dim}\n'
+                                     f'network_alpha = {dim // 2}\n')
+    write(run / f"{name}.safetensors", dim=dim, alpha=dim / 2, **kw)
+    return run
+
+
+def test_audit_weights_findings(tmp_path):
+    good = _run(tmp_path, "good", "good", 8)
+    nan = "lora_te_text_model_encoder_layers_0_self_attn_q_proj"
+    bad = _run(tmp_path, "bad", "bad", 32, true_rank=3, nan=nan)  # dim 32, the updates are rank 3
+    r = CliRunner().invoke(main, ["audit", "--json", "--weights", str(good), str(bad)])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    ids = {f["id"]: f for f in data["pairs"][0]["findings"]}
+    assert ids["weights-nonfinite"]["level"] == "primary" and nan in ids["weights-nonfinite"]["title"]
+    assert ids["rank-unused"]["title"] == "network_dim 32, but the updates use an effective rank of ~3"
+    dim = [f for f in data["pairs"][0]["findings"] if f["kind"] == "change" and "network_dim" in f["params"]]
+    assert dim and all(f["level"] != "primary" and "effective rank of ~3 of 32" in f["rationale"] for f in dim)
+    assert data["dynamics"]["bad"]["weights"]["stored_rank"] == 32
+    # without --weights the LoRA weights are not read (the light path)
+    data = json.loads(CliRunner().invoke(main, ["audit", "--json", str(good), str(bad)]).output)
+    assert "rank-unused" not in {f["id"] for f in data["pairs"][0]["findings"]}
+    out = tmp_path / "r.md"
+    r = CliRunner().invoke(main, ["audit", "--weights", str(good), str(bad), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    section = out.read_text().split("## Training dynamics", 1)[1]
+    assert "bad.safetensors: dim 32, effective rank ~3 (99% energy)" in section and "1 NaN/inf modules" in section

@@ -37,6 +37,7 @@ import numpy as np
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence._io import open_regular
 from lora_audit.evidence.safetensors_header import Header, read_header
+from lora_audit.kohya.epoch_files import epoch_key, epoch_order
 from lora_audit.kohya.lora_keys import analyse
 
 _NP = {"F16": np.float16, "F32": np.float32, "F64": np.float64}
@@ -55,7 +56,6 @@ _BLOCKS = [  # canonical module name -> (group, block); first match wins
      lambda m: (m.group(1), f"{m.group(1)}_{m.group(2)}")),
 ]
 _TE_LAYER = re.compile(r"encoder_(?:layers|block)_(\d+)_")
-EPOCH_FILE = re.compile(r"^(?P<stem>.+?)-(?:(?P<epoch>\d{6})|step(?P<step>\d{8}))$")  # train_util.EPOCH/STEP_FILE_NAME
 
 
 def block_of(part: str, canonical: str) -> tuple[str, str]:
@@ -368,28 +368,10 @@ def _factors(reader: _Reader, t: dict[str, str], mw: ModuleWeights):
     return [down, up], lambda: spectrum_of_product(up, down, mw.scale)
 
 
-def epoch_key(path: str | os.PathLike) -> tuple[str, int | None, str]:
-    """(series stem, epoch or step number or None for the final file, "epoch"/"step"/"final") of a kohya output
-    name: ``name-000003.safetensors`` (train_util.EPOCH_FILE_NAME), ``name-step00000500`` (STEP_FILE_NAME)."""
-    stem = Path(path).name
-    if stem.endswith(".safetensors"):
-        stem = stem[: -len(".safetensors")]
-    m = EPOCH_FILE.match(stem)
-    if not m:
-        return stem, None, "final"
-    if m.group("epoch"):
-        return m.group("stem"), int(m.group("epoch")), "epoch"
-    return m.group("stem"), int(m.group("step")), "step"
-
-
 def trajectory(reports: list[WeightReport]) -> list[dict[str, Any]]:
     """Norm / rank rows across the files of one series, in training order (numbered files, then the final one)."""
-    def order(r: WeightReport):
-        _, n, what = epoch_key(r.path)
-        return ({"step": 0, "epoch": 0, "final": 1}[what], n or 0, what)
-
     rows = []
-    for r in sorted(reports, key=order):
+    for r in sorted(reports, key=lambda r: epoch_order(r.path)):
         _, n, what = epoch_key(r.path)
         s = r.summary()
         row = {"file": r.path, "at": f"{what} {n}" if n is not None else "final", "norm": s["norm"],
@@ -412,7 +394,7 @@ def series(paths: list[str]) -> dict[str, list[str]]:
 def facts(report: WeightReport) -> dict[str, Any]:
     """What the audit's rules read (``weights.*`` facts)."""
     s = report.summary()
-    return {"stored_rank": s["stored_rank"], "median_rank90": s["median_rank90"], "median_rank99": s["median_rank99"],
+    return {"modules": s["modules"], "stored_rank": s["stored_rank"], "median_rank90": s["median_rank90"], "median_rank99": s["median_rank99"],
             "median_entropy_rank": s["median_entropy_rank"], "text_encoder_share": s["text_encoder_share"],
             "dead_modules": len(s["dead"]), "nonfinite_modules": len(s["nonfinite"]), "norm": s["norm"],
             "nonfinite_names": s["nonfinite"][:5], "dead_names": s["dead"][:5]}
