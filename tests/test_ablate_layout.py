@@ -121,7 +121,9 @@ def test_common_layout_variants_are_the_users_files_edited_at_their_lines(tmp_pa
     bindir, calls = _bin(tmp_path)
     (argv,) = _run(study / "ofat-network-dim" / "lora-audit-run.sh", bindir, calls)
     assert argv[:4] == ["accelerate", "launch", "--num_cpu_threads_per_process", "1"]
-    assert argv[5:] == ["--config_file", "config.toml", "--dataset_config", "dataset.toml"]
+    v = (study / "ofat-network-dim").resolve()
+    assert argv[5:] == ["--config_file", f"{v}/config.toml", "--dataset_config", f"{v}/dataset.toml",
+                        "--output_dir", f"{v}/output"]
     # the user's own train.sh, as it is, runs this variant too (its relative paths name the copies)
     (argv,) = _run(study / "ofat-network-dim" / "train.sh", bindir, calls)
     assert argv[1:] == ["launch", "--num_cpu_threads_per_process", "1", "train_network.py", "--config_file",
@@ -148,7 +150,8 @@ def test_script_flags_stay_flags_and_a_foreign_config_name_is_pointed_at_the_cop
     (argv,) = _run(v / "lora-audit-run.sh", bindir, calls)
     i = argv.index("--config_file")
     # the script's flags, with the variant's value, after --config_file: kohya's command line wins over the config
-    assert sorted(argv[i + 4:]) == ["--network_dim=64", "--seed=42"]
+    assert sorted(argv[i + 4:-2]) == ["--network_dim=64", "--seed=42"]
+    assert argv[-2:] == ["--output_dir", str(v.resolve() / "output")]  # absolute: kohya runs in the run's folder
     (argv,) = _run(study / "ofat-learning-rate" / "lora-audit-run.sh", bindir, calls)
     assert "--network_dim=32" in argv
     assert tomllib.loads((study / "ofat-learning-rate" / "config.toml").read_text())[
@@ -165,3 +168,65 @@ def test_logging_dir_only_when_the_run_had_one_or_log_is_asked(tmp_path):
     assert '+logging_dir = "logs"  # tensorboard' in d["config.toml"]
     record = json.loads((study / "control" / "variant.json").read_text())
     assert not any(c["param"] == "logging_dir" for c in record["changes"])  # the run had one: per-variant path
+
+
+# a stand-in accelerate that records its working directory and argv, as kohya would see them
+_CWD_ACCELERATE = '#!/bin/bash\n{ pwd; printf "%s\\n" "$@"; } > "$ARGV_DIR/call"\n'
+
+
+def test_runner_resolves_the_users_relative_paths_from_the_run_folder(tmp_path):
+    """image_dir = "img", a model at ../models/, dataset_config named in the config: the runner runs kohya where the
+    user ran their script, with the variant's own config/dataset/output by absolute path, so every path resolves
+    as in the user's run, although the study is written elsewhere."""
+    import subprocess
+
+    models = tmp_path / "runs" / "models"  # beside the run folders: ../models/ from each
+    models.mkdir(parents=True)
+    (models / "x.safetensors").write_bytes(b"\0" * 16)
+    config = CONFIG.replace('"/models/v1-5.safetensors"', '"../models/x.safetensors"').replace(
+        'output_dir = "/out"', 'output_dir = "out"\ndataset_config = "dataset.toml"')
+    script = SCRIPT.replace("  --config_file {config} \\\n  --dataset_config dataset.toml{extra}",
+                            "  --config_file {config}{extra}")
+    runs = tmp_path / "runs"
+    for name, cfg in (("good", config), ("bad", config.replace("network_dim = 32", "network_dim = 64"))):
+        d = _run_folder(runs, name, name, cfg)
+        (d / "train.sh").write_text(script.format(config="config.toml", extra=""))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    study = elsewhere / "study"
+    r = CliRunner().invoke(main, ["ablate", "--good", str(runs / "good"), "--bad", str(runs / "bad"),
+                                  "--out", str(study)])
+    assert r.exit_code == 0, r.output
+    bindir, calls = tmp_path / "bin", tmp_path / "calls"
+    bindir.mkdir()
+    calls.mkdir()
+    (bindir / "accelerate").write_text(_CWD_ACCELERATE)
+    (bindir / "accelerate").chmod(0o755)
+    v = study / "ofat-network-dim"
+    # launched as `lora-audit launch` does (from the variant folder) and from anywhere else: same result
+    for cwd in (v, tmp_path):
+        res = subprocess.run(["bash", str(v / "lora-audit-run.sh")], cwd=cwd, capture_output=True, timeout=60,
+                             env={"PATH": f"{bindir}:/usr/bin:/bin", "ARGV_DIR": str(calls)})
+        assert res.returncode == 0, res.stderr
+        where, *argv = (calls / "call").read_text().splitlines()
+        assert Path(where) == (runs / "good").resolve()  # where the user ran train.sh
+        cfg_path = Path(argv[argv.index("--config_file") + 1])
+        ds_path = Path(argv[argv.index("--dataset_config") + 1])
+        assert cfg_path == v.resolve() / "config.toml" and ds_path == v.resolve() / "dataset.toml"
+        assert argv[argv.index("--output_dir") + 1] == str(v.resolve() / "output")
+        assert argv[-2:] == ["--output_dir", str(v.resolve() / "output")]  # last: wins over the config's
+        cfg = tomllib.loads(cfg_path.read_text())
+        assert cfg["additional_network_arguments"]["network_dim"] == 64
+        # every relative path of the user's files resolves (from kohya's cwd) to what the user's run used
+        model = Path(where) / cfg["model_arguments"]["pretrained_model_name_or_path"]
+        assert model.resolve() == (models / "x.safetensors").resolve()
+        image_dir = Path(where) / tomllib.loads(ds_path.read_text())["datasets"][0]["subsets"][0]["image_dir"]
+        assert image_dir.resolve() == (runs / "good" / "img").resolve() and image_dir.is_dir()
+    record = json.loads((v / "variant.json").read_text())
+    assert record["run_dir"] == str((runs / "good").resolve())
+    # LORA_AUDIT_RUN_DIR names the run folder on another machine; a missing one is a warning, not a failure
+    res = subprocess.run(["bash", str(v / "lora-audit-run.sh")], capture_output=True, timeout=60, text=True,
+                         env={"PATH": f"{bindir}:/usr/bin:/bin", "ARGV_DIR": str(calls),
+                              "LORA_AUDIT_RUN_DIR": str(tmp_path / "gone")})
+    assert res.returncode == 0 and "run folder" in res.stderr and "not found" in res.stderr
+    assert (calls / "call").read_text().splitlines()[0] == str(v.resolve())

@@ -93,10 +93,12 @@ def _check_study(study: Path, bindir: Path, calls: Path, canary: Path, sd: str |
         assert len(argvs) == 1, argvs
         argv = argvs[0]
         if argv[0] == "accelerate":
-            assert argv[1] == "launch" and f"{sd}/{record['script']}" in argv, argv
-            i = argv.index(f"{sd}/{record['script']}")
+            # a relative sd-scripts path is relative to the variant folder (the runner runs in the run's folder)
+            word = f"{sd}/{record['script']}" if sd.startswith("/") else f"{folder.resolve()}/{sd}/{record['script']}"
+            assert argv[1] == "launch" and word in argv, argv
+            i = argv.index(word)
             assert argv[2:i] == ["--num_cpu_threads_per_process", "1"]  # the launcher options the user wrote
-            assert argv[i + 1:i + 3] == ["--config_file", "config.toml"]
+            assert argv[i + 1:i + 3] == ["--config_file", f"{folder.resolve()}/config.toml"]
         else:
             assert argv[:3] == ["python", "-m", "lora_audit.train"], argv
         assert not canary.exists(), runner

@@ -29,12 +29,14 @@ fi
 printf 'argv:'; printf ' [%s]' "$@"; echo
 echo "sd=$LORA_AUDIT_SD_SCRIPTS"
 echo "python=${LORA_AUDIT_KOHYA_PYTHON:-none}"
-mkdir -p output; echo weights > output/lora.safetensors
+out=output; prev=; for a in "$@"; do [ "$prev" = --output_dir ] && out=$a; prev=$a; done  # kohya: --output_dir
+mkdir -p "$out"; echo weights > "$out"/lora.safetensors
 """
 # `accelerate` on PATH, the other way the runner starts kohya
 FAKE_ACCELERATE = """#!/usr/bin/env bash
 printf 'accelerate:'; printf ' [%s]' "$@"; echo
-mkdir -p output; echo weights > output/lora.safetensors
+out=output; prev=; for a in "$@"; do [ "$prev" = --output_dir ] && out=$a; prev=$a; done  # kohya: --output_dir
+mkdir -p "$out"; echo weights > "$out"/lora.safetensors
 """
 
 
@@ -86,7 +88,7 @@ def test_sd_scripts_and_python_given_at_launch_reach_the_runner(study, tmp_path)
     assert head[0].startswith(f"# lora-audit launch: variant {vid}, attempt 1, slot cpu0")
     assert head[1] == f"# lora-audit launch: sd-scripts: {sd} (--sd-scripts)"
     assert head[2] == f"# lora-audit launch: accelerate: {py} -m accelerate.commands.launch (--python)"
-    assert f"argv: [-m] [accelerate.commands.launch] [{sd}/train_network.py] [--config_file] [config.toml]" in log
+    assert f"argv: [-m] [accelerate.commands.launch] [{sd}/train_network.py] [--config_file] [{study / vid}/config.toml]" in log
     assert f"sd={sd}\npython={py}" in log
     assert json.loads(launch("status", str(study), "--json").output)["variants"][0]["state"] == "done"
 
@@ -119,7 +121,7 @@ def test_global_sd_scripts_option_and_accelerate_on_path(study, tmp_path):
     log = log_of(study, vid)
     assert f"sd-scripts: {sd} (lora-audit --sd-scripts)" in log
     assert f"accelerate: {bin_dir / 'accelerate'} launch (accelerate on PATH)" in log
-    assert f"accelerate: [launch] [{sd}/train_network.py] [--config_file] [config.toml]" in log
+    assert f"accelerate: [launch] [{sd}/train_network.py] [--config_file] [{study / vid}/config.toml]" in log
 
 
 @pytest.mark.parametrize("case", ["no-dir", "no-script", "no-python", "cannot-import", "no-accelerate"])
