@@ -28,7 +28,7 @@ from lora_audit.evidence._bash_cond import evaluate
 from lora_audit.evidence._bash_lexer import Lexer, Part, Redir, Word
 from lora_audit.evidence._bash_parse import AndOr, Case, FuncDef, Group, If, Loop, Node, Parser, Pipeline, Simple
 from lora_audit.evidence._script import Command, Lines, arith, is_script_dir
-from lora_audit.evidence.invocation import Token
+from lora_audit.evidence.invocation import Token, find_training_command
 from lora_audit.model import Note
 
 # A run of expanded text: (text, line of its first character, flags)
@@ -40,6 +40,9 @@ _QUERY = {"command", "which", "type", "hash", "grep", "egrep", "fgrep", "pgrep",
 _MAX_VARIANTS = 16  # combinations of conditional values expanded for one command
 _MAX_CHOICES = 8  # possible values kept for one conditional variable
 _MAX_DEPTH = 16  # nested function calls and sourced files
+_MAX_FORKS = 256  # undecidable branches followed with their candidate values; past that, values are unknown
+_MAX_LABEL = 240  # characters of a "when" description
+_MAX_PIECES = 64  # runs of text kept with their own line in one value
 
 
 @dataclass
@@ -51,6 +54,7 @@ class BVal:
     array: bool = False
     notes: list[Note] = field(default_factory=list)
     choices: list[tuple[BVal | None, str]] | None = None  # (value or None for unset, when)
+    frozen: bool = False  # shared with a snapshot of the variables: never changed in place
 
     def text(self) -> str | list[str]:
         if self.choices is not None:
@@ -92,6 +96,8 @@ class BashTokenizer:
         self._depth = 0
         self._positional: list[Token] | None = None  # inside a function: its arguments
         self._sourcing: list[str] = []
+        self._created: dict[str, tuple[str, str, int]] | None = None  # self.files as commands carry it
+        self._forks = 0
 
     # -- entry ----------------------------------------------------------------------------------------------------
     def commands(self, text: str, first_line: int = 1) -> list[Command]:
@@ -99,9 +105,10 @@ class BashTokenizer:
         enabled = gc.isenabled()
         gc.disable()  # millions of small objects, none cyclic: the collector's passes would make parsing quadratic
         try:
-            nodes = Parser(Lexer(text, Lines(text, first_line), self.label).items()).parse()
+            nodes = Parser(Lexer(text, Lines(text, first_line), self.label).iter_items()).iter_parse()
             try:
-                self._block(nodes)
+                for node in nodes:  # each top-level command runs as soon as it is read
+                    self._node(node)
             except _Exit:
                 pass
             for name, body in list(self.funcs.items()):
@@ -144,6 +151,7 @@ class BashTokenizer:
         if isinstance(n, Group):
             if n.subshell:
                 saved = dict(self.vars)
+                _freeze(saved)
                 try:
                     return self._block(n.body)
                 except _Exit:
@@ -232,6 +240,8 @@ class BashTokenizer:
                   otherwise: str = "") -> None:
         """Run each branch on its own copy of the variables, then merge the copies (conditional values)."""
         base = self.vars
+        _freeze(base)
+        self._forks += 1
         results: list[tuple[dict[str, BVal], str]] = []
         for desc, run in branches:
             self.vars = dict(base)
@@ -248,7 +258,7 @@ class BashTokenizer:
         if not results:
             self.vars = base
             raise _Exit
-        self.vars = _merge(results)
+        self.vars = _merge(results, degrade=self._forks > _MAX_FORKS)
 
     # -- one simple command ---------------------------------------------------------------------------------------
     def _simple(self, n: Simple) -> bool | None:
@@ -334,7 +344,11 @@ class BashTokenizer:
         if self._conds:
             cmd.notes.append(Note(message="this command runs only " + "; ".join(self._conds) + ": the script "
                                           "cannot tell", source=f"{self.label}:{n.line}"))
-        cmd.created = {k: (f.text, f.label, f.line) for k, f in self.files.items()}
+        if find_training_command(cmd.words) is None and not any(find_training_command(w) for w, _ in cmd.variants):
+            return  # only commands that launch a script are wanted: the others are not kept (bounded memory)
+        if self._created is None:
+            self._created = {k: (f.text, f.label, f.line) for k, f in self.files.items()}
+        cmd.created = self._created
         self.out.append(cmd)
 
     def _words(self, words: list[Word], cmd: Command) -> list[Token]:
@@ -495,7 +509,7 @@ class BashTokenizer:
             value = BVal(items=items, line=w.line, array=True, notes=scratch)
         else:
             pieces = self._expand(w.parts, scratch)
-            value = BVal(items=[[(t, ln, f & RT) for t, ln, f in pieces if not f & BREAK]], line=w.line,
+            value = BVal(items=[_compact([(t, ln, f & RT) for t, ln, f in pieces if not f & BREAK])], line=w.line,
                          notes=scratch)
         old = self.vars.get(name)
         if append and old is not None:
@@ -556,8 +570,8 @@ class BashTokenizer:
         self._sourcing.append(label)
         self.label = label
         try:
-            nodes = Parser(Lexer(text, Lines(text, first), label).items()).parse()
-            self._block(nodes)
+            for node in Parser(Lexer(text, Lines(text, first), label).iter_items()).iter_parse():
+                self._node(node)
         finally:
             self.label = saved_label
             self._sourcing.pop()
@@ -584,6 +598,7 @@ class BashTokenizer:
             if name is None:
                 self._note(notes, "a heredoc is written to a file whose name is only known at run time", doc.line)
                 continue
+            self._created = None
             if append and name in self.files:
                 old = self.files[name]
                 self.files[name] = CreatedFile(old.text + text, old.label, old.line, old.runtime or runtime)
@@ -613,16 +628,59 @@ def _neg(v: bool | None) -> bool | None:
 
 
 def _append(old: BVal | None, value: BVal, line: int) -> BVal:
+    """``NAME+=``: in place when no branch snapshot holds the old value (linear for long runs of appends)."""
     if old is None:
         return value
+    if old.frozen:  # a snapshot taken before a branch still needs the old value: copy it once
+        old = BVal(items=[list(item) for item in old.items], line=old.line, array=old.array, notes=list(old.notes))
     if value.array or old.array:
-        return BVal(items=old.items + value.items, line=old.line, array=True, notes=old.notes + value.notes)
-    first = old.items[0] if old.items else []
-    return BVal(items=[first + (value.items[0] if value.items else [])], line=old.line, notes=old.notes + value.notes)
+        old.items.extend(value.items)
+        old.array = True
+    elif old.items:
+        old.items[0].extend(value.items[0] if value.items else [])
+        if len(old.items[0]) > _MAX_PIECES:
+            old.items[0] = _compact(old.items[0])
+    if len(old.items) > 1 and not old.array:
+        old.items = old.items[:1]
+    else:
+        old.items.append(list(value.items[0]) if value.items else [])
+    old.notes.extend(value.notes)
+    return old
 
 
-def _merge(results: list[tuple[dict[str, BVal], str]]) -> dict[str, BVal]:
-    """The variables after branches: the same where every branch agrees, conditional where they differ."""
+def _compact(pieces: list[Piece]) -> list[Piece]:
+    """Adjacent runs of one line (and, past _MAX_PIECES runs, of any lines) joined: a value copied into itself line
+    after line (``V="$V x"``) stays a few runs instead of growing by one run per line."""
+    if len(pieces) < 2:
+        return pieces
+    out: list[Piece] = [pieces[0]]
+    for t, ln, f in pieces[1:]:
+        pt, pln, pf = out[-1]
+        if pf == f and pln == ln and not f & BREAK:
+            out[-1] = (pt + t, pln, pf)
+        else:
+            out.append((t, ln, f))
+    if len(out) > _MAX_PIECES:  # one run, its first line (runtime if any part of it is)
+        rt = RT if any(f & RT for _, _, f in out) else 0
+        out = [("".join(t for t, _, _ in out), out[0][1], rt)]
+    return out
+
+
+def _freeze(state: dict[str, BVal]) -> None:
+    for v in state.values():
+        v.frozen = True
+        for cv, _ in v.choices or ():
+            if cv is not None:
+                cv.frozen = True
+
+
+def _label(text: str) -> str:
+    return text if len(text) <= _MAX_LABEL else text[:_MAX_LABEL - 3] + "..."
+
+
+def _merge(results: list[tuple[dict[str, BVal], str]], degrade: bool = False) -> dict[str, BVal]:
+    """The variables after branches: the same where every branch agrees, conditional where they differ (past
+    _MAX_FORKS undecidable branches in one script: simply unknown, so a script of thousands stays linear)."""
     first = results[0][0]
     if len(results) == 1:
         return first
@@ -635,6 +693,11 @@ def _merge(results: list[tuple[dict[str, BVal], str]]) -> dict[str, BVal]:
             if v0 is not None:
                 merged[name] = v0
             continue
+        if degrade:
+            line = next((v.line for v, _ in values if v is not None), 0)
+            merged[name] = BVal(items=[[(f"${{{name}}}", line, RT)]], line=line, notes=[Note(
+                message=f"${name} depends on more undecidable branches than are followed: unknown here")])
+            continue
         choices: list[tuple[BVal | None, str]] = []
         seen: dict[tuple | None, int] = {}
         for v, when in values:
@@ -643,10 +706,10 @@ def _merge(results: list[tuple[dict[str, BVal], str]]) -> dict[str, BVal]:
                 label = f"{when}; {cwhen}" if cwhen and when else (when or cwhen)
                 if key in seen:
                     i = seen[key]
-                    choices[i] = (choices[i][0], f"{choices[i][1]} or {label}")
+                    choices[i] = (choices[i][0], _label(f"{choices[i][1]} or {label}"))
                 elif len(choices) < _MAX_CHOICES:
                     seen[key] = len(choices)
-                    choices.append((cv, label))
+                    choices.append((cv, _label(label)))
         if len(choices) == 1 and choices[0][0] is not None:
             merged[name] = choices[0][0]  # type: ignore[assignment]
         elif len(choices) == 1:

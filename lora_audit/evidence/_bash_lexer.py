@@ -60,9 +60,15 @@ class Word:
 
     def plain(self) -> str | None:
         """The word's text when it is a bare literal (for keywords and builtins)."""
-        if self.quoted or self.assign or any(p.kind != "lit" for p in self.parts):
+        if self.quoted or self.assign:
             return None
-        return "".join(t for p in self.parts for t, _ in p.segs)
+        parts = self.parts
+        if len(parts) == 1 and parts[0].kind == "lit":
+            segs = parts[0].segs
+            return segs[0][0] if len(segs) == 1 else "".join(t for t, _ in segs)
+        if any(p.kind != "lit" for p in parts):
+            return None
+        return "".join(t for p in parts for t, _ in p.segs)
 
     def literal(self) -> str | None:
         """The word's text after quote removal when it has no expansion (heredoc delimiters, case patterns)."""
@@ -108,7 +114,9 @@ class Lexer:
 
     # -- top level ------------------------------------------------------------------------------------------------
     def items(self) -> list[Item]:
-        out: list[Item] = []
+        return list(self.iter_items())
+
+    def iter_items(self):  # -> Iterator[Item]: read lazily, so a long script is never held as items all at once
         t = self.text
         while self.pos < self.end:
             c = t[self.pos]
@@ -119,27 +127,28 @@ class Lexer:
                 m = _BLANKS.match(t, self.pos, self.end)
                 self.pos = m.end()
             elif c == "\n":
-                out.append(Op("\n", self.line_of(self.pos)))
+                newline = Op("\n", self.line_of(self.pos))
                 self.pos += 1
                 self._continued = []
-                self._read_heredocs()
-                out.extend(self.pending)
+                self._read_heredocs()  # before the newline is handed on: the command it ends needs the bodies
+                yield newline
+                yield from self.pending
                 self.pending = []
             elif c == "#":
                 start = self.pos
                 self._skip_line()
                 if self._continued and not t[t.rfind("\n", 0, start) + 1:start].strip():
-                    out.append(self._orphan_note(start))
+                    yield self._orphan_note(start)
             elif self._in_test and t.startswith(_TEST_OPS, self.pos):
                 op = next(o for o in _TEST_OPS if t.startswith(o, self.pos))
-                out.append(Word([Part("lit", False, self.line_of(self.pos), segs=[(op, self.line_of(self.pos))])],
-                                self.line_of(self.pos)))
+                yield Word([Part("lit", False, self.line_of(self.pos), segs=[(op, self.line_of(self.pos))])],
+                           self.line_of(self.pos))
                 self.pos += len(op)
-            elif self._redirect_at(self.pos):
-                out.append(self._redirect())
+            elif c in "<>&0123456789" and self._redirect_at(self.pos):
+                yield self._redirect()
             elif c in ";&|()":
                 op = next(o for o in _OPERATORS if t.startswith(o, self.pos))
-                out.append(Op(op, self.line_of(self.pos)))
+                yield Op(op, self.line_of(self.pos))
                 self.pos += len(op)
             else:
                 w = self._word()
@@ -148,10 +157,9 @@ class Lexer:
                     self._in_test = True
                 elif text == "]]":
                     self._in_test = False
-                out.append(w)
+                yield w
         self._read_heredocs()  # a heredoc opened on the last line, with no newline after it
-        out.extend(self.pending)
-        return out
+        yield from self.pending
 
     def _orphan_note(self, start: int) -> Note:
         """bash ends a command at a comment line inside a `\\` continuation: what follows runs on its own."""

@@ -7,7 +7,8 @@ Reserved words count only where bash reads them: as the first word of a command.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from lora_audit.evidence._bash_lexer import Item, Op, Redir, Word
 from lora_audit.model import Note
@@ -76,18 +77,30 @@ _SEPARATORS = {";", "\n", "&"}
 _CASE_ENDS = {";;", ";&", ";;&"}
 
 
-@dataclass
 class Parser:
-    items: list[Item]
-    i: int = 0
-    pending: list[Note] = field(default_factory=list)
+    """Reads items from an iterator, keeping only those of the construct being read (bounded memory)."""
+
+    def __init__(self, items: Iterable[Item]):
+        self._source: Iterator[Item] = iter(items)
+        self.items: list[Item] = []
+        self.i = 0
+        self.pending: list[Note] = []
 
     # -- helpers --------------------------------------------------------------------------------------------------
+    def _has(self, k: int) -> bool:
+        """Whether item i+k exists, reading on as needed."""
+        while len(self.items) <= self.i + k:
+            nxt = next(self._source, None)
+            if nxt is None:
+                return False
+            self.items.append(nxt)
+        return True
+
     def _peek(self) -> Item | None:
-        while self.i < len(self.items) and isinstance(self.items[self.i], Note):
+        while self._has(0) and isinstance(self.items[self.i], Note):
             self.pending.append(self.items[self.i])  # type: ignore[arg-type]
             self.i += 1
-        return self.items[self.i] if self.i < len(self.items) else None
+        return self.items[self.i] if self._has(0) else None
 
     def _keyword(self) -> str | None:
         it = self._peek()
@@ -108,11 +121,23 @@ class Parser:
 
     # -- grammar --------------------------------------------------------------------------------------------------
     def parse(self) -> list[Node]:
-        out = self.list_until(set())
-        while self._peek() is not None:  # a stray closer (fi, done, `)`) at top level: skip it, read on
-            self.i += 1
-            out.extend(self.list_until(set()))
-        return out
+        return list(self.iter_parse())
+
+    def iter_parse(self) -> Iterator[Node]:
+        """Top-level commands one at a time, each as soon as it is read."""
+        while True:
+            self._skip_newlines()
+            del self.items[:self.i]  # what is read is done with
+            self.i = 0
+            it = self._peek()
+            if it is None:
+                return
+            if (isinstance(it, Op) and it.text not in ("(",)) or self._keyword() in _CLOSERS:
+                self.i += 1  # a stray closer (fi, done, `)`) or operator at top level: skip it, read on
+                continue
+            node = self.and_or()
+            if node is not None:
+                yield node
 
     def list_until(self, closers: set[str], case_arm: bool = False) -> list[Node]:
         out: list[Node] = []
@@ -219,7 +244,7 @@ class Parser:
                 self.i += 2
             return self._func_body(name, line)
         # NAME() compound-command
-        if isinstance(it, Word) and kw and self.i + 2 < len(self.items):
+        if isinstance(it, Word) and kw and self._has(2):
             a, b = self.items[self.i + 1], self.items[self.i + 2]
             if isinstance(a, Op) and a.text == "(" and isinstance(b, Op) and b.text == ")":
                 self.i += 3

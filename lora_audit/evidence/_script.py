@@ -61,7 +61,7 @@ class Lines:
     """Position in a text → 1-based line (offset by ``first_line`` for a block inside a larger file)."""
 
     def __init__(self, text: str, first_line: int = 1):
-        self._newlines = [i for i, c in enumerate(text) if c == "\n"]
+        self._newlines = [m.start() for m in re.finditer("\n", text)]
         self.first = first_line
 
     def __call__(self, pos: int) -> int:
