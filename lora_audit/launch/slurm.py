@@ -38,7 +38,7 @@ from lora_audit.launch import executor, logparse
 from lora_audit.launch.procs import marker
 from lora_audit.launch.state import SLURM_SLOT, Attempt, StudyState, _alive, db_path
 from lora_audit.launch.variants import (Variant, complete_outputs, disk_attempts, find_outputs, link_outputs,
-                                        select, set_aside, study_variants, trained_elsewhere)
+                                        set_aside, trained_elsewhere)
 
 # states a job leaves only by ending (squeue's %T; man squeue "JOB STATE CODES")
 LIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",
@@ -188,7 +188,8 @@ def batch_script(study: Path, v: Variant, a: Attempt, env: dict[str, str] | None
              f"# lora-audit launch --executor slurm: study {study}, variant {v.id}, attempt {a.attempt}"
              .replace("\n", "\\n").replace("\r", "\\r"),  # a comment stays one line
              *(f"export {k}={q(val)}" for k, val in sorted((env or {}).items())),
-             'echo "# lora-audit slurm: job ${SLURM_JOB_ID:-?} started on $(hostname) at $(date \'+%Y-%m-%d %H:%M:%S %z\')"',
+             'echo "# lora-audit slurm: job ${SLURM_JOB_ID:-?} started on $(hostname)"'
+             ' "at $(date \'+%Y-%m-%d %H:%M:%S %z\')"',
              f"cd {q(str(v.folder))} || exit 1",
              f"bash {q(v.runner)}",
              "rc=$?",

@@ -6,7 +6,6 @@ variant really ran. Waits poll the state; gated runners wait for ``<study>/gate`
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from click.testing import CliRunner
 from lora_audit.launch import slurm
 from lora_audit.launch.__main__ import main
 from lora_audit.launch.state import SLURM_SLOT, StudyState
+from lora_audit.launch.variants import study_variants
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("slurm_cluster")]
 
@@ -146,7 +146,7 @@ def test_crash_between_sbatch_and_record_is_found_by_job_name(tmp_path):
     assert st.claim(a.id, lid, SLURM_SLOT, str(log))
     log.parent.mkdir()
     script = log.with_suffix(".sbatch")
-    v = slurm.study_variants(study)[0]
+    v = study_variants(study)[0]
     script.write_text(slurm.batch_script(study, v, a))
     r = subprocess.run(slurm.sbatch_command(study, v, a, slurm.SlurmOptions(), script), capture_output=True,
                        text=True, check=True)
