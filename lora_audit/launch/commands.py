@@ -241,7 +241,7 @@ def launch(study: str, gpus: str | None, max_parallel: int, only: tuple[str, ...
            mem: str | None, time_limit: str | None, account: str | None, qos: str | None,
            sbatch_args: tuple[str, ...], dry_run: bool, as_json: bool) -> None:
     """Run a study's variants (their runner), one per slot, on your sd-scripts, with durable state; resumes after a
-    crash."""
+    crash. With --executor slurm: one Slurm job per variant (sbatch); a relaunch re-attaches to its jobs."""
     path = Path(study)
     slurm_only = {"--partition": partition, "--gpus-per-job": gpus_per_job, "--cpus-per-job": cpus_per_job,
                   "--mem": mem, "--time": time_limit, "--account": account, "--qos": qos,
@@ -283,12 +283,18 @@ def launch(study: str, gpus: str | None, max_parallel: int, only: tuple[str, ...
         launcher = executor.Launcher(path, opts, echo=echo)
     if dry_run and executor_name == "slurm":
         plan = launcher.dry_run()
+        kenv = launcher.resolve_kohya()
         commands = launcher.commands()
         for p in plan:
             p["sbatch"] = commands.get(p["id"]) if not p["action"].startswith(("skip", "link")) else None
         if as_json:
-            click.echo(json.dumps({"study": str(path), "executor": "slurm", "variants": plan}, indent=2))
+            click.echo(json.dumps({"study": str(path), "executor": "slurm",
+                                   "sd_scripts": str(kenv.sd_scripts) if kenv else None,
+                                   "python": str(kenv.python or kenv.accelerate) if kenv else None,
+                                   "variants": plan}, indent=2))
         else:
+            for line in kenv.header() if kenv else []:
+                click.echo(line)
             for p in plan:
                 click.echo(f"{p['id']}: {p['action']} (attempt {p['attempt']})"
                            + (f"\n  {p['sbatch']}" if p["sbatch"] else ""))
