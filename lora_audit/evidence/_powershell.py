@@ -13,8 +13,10 @@ import re
 
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence._powershell_scan import ESCAPES, VAR, C, Scanner
+from lora_audit.evidence._powershell_cond import evaluate as _ps_evaluate
 from lora_audit.evidence._script import Command, Value, commented_continuation
 from lora_audit.evidence.invocation import Token
+from lora_audit.model import Note
 
 _ASSIGN = re.compile(r"(?:\[[^\]\n]+\]\s*)*\$(?:\{([^}\n]+)\}|(?:(env|global|script|local|private):)?([A-Za-z_]\w*))"
                      r"[ \t]*(\+?=)(?!=)", re.IGNORECASE)
@@ -22,6 +24,13 @@ _PARAM = re.compile(r"(?:\[[^\]\n]*\]\s*)*param\s*\(", re.IGNORECASE)
 _BARE = re.compile(r"[^\s,;)#|}+(\"'$]+")  # a number or a bare word in expression mode
 _REDIRECT = re.compile(r"(\d|\*)?>>?(&\d)?")
 _SPLAT = re.compile(r"@([A-Za-z_]\w*)")
+_IF = re.compile(r"if\s*\(", re.IGNORECASE)
+_ELSE = re.compile(r"\s*else(if\s*\()?", re.IGNORECASE)
+_METHOD = re.compile(r"(?:\[void\]\s*|\$null\s*=\s*)?\$([A-Za-z_]\w*)\.(Add|AddRange)\(", re.IGNORECASE)
+_NEW_LIST = re.compile(r"(?:\[(?:System\.Collections\.)?(?:ArrayList|Generic\.List\[[^\]]*\])\]::new\(\s*\)|"
+                       r"New-Object\s+(?:-TypeName\s+)?(?:System\.Collections\.)?(?:ArrayList|Generic\.List\[[^\]]*\])"
+                       r"(?:\s*\(\s*\))?)", re.IGNORECASE)
+_CAST = re.compile(r"\[[A-Za-z_][\w.]*(?:\[[^\]]*\])?\]\s*(?=[@$\"'\d(])")
 _BLANK_TO_EOL = re.compile(r"[ \t]*(#.*)?(\n|$)")
 _WORD_STOP = " \t\n;|}"
 _STATEMENT_END = "\n;|}#"
@@ -32,11 +41,25 @@ class PowerShellTokenizer(Scanner):
 
     def commands(self, text: str, first_line: int = 1) -> list[Command]:
         self._start(text, first_line)
+        self._conds: list[str] = []
         out: list[Command] = []
+        self._statements(out)
+        return out
+
+    def _statements(self, out: list[Command]) -> None:
+        """Statements up to self.end, run in order (if/elseif/else on known values take PowerShell's branch)."""
         while True:
             self._skip_between_statements()
             if self.pos >= self.end:
-                return out
+                return
+            m = _IF.match(self.t, self.pos)
+            if m:
+                self._if(m, out)
+                continue
+            m = _METHOD.match(self.t, self.pos)
+            if m:
+                self._method(m)
+                continue
             m = _ASSIGN.match(self.t, self.pos)
             if m:
                 self._assignment(m)
@@ -47,7 +70,169 @@ class PowerShellTokenizer(Scanner):
                 continue
             cmd = self._command()
             if cmd.words:
+                if self._conds:
+                    self._note(cmd.notes, "this command runs only " + "; ".join(self._conds) + ": the script "
+                                          "cannot tell", self.pos - 1)
                 out.append(cmd)
+
+    # -- if / elseif / else ---------------------------------------------------------------------------------------
+    def _if(self, m: re.Match, out: list[Command]) -> None:
+        """``if (c) { } elseif (c) { } else { }``: the branch PowerShell takes when the script's values decide;
+        otherwise every branch on its own copy of the variables, a variable they leave different is unknown."""
+        clauses: list[tuple[str | None, int, int, int]] = []  # (condition, block start, block end, line)
+        pos = m.end() - 1
+        while True:
+            line = self.line_of(pos)
+            close = self._matching(pos)
+            cond = self.t[pos + 1:close - 1]
+            block = self._block_after(close)
+            if block is None:
+                self.pos = close
+                return
+            clauses.append((cond, block[0], block[1], line))
+            nxt = _ELSE.match(self.t, block[1] + 1)
+            if nxt and nxt.group(1):  # elseif (
+                pos = nxt.end() - 1
+                continue
+            if nxt:
+                els = self._block_after(nxt.end())
+                if els is not None:
+                    clauses.append((None, els[0], els[1], self.line_of(nxt.start())))
+                    self.pos = els[1] + 1
+                    break
+            self.pos = block[1] + 1
+            break
+        end_pos = self.pos
+        undecided: list[tuple[str, int, int]] = []
+        for cond, start, stop, line in clauses:
+            status = True if cond is None else _ps_evaluate(cond, self._cond_lookup, self._cond_expand)
+            if status is False:
+                continue
+            if status is True and not undecided:
+                self._block(start, stop, out)
+                break
+            what = "else" if cond is None else f"if ({cond.strip()}) (line {line})"
+            undecided.append((what, start, stop))
+            if status is True:
+                break
+        if undecided:
+            base = self.vars
+            states = []
+            for what, start, stop in undecided:
+                self.vars = dict(base)
+                self._conds.append(f"when {what} is taken")
+                self._block(start, stop, out)
+                self._conds.pop()
+                states.append((self.vars, what))
+            if clauses[-1][0] is not None or len(undecided) < len(clauses):
+                states.append((dict(base), "no branch"))
+            self.vars = _ps_merge(states)
+        self.pos = end_pos
+
+    def _block_after(self, pos: int) -> tuple[int, int] | None:
+        """The ``{ ... }`` after pos: (first char inside, index of the closing brace)."""
+        i = pos
+        while i < self.end and self.t[i] in " \t\n":
+            i += 1
+        if i >= self.end or self.t[i] != "{":
+            return None
+        depth, j = 0, i
+        while j < self.end:
+            c = self.t[j]
+            if c in "\"'":
+                k = self.t.find(c, j + 1, self.end)
+                j = self.end if k < 0 else k + 1
+                continue
+            if c == "`":
+                j += 2
+                continue
+            if c == "#" and (j == 0 or self.t[j - 1] in " \t\n;{"):
+                k = self.t.find("\n", j, self.end)
+                j = self.end if k < 0 else k
+                continue
+            if c == "{":
+                depth += 1
+            elif c == "}":
+                depth -= 1
+                if depth == 0:
+                    return i + 1, j
+            j += 1
+        raise EvidenceError("unterminated '{': '}' never comes", self.label, self.line_of(i))
+
+    def _block(self, start: int, stop: int, out: list[Command]) -> None:
+        saved_end = self.end
+        self.pos, self.end = start, stop
+        try:
+            self._statements(out)
+        finally:
+            self.end = saved_end
+
+    def _cond_lookup(self, name: str) -> Value | None | bool:
+        key = name.lower()
+        scope, _, bare = key.rpartition(":")
+        if scope in ("global", "script", "local", "private", "using"):
+            key = bare
+        if key in self.vars:
+            return self.vars[key]
+        return False  # not set in the script: the environment or the caller decides
+
+    def _cond_expand(self, text: str) -> str | None:
+        saved = self.pos
+        scratch = Command(words=[])
+        sub = PowerShellTokenizer(self.label)
+        sub.vars = self.vars
+        sub._start(text, 1)
+        try:
+            chars = sub._double(scratch)
+        except EvidenceError:
+            return None
+        finally:
+            self.pos = saved
+        if any("not set in the script" in n.message or "is not run" in n.message for n in scratch.notes):
+            return None  # something in it is only known at run time
+        return "".join(c for c, _ in chars)
+
+    # -- $list.Add(...) / .AddRange(...) ---------------------------------------------------------------------------
+    def _method(self, m: re.Match) -> None:
+        """``[void]$a.Add(x)``, ``$a.Add(x) | Out-Null``, ``$null = $a.AddRange(@(...))``: append to the list."""
+        name, method = m.group(1).lower(), m.group(2).lower()
+        line = self.line_of(self.pos)
+        self.pos = m.end()
+        scratch = Command(words=[])
+        items: list[list[C]] = []
+        concat = False
+        while self.pos < self.end:
+            self._skip_blanks(newlines=True)
+            if self._peek() == ")":
+                self.pos += 1
+                break
+            got = self._item(scratch)
+            if got is None:
+                stop = self._matching(m.end() - 1)
+                raw = self.t[self.pos:stop - 1].strip()
+                self._note(scratch.notes, f"{raw!r} is not evaluated: kept as written", self.pos)
+                items.append([(c, line) for c in raw])
+                self.pos = stop
+                break
+            new, _ = got
+            if concat and items:
+                items[-1] = items[-1] + [c for item in new for c in item]
+            else:
+                items.extend(new)
+            self._skip_blanks(newlines=True)
+            concat = self._peek() == "+"
+            if concat or self._peek() == ",":
+                self.pos += 1
+        if method == "add" and len(items) > 1:
+            items = [[c for item in items for c in (item + [(" ", line)])][:-1]]  # one element: an array as text
+        old = self.vars.get(name)
+        if old is None:
+            self._note(scratch.notes, f"${m.group(1)} is not created in the script before .{m.group(2)}()", line)
+            old = Value(items=[], line=line, array=True)
+        self.vars[name] = Value(items=old.items + items, line=old.line, array=True, notes=old.notes + scratch.notes,
+                                runtime=old.runtime)
+        stop = self._statement_end(self.pos)
+        self.pos = stop  # `| Out-Null` and the like
 
     def _skip_between_statements(self) -> None:
         while self.pos < self.end:
@@ -65,7 +250,10 @@ class PowerShellTokenizer(Scanner):
         self.pos = m.end()
         scratch = Command(words=[])
         items, array = self._expression(scratch)
-        value = Value(items=items, line=line, array=array, notes=scratch.notes)
+        rhs = self.t[m.end():self.pos].split("#")[0].strip()
+        kind = ("number" if re.fullmatch(r"-?\d+(\.\d+)?([eE]-?\d+)?", rhs) else
+                "bool" if rhs.lower() in ("$true", "$false") else "string")
+        value = Value(items=items, line=line, array=array, notes=scratch.notes, kind=kind)
         old = self.vars.get(key)
         if op == "+=" and old is not None:
             if old.array or array:
@@ -149,6 +337,14 @@ class PowerShellTokenizer(Scanner):
     def _item(self, cmd: Command) -> tuple[list[list[C]], bool] | None:
         """One value in expression mode: a string, a number or bare word, a variable, an @(...) array."""
         c, pos = self._peek(), self.pos
+        m = _NEW_LIST.match(self.t, pos)
+        if m:  # [System.Collections.ArrayList]::new(), New-Object System.Collections.ArrayList: an empty list
+            self.pos = m.end()
+            return [], True
+        m = _CAST.match(self.t, pos)
+        if m:  # [System.Collections.ArrayList]@(...), [string]$x, [int]5: the value after the cast
+            self.pos = m.end()
+            return self._item(cmd)
         if self.t.startswith("@(", pos):
             return self._array(cmd), True
         if self.t.startswith(('@"\n', "@'\n"), pos):
@@ -259,8 +455,8 @@ class PowerShellTokenizer(Scanner):
         if m and (m.end() >= self.end or self.t[m.end()] in _WORD_STOP):
             value = self._lookup(m, cmd, splat=m.group(0).startswith("@"))
             self.pos = m.end()
-            if value is None:
-                return [Token(m.group(0), self.line_of(pos))]
+            if value is None or value.runtime:
+                return [Token(m.group(0), self.line_of(pos), runtime=True)]
             return [_tok(item, self.line_of(pos)) for item in value.items]
         chars: list[C] = []
         quoted = False
@@ -304,3 +500,21 @@ class PowerShellTokenizer(Scanner):
 
 def _tok(chars: list[C], line: int) -> Token:
     return Token("".join(c for c, _ in chars), chars[0][1] if chars else line)
+
+
+def _ps_merge(states: list[tuple[dict[str, Value], str]]) -> dict[str, Value]:
+    """Variables after undecidable branches: kept where all agree, unknown (with the branches named) otherwise."""
+    merged: dict[str, Value] = {}
+    names = dict.fromkeys(k for st, _ in states for k in st)
+    for name in names:
+        values = [st.get(name) for st, _ in states]
+        v0 = values[0]
+        if all(v is v0 for v in values):
+            if v0 is not None:
+                merged[name] = v0
+            continue
+        line = next(v.line for v in values if v is not None)
+        texts = "; ".join(f"{'unset' if v is None else v.text()!r} {when}" for v, (_, when) in zip(values, states))
+        merged[name] = Value(items=[[(f"${name}", line)]], line=line, runtime=True, notes=[Note(
+            message=f"${name} depends on a branch the script cannot decide: {texts}", source=None)])
+    return merged

@@ -51,6 +51,8 @@ class Value:
     line: int
     array: bool = False
     notes: list[Note] = field(default_factory=list)
+    runtime: bool = False  # only known when the script runs (set in a branch the script cannot decide)
+    kind: str = "string"  # PowerShell: "number", "bool" or "string" (0 is false, "0" is true)
 
     def text(self) -> str | list[str]:
         texts = ["".join(c for c, _ in item) for item in self.items]
