@@ -89,6 +89,15 @@ def _set(doc, key: str, value: Any, remove: bool, comment: str | None = None) ->
     return set_key(doc, key, value, remove, comment)
 
 
+def _removes(c, script: str) -> bool:
+    """Whether the variant leaves ``c.param`` out: its value is kohya's default, or none, or an unset value
+    (false, 0, empty) of an argument the variant's training script does not have (``--apply_t5_attn_mask`` when a
+    FLUX baseline goes back to sdxl_train_network.py: that parser would refuse it, and absent is all it can be)."""
+    if c.to_origin == "default" or c.to is None:
+        return True
+    return not c.to and not catalog().accepts(script, c.param)
+
+
 def _flat(text: str) -> dict:
     try:
         data = tomllib.loads(text)
@@ -133,7 +142,7 @@ def variant_config(base_text: str, v: VariantSpec, output_name: str, base_label:
             continue
         if run is not None and lay is not None and lay.where(run, c.param)[0] == "dataset":
             continue  # the dataset TOML's value wins over the config's: edited there (variant_dataset)
-        edits.append(Edit(c.param, _toml_value(c.param, c.to), c.to_origin == "default" or c.to is None,
+        edits.append(Edit(c.param, _toml_value(c.param, c.to), _removes(c, v.script),
                           line_of(c.param), f"lora-audit {v.id}: was {c.from_!r}"
                           + (" (inferred value)" if c.to_origin == "inferred" else "")))
     outputs = [("output_dir", "output"), ("output_name", output_name)]
@@ -266,7 +275,7 @@ def _script_flags(run: Run, lay: Layout, v: VariantSpec, output_name: str, log: 
         value = run.params[name].value
         if name in changes:
             c = changes[name]
-            if c.to_origin == "default" or c.to is None:
+            if _removes(c, v.script):
                 continue
             value = _toml_value(name, c.to)
         value = per_variant.get(name, value)
@@ -399,7 +408,7 @@ def _edited_script(run: Run, v: VariantSpec, d: Path, output_name: str, lay: Lay
         where, line = lay.where(run, name)
         if where == "script" and line is not None:
             lines[name] = line
-    edits = {c.param: (_toml_value(c.param, c.to), c.to_origin == "default" or c.to is None)
+    edits = {c.param: (_toml_value(c.param, c.to), _removes(c, v.script))
              for c in v.changes if c.param not in _NOT_WRITTEN and not c.via
              and (not lay.config_from_script or c.param in lines)}
     outputs = {"output_dir": str((d / "output").resolve()), "output_name": output_name}

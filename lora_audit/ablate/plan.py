@@ -30,6 +30,7 @@ from lora_audit.diff import RunDiff, diff_runs
 from lora_audit.errors import EvidenceError
 from lora_audit.kohya.catalog import catalog, category
 from lora_audit.kohya.semantics import _data as _semantics
+from lora_audit.kohya.trainers import from_network_module
 from lora_audit.model import Param, Run
 
 __all__ = ["AblationPlan", "ChangeSet", "ParamChange", "SkippedVariant", "VariantSpec", "all_or_nothing",
@@ -170,12 +171,19 @@ def change_sets(good: Run, bad: Run, diff: RunDiff | None = None, include_inert:
             group.append(changes.pop("resolution"))
             reason += ", and the resolution default with them"
         target = bad.value("training_script") or ""
+        source = good.value("training_script") or ""
+        # an argument one script's parser has and the other's lacks (--ae, --t5xxl, --guidance_scale going to
+        # flux_train_network.py; SDXL-only ones going away) cannot travel alone; nor can an architecture's own
+        # network module (networks.lora_flux)
         only = [p for p in list(changes) if (a := catalog().get(p)) and target and target not in a.scripts
-                or (a and len(a.scripts) == 1 and a.scripts[0] == target)]
+                or (a and len(a.scripts) == 1 and a.scripts[0] == target)
+                or (a and source and target and catalog().accepts(source, p) != catalog().accepts(target, p))
+                or (p == "network_module" and any(from_network_module(str(v)) for v in (changes[p].from_,
+                                                                                          changes[p].to)))]
         for p in only:
             group.append(changes.pop(p))
         if only:
-            reason += f"; {', '.join(only)} exist only for one of the scripts"
+            reason += f"; {', '.join(only)} exist only for one of the scripts or architectures"
         sets.append(ChangeSet(id="architecture", changes=group, atomic_reason=reason))
     # parameters inert without a changed partner move with it
     for name in list(changes):
