@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from lora_audit.ablate import group_testing as gt
 from lora_audit.ablate.bisect import BisectState, advance, log, pending, record, simulate, start, trainings
 
 CHANGES = ["arch:sdxl", "network_dim", "network_alpha", "learning_rate", "shuffle_caption", "noise_offset",
@@ -11,9 +12,12 @@ CHANGES = ["arch:sdxl", "network_dim", "network_alpha", "learning_rate", "shuffl
            "caption_dropout_rate", "keep_tokens", "clip_skip", "mixed_precision", "resolution"]
 
 
-def run(changes, bad, parallel=2):
+PROG = "progressive"
+
+
+def run(changes, bad, parallel=2, method="group-testing"):
     """Judge every pending test with ``bad`` (True = bad), checking the state survives JSON at every step."""
-    state = _roundtrip(start(changes, parallel))
+    state = _roundtrip(start(changes, parallel, method=method))
     while state.status == "running":
         for t in pending(state):
             state = _roundtrip(record(state, t.id, "bad" if bad(frozenset(t.changes)) else "good"))
@@ -33,27 +37,43 @@ def bound(k):
 
 @pytest.mark.parametrize("k", range(4, 17))
 @pytest.mark.parametrize("parallel", [1, 2, 3])
-def test_single_culprit_within_log2_plus_2_trainings(k, parallel):
+def test_single_culprit_within_log2_plus_2_trainings_progressive(k, parallel):
     changes = CHANGES[:k]
     for culprit in changes:
-        state = run(changes, lambda s: culprit in s, parallel)
+        state = run(changes, lambda s: culprit in s, parallel, PROG)
         assert state.culprits == [culprit]
         assert state.groups == [[culprit]]
         assert trainings(state) <= bound(k), (culprit, log(state))
         assert all(len(r.tests) <= parallel for r in state.rounds)
 
 
+@pytest.mark.parametrize("k", range(4, 17))
+@pytest.mark.parametrize("parallel", [1, 2, 3])
+def test_single_culprit_group_testing_within_its_budget_and_sure(k, parallel):
+    """Group testing: c = 1 within min(k, ⌈log2 k⌉ + 2) + slack (0, or 1-2 where the program needs it for c = 2..3
+    to stay within their bound), the culprit trained alone."""
+    changes = CHANGES[:k]
+    for culprit in changes:
+        state = run(changes, lambda s: culprit in s, parallel)
+        assert state.culprits == [culprit] and state.groups == [[culprit]]
+        assert trainings(state) <= gt.bound(k, 1) + gt.slack(k, 1) <= k, (culprit, log(state))
+        assert all(len(r.tests) <= parallel for r in state.rounds)
+        # the culprit itself is always trained alone; the rest together only where the budget allows
+        assert state.basis[0].startswith(f"{culprit}: r") and "judged bad" in state.basis[0], state.basis
+        assert state.basis[-1] in ("how sure: sure", "how sure: likely (rests on independent culprits)")
+
+
 def test_spare_slots_save_rounds_not_trainings():
     changes = CHANGES[:12]
-    one = run(changes, lambda s: "min_snr_gamma" in s, parallel=1)
-    two = run(changes, lambda s: "min_snr_gamma" in s, parallel=2)
+    one = run(changes, lambda s: "min_snr_gamma" in s, parallel=1, method=PROG)
+    two = run(changes, lambda s: "min_snr_gamma" in s, parallel=2, method=PROG)
     assert one.culprits == two.culprits == ["min_snr_gamma"]
     assert len(two.rounds) < len(one.rounds)
     assert trainings(two) <= bound(12)
 
 
 def test_first_round_is_a_half_and_tests_have_stable_ids():
-    state = start(CHANGES[:8])
+    state = start(CHANGES[:8], method=PROG)
     assert [t.id for t in pending(state)] == ["r1-a"]
     assert pending(state)[0].changes == CHANGES[:4]
     assert "first 4 of the 8" in pending(state)[0].purpose
@@ -65,7 +85,7 @@ def test_first_round_is_a_half_and_tests_have_stable_ids():
 def test_independent_culprits_are_all_found(pair):
     """Each alone makes the run bad: both must come out, each as its own group, and the rest is good."""
     culprits = set(pair)
-    state = run(CHANGES[:10] + ["resolution"], lambda s: bool(s & culprits))
+    state = run(CHANGES[:10] + ["resolution"], lambda s: bool(s & culprits), method=PROG)
     assert set(state.culprits) == culprits
     assert sorted(map(tuple, state.groups)) == sorted((c,) for c in culprits)
     assert any(t.verdict == "good" and set(t.changes) == set(CHANGES[:10] + ["resolution"]) - culprits
@@ -86,12 +106,13 @@ def test_interaction_needs_both():
     assert state.culprits == ["shuffle_caption", "keep_tokens"]
     singles = {frozenset(t.changes): t.verdict for r in state.rounds for t in r.tests if len(t.changes) == 1}
     assert all(v == "good" for v in singles.values())
-    assert "bad only together" in log(state)[-2]
+    assert "# culprit group: shuffle_caption + keep_tokens (bad only together)" in log(state)
+    assert any("keep_tokens alone is good" in n or "bad only together" in n for n in state.notes), state.notes
 
 
 def test_interaction_plus_independent_culprit():
     pair = {"network_dim", "network_alpha"}
-    state = run(CHANGES[:9], lambda s: pair <= s or "optimizer_type" in s)
+    state = run(CHANGES[:9], lambda s: pair <= s or "optimizer_type" in s, method=PROG)
     assert sorted(map(sorted, state.groups)) == [["network_alpha", "network_dim"], ["optimizer_type"]]
 
 
@@ -104,7 +125,7 @@ def test_every_group_is_minimal_and_reverting_them_fixes_the_run():
         changes = CHANGES[:k]
         terms = [frozenset(rng.sample(changes, rng.randint(1, min(3, k)))) for _ in range(rng.randint(1, 3))]
         bad = lambda s: any(t <= s for t in terms)  # noqa: E731
-        state = run(changes, bad, parallel=rng.randint(1, 3))
+        state = run(changes, bad, parallel=rng.randint(1, 3), method=PROG)
         for g in state.groups:
             assert bad(frozenset(g)) and not any(bad(frozenset(g) - {c}) for c in g), (terms, state.groups)
         assert not bad(frozenset(changes) - set(state.culprits))
@@ -154,7 +175,7 @@ def test_noisy_verdicts_always_end():
 
 def test_contradicting_verdicts_are_noted_and_the_search_still_ends():
     """A round of two prefixes where the smaller is judged bad and the larger good cannot both be right."""
-    state = start(CHANGES[:3], parallel=2)
+    state = start(CHANGES[:3], parallel=2, method=PROG)
     assert [t.changes for t in pending(state)] == [CHANGES[:1], CHANGES[:2]]
     state = advance(record(record(state, "r1-a", "bad"), "r1-b", "good"))
     assert state.notes == ["r1-b was judged good but holds every change of r1-a, judged bad: noise between "
@@ -173,7 +194,7 @@ def test_record_errors():
     state = start(CHANGES[:8])
     with pytest.raises(ValueError, match=r"unknown test 'r9-z'.*current round is 1: r1-a"):
         record(state, "r9-z", "bad")
-    with pytest.raises(ValueError, match="verdict must be 'good' or 'bad'"):
+    with pytest.raises(ValueError, match="verdict must be 'good', 'bad' or 'unsure'"):
         record(state, "r1-a", "meh")
     state = advance(record(state, "r1-a", "bad"))
     with pytest.raises(ValueError, match=r"r1-a belongs to round 1, whose verdicts are already used; the current "
@@ -193,7 +214,7 @@ def test_record_does_not_mutate_and_can_be_corrected_before_advance():
 
 
 def test_advance_is_idempotent_until_the_round_is_complete():
-    state = start(CHANGES[:12], parallel=2)
+    state = start(CHANGES[:12], parallel=2, method=PROG)
     assert advance(state) == state
     while len(pending(state)) < 2:  # a culprit in the first half; the round "alone bad? rest good?" has two tests
         state = advance(record(state, pending(state)[0].id, "bad"))
@@ -213,17 +234,18 @@ def test_start_errors():
 
 
 def test_log_reads_like_git_bisect_log():
-    state = run(CHANGES[:6], lambda s: "noise_offset" in s)
+    state = run(CHANGES[:6], lambda s: "noise_offset" in s, method=PROG)
     lines = log(state)
     assert lines[0] == "# bisect over 6 changes: " + ", ".join(CHANGES[:6])
     assert lines[2] == "# round 1"
     assert lines[3].startswith("r1-a  ") and "+arch:sdxl, network_dim, network_alpha" in lines[3]
     assert "# culprit group: noise_offset (alone makes the run bad)" in lines
     assert lines[-1] == f"# found: noise_offset after {trainings(state)} trainings in {len(state.rounds)} rounds"
-    running = log(start(CHANGES[:6]))
+    running = log(start(CHANGES[:6], method=PROG))
     assert running[-1] == "# running: round 1, waiting for r1-a"
 
 
 def test_simulate_counts_every_variant():
     culprits, n = simulate(CHANGES[:16], lambda s: "lr_scheduler" in s)
-    assert culprits == ["lr_scheduler"] and n <= bound(16)
+    assert culprits == ["lr_scheduler"] and n <= gt.bound(16, 1) + gt.slack(16, 1)
+    assert simulate(CHANGES[:16], lambda s: "lr_scheduler" in s, method=PROG) == (["lr_scheduler"], 6)

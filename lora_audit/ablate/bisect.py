@@ -19,6 +19,16 @@ When a group needs 3+ changes together and the rest being bad rests only on the 
 re-makes the bad run (all changes applied): if it is judged good, the failure does not follow from the changes at
 all (noise, machine, versions) and the bisection stops there instead of chasing an interaction of everything.
 
+New bisections (``method = "group-testing"``) search first for changes that are each alone bad, by adaptive group
+testing (``ablate.group_testing``: Hwang's generalized binary splitting, never more trainings than one change at a
+time), and hand over to the search above only when the verdicts show changes bad only together. State files written
+before have no ``method`` and go on with the search above.
+
+A verdict may be ``unsure`` (the judge cannot tell): the search never branches on it; it asks the same group again
+(``retry`` > 0: the variant is re-emitted with another seed). ``controls`` are extra trainings of the good run with
+other seeds (control replicates): how many of them are judged bad estimates how often seed noise alone flips a
+verdict, and ``basis`` says what the answer rests on.
+
 Every verdict is kept; a subset of a known-good test is good and a superset of a known-bad one bad, so nothing is
 trained twice. A single culprit costs at most ⌈log2 k⌉ + 2 trainings: the binary search, then the round "is it
 alone bad / is the rest good". Rounds hold up to ``parallel`` tests; extra slots split a search interval in more
@@ -34,7 +44,10 @@ from typing import Callable, Literal
 
 from pydantic import BaseModel, Field
 
-Verdict = Literal["good", "bad"]
+from lora_audit.ablate import group_testing as gt
+
+Verdict = Literal["good", "bad", "unsure"]
+MAX_RETRIES = gt.MAX_UNSURE  # re-tests of one variant judged unsure before the search stops with it open
 
 
 class Test(BaseModel):
@@ -46,6 +59,7 @@ class Test(BaseModel):
     changes: list[str]
     verdict: Verdict | None = None
     purpose: str = ""  # the question this variant answers, for people
+    retry: int = 0  # how many earlier variants asked the same question (judged unsure): the seed is moved this often
 
 
 class Round(BaseModel):
@@ -70,13 +84,19 @@ class BisectState(BaseModel):
     phase: Literal["search", "rest", "done"] = "search"
     fixed: list[str] = Field(default_factory=list)
     pool: list[str] = Field(default_factory=list)
+    # absent in state files of the first version: they go on with the progressive search
+    method: Literal["progressive", "group-testing"] = "progressive"
+    controls: list[Test] = Field(default_factory=list)  # the good run again with other seeds (ids ctl-1, ...)
+    basis: list[str] = Field(default_factory=list)  # what the answer rests on, one line per claim
 
 
 # --- public API -----------------------------------------------------------------------------------------------
 
 
-def start(changes: list[str], parallel: int = 2) -> BisectState:
-    """A new bisection over ``changes`` (good run = none applied, bad run = all), with its first round."""
+def start(changes: list[str], parallel: int = 2, replicates: int = 0,
+          method: Literal["progressive", "group-testing"] = "group-testing") -> BisectState:
+    """A new bisection over ``changes`` (good run = none applied, bad run = all), with its first round, and
+    ``replicates`` control replicates (the good run with other seeds) to judge alongside."""
     if not changes:
         raise ValueError("nothing to bisect: the good and bad runs have no change between them")
     dup = sorted({c for c in changes if changes.count(c) > 1})
@@ -84,7 +104,14 @@ def start(changes: list[str], parallel: int = 2) -> BisectState:
         raise ValueError(f"change ids must be unique; repeated: {', '.join(dup)}")
     if parallel < 1:
         raise ValueError(f"parallel must be at least 1, got {parallel}")
-    state = BisectState(changes=list(changes), parallel=parallel, pool=list(changes))
+    if not 0 <= replicates <= 100:
+        raise ValueError(f"replicates must be 0..100, got {replicates}")
+    if method not in ("progressive", "group-testing"):
+        raise ValueError(f"method must be 'progressive' or 'group-testing', got {method!r}")
+    state = BisectState(changes=list(changes), parallel=parallel, pool=list(changes), method=method,
+                        controls=[Test(id=f"ctl-{i}", changes=[], retry=i,
+                                       purpose=f"control replicate {i}: the good run with another seed; judged bad, "
+                                               "it measures seed noise") for i in range(1, replicates + 1)])
     if len(changes) == 1:
         state.notes.append(f"only one change ({changes[0]}): the bad run is the good run plus it, so it is the "
                            "culprit without training anything (train the control to tell it from noise)")
@@ -93,8 +120,13 @@ def start(changes: list[str], parallel: int = 2) -> BisectState:
 
 def record(state: BisectState, test_id: str, verdict: str) -> BisectState:
     """The verdict of one test of the current round (a new verdict replaces one not yet used by ``advance``)."""
-    if verdict not in ("good", "bad"):
-        raise ValueError(f"verdict must be 'good' or 'bad', got {verdict!r}")
+    if verdict not in ("good", "bad", "unsure"):
+        raise ValueError(f"verdict must be 'good', 'bad' or 'unsure', got {verdict!r}")
+    if any(t.id == test_id for t in state.controls):
+        new = state.model_copy(deep=True)
+        next(t for t in new.controls if t.id == test_id).verdict = verdict
+        new.basis = _basis(new) if new.status == "found" else []
+        return new
     if state.status == "found":
         raise ValueError(f"the bisection is finished (culprits: {', '.join(state.culprits)}); "
                          f"{test_id} cannot be judged any more")
@@ -145,6 +177,9 @@ def log(state: BisectState) -> list[str]:
         for t in rnd.tests:
             applied = ", ".join(t.changes) if t.changes else "(none)"
             out.append(f"{t.id}  {t.verdict or 'pending':7}  +{applied}" + (f"   # {t.purpose}" if t.purpose else ""))
+    if state.controls:
+        out.append("# control replicates (the good run with other seeds)")
+        out.extend(f"{t.id}  {t.verdict or 'pending':7}  +(none)" for t in state.controls)
     out.extend(f"# note: {n}" for n in state.notes)
     n, r = trainings(state), len(state.rounds)
     if state.status == "found":
@@ -152,6 +187,7 @@ def log(state: BisectState) -> list[str]:
             why = ("not reproduced: the changes still in play" if state.reproduced is False else
                    "alone makes the run bad" if len(g) == 1 else "bad only together")
             out.append(f"# culprit group: {' + '.join(g)} ({why})")
+        out.extend(f"# rests on: {b}" for b in state.basis)
         out.append(f"# found: {', '.join(state.culprits)} after {n} training{'s' if n != 1 else ''} "
                    f"in {r} round{'s' if r != 1 else ''}")
     else:
@@ -160,9 +196,10 @@ def log(state: BisectState) -> list[str]:
 
 
 def simulate(changes: list[str], oracle: Callable[[frozenset[str]], bool],
-             parallel: int = 2) -> tuple[list[str], int]:
+             parallel: int = 2, method: Literal["progressive", "group-testing"] = "group-testing"
+             ) -> tuple[list[str], int]:
     """Run a bisection against ``oracle`` (True = bad); returns (culprits, trainings)."""
-    state = start(changes, parallel)
+    state = start(changes, parallel, method=method)
     while state.status == "running":
         for t in pending(state):
             state = record(state, t.id, "bad" if oracle(frozenset(t.changes)) else "good")
@@ -183,7 +220,7 @@ class _Knowledge:
         self.trained_bad: list[frozenset[str]] = []
         for rnd in state.rounds:
             for t in rnd.tests:
-                if t.verdict:
+                if t.verdict in ("good", "bad"):
                     (self.trained_bad if t.verdict == "bad" else self.trained_good).append(frozenset(t.changes))
         self.good = [frozenset()] + self.trained_good
         self.bad = [self.all] + self.trained_bad
@@ -204,6 +241,13 @@ class _Knowledge:
 
 def _advance(state: BisectState) -> BisectState:
     """Step the search (in place) until it needs trainings (a new round) or is done."""
+    if state.method == "group-testing":
+        done = _advance_group_testing(state)
+        if done is not None:
+            return done
+    retest = _retests(state)
+    if retest:
+        return _new_round(state, retest)
     kb = _Knowledge(state)
     if kb.trained_bad:  # some variant made from the good run failed: the failure follows from the changes
         state.reproduced = True
@@ -250,6 +294,54 @@ def _advance(state: BisectState) -> BisectState:
                       for j in _probes(lo, hi, state.parallel - len(tests))]
         return _new_round(state, tests)
     raise AssertionError("bisect made no progress")  # pragma: no cover
+
+
+def _advance_group_testing(state: BisectState) -> BisectState | None:
+    """One step of the group-testing search (a new round, or the result); None when it hands over to the
+    progressive search (changes bad only together), which then goes on from the groups found."""
+    verdicts = [(t.changes, t.verdict) for r in state.rounds for t in r.tests if t.verdict]
+    step = gt.next_step(state.changes, verdicts, state.parallel)
+    if step.outcome is None:
+        asked = {}
+        for r in state.rounds:
+            for t in r.tests:
+                asked[frozenset(t.changes)] = asked.get(frozenset(t.changes), 0) + 1
+        return _new_round(state, [(list(q.changes), q.purpose + (f" (asked again: {asked[frozenset(q.changes)]} "
+                                                                  "earlier verdict(s) unsure or split; another seed)"
+                                                                  if frozenset(q.changes) in asked else ""),
+                                   asked.get(frozenset(q.changes), 0)) for q in step.queries])
+    o = step.outcome
+    if any(t.verdict == "bad" for r in state.rounds for t in r.tests):
+        state.reproduced = True
+    state.groups = [[c] for c in o.culprits]
+    if o.undecided is not None:
+        state.notes.append(f"{o.reason}: the search stops here with that question open ("
+                           f"{_and(o.undecided.changes) if len(o.undecided.changes) <= 3 else 'a group of ' + str(len(o.undecided.changes))}); "
+                           "the culprits so far are only part of the answer: judge it once more, or train the control "
+                           "replicates to see how noisy the verdicts are")
+        state.phase = "done"
+        return _finish(state)
+    if o.fallback:
+        state.notes.append(f"{o.reason}; looking for changes that are bad only together")
+        state.method = "progressive"
+        state.phase, state.fixed, state.pool = "rest", [], []
+        return None
+    state.phase = "done"
+    return _finish(state)
+
+
+def _retests(state: BisectState) -> list[tuple[list[str], str, int]]:
+    """Progressive search: the variants of the last round judged unsure, asked again (another seed) up to
+    MAX_RETRIES times; past that the verdict counts as missing and the search goes on from the others."""
+    if not state.rounds:
+        return []
+    out = []
+    for t in state.rounds[-1].tests:
+        if t.verdict == "unsure" and t.retry < MAX_RETRIES:
+            out.append((list(t.changes), f"{t.purpose} (asked again: judged unsure; another seed)", t.retry + 1))
+        elif t.verdict == "unsure":
+            state.notes.append(f"{t.id} stayed unsure after {t.retry + 1} trainings; the search goes on without it")
+    return out
 
 
 def _bounds(fixed: list[str], pool: list[str], kb: _Knowledge) -> tuple[int, int]:
@@ -307,11 +399,12 @@ def _reach(rounds: int, budget: int, parallel: int) -> int:
     return max((q + 1) * _reach(rounds - 1, budget - q, parallel) for q in range(1, min(parallel, budget) + 1))
 
 
-def _new_round(state: BisectState, tests: list[tuple[list[str], str]]) -> BisectState:
+def _new_round(state: BisectState, tests: list[tuple]) -> BisectState:
+    """A round of (changes, purpose[, retry]) tests."""
     number = len(state.rounds) + 1
     state.rounds.append(Round(number=number, tests=[
-        Test(id=f"r{number}-{_letter(i)}", changes=changes, purpose=purpose) for i, (changes, purpose) in
-        enumerate(tests)]))
+        Test(id=f"r{number}-{_letter(i)}", changes=t[0], purpose=t[1], retry=t[2] if len(t) > 2 else 0)
+        for i, t in enumerate(tests)]))
     return state
 
 
@@ -336,7 +429,71 @@ def _finish(state: BisectState) -> BisectState:
     if len(state.changes) > 1 and len(state.culprits) == len(state.changes) and state.reproduced is not False:
         state.notes.append("every change is needed: an interaction across all of them, or noisy verdicts; "
                            "the result is the full set (train the control to measure the noise)")
+    state.basis = _basis(state)
     return state
+
+
+def _basis(state: BisectState) -> list[str]:
+    """What the answer rests on: for each group the verdicts that make it bad and minimal, then whether reverting
+    them was trained, then how noisy the verdicts were (unsure, contradictions, control replicates)."""
+    tests = [t for r in state.rounds for t in r.tests]
+    judged = {}
+    for t in tests:
+        if t.verdict in ("good", "bad"):
+            judged.setdefault(frozenset(t.changes), []).append(t)
+    out, assumed = [], False
+    for g in state.groups:
+        own = judged.get(frozenset(g), [])
+        bad = [t.id for t in own if t.verdict == "bad"]
+        if bad and state.reproduced is not False:
+            why = f"{' + '.join(g)}: {', '.join(bad)} (the good run with {'it' if len(g) == 1 else 'them'} " \
+                  "applied) judged bad"
+            subs = [t.id for t in tests if t.verdict == "good" and len(g) > 1 and set(t.changes) < set(g)]
+            if len(g) > 1:
+                why += f"; smaller parts judged good ({', '.join(subs[:4])})" if subs else \
+                    "; its smaller parts good only by inference"
+            out.append(why)
+        elif state.reproduced is False:
+            out.append(f"{' + '.join(g)}: not reproduced: the changes still in play, no variant was judged bad")
+        else:
+            assumed = True
+            out.append(f"{' + '.join(g)}: found by elimination (a group holding it judged bad, the rest of the group "
+                       "good); never trained alone: this rests on the culprits being independent")
+    if state.groups and state.reproduced is not False:
+        rest = frozenset(state.changes) - {c for g in state.groups for c in g}
+        rt = [t.id for t in judged.get(rest, []) if t.verdict == "good"]
+        if not rest:
+            pass
+        elif rt:
+            out.append(f"reverting them fixes the run: {', '.join(rt)} (the bad run with them reverted) judged good")
+        else:
+            assumed = True
+            out.append("the other changes were cleared group by group (each judged good), never trained all "
+                       "together: an interaction among them would go unseen (rests on independence)")
+    unsure = [t.id for t in tests if t.verdict == "unsure"]
+    noisy = [n for n in state.notes if "judged good but holds every change" in n]
+    ctl = [t for t in state.controls if t.verdict in ("good", "bad")]
+    ctl_bad = [t.id for t in ctl if t.verdict == "bad"]
+    level = "sure" if not assumed else "likely (rests on independent culprits)"
+    if unsure or noisy or ctl_bad:
+        level = "uncertain"
+    if any("stays open" in n or "stayed unsure" in n for n in state.notes):
+        level = "undecided"
+    if unsure:
+        out.append(f"{len(unsure)} verdict(s) unsure ({', '.join(unsure[:6])}), asked again with another seed")
+    if noisy:
+        out.append(f"{len(noisy)} pair(s) of verdicts contradict each other (see the notes)")
+    if ctl:
+        from lora_audit.votes.stats import wilson
+
+        lo, hi = wilson(len(ctl_bad), len(ctl))
+        out.append(f"control replicates: {len(ctl_bad)} of {len(ctl)} judged bad (the good run with other seeds): "
+                   f"seed noise alone flips a verdict in {100 * lo:.0f}-{100 * hi:.0f}% of trainings (95% CI)")
+    elif state.controls:
+        out.append(f"control replicates: none judged yet of {len(state.controls)} "
+                   f"({', '.join(t.id for t in state.controls)}): seed noise not measured")
+    out.append(f"how sure: {level}")
+    return out
 
 
 def _inconsistencies(state: BisectState) -> list[str]:
