@@ -56,9 +56,25 @@ def cli(*args: str):
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
+_STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_launcher_left():
+    """A launcher a failed test left behind is killed (by its pid), not left polling a cluster that stops."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def launcher(study: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "lora_audit.launch", "launch", str(study), "--executor", "slurm",
+    proc = subprocess.Popen([sys.executable, "-m", "lora_audit.launch", "launch", str(study), "--executor", "slurm",
                              *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _STARTED.append(proc)
+    return proc
 
 
 def wait_for(predicate, what: str, limit: float = 60.0):
