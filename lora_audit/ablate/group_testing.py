@@ -58,7 +58,8 @@ class Query:
 @dataclass
 class Outcome:
     culprits: list[str]
-    fallback: bool = False  # an interaction (or noise) showed up: hand over to the monotone search
+    fallback: bool = False  # an interaction (or noise) showed up: hand over to the monotone search (``culprits``
+    # are then only those trained alone)
     reason: str = ""
     tested_alone: list[str] = field(default_factory=list)  # culprits whose own training was judged bad
     inferred: list[str] = field(default_factory=list)  # culprits found by elimination only
@@ -227,17 +228,14 @@ def _search(items: list[str], parallel: int, facts: Facts) -> Generator[list[Que
                 return undecided(qq, _and(qq.changes) if len(qq.changes) < 3 else "the rest")
             if qq is rest_q:
                 do_rest = False
-                if ans[qq] == "bad":
-                    return Outcome(_ordered(items, found), fallback=True, tested_alone=_ordered(items, alone),
-                                   inferred=_ordered(items, inferred),
+                if ans[qq] == "bad":  # hand over only what was trained alone
+                    return Outcome(_ordered(items, alone), fallback=True, tested_alone=_ordered(items, alone),
                                    reason=f"{rest_q.purpose[3:-1]}: yes, so a group bad only together is left")
             else:
                 x = qq.changes[0]
                 verify.remove(x)
-                if ans[qq] == "good":
-                    keep = [y for y in found if y != x]
-                    return Outcome(_ordered(items, keep), fallback=True,
-                                   tested_alone=_ordered(items, [y for y in alone if y != x]),
+                if ans[qq] == "good":  # hand over only what was trained alone
+                    return Outcome(_ordered(items, alone), fallback=True, tested_alone=_ordered(items, alone),
                                    reason=f"{x} alone is good although it was found by elimination: changes that "
                                           "are bad only together")
                 alone.append(x)
