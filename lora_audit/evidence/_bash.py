@@ -640,8 +640,6 @@ def _append(old: BVal | None, value: BVal, line: int) -> BVal:
         old.items[0].extend(value.items[0] if value.items else [])
         if len(old.items[0]) > _MAX_PIECES:
             old.items[0] = _compact(old.items[0])
-    if len(old.items) > 1 and not old.array:
-        old.items = old.items[:1]
     else:
         old.items.append(list(value.items[0]) if value.items else [])
     old.notes.extend(value.notes)
@@ -767,14 +765,9 @@ def _joined(pieces: list[Piece], line: int) -> Token:
 
 
 def _word_text(w: Word) -> str:
-    out = []
-    for p in w.parts:
-        if p.kind == "lit":
-            text = "".join(t for t, _ in p.segs)
-            out.append(f'"{text}"' if p.quoted and (not text or " " in text) else text)
-        else:
-            out.append(f'"{p.raw}"' if p.quoted else p.raw)
-    return "".join(out)
+    """The word about as written (for describing a condition)."""
+    text = "".join("".join(t for t, _ in p.segs) if p.kind == "lit" else p.raw for p in w.parts)
+    return f'"{text}"' if w.quoted and (not text or " " in text or "$" in text) else text
 
 
 def _describe(n: Node) -> str:

@@ -269,9 +269,12 @@ class Lexer:
                         message="backslash followed by a space at the end of the line is not a continuation: the "
                                 "command ends here and the next lines are separate commands",
                         source=f"{self.label}:{self.line_of(self.pos)}"))
-                self._lit(word, nxt or "\\", self.pos + 1 if nxt else self.pos, quoted=True)
+                if not nxt:  # a backslash as the script's last character: bash drops it
+                    self.pos += 1
+                    continue
+                self._lit(word, nxt, self.pos + 1, quoted=True)
                 word.quoted = True
-                self.pos += 2 if nxt else 1
+                self.pos += 2
             elif c == "'":
                 self._single(word)
             elif c == '"':

@@ -179,18 +179,22 @@ def _conditional(ev: Evidence, cmd: Command, path: Path, kind: str, label: str) 
         if all(s is not None for s in got) and all(v == values[0] for v in values):
             settings.append(first)
             continue
-        alternatives: list[Alternative] = []
+        # per value, the conditions every reading giving it shares (the others do not matter to this parameter)
+        groups: dict[str, tuple[object, list[str], str | None]] = {}
         for s, (_, when) in zip(got, readings):
-            if s is None:
-                default = cat.get(name).default if name in cat else None
-                value, note = default, f"not given (kohya's default) {when}".rstrip()
+            value = (cat.get(name).default if name in cat else None) if s is None else s.value
+            key = repr(value)
+            conds = [c for c in when.split("; ") if c]
+            if key in groups:
+                v, common, src = groups[key]
+                groups[key] = (v, [c for c in common if c in conds], src)
             else:
-                value, note = s.value, f"{when} ({s.source})"
-            same_value = next((a for a in alternatives if a.value == value), None)
-            if same_value is not None:
-                same_value.note = f"{same_value.note}; or {note}"
-            else:
-                alternatives.append(Alternative(value=value, note=note))
+                groups[key] = (value, conds, None if s is None else s.source)
+        alternatives: list[Alternative] = []
+        for value, common, src in groups.values():
+            when = "; ".join(common) or "in the other cases"
+            note = f"{when} ({src})" if src else f"not given (kohya's default) {when}"
+            alternatives.append(Alternative(value=value, note=note))
         settings.append(Setting(name=name, value=None, source=first.source, origin="unknown",
                                 note="depends on a condition the script cannot decide: "
                                      + " | ".join(f"{a.value!r} {a.note}" for a in alternatives),
