@@ -50,15 +50,30 @@ def write(path: Path, dim=8, alpha=4.0, true_rank=None, nan=None, dead=None, te_
     return path
 
 
-@pytest.mark.parametrize("shape", [(300, 8, 500), (40, 16, 30), (5, 4, 1000), (64, 1, 64)])
-def test_factored_spectrum_matches_dense_svd(shape):
+@pytest.mark.parametrize("method", ["gram", "qr"])
+@pytest.mark.parametrize("shape", [(300, 8, 500), (40, 16, 30), (5, 4, 1000), (64, 1, 64), (200, 32, 400)])
+def test_factored_spectrum_matches_dense_svd(shape, method):
     rng = np.random.default_rng(1)
     out, r, inp = shape
     up, down = rng.normal(size=(out, r)), rng.normal(size=(r, inp))
-    got = spectrum_of_product(up, down, 0.25)
+    got = spectrum_of_product(up, down, 0.25, method)
     dense = np.linalg.svd(0.25 * up @ down, compute_uv=False)
     np.testing.assert_allclose(np.sort(got)[::-1], dense[: len(got)], rtol=1e-9, atol=1e-9)
     assert np.allclose(dense[len(got):], 0, atol=1e-9)
+
+
+@pytest.mark.parametrize("method", ["gram", "qr"])
+def test_low_rank_inside_wide_factors(method):
+    """A rank-3 update stored at dim 32: three singular values, the rest ~0 (gram: below 1e-7 of the top)."""
+    rng = np.random.default_rng(2)
+    up = np.zeros((500, 32))
+    up[:, :3] = rng.normal(size=(500, 3))
+    down = rng.normal(size=(32, 700))
+    got = np.sort(spectrum_of_product(up, down, 1.0, method))[::-1]
+    dense = np.linalg.svd(up @ down, compute_uv=False)
+    np.testing.assert_allclose(got[:3], dense[:3], rtol=1e-9)
+    assert got[3] < 1e-7 * got[0]
+    assert effective_ranks(got)[:2] == (3, 3)
 
 
 def test_effective_ranks():

@@ -4,8 +4,9 @@ For a kohya LoRA module the update merged into the base weight is ``ΔW = (alpha
 (``networks.lora.LoRAModule.forward``: ``lora_up(lora_down(x)) * multiplier * scale`` with
 ``scale = alpha / lora_dim``; no alpha tensor means ``alpha = lora_dim``, i.e. scale 1, which is also how
 diffusers/peft files without alpha are loaded). Its singular values are found WITHOUT forming the out×in matrix:
-``up = Q_u R_u`` and ``down^T = Q_d R_d`` (thin QR), so ``ΔW = s · Q_u (R_u R_d^T) Q_d^T`` and the singular values
-of ΔW are those of the r×r core ``s · R_u R_d^T``. A 3x3 conv LoRA (LoCon) is reshaped to 2D first
+``up = Q_u R_u`` and ``down^T = Q_d R_d``, so ``ΔW = s · Q_u (R_u R_d^T) Q_d^T`` and the singular values of ΔW are
+those of the r×r core ``s · R_u R_d^T`` (R from the factors' Gram matrices by default, or their QR: see
+``spectrum_of_product``). A 3x3 conv LoRA (LoCon) is reshaped to 2D first
 (``down`` (r, in, kh, kw) -> (r, in·kh·kw), ``up`` (out, r, 1, 1) -> (out, r)), the flattening kohya's merge uses.
 
 - LoHa (LyCORIS): ``ΔW = s · (w1a w1b) ⊙ (w2a w2b)``. A Hadamard product of two rank-r products is exactly a
@@ -167,14 +168,31 @@ class WeightReport:
         return d
 
 
-def spectrum_of_product(up: np.ndarray, down: np.ndarray, scale: float = 1.0) -> np.ndarray:
-    """Singular values (descending) of ``scale · up @ down`` for up (out, r), down (r, in), via QR of the factors and
-    an SVD of the r×r core: O((out + in)·r²), never out×in."""
+def _gram_root(g: np.ndarray) -> np.ndarray:
+    """An r×r R with RᵀR = g for a symmetric PSD Gram matrix g (from its eigendecomposition; rank-deficient is fine)."""
+    w, v = np.linalg.eigh(g)
+    return np.sqrt(np.clip(w, 0.0, None))[:, None] * v.T
+
+
+def spectrum_of_product(up: np.ndarray, down: np.ndarray, scale: float = 1.0, method: str = "gram") -> np.ndarray:
+    """Singular values (descending) of ``scale · up @ down`` for up (out, r), down (r, in), never forming out×in.
+
+    Both methods reduce to an r×r core C = R_u R_dᵀ with R_uᵀR_u = upᵀup and R_dᵀR_d = down·downᵀ; then
+    (scale·up·down)ᵀ(scale·up·down) and CᵀC have the same non-zero eigenvalues, so σ(ΔW) = σ(scale·C).
+    ``qr``: R from thin QR of the factors (backward stable; every singular value to machine precision).
+    ``gram`` (default): R from the eigendecomposition of the r×r Gram matrices, one matrix product per factor:
+    several times faster than LAPACK's QR (which, on a busy machine, OpenBLAS' threads slow by 100x), and exact in
+    the norm and the energy (Σσ² = trace of the Gram product); only singular values below ~1e-8 of the largest
+    lose their digits, which no effective rank here can see. Both are checked against a dense SVD in the tests.
+    """
     r = up.shape[1]
     if min(up.shape[0], down.shape[1]) <= r:  # the product is no bigger than the core: form it
         return np.linalg.svd(scale * (up @ down), compute_uv=False)
-    _, ru = np.linalg.qr(up)
-    _, rd = np.linalg.qr(down.T)
+    if method == "qr":
+        ru = np.linalg.qr(up, mode="r")
+        rd = np.linalg.qr(down.T, mode="r")
+    else:
+        ru, rd = _gram_root(up.T @ up), _gram_root(down @ down.T)
     return np.linalg.svd(scale * (ru @ rd.T), compute_uv=False)
 
 
