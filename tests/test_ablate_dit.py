@@ -190,3 +190,77 @@ def test_unet_to_dit_variants_are_accepted_by_their_script(tmp_path, good, bad, 
     assert only <= {c["param"] for c in arch["record"]["changes"]}
     assert only <= set(arch["config"])
     assert all(v["script"] != script for k, v in seen.items() if k != "ofat-architecture")
+
+
+SDXL_CONFIG = """\
+pretrained_model_name_or_path = "sd_xl_base_1.0.safetensors"
+train_data_dir = "img"
+network_module = "networks.lora"
+network_dim = 16
+resolution = "1024,1024"
+learning_rate = 1e-4
+output_dir = "out"
+output_name = "x"
+"""
+
+FLUX_CONFIG = """\
+pretrained_model_name_or_path = "flux1-dev.safetensors"
+ae = "ae.safetensors"
+clip_l = "clip_l.safetensors"
+t5xxl = "t5xxl_fp16.safetensors"
+train_data_dir = "img"
+network_module = "networks.lora_flux"  # FLUX
+network_dim = 16
+resolution = "1024,1024"
+learning_rate = 1e-4
+timestep_sampling = "shift"
+discrete_flow_shift = 3.1582
+guidance_scale = 1.0
+output_dir = "out"
+output_name = "x"
+"""
+
+
+def _config_run(root: Path, name: str, text: str, verdict: str) -> Path:
+    d = root / name
+    (d / "img").mkdir(parents=True)
+    (d / "config.toml").write_text(text)
+    (d / "run.toml").write_text(f'verdict = "{verdict}"\n')
+    return d
+
+
+def test_config_runs_name_no_script_the_architecture_picks_it(tmp_path):
+    """Config TOMLs name no training script: each run's is its architecture's (SDXL: sdxl_train_network.py), and the
+    FLUX arguments, unknown in the SDXL config only because its script has no such argument, go with the
+    architecture instead of being left out as unknown."""
+    good = _config_run(tmp_path, "good", SDXL_CONFIG, "good")
+    bad = _config_run(tmp_path, "bad", FLUX_CONFIG, "bad")
+    out = tmp_path / "study"
+    r = CliRunner().invoke(main, ["ablate", "--good", str(good), "--bad", str(bad), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "unknown in" not in r.output
+    seen = _check_every_variant(out, tmp_path)
+    assert {k: v["script"] for k, v in seen.items()} == {"control": "sdxl_train_network.py",
+                                                         "ofat-architecture": "flux_train_network.py"}
+    cfg = seen["ofat-architecture"]["config"]
+    assert {"ae", "clip_l", "t5xxl", "timestep_sampling", "discrete_flow_shift", "guidance_scale"} <= set(cfg)
+    # reverse: the FLUX config goes back to SDXL without its FLUX-only keys
+    out2 = tmp_path / "study2"
+    r = CliRunner().invoke(main, ["ablate", "--good", str(good), "--bad", str(bad), "--out", str(out2),
+                                  "--strategy", "reverse"])
+    assert r.exit_code == 0, r.output
+    seen = _check_every_variant(out2, tmp_path)
+    assert seen["reverse-architecture"]["script"] == "sdxl_train_network.py"
+    assert not {"ae", "clip_l", "t5xxl", "timestep_sampling"} & set(seen["reverse-architecture"]["config"])
+
+
+def test_a_script_run_against_a_config_run_gets_the_other_architectures_script(tmp_path):
+    good = _run_folder(tmp_path, "good", SDXL, "good")
+    bad = _config_run(tmp_path, "bad", FLUX_CONFIG, "bad")
+    out = tmp_path / "study"
+    r = CliRunner().invoke(main, ["ablate", "--good", str(good), "--bad", str(bad), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    seen = _check_every_variant(out, tmp_path)
+    assert seen["ofat-architecture"]["script"] == "flux_train_network.py"
+    text = (out / "ofat-architecture" / "train.sh").read_text()
+    assert "flux_train_network.py" in text and "sdxl_train_network.py" not in text

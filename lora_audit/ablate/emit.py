@@ -423,9 +423,11 @@ def _edited_script(run: Run, v: VariantSpec, d: Path, output_name: str, lay: Lay
             edits[key] = (str((d / copy).resolve()), False)
     try:
         text = edit_script(read_evidence(path), lay.script_kind or "shell", edits, lines)
-        for c in v.changes:
-            if c.param == "training_script" and c.from_ and c.to:
-                text = rename_script(text, str(c.from_), str(c.to))
+        # the variant's trainer (an architecture change: flux_train_network.py, sd3_train_network.py...), also
+        # when the other run named no script (a config TOML: its architecture's script, ablate.plan._script_of)
+        own = run.value("training_script")
+        if own and v.script and v.script != own:
+            text = rename_script(text, str(own), str(v.script))
     except (ScriptEditError, EvidenceError) as e:
         return None, {"script-not-edited.txt": f"{comment_text(path.name)} could not be edited as text: "
                                                f"{comment_text(str(e))}\nconfig.toml and {RUNNER} hold the variant.\n"}

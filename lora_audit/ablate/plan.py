@@ -30,7 +30,7 @@ from lora_audit.diff import RunDiff, diff_runs
 from lora_audit.errors import EvidenceError
 from lora_audit.kohya.catalog import catalog, category
 from lora_audit.kohya.semantics import _data as _semantics
-from lora_audit.kohya.trainers import from_network_module
+from lora_audit.kohya.trainers import NETWORK_SCRIPT, from_network_module
 from lora_audit.model import Param, Run
 
 __all__ = ["AblationPlan", "ChangeSet", "ParamChange", "SkippedVariant", "VariantSpec", "all_or_nothing",
@@ -153,11 +153,12 @@ def change_sets(good: Run, bad: Run, diff: RunDiff | None = None, include_inert:
     unknown: dict[str, list[str]] = {}
     for c in diff.effective_changes():
         g, b = c.values[good.name], c.values[bad.name]
-        if c.kind == "unknown":
+        if c.kind == "unknown" and not _absent(c.param, good if g.origin == "unknown" else bad, good, bad):
             unknown.setdefault(bad.name if b.origin == "unknown" else good.name, []).append(c.param)
             continue
         changes[c.param] = ParamChange(param=c.param, **{"from": g.value}, to=b.value,
-                                       to_origin="default" if b.origin == "default" else b.origin)
+                                       to_origin="default" if b.origin in ("default", "unknown") and c.kind == "unknown"
+                                       or b.origin == "default" else b.origin)
     for run_name, params in unknown.items():
         excluded.append(f"{len(params)} parameter(s) unknown in {run_name}, so not ablated: {', '.join(params)}")
     sets: list[ChangeSet] = []
@@ -170,8 +171,8 @@ def change_sets(good: Run, bad: Run, diff: RunDiff | None = None, include_inert:
         if "resolution" in changes and bad.params.get("resolution", Param()).origin != "explicit":
             group.append(changes.pop("resolution"))
             reason += ", and the resolution default with them"
-        target = bad.value("training_script") or ""
-        source = good.value("training_script") or ""
+        target = bad.value("training_script") or _script_of(bad)
+        source = good.value("training_script") or _script_of(good)
         # an argument one script's parser has and the other's lacks (--ae, --t5xxl, --guidance_scale going to
         # flux_train_network.py; SDXL-only ones going away) cannot travel alone; nor can an architecture's own
         # network module (networks.lora_flux)
@@ -248,9 +249,23 @@ def _steps(run: Run, changes: list[ParamChange]) -> int | None:
     return total.value if total is not None and total.origin != "unknown" else None
 
 
+def _script_of(run: Run) -> str:
+    """The LoRA training script ``run`` uses: its own, else its architecture's (a config TOML names none)."""
+    return run.value("training_script") or NETWORK_SCRIPT.get(str(run.value("base_architecture")), "train_network.py")
+
+
+def _absent(name: str, unknown_in: Run, good: Run, bad: Run) -> bool:
+    """A value unknown in one run is absent there when that run's training script has no such argument (--ae of a
+    FLUX run, unknown in an SDXL config run): a change of the architecture, not an unknown."""
+    cat = catalog()
+    return (name in cat and _script_of(good) != _script_of(bad) and not cat.accepts(_script_of(unknown_in), name))
+
+
 def _variant(vid: str, base: Run, changes: list[ParamChange], sets: list[str], purpose: str) -> VariantSpec:
-    script = base.value("training_script") or "train_network.py"
-    for c in changes:
+    script = _script_of(base)
+    for c in changes:  # the architecture change set: its script, or its architecture's
+        if c.param == "base_architecture" and c.to and not any(x.param == "training_script" for x in changes):
+            script = NETWORK_SCRIPT.get(str(c.to), script)
         if c.param == "training_script":
             script = c.to
     return VariantSpec(id=vid, baseline=base.name, changes=changes, change_sets=sets, purpose=purpose,
