@@ -42,6 +42,7 @@ class PowerShellTokenizer(Scanner):
     def commands(self, text: str, first_line: int = 1) -> list[Command]:
         self._start(text, first_line)
         self._conds: list[str] = []
+        self._shared: set[int] = set()
         out: list[Command] = []
         self._statements(out)
         return out
@@ -117,6 +118,7 @@ class PowerShellTokenizer(Scanner):
                 break
         if undecided:
             base = self.vars
+            self._shared.update(id(v) for v in base.values())  # the branches' copies share them: never in place
             states = []
             for what, start, stop in undecided:
                 self.vars = dict(base)
@@ -229,8 +231,7 @@ class PowerShellTokenizer(Scanner):
         if old is None:
             self._note(scratch.notes, f"${m.group(1)} is not created in the script before .{m.group(2)}()", line)
             old = Value(items=[], line=line, array=True)
-        self.vars[name] = Value(items=old.items + items, line=old.line, array=True, notes=old.notes + scratch.notes,
-                                runtime=old.runtime)
+        self.vars[name] = _extended(old, items, scratch.notes, self._shared)
         stop = self._statement_end(self.pos)
         self.pos = stop  # `| Out-Null` and the like
 
@@ -257,7 +258,7 @@ class PowerShellTokenizer(Scanner):
         old = self.vars.get(key)
         if op == "+=" and old is not None:
             if old.array or array:
-                value = Value(items=old.items + items, line=old.line, array=True, notes=old.notes + scratch.notes)
+                value = _extended(old, items, scratch.notes, self._shared)
             else:
                 value = Value(items=[old.items[0] + (items[0] if items else [])], line=old.line,
                               notes=old.notes + scratch.notes)
@@ -518,3 +519,13 @@ def _ps_merge(states: list[tuple[dict[str, Value], str]]) -> dict[str, Value]:
         merged[name] = Value(items=[[(f"${name}", line)]], line=line, runtime=True, notes=[Note(
             message=f"${name} depends on a branch the script cannot decide: {texts}", source=None)])
     return merged
+
+
+def _extended(old: Value, items: list[list[C]], notes: list[Note], shared: set[int]) -> Value:
+    """An array with items appended: in place (linear over many appends) unless a branch copy shares it."""
+    if id(old) in shared:
+        old = Value(items=list(old.items), line=old.line, array=True, notes=list(old.notes), runtime=old.runtime)
+    old.items.extend(items)
+    old.array = True
+    old.notes.extend(notes)
+    return old
