@@ -225,7 +225,8 @@ class SlurmLauncher(executor.Launcher):
 
     def __init__(self, study: Path, opts: executor.Options, slurm: SlurmOptions,
                  echo: Callable[[str], None] = lambda s: None, max_jobs: int | None = None):
-        super().__init__(study, opts, echo)
+        # absolute paths: the job starts elsewhere, and a relaunch may run from another folder
+        super().__init__(Path(study).resolve(), opts, echo)
         self.slurm = slurm
         self.max_jobs = max_jobs
         if max_jobs is not None and max_jobs < 1:

@@ -104,9 +104,10 @@ def live_jobs(study: Path) -> dict:
     return {j.id: j for j in (slurm.queue(slurm.study_tag(study)) or {}).values() if j.state in slurm.LIVE_STATES}
 
 
-def test_all_variants_done_once_and_status_shows_jobs(tmp_path):
+def test_all_variants_done_once_and_status_shows_jobs(tmp_path, monkeypatch):
     study = make_study(tmp_path / "s", {"a": OK, "b": OK, "c c": OK})
-    r = cli("launch", str(study), "--executor", "slurm", "--time", "00:05:00", "--cpus-per-job", "1")
+    monkeypatch.chdir(tmp_path)  # a study named by a relative path
+    r = cli("launch", "s", "--executor", "slurm", "--time", "00:05:00", "--cpus-per-job", "1")
     assert r.exit_code == 0, r.output
     assert "summary: 3 done" in r.output
     assert {v: len(j) for v, j in runs(study).items()} == {"a": 1, "b": 1, "c c": 1}
