@@ -1,100 +1,147 @@
-"""Trainings needed to find the culprits: bisect against one-factor-at-a-time (ofat), side by side in one run.
+"""Trainings needed to find the culprits: group-testing bisect against one-factor-at-a-time (ofat) and the bound,
+side by side in one run, then with noisy verdicts.
 
-    python benchmarks/bench_bisect.py                      # k = 4..16 changes, 1..3 hidden culprits, 2 per round
-    python benchmarks/bench_bisect.py --trials 200 --parallel 1 --seed 3
+    python benchmarks/bench_bisect.py                 # k = 4..16 changes, 1..3 hidden culprits
+    python benchmarks/bench_bisect.py --strict        # exit 1 also where a cell needs the documented slack
 
-A simulated oracle hides culprits among k changes (chosen at random, seeded): "independent" culprits each make the
-run bad alone, "interacting" ones only all together. bisect (lora_audit.ablate.bisect.simulate) counts every variant
-it trains; ofat trains the good run plus one change, k variants, and cannot see an interaction (every variant with a
-single change is good). Neither count includes the control variant both strategies add. Each bisect answer is
-checked against the hidden culprits.
+A simulated oracle hides culprits among k changes: "independent" culprits each make the run bad alone, "interacting"
+ones only all together. bisect (lora_audit.ablate.bisect, method group-testing) counts every variant it trains; ofat
+trains the good run plus one change, k variants, and cannot see an interaction. The bound is
+min(k, c·⌈log2(k/c)⌉ + c + 1) for c independent culprits; "slack" is what the search's minimax program needs over it
+(group_testing.slack). Independent cells try every culprit set for k <= 12 and --sample seeded sets above;
+interacting cells --sample sets. Neither count includes the control variant both strategies add.
+
+Noisy oracles (--trials seeded sets per cell, k = 8 and 16): each verdict flipped with probability 0.1 or 0.2, or
+answered `unsure` with probability 0.2 (re-asked with another seed): how often the exact culprit set comes out, and
+the mean trainings.
+
+Exit 1 when a noiseless cell needs more than bound + slack (or more than k), or an answer on a noiseless oracle is
+wrong (--strict: more than the bound itself).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import itertools
 import random
 import statistics
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lora_audit.ablate.bisect import BisectState, advance, pending, record, start, trainings  # noqa: E402
+from lora_audit.ablate import group_testing as gt  # noqa: E402
+from lora_audit.ablate.bisect import advance, pending, record, start, trainings  # noqa: E402
 
-SCENARIOS = [(1, "independent"), (2, "independent"), (2, "interacting"), (3, "independent"), (3, "interacting")]
 
-
-def _bisect(changes: list[str], bad) -> tuple[list[str], int, int]:
-    state: BisectState = start(changes, ARGS.parallel)
+def _bisect(changes, judge, parallel):
+    """Judge every pending variant with ``judge`` (group -> 'good' | 'bad' | 'unsure'); (culprits, trainings)."""
+    state = start(changes, parallel)
     while state.status == "running":
         for t in pending(state):
-            state = record(state, t.id, "bad" if bad(frozenset(t.changes)) else "good")
+            state = record(state, t.id, judge(frozenset(t.changes)))
         state = advance(state)
-    return state.culprits, trainings(state), len(state.rounds)
+    return state.culprits, trainings(state)
 
 
-def _cell(k: int, n: int, kind: str, rng: random.Random) -> dict:
+def _sets(changes, c, rng, sample):
+    sets = list(itertools.combinations(changes, c))
+    return sets if len(changes) <= 12 or len(sets) <= sample else rng.sample(sets, sample)
+
+
+def _noiseless(k, c, kind, rng, args):
     changes = [f"change{i:02d}" for i in range(k)]
-    counts, rounds, wrong = [], [], 0
-    for _ in range(ARGS.trials):
-        hidden = frozenset(rng.sample(changes, n))
+    counts, wrong = [], 0
+    sets = _sets(changes, c, rng, args.sample) if kind == "independent" else \
+        rng.sample(list(itertools.combinations(changes, c)), min(args.sample, len(list(itertools.combinations(changes, c)))))
+    for hidden in sets:
+        h = frozenset(hidden)
         if kind == "independent":
-            def bad(s, hidden=hidden):
-                return bool(s & hidden)
+            out, n, _ = gt.simulate(changes, lambda s: bool(s & h), args.parallel)
+            found = out.culprits if not out.fallback else None
+            if found is None:
+                found, n = _bisect(changes, lambda s: "bad" if s & h else "good", args.parallel)
         else:
-            def bad(s, hidden=hidden):
-                return hidden <= s
-        found, t, r = _bisect(changes, bad)
-        wrong += set(found) != hidden
-        counts.append(t)
-        rounds.append(r)
-    return {"mean": statistics.fmean(counts), "max": max(counts), "rounds": statistics.fmean(rounds),
-            "wrong": wrong, "ofat": k, "ofat_finds": kind == "independent" or n == 1}
+            found, n = _bisect(changes, lambda s: "bad" if h <= s else "good", args.parallel)
+        wrong += set(found) != h
+        counts.append(n)
+    return max(counts), statistics.fmean(counts), wrong
+
+
+def _noisy(k, c, mode, p, rng, trials, parallel):
+    changes = [f"change{i:02d}" for i in range(k)]
+    right, counts = 0, []
+    for _ in range(trials):
+        h = frozenset(rng.sample(changes, c))
+
+        def judge(s, h=h):
+            truth = "bad" if s & h else "good"
+            if rng.random() >= p:
+                return truth
+            return "unsure" if mode == "unsure" else ("good" if truth == "bad" else "bad")
+        found, n = _bisect(changes, judge, parallel)
+        right += set(found) == h
+        counts.append(n)
+    return right / trials, statistics.fmean(counts)
 
 
 def main(argv: list[str] | None = None) -> int:
-    global ARGS
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--kmin", type=int, default=4)
     p.add_argument("--kmax", type=int, default=16)
-    p.add_argument("--trials", type=int, default=100, help="random hidden sets per cell")
+    p.add_argument("--sample", type=int, default=150, help="seeded culprit sets per cell where not all are tried")
+    p.add_argument("--trials", type=int, default=60, help="seeded culprit sets per noisy cell")
     p.add_argument("--parallel", type=int, default=2, help="variants per round")
     p.add_argument("--seed", type=int, default=0)
-    ARGS = p.parse_args(argv)
-    rng = random.Random(ARGS.seed)
+    p.add_argument("--strict", action="store_true", help="exit 1 where a cell needs more than the bound itself")
+    args = p.parse_args(argv)
+    rng = random.Random(args.seed)
+    t0 = time.perf_counter()
 
-    head = [f"{n} {kind}" if n > 1 else "1 culprit" for n, kind in SCENARIOS]
-    print(f"bisect vs ofat: trainings to find the culprits ({ARGS.trials} seeded random hidden sets per cell, "
-          f"seed {ARGS.seed}, up to {ARGS.parallel} variants per round). Cell: bisect mean (max) · rounds · "
-          "bisect/ofat; ofat = k trainings.\n")
-    print("| k | ofat | ⌈log2 k⌉+2 | " + " | ".join(head) + " |")
-    print("|---|---|---|" + "---|" * len(head))
-    ratios: dict[str, list[float]] = {h: [] for h in head}
-    over_target, wrong = 0, 0
-    for k in range(ARGS.kmin, ARGS.kmax + 1):
-        target = math.ceil(math.log2(k)) + 2
+    print(f"group-testing bisect vs ofat: worst (mean) trainings to find the culprits, up to {args.parallel} variants "
+          "per round. Independent cells: bound[+slack] then worst (mean); ofat = k trainings.\n")
+    print("| k | ofat | 1 culprit | 2 independent | 3 independent | 2 interacting | 3 interacting |")
+    print("|---|---|---|---|---|---|---|")
+    failures, over_bound, wrong_total = [], [], 0
+    for k in range(args.kmin, args.kmax + 1):
         cells = []
-        for h, (n, kind) in zip(head, SCENARIOS):
-            c = _cell(k, n, kind, rng)
-            wrong += c["wrong"]
-            if n == 1 and c["max"] > target:
-                over_target += 1
-            ratios[h].append(c["mean"] / k)
-            ofat = f"{c['mean'] / k:.2f}×" if c["ofat_finds"] else "ofat misses"
-            cells.append(f"{c['mean']:.1f} ({c['max']}) · {c['rounds']:.1f} r · {ofat}")
-        print(f"| {k} | {k} | {target} | " + " | ".join(cells) + " |")
-    print()
-    for h in head:
-        print(f"{h:>16}: bisect needs {statistics.fmean(ratios[h]):.2f}× the trainings of ofat on average "
-              f"(k={ARGS.kmin}..{ARGS.kmax}; {min(ratios[h]):.2f}× at best, {max(ratios[h]):.2f}× at worst)"
-              + ("; ofat cannot find it at all" if "interacting" in h else ""))
-    print(f"\nsingle culprit over ⌈log2 k⌉+2 trainings: {over_target} value(s) of k; wrong answers: {wrong}")
-    return 1 if over_target or wrong else 0
+        for c, kind in [(1, "independent"), (2, "independent"), (3, "independent"), (2, "interacting"),
+                        (3, "interacting")]:
+            worst, mean, wrong = _noiseless(k, c, kind, rng, args)
+            wrong_total += wrong
+            flag = "" if not wrong else f" **{wrong} wrong**"
+            if kind == "independent":
+                b, sl = gt.bound(k, c), gt.slack(k, c)
+                if worst > b:
+                    over_bound.append(f"k={k} c={c}: {worst} > {b}")
+                if worst > b + sl or worst > k:
+                    failures.append(f"k={k} c={c}: {worst} > {b}+{sl}")
+                    flag += " **over**"
+                cells.append(f"{b}{f'+{sl}' if sl else ''}: {worst} ({mean:.1f}){flag}")
+            else:
+                cells.append(f"{worst} ({mean:.1f}){flag}")
+        print(f"| {k} | {k} | " + " | ".join(cells) + " |")
 
+    print("\nnoisy verdicts: exact culprit set found (mean trainings), independent culprits, "
+          f"{args.trials} seeded sets per cell")
+    print("| k | c | flip 0.1 | flip 0.2 | unsure 0.2 |")
+    print("|---|---|---|---|---|")
+    for k in (8, 16):
+        if not args.kmin <= k <= args.kmax:
+            continue
+        for c in (1, 2, 3):
+            cells = []
+            for mode, pr in [("flip", 0.1), ("flip", 0.2), ("unsure", 0.2)]:
+                acc, mean = _noisy(k, c, mode, pr, rng, args.trials, args.parallel)
+                cells.append(f"{100 * acc:.0f}% ({mean:.1f})")
+            print(f"| {k} | {c} | " + " | ".join(cells) + " |")
 
-ARGS: argparse.Namespace
+    print(f"\ncells over the bound itself: {len(over_bound)} ({'; '.join(over_bound) or 'none'})")
+    print(f"cells over bound + slack or over k: {len(failures)}; wrong answers on noiseless oracles: {wrong_total}; "
+          f"{time.perf_counter() - t0:.1f} s")
+    return 1 if failures or wrong_total or (args.strict and over_bound) else 0
+
 
 if __name__ == "__main__":
     sys.exit(main())
