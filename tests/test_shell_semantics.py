@@ -174,3 +174,15 @@ def test_a_2mb_script_is_read(tmp_path):
     assert p.stat().st_size > 1_500_000
     (ev,) = parse_shell(p)
     assert {s.name: s.value for s in ev.settings}["network_dim"] == 39_999 % 64 + 1  # argparse keeps the last
+
+
+def test_quoted_heredoc_is_literal_and_dash_heredoc_strips_tabs(tmp_path):
+    p = tmp_path / "t.sh"
+    p.write_text("NAME=real\nDIM=8\ncat > a.toml <<'EOF'\noutput_name = \"$NAME\"\nEOF\n"
+                 "\tcat <<-EOF > b.toml\n\tnetwork_dim = $DIM\n\tEOF\n"
+                 "accelerate launch train_network.py --config_file a.toml\n"
+                 "accelerate launch train_network.py --config_file b.toml\n")
+    a, b = parse_shell(p)
+    assert {s.name: s.value for s in a.settings}["output_name"] == "$NAME"  # <<'EOF': no expansion
+    assert {s.name: s.value for s in b.settings}["network_dim"] == 8  # <<-EOF: tabs stripped, $DIM expanded
+    assert [s.source for s in b.settings if s.name == "network_dim"] == [f"{p}:7"]
