@@ -27,6 +27,8 @@ _FD = re.compile(r"\d*")  # the file descriptor number of a redirection (2>&1)
 _REDIRECTS = ("<<<", "<<-", "&>>", "<<", ">>", "<>", ">&", "<&", ">|", "&>", ">", "<")
 _PLAIN = re.compile(r"[^ \t\n;&|()<>\\'\"$`]+")  # ordinary characters of an unquoted word
 _PLAIN_DQ = re.compile(r"[^\"\\$`]+")  # ordinary characters inside double quotes
+# a whole bare word (no quote, expansion, escape or assignment) ending at a blank, an operator or the end
+_PLAIN_WORD = re.compile(r"(?![A-Za-z_][A-Za-z0-9_]*\+?=)[^ \t\n;&|()<>\\'\"$`]+(?=[ \t\n;&|()<>]|$)")
 _PLAIN_HEREDOC = re.compile(r"[^\\$`]+")
 _PLAIN_ARG = re.compile(r"[^\\'\"$`]+")  # ordinary characters of the word after ${NAME:-
 _BLANKS = re.compile(r"[ \t]+")
@@ -151,6 +153,16 @@ class Lexer:
                 yield Op(op, self.line_of(self.pos))
                 self.pos += len(op)
             else:
+                m = _PLAIN_WORD.match(t, self.pos, self.end)
+                if m and not self._in_test:  # the common case, a bare word: built directly
+                    line = self.line_of(self.pos)
+                    text = m.group(0)
+                    self.pos = m.end()
+                    w = Word([Part("lit", False, line, segs=[(text, line)])], line)
+                    if text == "[[":
+                        self._in_test = True
+                    yield w
+                    continue
                 w = self._word()
                 text = w.plain()
                 if text == "[[":
