@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from lora_audit.ablate import bisect as bis
 from lora_audit.ablate.emit import write_study, write_variants
 from lora_audit.ablate.files import STUDY_CAP, check_id, comment_text, read_study_meta, read_text
-from lora_audit.ablate.plan import ChangeSet, _variant, change_sets, plan
+from lora_audit.ablate.plan import ChangeSet, ParamChange, _variant, change_sets, plan
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence import load_run
 from lora_audit.model import Run
@@ -59,7 +59,8 @@ def _check(bs: BisectStudy, where: str) -> None:
     if not 1 <= st.parallel <= 1000:
         raise EvidenceError(f"corrupt bisect state: parallel must be 1..1000, got {comment_text(st.parallel)[:20]}",
                             where)
-    lists = [st.culprits, st.fixed, st.pool, *st.groups] + [t.changes for r in st.rounds for t in r.tests]
+    lists = [st.culprits, st.fixed, st.pool, *st.groups] + [t.changes for r in st.rounds for t in r.tests] + \
+        [t.changes for t in st.controls]
     if any(c not in known for lst in lists for c in lst):
         raise EvidenceError("corrupt bisect state: a round or result names a change that is not in change_sets", where)
     for i, r in enumerate(st.rounds, 1):
@@ -67,6 +68,11 @@ def _check(bs: BisectStudy, where: str) -> None:
             raise EvidenceError(f"corrupt bisect state: round {i} is numbered {comment_text(r.number)[:20]}", where)
         for t in r.tests:
             check_id(t.id, where)
+    for t in st.controls:
+        check_id(t.id, where)
+    if any(not 0 <= t.retry <= 1000 for r in st.rounds for t in r.tests) or any(not 0 <= t.retry <= 1000
+                                                                             for t in st.controls):
+        raise EvidenceError("corrupt bisect state: a retry count out of 0..1000", where)
 
 
 def _save(study: Path, bs: BisectStudy) -> None:
@@ -81,6 +87,26 @@ def _runs(study: Path) -> dict[str, Run]:
     return {name: load_run(path, name=name) for name, path in read_study_meta(study).runs.items()}
 
 
+def _reseeded(good: Run, changes: list[ParamChange], retry: int) -> list[ParamChange]:
+    """A re-test of a variant judged unsure (``retry`` > 0), or a control replicate: the same changes with the seed
+    moved by 1000 per retry, so the training is another draw of the seed noise (kohya seeds everything from
+    ``--seed``: train_network.py calls accelerate's set_seed(args.seed))."""
+    if not retry:
+        return changes
+    base = next((c.to for c in changes if c.param == "seed"), good.value("seed"))
+    try:
+        base = int(base)
+    except (TypeError, ValueError):
+        base = 0  # no seed in the good run: kohya draws a random one per run; make it explicit
+    moved = ParamChange(param="seed", **{"from": good.value("seed")}, to=base + 1000 * retry)
+    return [c for c in changes if c.param != "seed"] + [moved]
+
+
+def _spec(t: bis.Test, good: Run, by_id: dict) -> object:
+    return _variant(t.id, good, _reseeded(good, [ch for cid in t.changes for ch in by_id[cid].changes], t.retry),
+                    t.changes, t.purpose)
+
+
 def _write_round(study: Path, bs: BisectStudy, runs: dict[str, Run]) -> list[Path]:
     meta = read_study_meta(study)
     for name in (bs.good, bs.bad):
@@ -88,27 +114,25 @@ def _write_round(study: Path, bs: BisectStudy, runs: dict[str, Run]) -> list[Pat
             raise EvidenceError(f"study.toml has no run {comment_text(name)!s} in [runs]", str(Path(study) / "study.toml"))
     by_id = {c.id: c for c in bs.change_sets}
     good = runs[bs.good]
-    specs = [_variant(t.id, good, [ch for cid in t.changes for ch in by_id[cid].changes], t.changes, t.purpose)
-             for t in bis.pending(bs.state)]
+    specs = [_spec(t, good, by_id) for t in bis.pending(bs.state)]
     return write_variants(specs, runs, study, meta.backend, meta.sd_scripts, log=meta.log)
 
 
 def start(good: Run, bad: Run, out: Path, parallel: int = 2, backend: str = "kohya",
           sd_scripts: str = "sd-scripts", inputs: list[str | Path] = (), force: bool = False,
-          log: bool = False) -> BisectStudy:
+          log: bool = False, replicates: int = 0, method: str = "group-testing") -> BisectStudy:
     if os.path.lexists(_file(out)):
         raise EvidenceError("a bisection is already under way here (bisect.json exists)", str(out))
     sets, _ = change_sets(good, bad)
     try:
-        state = bis.start([c.id for c in sets], parallel)
+        state = bis.start([c.id for c in sets], parallel, replicates, method)
     except ValueError as e:
         raise EvidenceError(str(e)) from None
     p = plan(good, [bad], "bisect", control=True)
     runs = {good.name: good, bad.name: bad}
     bs = BisectStudy(good=good.name, bad=bad.name, change_sets=sets, state=state)
     by_id = {c.id: c for c in sets}
-    first = [_variant(t.id, good, [ch for cid in t.changes for ch in by_id[cid].changes], t.changes, t.purpose)
-             for t in bis.pending(state)]
+    first = [_spec(t, good, by_id) for t in bis.pending(state) + state.controls]
     # the control and the first round in one write: an error leaves no half-written study behind
     write_study(p, runs, out, backend, sd_scripts, inputs, force, also=first, log=log)
     _save(out, bs)
@@ -116,9 +140,14 @@ def start(good: Run, bad: Run, out: Path, parallel: int = 2, backend: str = "koh
 
 
 def judge(study: Path, verdict: str, variants: list[str]) -> BisectStudy:
+    return judge_all(study, [(v, verdict) for v in variants])
+
+
+def judge_all(study: Path, verdicts: list[tuple[str, str]]) -> BisectStudy:
+    """Record (variant, 'good' | 'bad' | 'unsure') pairs, then write the next round when this one is complete."""
     bs = load(study)
     state = bs.state
-    for v in variants:
+    for v, verdict in verdicts:
         try:
             state = bis.record(state, v, verdict)
         except ValueError as e:
@@ -145,6 +174,9 @@ def status_json(bs: BisectStudy) -> dict:
         "groups": bs.state.groups,
         "trainings": bis.trainings(bs.state),
         "notes": bs.state.notes,
+        "method": bs.state.method,
+        "controls": [{"id": t.id, "verdict": t.verdict, "purpose": t.purpose} for t in bs.state.controls],
+        "basis": bs.state.basis,
     }
 
 
@@ -153,7 +185,8 @@ def verdicts_from_votes(study: Path, folder: Path, threshold: float = 0.6, kind:
     """For each variant of the current round (or ``variants``): its win rate against the base model in the votes
     of comparison ``folder`` (``lora-audit compare --study``, then ``vote``), and the verdict it supports: ``good``
     when the LoRA wins at least ``threshold`` of its decided comparisons with the base (the comparison guide's
-    "training improved" reading), ``bad`` below, None without votes. Human votes unless ``kind`` says otherwise or
+    "training improved" reading), ``bad`` below, ``unsure`` when the 95% Wilson interval of the win rate holds the
+    threshold (the votes cannot tell: the bisection asks again rather than branch on it), None without votes. Human votes unless ``kind`` says otherwise or
     the folder has only machine votes. A variant's row is its final LoRA (not a per-epoch file), at strength 1 when
     it was compared at several."""
     import re
@@ -180,6 +213,8 @@ def verdicts_from_votes(study: Path, folder: Path, threshold: float = 0.6, kind:
                                 f"lora-audit compare --study {study} after training it", str(folder))
         row = next((m for m in rows if m.endswith(" @1")), rows[0])
         h = head_to_head(votes, row, cf.base_model)
-        verdict = None if not h["n"] else ("good" if h["win_rate"] >= threshold else "bad")
+        # the 95% Wilson interval on both sides of the threshold: the votes cannot tell, so no verdict is forced
+        verdict = None if not h["n"] else "unsure" if h["ci_lo"] < threshold < h["ci_hi"] else \
+            ("good" if h["win_rate"] >= threshold else "bad")
         out.append({"variant": vid, "model": row, "kind": kind, "threshold": threshold, "verdict": verdict, **h})
     return out

@@ -54,22 +54,22 @@ def _votes(folder: Path, wins: dict[str, tuple[int, int]], kind: str = "human") 
 def test_bisect_verdicts_from_votes(tmp_path):
     study, (a,) = _start(tmp_path)
     cmp = make_comparison(tmp_path / "cmp", models=["base", f"{a} @0.5", f"{a} @1", "control @1"])
-    _votes(cmp, {f"{a} @1": (8, 2), f"{a} @0.5": (0, 5)})  # the verdict is the strength-1 row's
+    _votes(cmp, {f"{a} @1": (19, 1), f"{a} @0.5": (0, 5)})  # the verdict is the strength-1 row's
     cli = CliRunner()
     r = cli.invoke(main, ["bisect", "bad", "--study", str(study), "--from-votes", str(cmp)])
     assert r.exit_code == 2 and "mark no variant bad" in r.output
     r = cli.invoke(main, ["bisect", "good", "--study", str(study), "--from-votes", str(cmp)])
     assert r.exit_code == 0, r.output
-    assert f"{a}: wins 8 of 10 against base (80%, 95% CI 49-94%), human votes -> good" in r.output
+    assert f"{a}: wins 19 of 20 against base (95%, 95% CI 76-99%), human votes -> good" in r.output
     state = json.loads((study / "bisect.json").read_text())["state"]
     assert {t["id"]: t["verdict"] for rnd in state["rounds"] for t in rnd["tests"]}[a] == "good"
     nxt = json.loads(cli.invoke(main, ["bisect", "next", "--study", str(study), "--json"]).output)["variants"]
     b = nxt[0]["id"]
     cmp2 = make_comparison(tmp_path / "cmp2", models=["base", f"{b} @1"])
-    _votes(cmp2, {f"{b} @1": (3, 7)})
+    _votes(cmp2, {f"{b} @1": (1, 9)})
     r = cli.invoke(main, ["bisect", "good", "--study", str(study), "--from-votes", str(cmp2), b])
     assert r.exit_code == 2, r.output
-    assert f"{b}: wins 3 of 10 against base (30%, 95% CI 11-60%), human votes -> not good" in r.output
+    assert f"{b}: wins 1 of 10 against base (10%, 95% CI 2-40%), human votes -> not good" in r.output
     assert r.output.strip().splitlines()[-1] == f"error: the votes in {cmp2} mark no variant good at threshold 0.6"
     r = cli.invoke(main, ["bisect", "bad", "--study", str(study), "--from-votes", str(cmp2), "--json"])
     assert r.exit_code == 0, r.output
@@ -90,7 +90,7 @@ def test_bisect_from_votes_bad_inputs(tmp_path):
 def test_machine_votes_decide_when_there_are_no_human_votes(tmp_path):
     study, (a,) = _start(tmp_path)
     cmp = make_comparison(tmp_path / "cmp", models=["base", f"{a} @1"])
-    _votes(cmp, {f"{a} @1": (6, 4)}, kind="machine")
+    _votes(cmp, {f"{a} @1": (1, 9)}, kind="machine")
     r = CliRunner().invoke(main, ["bisect", "good", "--study", str(study), "--from-votes", str(cmp),
                                   "--threshold", "0.7", "--json"])
     assert r.exit_code == 2 and "mark no variant good at threshold 0.7" in r.output
@@ -98,7 +98,7 @@ def test_machine_votes_decide_when_there_are_no_human_votes(tmp_path):
                                   "--threshold", "0.7", "--json"])
     assert r.exit_code == 0, r.output
     row, = json.loads(r.output)["from_votes"]
-    assert (row["kind"], row["wins"], row["n"], row["verdict"]) == ("machine", 6, 10, "bad")
+    assert (row["kind"], row["wins"], row["n"], row["verdict"]) == ("machine", 1, 10, "bad")
 
 
 def test_audit_report_links_the_comparison_and_shows_win_rates(tmp_path):
@@ -119,3 +119,21 @@ def test_audit_report_links_the_comparison_and_shows_win_rates(tmp_path):
     assert "Votes: 10 human, 4 machine (grid_fit:max)." in text
     r = CliRunner().invoke(main, ["audit", str(good.parent), "--study", str(tmp_path / "runs"), "--out", str(out)])
     assert r.exit_code == 2 and "no comparison in this study yet" in r.output
+
+
+def test_an_inconclusive_win_rate_is_unsure_and_the_variant_is_asked_again_with_another_seed(tmp_path):
+    """8 of 10 against base: 95% CI 49-94% holds the 60% threshold, so neither good nor bad is forced."""
+    study, (a,) = _start(tmp_path)
+    cmp = make_comparison(tmp_path / "cmp", models=["base", f"{a} @1"])
+    _votes(cmp, {f"{a} @1": (8, 2)})
+    r = CliRunner().invoke(main, ["bisect", "good", "--study", str(study), "--from-votes", str(cmp)])
+    assert r.exit_code == 0, r.output
+    assert f"{a}: wins 8 of 10 against base (80%, 95% CI 49-94%), human votes -> unsure (the interval holds the " \
+           "threshold)" in r.output
+    state = json.loads((study / "bisect.json").read_text())["state"]
+    tests = [t for rnd in state["rounds"] for t in rnd["tests"]]
+    asked, again = tests[-2], tests[-1]
+    assert asked["id"] == a and asked["verdict"] == "unsure"
+    assert again["changes"] == asked["changes"] and again["retry"] == 1 and "another seed" in again["purpose"]
+    cfg = (study / again["id"] / "config.toml").read_text()
+    assert "seed = 1042" in cfg, cfg  # the good run's seed 42, moved by 1000
