@@ -230,3 +230,28 @@ def test_runner_resolves_the_users_relative_paths_from_the_run_folder(tmp_path):
                               "LORA_AUDIT_RUN_DIR": str(tmp_path / "gone")})
     assert res.returncode == 0 and "run folder" in res.stderr and "not found" in res.stderr
     assert (calls / "call").read_text().splitlines()[0] == str(v.resolve())
+
+
+def test_compare_study_finds_the_base_model_the_script_sets_as_a_flag(tmp_path):
+    """The common layout with the model as a flag of train.sh (not in config.toml), relative to the run folder:
+    compare --study reads each variant's evidence as a run (config + edited script) and resolves the model where
+    the runner runs kohya (the run folder), not in the variant folder."""
+    from lora_audit.compare.study import study_inputs
+
+    runs = tmp_path / "runs"
+    models = runs / "models"
+    models.mkdir(parents=True)
+    (models / "base.safetensors").write_bytes(b"\0" * 16)
+    config = CONFIG.replace('pretrained_model_name_or_path = "/models/v1-5.safetensors"  # base\n', "")
+    extra = " \\\n  --pretrained_model_name_or_path ../models/base.safetensors"
+    good = _run_folder(runs, "good", "good", config, script_extra=extra)
+    bad = _run_folder(runs, "bad", "bad", config.replace("network_dim = 32", "network_dim = 64"), script_extra=extra)
+    study = _ablate(tmp_path, good, bad)
+    assert "pretrained_model_name_or_path" not in (study / "control" / "config.toml").read_text()
+    for vid in ("control", "ofat-network-dim"):  # trained: kohya wrote <output_name>.safetensors in output/
+        name = tomllib.loads((study / vid / "config.toml").read_text())["training_arguments"]["output_name"]
+        (study / vid / "output").mkdir()
+        (study / vid / "output" / f"{name}.safetensors").write_bytes(b"\0")
+    si = study_inputs(study)
+    assert si.base.resolve() == (models / "base.safetensors").resolve()
+    assert sorted(s.label for s in si.loras) == ["control", "ofat-network-dim"] and si.missing == []

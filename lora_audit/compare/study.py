@@ -1,8 +1,9 @@
 """``--study runs/<study>``: the base model, prompts and LoRAs of an ablation study (stdlib only).
 
 A study (lora_audit.ablate.emit.write_study) has study.toml (``variants``) and one folder per variant whose
-config.toml names ``pretrained_model_name_or_path``, ``output_dir`` and ``output_name``; its runner runs from the
-variant folder, so a relative output_dir is relative to it. kohya names the final file ``<output_name>.safetensors``
+config.toml names ``output_dir`` and ``output_name`` (relative to the variant folder: the runner passes it so), and
+whose evidence (config.toml, the user's edited script) names ``pretrained_model_name_or_path``, relative to the
+run's folder where the runner runs kohya (variant.json ``run_dir``). kohya names the final file ``<output_name>.safetensors``
 and per-epoch files ``<output_name>-<epoch:06d>.safetensors`` (train_util.get_epoch_ckpt_name)."""
 
 from __future__ import annotations
@@ -70,10 +71,13 @@ def study_inputs(study: Path, epochs: bool = False, strengths: tuple[float, ...]
         # user's own, with [model_arguments], [training_arguments]...
         cfg = {**{k: v for t in cfg.values() if isinstance(t, dict) for k, v in t.items()},
                **{k: v for k, v in cfg.items() if not isinstance(v, dict)}}
-        if base is None and cfg.get("pretrained_model_name_or_path"):
-            base = _resolve(d, cfg["pretrained_model_name_or_path"])
-        if not prompts and cfg.get("sample_prompts"):
-            sp = _resolve(d, cfg["sample_prompts"])
+        if base is None or not prompts:
+            inputs = _inputs_dir(d)
+            model, sample = _from_evidence(d, cfg)
+            if base is None and model:
+                base = _resolve(inputs, model)
+        if not prompts and sample:
+            sp = _resolve(inputs, sample)
             if sp.is_file():
                 prompts = sample_prompts(sp)
         out_dir = _resolve(d, cfg.get("output_dir", "output"))
@@ -91,11 +95,57 @@ def study_inputs(study: Path, epochs: bool = False, strengths: tuple[float, ...]
         if not found:
             missing.append(vid)
     if base is None:
-        raise EvidenceError("no variant config names pretrained_model_name_or_path", str(study / "study.toml"))
+        raise EvidenceError("no variant names pretrained_model_name_or_path (in its config.toml or its script)",
+                            str(study / "study.toml"))
     if not loras:
         raise EvidenceError(f"no trained LoRA in the study yet (looked in {len(missing)} variants' output_dir): "
                             "train the variants first", str(study))
     return StudyInputs(base, prompts, loras, missing)
+
+
+def _from_evidence(d: Path, cfg: dict) -> tuple[str | None, str | None]:
+    """(base model, sample prompt file) a variant trains with, as kohya sees them: the variant's evidence read as
+    a run (its config.toml and the user's edited script, whose flags win over the config as on kohya's command
+    line), so a model set by ``--pretrained_model_name_or_path`` in the script is found; config.toml alone when
+    the folder cannot be read as a run."""
+    from lora_audit.evidence.run import load_run
+
+    values = {k: cfg.get(k) for k in ("pretrained_model_name_or_path", "sample_prompts")}
+    record = _record(d)
+    script = record.get("edited_script")
+    # the script alone (it names the config it runs with), never the folder: output/ holds the trained LoRAs
+    evidence = d / script if isinstance(script, str) and script and "/" not in script and "\\" not in script \
+        else d / "config.toml"
+    try:
+        run = load_run(evidence) if evidence.is_file() else None
+    except (EvidenceError, OSError, ValueError, RecursionError):
+        run = None
+    if run is not None:
+        for k in values:
+            p = run.params.get(k)
+            if p is not None and p.origin == "explicit" and p.value:
+                values[k] = p.value
+    return (str(values["pretrained_model_name_or_path"]) if values["pretrained_model_name_or_path"] else None,
+            str(values["sample_prompts"]) if values["sample_prompts"] else None)
+
+
+def _record(d: Path) -> dict:
+    """The variant's variant.json ({} when absent or damaged: the variant is then read from config.toml)."""
+    import json
+
+    try:
+        record = json.loads((d / "variant.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _inputs_dir(d: Path) -> Path:
+    """Where the variant's relative input paths (base model, prompts) resolve: the runner runs kohya in the run's
+    own folder (variant.json ``run_dir``, ablate.emit.runner_script); studies written before it ran in the
+    variant folder. Outputs are always the variant's own (the runner passes an absolute --output_dir)."""
+    run_dir = _record(d).get("run_dir")
+    return Path(run_dir) if isinstance(run_dir, str) and run_dir and Path(run_dir).is_dir() else d
 
 
 def _resolve(folder: Path, value: str) -> Path:
