@@ -743,14 +743,17 @@ def _fields(pieces: list[Piece], line: int, keep_empty: bool) -> list[Token]:
         if fl & BREAK:
             flush()
         elif fl & SPLIT:
-            pos = 0
+            pos = counted = 0  # newlines counted up to `counted` (incrementally: a long value stays linear)
             for m in _IFS.finditer(text):
                 if m.start() > pos:
-                    add(text[pos:m.start()], ln + text.count("\n", 0, pos), False)
+                    ln += text.count("\n", counted, pos)
+                    counted = pos
+                    add(text[pos:m.start()], ln, False)
                 flush()
                 pos = m.end()
             if pos < len(text):
-                add(text[pos:], ln + text.count("\n", 0, pos), False)
+                ln += text.count("\n", counted, pos)
+                add(text[pos:], ln, False)
         elif text or fl & RT:
             add(text, ln, bool(fl & RT))
     flush()

@@ -180,7 +180,7 @@ class Lexer:
         # the lines the user meant to continue the command: up to the first line not ending in `\`
         orphans = []
         i = nl + 1 if nl >= 0 else self.end
-        while i < self.end:
+        while i < self.end and len(orphans) < 1000:
             j = self.text.find("\n", i, self.end)
             stop = self.end if j < 0 else j
             body = self.text[i:stop]
