@@ -461,11 +461,11 @@ def _basis(state: BisectState) -> list[str]:
                        "good); never trained alone: this rests on the culprits being independent")
     if state.groups and state.reproduced is not False:
         rest = frozenset(state.changes) - {c for g in state.groups for c in g}
-        rt = [t.id for t in judged.get(rest, []) if t.verdict == "good"]
+        rt = [t.id for t in tests if t.verdict == "good" and rest <= set(t.changes)]  # it, or a superset, good
         if not rest:
             pass
         elif rt:
-            out.append(f"reverting them fixes the run: {', '.join(rt)} (the bad run with them reverted) judged good")
+            out.append(f"reverting them fixes the run: {', '.join(rt[:3])} (holding every other change) judged good")
         else:
             assumed = True
             out.append("the other changes were cleared group by group (each judged good), never trained all "
