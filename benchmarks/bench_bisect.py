@@ -53,8 +53,9 @@ def _sets(changes, c, rng, sample):
 def _noiseless(k, c, kind, rng, args):
     changes = [f"change{i:02d}" for i in range(k)]
     counts, wrong = [], 0
+    every = list(itertools.combinations(changes, c))
     sets = _sets(changes, c, rng, args.sample) if kind == "independent" else \
-        rng.sample(list(itertools.combinations(changes, c)), min(args.sample, len(list(itertools.combinations(changes, c)))))
+        rng.sample(every, min(args.sample, len(every)))
     for hidden in sets:
         h = frozenset(hidden)
         if kind == "independent":

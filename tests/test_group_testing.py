@@ -73,7 +73,8 @@ def test_worst_case_k16_three_culprits_beats_one_at_a_time():
     assert worst <= 14
 
 
-@pytest.mark.parametrize("hidden", [("change03", "change09"), ("change14", "change15"), ("change00", "change01", "change02")])
+@pytest.mark.parametrize("hidden", [("change03", "change09"), ("change14", "change15"),
+                                    ("change00", "change01", "change02")])
 def test_an_interaction_hands_over_to_the_monotone_search(hidden):
     h = frozenset(hidden)
     out, _, _ = gt.simulate(_items(16), lambda s: h <= s)

@@ -315,8 +315,9 @@ def _advance_group_testing(state: BisectState) -> BisectState | None:
         state.reproduced = True
     state.groups = [[c] for c in o.culprits]
     if o.undecided is not None:
+        q = o.undecided.changes
         state.notes.append(f"{o.reason}: the search stops here with that question open ("
-                           f"{_and(o.undecided.changes) if len(o.undecided.changes) <= 3 else 'a group of ' + str(len(o.undecided.changes))}); "
+                           f"{_and(q) if len(q) <= 3 else f'a group of {len(q)}'}); "
                            "the culprits so far are only part of the answer: judge it once more, or train the control "
                            "replicates to see how noisy the verdicts are")
         state.phase = "done"

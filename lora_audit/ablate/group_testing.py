@@ -303,7 +303,8 @@ def _move(k: int, d: tuple[int, int, int], f: int, m: int, b: int, counts: froze
 
 
 @lru_cache(maxsize=None)
-def _feasible(k: int, d: tuple[int, int, int], f: int, m: int, b: int, counts: frozenset[int], spent: int, inf1: bool) -> bool:
+def _feasible(k: int, d: tuple[int, int, int], f: int, m: int, b: int, counts: frozenset[int], spent: int,
+              inf1: bool) -> bool:
     """Can every culprit count in ``counts`` still finish within its budget from here? (The first culprit found
     by elimination costs one training more when it stays the only one: it is trained alone.)"""
     if not counts:

@@ -186,7 +186,8 @@ def verdicts_from_votes(study: Path, folder: Path, threshold: float = 0.6, kind:
     of comparison ``folder`` (``lora-audit compare --study``, then ``vote``), and the verdict it supports: ``good``
     when the LoRA wins at least ``threshold`` of its decided comparisons with the base (the comparison guide's
     "training improved" reading), ``bad`` below, ``unsure`` when the 95% Wilson interval of the win rate holds the
-    threshold (the votes cannot tell: the bisection asks again rather than branch on it), None without votes. Human votes unless ``kind`` says otherwise or
+    threshold (the votes cannot tell: the bisection asks again rather than branch on it), None without votes.
+    Human votes unless ``kind`` says otherwise or
     the folder has only machine votes. A variant's row is its final LoRA (not a per-epoch file), at strength 1 when
     it was compared at several."""
     import re
