@@ -47,6 +47,7 @@ def inspect(paths: tuple[str, ...], as_json: bool, show_all: bool, with_weights:
     runs = load_runs(list(paths), unique=False)  # the one discovery rule: a folder of runs shows each run
     weights = {}
     if with_weights:
+        _one_blas_thread()
         from lora_audit.compare.weights import analyse_file
 
         weights = {r.name: [analyse_file(e.path).to_json(modules=as_json) for e in r.evidence
@@ -79,6 +80,14 @@ def inspect(paths: tuple[str, ...], as_json: bool, show_all: bool, with_weights:
     click.echo("\n\n".join(texts))
 
 
+def _one_blas_thread() -> None:
+    """The weight analysis multiplies r×r and r×n matrices, too small for BLAS threads, which only contend: on a busy
+    2-core machine OpenBLAS' default threads made it 50x slower (benchmarks/bench_weights.py). Before numpy loads."""
+    import os
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy's wheels bundle OpenBLAS; torch's threads untouched
+
+
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (every module with its spectrum).")
@@ -87,6 +96,7 @@ def inspect(paths: tuple[str, ...], as_json: bool, show_all: bool, with_weights:
 def weights(files: tuple[str, ...], as_json: bool, blocks: bool) -> None:
     """Per module and block of each LoRA FILE: norm, spectrum and effective rank of the update (alpha/rank)·up·down,
     dead and NaN modules; several files of one series (name-000001.safetensors ...) also print a trajectory."""
+    _one_blas_thread()
     from lora_audit.compare.weights import analyse_file, series, trajectory
     from lora_audit.report.weights_text import render_trajectory, render_weights
 
@@ -178,6 +188,8 @@ def audit(runs, good, bad, out, template, report_date, study, compare_dirs, as_j
     from lora_audit.compare.study import study_comparisons
     from lora_audit.votes.summary import link_comparison
 
+    if with_weights:
+        _one_blas_thread()
     result = run_audit(load_runs(list(runs)), list(good) or None, list(bad) or None, weights=with_weights)
     if report_date:
         result.date = report_date

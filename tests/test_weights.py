@@ -197,7 +197,8 @@ def test_peft_without_alpha_scale_one(tmp_path):
 def test_flux_blocks(tmp_path):
     rng = np.random.default_rng(7)
     t = {}
-    for name in ("lora_unet_double_blocks_0_img_attn_qkv", "lora_unet_single_blocks_3_linear2", "lora_te1_text_model_encoder_layers_0_mlp_fc1"):
+    for name in ("lora_unet_double_blocks_0_img_attn_qkv", "lora_unet_single_blocks_3_linear2",
+                 "lora_te1_text_model_encoder_layers_0_mlp_fc1"):
         t[f"{name}.lora_down.weight"] = rng.normal(size=(2, 64)).astype(np.float32)
         t[f"{name}.lora_up.weight"] = rng.normal(size=(48, 2)).astype(np.float32)
     save_file(t, str(tmp_path / "f.safetensors"))

@@ -169,7 +169,7 @@ class WeightReport:
 
 
 def _gram_root(g: np.ndarray) -> np.ndarray:
-    """An r×r R with RᵀR = g for a symmetric PSD Gram matrix g (from its eigendecomposition; rank-deficient is fine)."""
+    """An r×r R with RᵀR = g, for a symmetric PSD Gram matrix g (by its eigendecomposition; rank-deficient is fine)."""
     w, v = np.linalg.eigh(g)
     return np.sqrt(np.clip(w, 0.0, None))[:, None] * v.T
 
@@ -289,7 +289,8 @@ _WHATS = ("lora_down.weight", "lora_up.weight", "lora_A.weight", "lora_B.weight"
           "lora.up.weight", "down.weight", "up.weight", "alpha", "dora_scale", "lora_magnitude_vector",
           "hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2",
           "lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2")
-_CANON = {"lora_A.weight": "lora_down.weight", "lora_B.weight": "lora_up.weight", "lora.down.weight": "lora_down.weight",
+_CANON = {"lora_A.weight": "lora_down.weight", "lora_B.weight": "lora_up.weight",
+          "lora.down.weight": "lora_down.weight",
           "lora.up.weight": "lora_up.weight", "down.weight": "lora_down.weight", "up.weight": "lora_up.weight",
           "lora_magnitude_vector": "dora_scale"}
 
@@ -412,7 +413,8 @@ def series(paths: list[str]) -> dict[str, list[str]]:
 def facts(report: WeightReport) -> dict[str, Any]:
     """What the audit's rules read (``weights.*`` facts)."""
     s = report.summary()
-    return {"modules": s["modules"], "stored_rank": s["stored_rank"], "median_rank90": s["median_rank90"], "median_rank99": s["median_rank99"],
+    return {"modules": s["modules"], "stored_rank": s["stored_rank"], "median_rank90": s["median_rank90"],
+            "median_rank99": s["median_rank99"],
             "median_entropy_rank": s["median_entropy_rank"], "text_encoder_share": s["text_encoder_share"],
             "dead_modules": len(s["dead"]), "nonfinite_modules": len(s["nonfinite"]), "norm": s["norm"],
             "nonfinite_names": s["nonfinite"][:5], "dead_names": s["dead"][:5]}

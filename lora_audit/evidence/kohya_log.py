@@ -17,7 +17,8 @@ from pathlib import Path
 from lora_audit.evidence._io import read_text
 from lora_audit.evidence.tensorboard import Curves
 
-_BAR = re.compile(r"(?<![\w ])steps:\s*\d+%\|[^|]*\|\s*(?P<n>\d+)/(?P<total>\d+)\s*\[[^\]]*?(?P<post>(?:,\s*[^,=\]]+=[^,\]]*)+)\]")
+_BAR = re.compile(r"(?<![\w ])steps:\s*\d+%\|[^|]*\|\s*(?P<n>\d+)/(?P<total>\d+)\s*"
+                  r"\[[^\]]*?(?P<post>(?:,\s*[^,=\]]+=[^,\]]*)+)\]")
 _PAIR = re.compile(r"([\w/*]+)=\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|nan|-?inf)", re.I)
 LOSS_KEYS = ("avr_loss",)
 
