@@ -98,7 +98,7 @@ def _recommendations(pair_findings: list[Finding], good: Run, bad: Run, diff: Ru
     if dim:
         a = dim.values[good.name].value
         b = dim.values[bad.name].value
-        if isinstance(a, int) and isinstance(b, int) and a != b:
+        if isinstance(a, int) and isinstance(b, int) and a != b and min(a, b) > 0:  # dim 0 or -5: no doubling
             lo, hi = sorted((a, b))
             sweep = [lo // 2] if lo > 1 else []
             v = lo

@@ -301,3 +301,16 @@ def test_metadata_number_outside_64_bits_is_a_warning(tmp_path):
     (ev,) = parse_file(p)
     [w] = [w for w in ev.warnings if w.source.endswith(":ss_network_dim")]
     assert "outside 64 bits" in w.message and len(w.message) < 200
+
+
+@pytest.mark.parametrize("bad_dim", [0, -5])
+def test_audit_of_a_run_with_network_dim_0_or_negative_finishes(tmp_path, bad_dim):
+    # the recommended sweep doubled from the smaller dim: from 0 (or below) that loop never ended, in unbounded memory
+    for name, dim, verdict in (("good", 32, "good"), ("bad", bad_dim, "bad")):
+        d = tmp_path / "runs" / name
+        d.mkdir(parents=True)
+        (d / "config.toml").write_text(CONFIG.replace("network_dim = 32", f"network_dim = {dim}"))
+        (d / "run.toml").write_text(f'verdict = "{verdict}"\n')
+    res = CliRunner().invoke(main, ["audit", str(tmp_path / "runs"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert "network_dim" in res.output
