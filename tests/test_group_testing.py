@@ -161,3 +161,16 @@ def test_bisect_trainings_match_the_pure_search():
         state = advance(state)
     _, n, _ = gt.simulate(_items(14), lambda s: bool(s & h))
     assert state.culprits == sorted(h) and trainings(state) == n
+
+
+@pytest.mark.parametrize("parallel", [2, 4])
+def test_parallel_slots_never_raise_the_worst_case(parallel):
+    """Spare slots only batch the final checks (each needed whatever the other answers): rounds, never trainings."""
+    for k in (6, 9, 12):
+        for c in (1, 2, 3):
+            sets = list(itertools.combinations(_items(k), c))[::3]
+            assert _check_all(k, c, sets, parallel) <= gt.bound(k, c) + gt.slack(k, c)
+    h = frozenset({"change01", "change06", "change10"})
+    one, n1, r1 = gt.simulate(_items(12), lambda s: bool(s & h), 1)
+    many, n2, r2 = gt.simulate(_items(12), lambda s: bool(s & h), parallel)
+    assert one.culprits == many.culprits and n2 == n1 and r2 <= r1
