@@ -18,6 +18,7 @@ from lora_audit.model import Note
 _C = tuple[str, int]  # a character and its line
 _POSITIONAL = re.compile(r"%(~[a-z$:]*)?([0-9*])", re.IGNORECASE)
 # variables cmd makes up on the fly: their value depends on the moment the script ran
+_CMD_MAX = 8191  # the longest command line cmd.exe accepts (and so the longest value a `set` line can give)
 _DYNAMIC = {"CD", "DATE", "TIME", "RANDOM", "ERRORLEVEL", "CMDCMDLINE", "CMDEXTVERSION"}
 
 
@@ -41,7 +42,7 @@ class BatchTokenizer:
                 expanded.append((self._percent(piece, cmd), cmd))
             for cmd_chars, cmd in expanded:
                 stripped = _strip(cmd_chars)
-                text = "".join(c for c, _ in stripped)
+                text = "".join([c for c, _ in stripped[:256]])  # the verb and setlocal's options are at the start
                 verb = re.match(r'[^\s/"=]*', text).group(0).lower()
                 if not verb:
                     continue
@@ -56,6 +57,7 @@ class BatchTokenizer:
                 if self.delayed:
                     stripped = self._bang(stripped, cmd)
                 cmd.words, cmd.error = _argv(stripped, self.label)
+                cmd.variables = [{**v, "value": v["value"].text()} for v in cmd.variables]  # text only when kept
                 stray = [w for w in cmd.words[1:] if w.text.upper() == "REM" or w.text.startswith("::")]
                 if stray:
                     cmd.notes.append(Note(message=f"{stray[0].text} inside a ^-continued command is not a comment: "
@@ -160,13 +162,13 @@ class BatchTokenizer:
             notes.append(Note(message=f"{raw} {why}: left as written{hint}", source=f"{self.label}:{line}"))
             return None
         notes.extend(value.notes)
-        cmd.variables.append({"name": name, "value": value.text(), "defined": f"{self.label}:{value.line}"})
+        cmd.variables.append({"name": name, "value": value, "defined": f"{self.label}:{value.line}"})
         return list(value.items[0])
 
     def _set(self, chars: list[_C], notes: list[Note]) -> None:
         """``set NAME=value`` (value to the end, spaces and quotes included), ``set "NAME=value"``, ``set /a``."""
         chars = _strip(chars)
-        text = "".join(c for c, _ in chars)
+        text = "".join([c for c, _ in chars])
         line = chars[0][1] if chars else 0
         m = re.match(r"/([ap])\s*", text, re.IGNORECASE)
         mode = m.group(1).lower() if m else ""
@@ -193,6 +195,10 @@ class BatchTokenizer:
         if not value:
             self.vars.pop(name.upper(), None)
             return
+        if len(value) > _CMD_MAX:  # cmd.exe refuses longer lines ("The input line is too long"): never longer here
+            notes = notes + [Note(message=f"%{name}% would be longer than cmd's {_CMD_MAX}-character line limit: "
+                                          "cut there", source=f"{self.label}:{line}")]
+            value = value[:_CMD_MAX]
         self.vars[name.upper()] = Value(items=[value], line=value[0][1], notes=list(notes))
 
 
@@ -206,6 +212,9 @@ def _strip(chars: list[_C]) -> list[_C]:
 
 def _split(chars: list[_C]) -> list[list[_C]]:
     """Split a logical line at ``&``, ``&&``, ``||``, ``|`` outside quotes (``^&`` and ``2>&1`` stay)."""
+    text = "".join([c for c, _ in chars])
+    if "&" not in text and "|" not in text:
+        return [chars]  # nothing to split at (the common case; long lines stay cheap)
     out: list[list[_C]] = []
     cur: list[_C] = []
     in_quotes, i = False, 0
