@@ -12,16 +12,20 @@ relative difference of the singular values (the two must agree).
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 
-import numpy as np
-from safetensors.numpy import save_file
+# as `lora-audit weights` does (cli._one_blas_thread): small matrices, threads only contend. Override with the env.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from lora_audit.compare.weights import _as_2d, analyse_file, spectrum_of_product
-from lora_audit.kohya.filesize import tensors
+import numpy as np  # noqa: E402
+from safetensors.numpy import save_file  # noqa: E402
+
+from lora_audit.compare.weights import _as_2d, analyse_file, spectrum_of_product  # noqa: E402
+from lora_audit.kohya.filesize import tensors  # noqa: E402
 
 _NP = {"F32": np.float32, "F16": np.float16}
 
