@@ -45,13 +45,18 @@ def inspect(paths: tuple[str, ...], as_json: bool, show_all: bool, with_weights:
     from lora_audit.report.console import render_run
 
     runs = load_runs(list(paths), unique=False)  # the one discovery rule: a folder of runs shows each run
-    weights = {}
+    weights, trajectories = {}, {}
     if with_weights:
         _one_blas_thread()
-        from lora_audit.compare.weights import analyse_file
+        from lora_audit.compare.weights import analyse_file, series, trajectory
+        from lora_audit.kohya.epoch_files import series_files
 
-        weights = {r.name: [analyse_file(e.path).to_json(modules=as_json) for e in r.evidence
-                            if e.kind == "safetensors"] for r in runs}
+        for r in runs:  # each LoRA of the evidence, with its per-epoch siblings (name-000001.safetensors ...)
+            files = [f for e in r.evidence if e.kind == "safetensors" for f in series_files(e.path)]
+            reports = {f: analyse_file(f) for f in dict.fromkeys(files)}
+            weights[r.name] = [rep.to_json(modules=as_json) for rep in reports.values()]
+            trajectories[r.name] = {stem: trajectory([reports[f] for f in fs])
+                                    for stem, fs in series(list(reports)).items() if len(fs) > 1}
     from lora_audit.curves import curve_facts, run_curves
 
     curves = {r.name: c for r in runs if (c := run_curves(r.path)) is not None}  # TensorBoard events / avr_loss logs
@@ -61,7 +66,8 @@ def inspect(paths: tuple[str, ...], as_json: bool, show_all: bool, with_weights:
         return p.value if p is not None else None
 
     if as_json:
-        _echo_json({"runs": [r.to_json() | ({"weights": weights[r.name]} if with_weights else {})
+        _echo_json({"runs": [r.to_json() | ({"weights": weights[r.name], "weights_trajectories": trajectories[r.name]}
+                                             if with_weights else {})
                              | ({"curves": curves[r.name].to_json(),
                                  "curve_facts": curve_facts(curves[r.name], scheduler(r))} if r.name in curves else {})
                              for r in runs]})
@@ -73,9 +79,11 @@ def inspect(paths: tuple[str, ...], as_json: bool, show_all: bool, with_weights:
         texts = [t + ("\n" + render_curve_facts(curve_facts(curves[r.name], scheduler(r))) if r.name in curves else "")
                  for t, r in zip(texts, runs)]
     if with_weights:
-        from lora_audit.report.weights_text import render_weights
+        from lora_audit.report.weights_text import render_trajectory, render_weights
 
-        texts = [t + "\n\nweights:\n" + ("\n\n".join(render_weights(w, blocks=False) for w in weights[r.name])
+        texts = [t + "\n\nweights:\n" + ("\n\n".join([render_weights(w, blocks=False) for w in weights[r.name]]
+                                                     + [render_trajectory(stem, rows)
+                                                        for stem, rows in trajectories[r.name].items()])
                                           or "no LoRA file in this run's evidence") for t, r in zip(texts, runs)]
     click.echo("\n\n".join(texts))
 
@@ -95,12 +103,23 @@ def _one_blas_thread() -> None:
 @handles_errors
 def weights(files: tuple[str, ...], as_json: bool, blocks: bool) -> None:
     """Per module and block of each LoRA FILE: norm, spectrum and effective rank of the update (alpha/rank)·up·down,
-    dead and NaN modules; several files of one series (name-000001.safetensors ...) also print a trajectory."""
+    dead and NaN modules; several files of one series (name-000001.safetensors ...) also print a trajectory. A folder
+    stands for the .safetensors files directly in it."""
     _one_blas_thread()
     from lora_audit.compare.weights import analyse_file, series, trajectory
+    from lora_audit.kohya.epoch_files import epoch_order
     from lora_audit.report.weights_text import render_trajectory, render_weights
 
-    reports = {f: analyse_file(f) for f in dict.fromkeys(files)}
+    expanded: list[str] = []
+    for f in files:
+        if Path(f).is_dir():
+            found = sorted((str(p) for p in Path(f).glob("*.safetensors") if p.is_file()), key=epoch_order)
+            if not found:
+                raise EvidenceError("no .safetensors file in this folder", f)
+            expanded += found
+        else:
+            expanded.append(f)
+    reports = {f: analyse_file(f) for f in dict.fromkeys(expanded)}
     trajectories = {stem: trajectory([reports[f] for f in fs]) for stem, fs in series(list(reports)).items()
                     if len(fs) > 1}
     if as_json:

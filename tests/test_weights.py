@@ -287,3 +287,32 @@ def test_audit_weights_findings(tmp_path):
     assert r.exit_code == 0, r.output
     section = out.read_text().split("## Training dynamics", 1)[1]
     assert "bad.safetensors: dim 32, effective rank ~3 (99% energy)" in section and "1 NaN/inf modules" in section
+
+
+def test_folder_of_epoch_files(tmp_path):
+    out = tmp_path / "output"
+    out.mkdir()
+    for i in (1, 2, 3):
+        write(out / f"mylora-00000{i}.safetensors", seed=i)
+    r = CliRunner().invoke(main, ["weights", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.output)["trajectories"][str(out / "mylora")]
+    assert [row["at"] for row in rows] == ["epoch 1", "epoch 2", "epoch 3"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = CliRunner().invoke(main, ["weights", str(empty)])
+    assert r.exit_code == 2 and "no .safetensors file in this folder" in r.output
+
+
+def test_inspect_weights_trajectory_of_a_run(tmp_path):
+    run = tmp_path / "run1"
+    run.mkdir()
+    for i in (1, 2):
+        write(run / f"run1-00000{i}.safetensors", seed=i)
+    write(run / "run1.safetensors", seed=3)
+    r = CliRunner().invoke(main, ["inspect", "--weights", str(run)])
+    assert r.exit_code == 0, r.output
+    assert "trajectory of" in r.output and "epoch 2" in r.output
+    data = json.loads(CliRunner().invoke(main, ["inspect", "--weights", "--json", str(run)]).output)
+    rows = next(iter(data["runs"][0]["weights_trajectories"].values()))
+    assert [row["at"] for row in rows] == ["epoch 1", "epoch 2", "final"]

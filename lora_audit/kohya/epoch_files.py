@@ -28,3 +28,17 @@ def epoch_order(path: str | os.PathLike) -> tuple[int, int, str]:
     """Sort key in training order: step files, epoch files, then the final file."""
     _, n, what = epoch_key(path)
     return ({"step": 0, "epoch": 0, "final": 1}[what], n or 0, what)
+
+
+def series_files(path: str | os.PathLike) -> list[str]:
+    """Every file of ``path``'s series in its folder (``name-000001.safetensors`` ... ``name.safetensors``), in
+    training order; ``[path]`` when it has no siblings."""
+    p = Path(path)
+    stem = epoch_key(p)[0]
+    try:
+        found = [q for q in p.parent.glob("*.safetensors") if q.is_file() and epoch_key(q)[0] == stem]
+    except OSError:
+        found = []
+    if p not in found:
+        found.append(p)
+    return [str(q) for q in sorted(found, key=epoch_order)]
