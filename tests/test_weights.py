@@ -316,3 +316,21 @@ def test_inspect_weights_trajectory_of_a_run(tmp_path):
     data = json.loads(CliRunner().invoke(main, ["inspect", "--weights", "--json", str(run)]).output)
     rows = next(iter(data["runs"][0]["weights_trajectories"].values()))
     assert [row["at"] for row in rows] == ["epoch 1", "epoch 2", "final"]
+
+
+def test_tucker_skipped_and_dora_noted(tmp_path):
+    rng = np.random.default_rng(8)
+    loha = "lora_unet_down_blocks_0_resnets_0_conv1"
+    dora = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q"
+    t = {f"{loha}.{k}": rng.normal(size=s).astype(np.float32) for k, s in
+         (("hada_w1_a", (4, 320)), ("hada_w1_b", (4, 320)), ("hada_w2_a", (4, 320)), ("hada_w2_b", (4, 320)),
+          ("hada_t1", (4, 4, 3, 3)), ("hada_t2", (4, 4, 3, 3)))}
+    save_file(t, str(tmp_path / "t.safetensors"))
+    m = analyse_file(tmp_path / "t.safetensors").modules[0]
+    assert m.status == "skipped" and "Tucker" in m.note
+    save_file({f"{dora}.lora_down.weight": rng.normal(size=(4, 320)).astype(np.float32),
+               f"{dora}.lora_up.weight": rng.normal(size=(320, 4)).astype(np.float32),
+               f"{dora}.dora_scale": np.ones((1, 320), np.float32)}, str(tmp_path / "d.safetensors"))
+    rep = analyse_file(tmp_path / "d.safetensors")
+    assert rep.modules[0].kind == "DoRA" and rep.modules[0].status == "ok"
+    assert any("dora_scale" in n for n in rep.notes)
