@@ -209,3 +209,18 @@ def test_audit_without_curves_has_no_dynamics_section(tmp_path):
     r = CliRunner().invoke(main, ["audit", str(good), str(bad), "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert "Training dynamics" not in out.read_text()
+
+
+def test_garbage_records_never_raise(tmp_path):
+    """Valid TFRecord framing around random bytes: warnings or nothing, never an exception."""
+    import random
+
+    rnd = random.Random(0)
+    run = run_folder(tmp_path)
+    d = run / "logs" / "x" / "network_train"
+    d.mkdir(parents=True)
+    body = b"".join(record(bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 80)))) for _ in range(300))
+    body += record(event(5, {"loss/current": 0.5}))
+    (d / "events.out.tfevents.1.host.1.0").write_bytes(body)
+    c = read_curves(run)
+    assert c.curves["loss/current"].steps[-1] == 5

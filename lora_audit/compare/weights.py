@@ -41,6 +41,7 @@ from lora_audit.evidence.safetensors_header import Header, read_header
 from lora_audit.kohya.epoch_files import epoch_key, epoch_order
 from lora_audit.kohya.lora_keys import analyse
 
+MAX_TENSOR_BYTES = 1 << 30
 _NP = {"F16": np.float16, "F32": np.float32, "F64": np.float64}
 _BLOCKS = [  # canonical module name -> (group, block); first match wins
     (re.compile(r"^(down_blocks|up_blocks)_(\d+)_"), lambda m: (m.group(1)[:-7], f"{m.group(1)}_{m.group(2)}")),
@@ -229,6 +230,8 @@ class _Reader:
         start, n = self.header.data_start + t.begin, t.end - t.begin
         if start + n > self.header.file_size:
             raise EvidenceError(f"the file is cut: tensor {name} ends past its end", self.path)
+        if n > MAX_TENSOR_BYTES:  # a LoRA factor is a few MB (SDXL dim 128 fp32: 2.6 MB at most)
+            raise EvidenceError(f"tensor {name} is {n} bytes, over {MAX_TENSOR_BYTES}: not a LoRA factor", self.path)
         if hasattr(os, "pread"):
             b = os.pread(self.f.fileno(), n, start)
         else:  # Windows
