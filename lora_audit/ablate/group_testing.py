@@ -17,8 +17,9 @@ group:
   the program feasible (none for 29 of the 39 cells k = 4..16, c = 1..3; one training in the others, two at k = 7,
   c = 1: ``slack(k, c)`` says, the benchmark prints it). The slack is the price of training a lone culprit found by
   elimination; ``min(k, ...)``: never worse than one change at a time;
-* verdicts that fit no count 1..3 (more culprits, noise) hand over to plain binary splitting (prefix search of the
-  known-bad group, then "is the rest still bad?"), which is right for any number of culprits;
+* verdicts that fit no count 1..3 (more culprits, noise) hand over to plain binary splitting (halving the
+  known-bad group, then "is the rest still bad?"), which is right for any number of culprits but has no bound: 4+
+  culprits, or more than 16 changes, can cost more than one change at a time;
 * a single culprit found by elimination is trained alone once ("alone makes the run bad" as a verdict: if it is
   judged good the changes interact, and the outcome hands over to the monotone search of ``bisect``, which finds
   groups bad only together). Other culprits found by elimination and the "rest is good" claim are trained when the
