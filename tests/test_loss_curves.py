@@ -224,3 +224,17 @@ def test_garbage_records_never_raise(tmp_path):
     (d / "events.out.tfevents.1.host.1.0").write_bytes(body)
     c = read_curves(run)
     assert c.curves["loss/current"].steps[-1] == 5
+
+
+@pytest.mark.parametrize("style", ["old_style", "new_style"])
+def test_event_files_written_by_tensorboard_itself(style):
+    """tests/data/tensorboard/: written by TensorBoard's EventFileWriter and protobuf classes (make_events.py), not by
+    the encoder above: simple_value scalars (what kohya's runs write) and new-style tensor scalars."""
+    run = Path(__file__).parent / "data" / "tensorboard" / style
+    c = read_curves(run)
+    assert not c.warnings
+    expected = [0.15 - 0.001 * i + 0.01 * math.sin(i) for i in range(40)]
+    assert c.curves["loss/current"].steps == list(range(1, 41))
+    assert c.curves["loss/current"].values == pytest.approx(expected, rel=1e-6)
+    assert curve_facts(c, "cosine")["lr"]["fits_configured"] is True
+    assert c.curves["loss/epoch_average"].steps == [1]
