@@ -238,3 +238,15 @@ def test_event_files_written_by_tensorboard_itself(style):
     assert c.curves["loss/current"].values == pytest.approx(expected, rel=1e-6)
     assert curve_facts(c, "cosine")["lr"]["fits_configured"] is True
     assert c.curves["loss/epoch_average"].steps == [1]
+
+
+def test_real_kohya_logs():
+    """Logs captured from real sd-scripts runs (tests/data/kohya_logs, see its README)."""
+    from lora_audit.evidence.kohya_log import read_log
+
+    logs = Path(__file__).parent / "data" / "kohya_logs"
+    ok = read_log(logs / "ok.log")
+    assert ok.curves["avr_loss"].steps == [1, 2] and all(math.isfinite(v) for v in ok.curves["avr_loss"].values)
+    nan = curve_facts(read_log(logs / "nan_loss.log"))
+    assert nan["loss_tag"] == "avr_loss" and nan["loss"]["nonfinite_step"] == 2
+    assert read_log(logs / "missing_model.log") is None  # no step bar: no curve
