@@ -331,7 +331,8 @@ def _print_bisect(data: dict, as_json: bool, study: Path) -> None:
         _echo_json({"study": str(study), **data})
         return
     if data["status"] == "found":
-        click.echo(f"found after {data['trainings']} training(s): culprit(s) " + ", ".join(data["culprits"]))
+        click.echo(f"found after {data['trainings']} training(s): culprit(s) " + (", ".join(data["culprits"]) or
+                                                                                 "none settled"))
         for b in data.get("basis", []):
             click.echo(f"  rests on: {b}")
     else:

@@ -123,10 +123,21 @@ def _replay(items, h):
         verdicts += [(q.changes, "bad" if h & frozenset(q.changes) else "good") for q in step.queries]
 
 
-def test_always_unsure_stops_with_the_question_open():
+def test_always_unsure_routes_around_then_stops_with_the_question_open():
     out, n, _ = gt.simulate(_items(8), lambda s: "unsure")
-    assert out.undecided is not None and out.culprits == [] and n == gt.MAX_UNSURE + 1
-    assert "stayed unsure" in out.reason
+    assert out.undecided is not None and out.culprits == [] and len(out.undecided.changes) == 1
+    assert "stayed unsure" in out.reason and n <= 4 * (gt.MAX_UNSURE + 1)
+
+
+def test_a_group_that_stays_unsure_is_routed_around():
+    """The first group is unsure whatever the seed: the search asks smaller groups and still finds the culprit."""
+    h = frozenset({"change06"})
+    first = gt.next_step(_items(12)).queries[0].changes
+
+    def judge(s):
+        return "unsure" if s == frozenset(first) else "bad" if s & h else "good"
+    out, n, _ = gt.simulate(_items(12), judge)
+    assert out.culprits == ["change06"] and out.undecided is None
 
 
 def test_split_verdicts_on_one_group_are_asked_again():

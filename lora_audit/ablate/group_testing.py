@@ -27,7 +27,8 @@ group:
 
 The search is replayed from the verdicts so far (a pure function of them), so its durable state is the verdict
 list. A group judged ``unsure`` is never branched on: it is asked again (another seed) up to ``MAX_UNSURE`` times,
-then the search stops with the question open (``Outcome.undecided``). Two verdicts on one group that disagree are
+then the search routes around it (half of it next, by plain splitting), and stops with the question open
+(``Outcome.undecided``) only when a single change stays unsure. Two verdicts on one group that disagree are
 a tie: it is asked again too.
 """
 
@@ -159,6 +160,7 @@ def _search(items: list[str], parallel: int, facts: Facts) -> Generator[list[Que
     counts = frozenset(c for c in range(1, _CMAX + 1) if c <= k)  # culprit counts the verdicts still allow
     spent = 0
     planned = k <= _PLAN_MAX_K
+    cap = k  # after a group stayed unsure: ask at most this many changes at once (route around it)
 
     def undecided(q: Query, what: str) -> Outcome:
         return Outcome(_ordered(items, found), undecided=q, tested_alone=_ordered(items, alone),
@@ -171,6 +173,7 @@ def _search(items: list[str], parallel: int, facts: Facts) -> Generator[list[Que
         if move is None:  # plain binary splitting: right for any number of culprits
             counts = frozenset()
             move = ((b + 1) // 2, 0) if b else (0, m)
+            move = (min(move[0], cap), min(move[1], cap))
         s, t = move
         others = [c for c in pool if c not in group]
         q_items = group[:s] + others[:t]
@@ -180,8 +183,12 @@ def _search(items: list[str], parallel: int, facts: Facts) -> Generator[list[Que
                       f"is the bad run still bad with {_and(_ordered(items, found))} reverted?")
         ans = (yield [q])[q]
         spent += 1
+        if ans is None and s + t > 1:
+            # route around: a smaller part of the same group next (plain splitting from here), never a guess
+            counts, cap = frozenset(), (s + t) // 2
+            continue
         if ans is None:
-            return undecided(q, "a group")
+            return undecided(q, _and(q.changes) if len(q.changes) < 3 else "a group")
         fits = frozenset(c for c in counts if _possible(ans, c - f, m, b, s, t))
         counts = fits
         if ans == "good":
