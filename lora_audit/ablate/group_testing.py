@@ -12,7 +12,7 @@ group:
   hold a culprit (b = 0: none known). A test takes s changes of that group and t of the others. Good clears them;
   bad makes them the new known-bad group (the old group's changes go back to the pool, as in Hwang's splitting).
   A group of one is a culprit: trained alone (bad answer) or found by elimination (its group-mates were good);
-* ``_plan`` picks (s, t) so that, for every count c = 1..3 of independent culprits the verdicts so far allow, the
+* ``_move`` picks (s, t) so that, for every count c = 1..3 of independent culprits the verdicts so far allow, the
   worst case stays within ``budget(k, c)``: ``min(k, c·⌈log2(k/c)⌉ + c + 1)`` plus the smallest slack that makes
   the program feasible (none for 29 of the 39 cells k = 4..16, c = 1..3; one training in the others, two at k = 7,
   c = 1: ``slack(k, c)`` says, the benchmark prints it). The slack is the price of training a lone culprit found by
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Generator, Sequence
 
-MAX_UNSURE = 2  # re-tests of one group judged unsure (or tied) before the search stops with it open
+MAX_UNSURE = 2  # re-tests of one group judged unsure (or tied) before the search routes around it
 _PLAN_MAX_K = 16  # the minimax program is solved up to this many changes; beyond, plain binary splitting
 _CMAX = 3
 
