@@ -314,3 +314,27 @@ def test_audit_of_a_run_with_network_dim_0_or_negative_finishes(tmp_path, bad_di
     res = CliRunner().invoke(main, ["audit", str(tmp_path / "runs"), "--json"])
     assert res.exit_code == 0, res.output
     assert "network_dim" in res.output
+
+
+def test_brackets_thousands_deep_in_a_notebook_cell_are_read_as_a_bad_line(tmp_path):
+    p = tmp_path / "train.ipynb"
+    cell = {"cell_type": "code", "metadata": {}, "outputs": [],
+            "source": ["!accelerate launch train_network.py --network_dim " + "(" * 5000 + "\n"]}
+    p.write_text(json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    try:
+        parse_file(p)
+    except EvidenceError:
+        pass  # one line is fine too; a RecursionError is not
+
+
+@pytest.mark.parametrize("files", [
+    {"config.toml": 'resolution = "1e400,512"\n', "train.sh": "accelerate launch train_network.py --resolution 512\n"},
+    {"train.sh": "accelerate launch train_network.py --network_dim " + "9" * 400 + "\n",
+     "config.toml": 'network_dim = 4\ntext_encoder_lr = ["x"]\n'},
+])
+def test_values_no_number_can_hold_are_compared_without_overflow(tmp_path, files):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    res = inspect(tmp_path)
+    assert res.exit_code == 0, res.output
+    assert "conflicting evidence" in res.output or "vs" in res.output

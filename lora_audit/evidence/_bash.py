@@ -120,6 +120,8 @@ class BashTokenizer:
                     except _Exit:
                         pass
                     self._conds.pop()
+        except RecursionError:  # "((((" thousands deep, from any caller (scripts, notes, notebooks): one line
+            raise EvidenceError("brackets or substitutions nested too deeply to read", self.label, first_line) from None
         finally:
             if enabled:
                 gc.enable()

@@ -44,7 +44,10 @@ class PowerShellTokenizer(Scanner):
         self._conds: list[str] = []
         self._shared: set[int] = set()
         out: list[Command] = []
-        self._statements(out)
+        try:
+            self._statements(out)
+        except RecursionError:  # "@(@(@(" thousands deep: one line (guard only)
+            raise EvidenceError("brackets or substitutions nested too deeply to read", self.label, first_line) from None
         return out
 
     def _statements(self, out: list[Command]) -> None:

@@ -25,7 +25,7 @@ def resolution_pair(value: Any) -> tuple[int, int] | None:
         items = [x for x in s.replace("x", ",").split(",") if x.strip()]
     try:
         nums = [int(float(str(x).strip())) for x in items]
-    except ValueError:
+    except (ValueError, OverflowError):  # "1e400": not a resolution
         return None
     if len(nums) == 1:
         return nums[0], nums[0]
@@ -47,7 +47,10 @@ def normalize(name: str, value: Any) -> Any:
         return _OPTIMIZER_ALIASES.get(s, s)
     if name == "text_encoder_lr" and isinstance(value, (list, tuple)):
         # nargs="*": [x] and [x, x] (the GUI writes one per text encoder) train like x
-        vals = {float(v) for v in value}
+        try:
+            vals = {float(v) for v in value}
+        except (TypeError, ValueError):
+            vals = set()
         if len(vals) == 1:
             return vals.pop()
     if name in ("pretrained_model_name_or_path", "vae") and isinstance(value, str):
@@ -57,7 +60,10 @@ def normalize(name: str, value: Any) -> Any:
     if isinstance(value, bool):
         return value
     if isinstance(value, (int, float)):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int of 400 digits from a script's flag: compared as it is
+            return value
     if isinstance(value, (list, tuple)):
         return tuple(normalize(name, v) for v in value)
     if isinstance(value, str):
