@@ -4,7 +4,7 @@ Each reader gets random bytes, mutations of a valid file (byte flips, cuts, inse
 BOMs, 5000-digit integers) and, for the structured formats, valid syntax with values of the wrong type at every
 level. The library must return Evidence or raise ``EvidenceError``; ``lora-audit inspect`` must exit 0 or 2 with
 one ``error:`` line and no traceback. Deterministic (derandomized, no example database) so CI is stable; set
-``HYPOTHESIS_PROFILE=fuzz-long`` for a long random search.
+``HYPOTHESIS_PROFILE=fuzz-long`` (and ``FUZZ_EXAMPLES``, default 3000) for a long random search.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from lora_audit.evidence.run import load_run, parse_file
 
 settings.register_profile("ci", max_examples=120, deadline=None, derandomize=True, database=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.register_profile("fuzz-long", max_examples=3000, deadline=None, database=None,
+settings.register_profile("fuzz-long", max_examples=int(os.environ.get("FUZZ_EXAMPLES", "3000")), deadline=None, database=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
