@@ -26,7 +26,8 @@ from lora_audit.evidence.run import load_run, parse_file
 
 settings.register_profile("ci", max_examples=120, deadline=None, derandomize=True, database=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.register_profile("fuzz-long", max_examples=int(os.environ.get("FUZZ_EXAMPLES", "3000")), deadline=None, database=None,
+settings.register_profile("fuzz-long", max_examples=int(os.environ.get("FUZZ_EXAMPLES", "3000")), deadline=None,
+                          database=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
