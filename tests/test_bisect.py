@@ -249,3 +249,24 @@ def test_simulate_counts_every_variant():
     culprits, n = simulate(CHANGES[:16], lambda s: "lr_scheduler" in s)
     assert culprits == ["lr_scheduler"] and n <= gt.bound(16, 1) + gt.slack(16, 1)
     assert simulate(CHANGES[:16], lambda s: "lr_scheduler" in s, method=PROG) == (["lr_scheduler"], 6)
+
+
+@pytest.mark.parametrize("method", [PROG, "group-testing"])
+def test_unsure_verdicts_are_asked_again_and_an_endless_unsure_stops(method):
+    changes = CHANGES[:8]
+    state = start(changes, 2, method=method)
+    while state.status == "running":
+        for t in pending(state):
+            state = record(state, t.id, "unsure")
+        state = advance(state)
+    assert state.basis[-1] == "how sure: undecided" and trainings(state) <= 4 * 3
+    again = [t for r in state.rounds for t in r.tests if t.retry]
+    assert again and all("another seed" in t.purpose for t in again)
+    state = start(changes, 2, method=method)
+    while state.status == "running":
+        for t in pending(state):
+            v = "unsure" if len(state.rounds) in (1, 3) else "bad" if "noise_offset" in t.changes else "good"
+            state = record(state, t.id, v)
+        state = advance(state)
+    assert state.culprits == ["noise_offset"]
+    assert state.basis[-1] == "how sure: uncertain" and any("unsure" in b for b in state.basis)

@@ -245,9 +245,6 @@ def _advance(state: BisectState) -> BisectState:
         done = _advance_group_testing(state)
         if done is not None:
             return done
-    retest = _retests(state)
-    if retest:
-        return _new_round(state, retest)
     kb = _Knowledge(state)
     if kb.trained_bad:  # some variant made from the good run failed: the failure follows from the changes
         state.reproduced = True
@@ -331,20 +328,6 @@ def _advance_group_testing(state: BisectState) -> BisectState | None:
     return _finish(state)
 
 
-def _retests(state: BisectState) -> list[tuple[list[str], str, int]]:
-    """Progressive search: the variants of the last round judged unsure, asked again (another seed) up to
-    MAX_RETRIES times; past that the verdict counts as missing and the search goes on from the others."""
-    if not state.rounds:
-        return []
-    out = []
-    for t in state.rounds[-1].tests:
-        if t.verdict == "unsure" and t.retry < MAX_RETRIES:
-            out.append((list(t.changes), f"{t.purpose} (asked again: judged unsure; another seed)", t.retry + 1))
-        elif t.verdict == "unsure":
-            state.notes.append(f"{t.id} stayed unsure after {t.retry + 1} trainings; the search goes on without it")
-    return out
-
-
 def _bounds(fixed: list[str], pool: list[str], kb: _Knowledge) -> tuple[int, int]:
     """hi: shortest prefix j with F ∪ pool[:j] known bad; lo: longest shorter one known good (-1 if none)."""
     f = frozenset(fixed)
@@ -401,7 +384,25 @@ def _reach(rounds: int, budget: int, parallel: int) -> int:
 
 
 def _new_round(state: BisectState, tests: list[tuple]) -> BisectState:
-    """A round of (changes, purpose[, retry]) tests."""
+    """A round of (changes, purpose[, retry]) tests. A variant asked before and judged unsure is asked again with
+    its seed moved (retry: how many times it was asked); past MAX_RETRIES unsure verdicts the bisection stops there
+    with the question open (the progressive search has no way around it)."""
+    asked: dict[frozenset[str], int] = {}
+    unsure: dict[frozenset[str], int] = {}
+    for r in state.rounds:
+        for t in r.tests:
+            asked[frozenset(t.changes)] = asked.get(frozenset(t.changes), 0) + 1
+            unsure[frozenset(t.changes)] = unsure.get(frozenset(t.changes), 0) + (t.verdict == "unsure")
+    stuck = [t for t in tests if unsure.get(frozenset(t[0]), 0) > MAX_RETRIES]
+    if stuck:
+        state.notes.append(f"the verdicts on +{', '.join(stuck[0][0]) or '(none)'} stayed unsure after "
+                           f"{MAX_RETRIES + 1} trainings: the bisection stops here with that question open; the "
+                           "groups so far are only part of the answer")
+        state.phase = "done"
+        return _finish(state)
+    tests = [(t[0], t[1] + (" (asked again: judged unsure before; another seed)"
+                            if unsure.get(frozenset(t[0])) and len(t) < 3 else ""),
+              t[2] if len(t) > 2 else asked.get(frozenset(t[0]), 0)) for t in tests]
     number = len(state.rounds) + 1
     state.rounds.append(Round(number=number, tests=[
         Test(id=f"r{number}-{_letter(i)}", changes=t[0], purpose=t[1], retry=t[2] if len(t) > 2 else 0)
