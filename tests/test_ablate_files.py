@@ -211,6 +211,27 @@ def test_seconds_per_step_must_be_positive_and_finite(runs, tmp_path, value):
     _one_line_error(r, "--seconds-per-step")
 
 
+def test_seconds_per_step_from_a_big_log_reads_its_last_speed(runs, tmp_path):
+    """A long kohya log (tqdm redraws with CR) is read from its tail: the last speed printed counts."""
+    good, bad = runs
+    log = tmp_path / "train.log"
+    with log.open("w") as f:
+        for _ in range(120_000):  # ~6 MB of early, slow steps
+            f.write("steps:  1%|1  | 5/500 [00:10<16:30,  9.99s/it, avr_loss=0.1]\r")
+        f.write("steps: 100%|##| 500/500 [10:00<00:00,  1.25it/s, avr_loss=0.09]\n")
+    r = _ablate(good, bad, tmp_path / "s", "--dry-run", "--json", "--seconds-per-step", str(log))
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["seconds_per_step"] == pytest.approx(0.8)  # 1 / 1.25 it/s, not the early 9.99
+
+
+def test_seconds_per_step_log_that_is_a_fifo_is_one_line(runs, tmp_path):
+    good, bad = runs
+    fifo = tmp_path / "train.log"
+    os.mkfifo(fifo)
+    r = _ablate(good, bad, tmp_path / "s", "--dry-run", "--seconds-per-step", str(fifo))
+    _one_line_error(r, "--seconds-per-step")
+
+
 def test_damaged_baseline_copy_in_a_bisection_is_one_line(runs, tmp_path):
     good, bad = runs
     study = tmp_path / "bis"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from lora_audit.errors import EvidenceError
 
+_TAIL = 4 * 1024 * 1024
 _RATE = re.compile(r"(\d+(?:\.\d+)?)\s*(s/it|it/s)")
 
 
@@ -28,7 +29,14 @@ def seconds_per_step_option(value: str) -> float:
     p = Path(value)
     if not p.is_file():
         raise EvidenceError("--seconds-per-step wants a number or a training log file", value)
-    text = p.read_text(encoding="utf-8", errors="replace").replace("\r", "\n")
+    # the last speed printed is the one wanted: read the log's tail only, so a multi-GB log costs no memory
+    try:
+        with p.open("rb") as f:
+            size = f.seek(0, 2)
+            f.seek(max(0, size - _TAIL))
+            text = f.read(_TAIL).decode("utf-8", errors="replace").replace("\r", "\n")
+    except OSError as e:
+        raise EvidenceError(f"cannot read: {e.strerror or e}", value) from None
     s = seconds_per_step(text)
     if s is None:
         raise EvidenceError("no tqdm speed (s/it or it/s) in this log", value)
