@@ -270,7 +270,10 @@ class SlurmLauncher(executor.Launcher):
             if jobs is None:
                 raise EvidenceError("--executor slurm: squeue does not answer (is slurmctld up?)")
             self._reattach(st, jobs, first=True)
-            rerun = self.opts.retry_failed or self.opts.retry or bool(self.opts.only)
+            # On a cluster a relaunch resubmits what failed as well as what was lost (issue 17): a TIMEOUT,
+            # OUT_OF_MEMORY or a node's trouble is usually worth another job, and the user relaunching asks for it.
+            # Done variants are never resubmitted (--retry does that); locally, failed ones wait for --retry-failed.
+            rerun = True
             for v in self.variants:
                 after = disk_attempts(v.folder)
                 last = st.last(v.id)

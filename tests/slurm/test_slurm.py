@@ -302,3 +302,19 @@ def test_job_that_ended_unwatched_is_shown_then_recorded_by_relaunch(tmp_path):
     r = cli("launch", str(study), "--executor", "slurm")
     assert r.exit_code == 0 and "submitted as" not in r.output, r.output
     assert rows(study)["u"].state == "done" and runs(study) == {"u": [job]}
+
+
+def test_relaunch_resubmits_only_the_failed_variant(tmp_path):
+    """A relaunch on Slurm submits what failed again (a new attempt, a new job) and leaves done variants alone."""
+    flaky = RECORD + ('if [ ! -f ../second ]; then touch ../second; echo "RuntimeError: boom" >&2; exit 3; fi\n'
+                      "mkdir -p output; echo w > output/last.safetensors\n")
+    study = make_study(tmp_path / "s", {"ok": OK, "flaky": flaky})
+    r = cli("launch", str(study), "--executor", "slurm")
+    assert r.exit_code == 1, r.output
+    assert rows(study)["flaky"].state == "failed" and rows(study)["ok"].state == "done"
+    r = cli("launch", str(study), "--executor", "slurm")
+    assert r.exit_code == 0, r.output
+    got = rows(study)
+    assert got["flaky"].state == "done" and got["flaky"].attempt == 2
+    ran = runs(study)
+    assert len(ran["ok"]) == 1 and len(ran["flaky"]) == 2 and ran["flaky"][0] != ran["flaky"][1]
