@@ -24,7 +24,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 from safetensors.numpy import save_file  # noqa: E402
 
-from lora_audit.compare.weights import _as_2d, analyse_file, spectrum_of_product  # noqa: E402
+from lora_audit.weights import _as_2d, analyse_file, spectrum_of_product  # noqa: E402
 from lora_audit.kohya.filesize import tensors  # noqa: E402
 
 _NP = {"F32": np.float32, "F16": np.float16}

@@ -48,15 +48,12 @@ def inspect(paths: tuple[str, ...], as_json: bool, show_all: bool, with_weights:
     weights, trajectories = {}, {}
     if with_weights:
         _one_blas_thread()
-        from lora_audit.compare.weights import analyse_file, series, trajectory
-        from lora_audit.kohya.epoch_files import series_files
+        from lora_audit.weights import analyse_series, lora_series
 
-        for r in runs:  # each LoRA of the evidence, with its per-epoch siblings (name-000001.safetensors ...)
-            files = [f for e in r.evidence if e.kind == "safetensors" for f in series_files(e.path)]
-            reports = {f: analyse_file(f) for f in dict.fromkeys(files)}
+        for r in runs:
+            reports, trajectories[r.name] = analyse_series(
+                lora_series([e.path for e in r.evidence if e.kind == "safetensors"]))
             weights[r.name] = [rep.to_json(modules=as_json) for rep in reports.values()]
-            trajectories[r.name] = {stem: trajectory([reports[f] for f in fs])
-                                    for stem, fs in series(list(reports)).items() if len(fs) > 1}
     from lora_audit.curves import curve_facts, run_curves
 
     curves = {r.name: c for r in runs if (c := run_curves(r.path)) is not None}  # TensorBoard events / avr_loss logs
@@ -106,22 +103,10 @@ def weights(files: tuple[str, ...], as_json: bool, blocks: bool) -> None:
     dead and NaN modules; several files of one series (name-000001.safetensors ...) also print a trajectory. A folder
     stands for the .safetensors files directly in it."""
     _one_blas_thread()
-    from lora_audit.compare.weights import analyse_file, series, trajectory
-    from lora_audit.kohya.epoch_files import epoch_order
     from lora_audit.report.weights_text import render_trajectory, render_weights
+    from lora_audit.weights import analyse_series, expand_files
 
-    expanded: list[str] = []
-    for f in files:
-        if Path(f).is_dir():
-            found = sorted((str(p) for p in Path(f).glob("*.safetensors") if p.is_file()), key=epoch_order)
-            if not found:
-                raise EvidenceError("no .safetensors file in this folder", f)
-            expanded += found
-        else:
-            expanded.append(f)
-    reports = {f: analyse_file(f) for f in dict.fromkeys(expanded)}
-    trajectories = {stem: trajectory([reports[f] for f in fs]) for stem, fs in series(list(reports)).items()
-                    if len(fs) > 1}
+    reports, trajectories = analyse_series(expand_files(list(files)))
     if as_json:
         _echo_json({"files": [r.to_json() for r in reports.values()], "trajectories": trajectories})
         return
@@ -342,7 +327,7 @@ def _print_bisect(data: dict, as_json: bool, study: Path) -> None:
             click.echo(f"  {study / v['id'] / RUNNER}  ({', '.join(v['params'])}) {v['purpose']}")
     waiting = [c["id"] for c in data.get("controls", []) if not c["verdict"]]
     if waiting:
-        click.echo(f"control replicates to judge (the good run with other seeds): "
+        click.echo("control replicates to judge (the good run with other seeds): "
                    + ", ".join(str(study / c / RUNNER) for c in waiting))
     for n in data["notes"]:
         click.echo(f"note: {n}")

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from safetensors.numpy import save_file
 
 from lora_audit.cli import main
-from lora_audit.compare.weights import analyse_file, effective_ranks, epoch_key, spectrum_of_product
+from lora_audit.weights import analyse_file, effective_ranks, epoch_key, spectrum_of_product
 
 # real kohya networks.lora module names (SD1.5) with their real layer widths (out, in)
 SD15 = {

@@ -281,14 +281,18 @@ def launch(study: str, gpus: str | None, max_parallel: int, only: tuple[str, ...
         launcher = slurm.SlurmLauncher(path, opts, sopts, echo=echo, max_jobs=max_parallel)
     else:
         launcher = executor.Launcher(path, opts, echo=echo)
-    if dry_run and executor_name == "slurm":
+    if dry_run:
         plan = launcher.dry_run()
         kenv = launcher.resolve_kohya()
-        commands = launcher.commands()
-        for p in plan:
-            p["sbatch"] = commands.get(p["id"]) if not p["action"].startswith(("skip", "link")) else None
+        if executor_name == "slurm":
+            commands = launcher.commands()
+            for p in plan:
+                p["sbatch"] = commands.get(p["id"]) if not p["action"].startswith(("skip", "link")) else None
+            where: dict = {"executor": "slurm"}
+        else:
+            where = {"slots": [s.name for s in launcher.slots]}
         if as_json:
-            click.echo(json.dumps({"study": str(path), "executor": "slurm",
+            click.echo(json.dumps({"study": str(path), **where,
                                    "sd_scripts": str(kenv.sd_scripts) if kenv else None,
                                    "python": str(kenv.python or kenv.accelerate) if kenv else None,
                                    "variants": plan}, indent=2))
@@ -297,21 +301,7 @@ def launch(study: str, gpus: str | None, max_parallel: int, only: tuple[str, ...
                 click.echo(line)
             for p in plan:
                 click.echo(f"{p['id']}: {p['action']} (attempt {p['attempt']})"
-                           + (f"\n  {p['sbatch']}" if p["sbatch"] else ""))
-        return
-    if dry_run:
-        plan = launcher.dry_run()
-        kenv = launcher.resolve_kohya()
-        if as_json:
-            click.echo(json.dumps({"study": str(path), "slots": [s.name for s in launcher.slots],
-                                   "sd_scripts": str(kenv.sd_scripts) if kenv else None,
-                                   "python": str(kenv.python or kenv.accelerate) if kenv else None,
-                                   "variants": plan}, indent=2))
-        else:
-            for line in kenv.header() if kenv else []:
-                click.echo(line)
-            for p in plan:
-                click.echo(f"{p['id']}: {p['action']} (attempt {p['attempt']})")
+                           + (f"\n  {p['sbatch']}" if p.get("sbatch") else ""))
         return
     result = launcher.run()
     if as_json:

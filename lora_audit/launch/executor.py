@@ -180,19 +180,8 @@ class Launcher:
                 n = kill_orphans(a)
                 self.echo(f"{a.variant}: attempt {a.attempt} was interrupted (launcher gone)"
                           + (f"; stopped {n} leftover process(es)" if n else "") + "; it runs again")
-            rerun = self.opts.retry_failed or self.opts.retry or bool(self.opts.only)
-            for v in self.variants:
-                after = disk_attempts(v.folder)
-                if not self.opts.retry and st.last(v.id) is None:
-                    found = complete_outputs(v.folder)
-                    if found:  # the state was lost after it trained: record it, do not train it again
-                        logs = v.folder / "logs" / f"attempt-{after}.log"
-                        if st.record_found(v.id, v.hash, after, str(logs) if logs.is_file() else None, found):
-                            self.echo(f"{v.id}: its LoRA is on disk ({_rel(final_output(v.folder), self.study)}) "
-                                      "but not in the launch state: recorded as done, not retrained "
-                                      "(--retry trains it again)")
-                        continue
-                st.enqueue(v.id, v.hash, rerun_failed=rerun, after=after, rerun_done=self.opts.retry)
+            queue_variants(st, self.variants, self.study, self.opts, self.echo,
+                           rerun_failed=self.opts.retry_failed or self.opts.retry or bool(self.opts.only))
             self._loop(st, others, lid)
         finally:
             st.end_launcher(lid)
@@ -366,6 +355,24 @@ def format_progress(step, total, epoch, loss, eta) -> str:
     if eta:
         parts.append(f"ETA {eta}")
     return ", ".join(parts)
+
+
+def queue_variants(st: StudyState, variants: list[Variant], study: Path, opts: Options,
+                   echo: Callable[[str], None], rerun_failed: bool) -> None:
+    """Queue an attempt for every variant that needs one (both executors). A variant the state does not know but
+    whose finished LoRA is on disk (the state was lost after it trained) is recorded as done, not trained again,
+    unless ``--retry``; attempts are numbered after the logs already on disk."""
+    for v in variants:
+        after = disk_attempts(v.folder)
+        if not opts.retry and st.last(v.id) is None:
+            found = complete_outputs(v.folder)
+            if found:
+                logs = v.folder / "logs" / f"attempt-{after}.log"
+                if st.record_found(v.id, v.hash, after, str(logs) if logs.is_file() else None, found):
+                    echo(f"{v.id}: its LoRA is on disk ({_rel(final_output(v.folder), study)}) but not in the launch "
+                         "state: recorded as done, not retrained (--retry trains it again)")
+                continue
+        st.enqueue(v.id, v.hash, rerun_failed=rerun_failed, after=after, rerun_done=opts.retry)
 
 
 def _rel(path: Path, study: Path) -> str:

@@ -37,7 +37,7 @@ from lora_audit.errors import EvidenceError
 from lora_audit.launch import executor, logparse
 from lora_audit.launch.procs import marker
 from lora_audit.launch.state import SLURM_SLOT, Attempt, StudyState, _alive, db_path
-from lora_audit.launch.variants import (Variant, complete_outputs, disk_attempts, find_outputs, link_outputs,
+from lora_audit.launch.variants import (Variant, disk_attempts, find_outputs, link_outputs,
                                         set_aside, trained_elsewhere)
 
 # states a job leaves only by ending (squeue's %T; man squeue "JOB STATE CODES")
@@ -273,18 +273,7 @@ class SlurmLauncher(executor.Launcher):
             # On a cluster a relaunch resubmits what failed as well as what was lost (issue 17): a TIMEOUT,
             # OUT_OF_MEMORY or a node's trouble is usually worth another job, and the user relaunching asks for it.
             # Done variants are never resubmitted (--retry does that); locally, failed ones wait for --retry-failed.
-            rerun = True
-            for v in self.variants:
-                after = disk_attempts(v.folder)
-                last = st.last(v.id)
-                if not self.opts.retry and last is None:
-                    found = complete_outputs(v.folder)
-                    if found:
-                        logs = v.folder / "logs" / f"attempt-{after}.log"
-                        if st.record_found(v.id, v.hash, after, str(logs) if logs.is_file() else None, found):
-                            self.echo(f"{v.id}: its LoRA is on disk but not in the launch state: recorded as done")
-                        continue
-                st.enqueue(v.id, v.hash, rerun_failed=rerun, after=after, rerun_done=self.opts.retry)
+            executor.queue_variants(st, self.variants, self.study, self.opts, self.echo, rerun_failed=True)
             self._watch(st, others, lid)
         finally:
             st.end_launcher(lid)

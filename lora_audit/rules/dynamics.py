@@ -55,7 +55,7 @@ def run_dynamics(run: Run, weights: bool = False) -> dict[str, Any]:
     if weights:
         f = lora_file(run)
         if f is not None:
-            from lora_audit.compare.weights import analyse_file, facts
+            from lora_audit.weights import analyse_file, facts
 
             try:
                 out["weights"] = facts(analyse_file(f))

@@ -38,7 +38,7 @@ import numpy as np
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence._io import open_regular
 from lora_audit.evidence.safetensors_header import Header, read_header
-from lora_audit.kohya.epoch_files import epoch_key, epoch_order
+from lora_audit.kohya.epoch_files import epoch_key, epoch_order, series_files
 from lora_audit.kohya.lora_keys import analyse
 
 MAX_TENSOR_BYTES = 1 << 30
@@ -421,3 +421,31 @@ def facts(report: WeightReport) -> dict[str, Any]:
             "median_entropy_rank": s["median_entropy_rank"], "text_encoder_share": s["text_encoder_share"],
             "dead_modules": len(s["dead"]), "nonfinite_modules": len(s["nonfinite"]), "norm": s["norm"],
             "nonfinite_names": s["nonfinite"][:5], "dead_names": s["dead"][:5]}
+
+
+def expand_files(paths: list[str]) -> list[str]:
+    """FILE arguments as ``weights`` takes them: a folder stands for the .safetensors files directly in it, in
+    training order."""
+    expanded: list[str] = []
+    for f in paths:
+        if Path(f).is_dir():
+            found = sorted((str(p) for p in Path(f).glob("*.safetensors") if p.is_file()), key=epoch_order)
+            if not found:
+                raise EvidenceError("no .safetensors file in this folder", f)
+            expanded += found
+        else:
+            expanded.append(f)
+    return expanded
+
+
+def analyse_series(paths: list[str]) -> tuple[dict[str, WeightReport], dict[str, list[dict[str, Any]]]]:
+    """Each file analysed once, and the trajectory of every series with more than one file (by series stem)."""
+    reports = {f: analyse_file(f) for f in dict.fromkeys(paths)}
+    trajectories = {stem: trajectory([reports[f] for f in fs]) for stem, fs in series(list(reports)).items()
+                    if len(fs) > 1}
+    return reports, trajectories
+
+
+def lora_series(lora_paths: list[str]) -> list[str]:
+    """A run's LoRA files with their per-epoch siblings (``name-000001.safetensors`` ...)."""
+    return [f for path in lora_paths for f in series_files(path)]
