@@ -26,6 +26,7 @@ _BLANK_TO_EOL = re.compile(r"[ \t]*(#.*)?(\n|$)")
 _FD = re.compile(r"\d*")  # the file descriptor number of a redirection (2>&1)
 _REDIRECTS = ("<<<", "<<-", "&>>", "<<", ">>", "<>", ">&", "<&", ">|", "&>", ">", "<")
 _PLAIN = re.compile(r"[^ \t\n;&|()<>\\'\"$`]+")  # ordinary characters of an unquoted word
+_EXPANDING = frozenset("\\$`")  # what a double-quoted string or a heredoc body expands
 _PLAIN_DQ = re.compile(r"[^\"\\$`]+")  # ordinary characters inside double quotes
 # a whole bare word (no quote, expansion, escape or assignment) ending at a blank, an operator or the end
 _PLAIN_WORD = re.compile(r"(?![A-Za-z_][A-Za-z0-9_]*\+?=)[^ \t\n;&|()<>\\'\"$`]+(?=[ \t\n;&|()<>]|$)")
@@ -354,25 +355,32 @@ class Lexer:
             if c == '"':
                 self.pos += 1
                 return
-            if c == "\\":
-                nxt = self._peek(1)
-                if nxt in ('$', '`', '"', '\\'):
-                    self._lit(word, nxt, self.pos + 1, quoted=True)
-                    self.pos += 2
-                elif nxt == "\n":
-                    self.pos += 2
-                else:
-                    self._lit(word, "\\", self.pos, quoted=True)
-                    self.pos += 1
-            elif c == "$":
-                self._dollar(word, quoted=True)
-            elif c == "`":
-                self._backtick(word, quoted=True)
-            else:
+            if c in _EXPANDING:
+                self._expanding_step(word, '$`"\\')
+            else:  # the common case, inline: a run of plain characters
                 m = _PLAIN_DQ.match(t, self.pos, self.end)
                 self._lit(word, m.group(0), self.pos, quoted=True)
                 self.pos = m.end()
         raise EvidenceError("unterminated double quote", self.label, self.line_of(start))
+
+    def _expanding_step(self, word: Word, escapable: str) -> None:
+        """At a ``\\``, ``$`` or backtick in text where they expand (a double-quoted string, a heredoc body): ``\\``
+        escapes only the characters in ``escapable`` and joins lines."""
+        c = self.text[self.pos]
+        if c == "\\":
+            nxt = self._peek(1)
+            if nxt and nxt in escapable:
+                self._lit(word, nxt, self.pos + 1, quoted=True)
+                self.pos += 2
+            elif nxt == "\n":
+                self.pos += 2
+            else:
+                self._lit(word, "\\", self.pos, quoted=True)
+                self.pos += 1
+        elif c == "$":
+            self._dollar(word, quoted=True)
+        else:
+            self._backtick(word, quoted=True)
 
     def _dollar(self, word: Word, quoted: bool) -> None:
         t, start = self.text, self.pos
@@ -487,21 +495,8 @@ class Lexer:
         word = Word(parts=[], line=self.line_of(self.pos), quoted=True)
         t = self.text
         while self.pos < self.end:
-            c = t[self.pos]
-            if c == "\\":
-                nxt = self._peek(1)
-                if nxt in ("$", "`", "\\"):
-                    self._lit(word, nxt, self.pos + 1, quoted=True)
-                    self.pos += 2
-                elif nxt == "\n":
-                    self.pos += 2
-                else:
-                    self._lit(word, "\\", self.pos, quoted=True)
-                    self.pos += 1
-            elif c == "$":
-                self._dollar(word, quoted=True)
-            elif c == "`":
-                self._backtick(word, quoted=True)
+            if t[self.pos] in _EXPANDING:
+                self._expanding_step(word, "$`\\")
             else:
                 m = _PLAIN_HEREDOC.match(t, self.pos, self.end)
                 self._lit(word, m.group(0), self.pos, quoted=True)
