@@ -45,6 +45,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
+from lora_audit.kohya.lora_layout import Module
+
 # --- configs (sd-scripts' numbers) ----------------------------------------------------------------------------------
 # library/flux_models.py configs["dev"] (schnell and Chroma have the same block shapes)
 FLUX_DEV = dict(hidden_size=3072, mlp_ratio=4.0, depth=19, depth_single_blocks=38, context_in_dim=4096,
@@ -79,23 +81,11 @@ TEXT_ENCODER_SETS = ("none", "clip", "clip+t5")
 
 
 @dataclass(frozen=True)
-class DitModule:
-    """A wrapped Linear: kohya's LoRA name, its widths, and how many LoRAs kohya merged into it on saving
+class DitModule(Module):
+    """A wrapped Linear of a DiT network (or its text encoders), and how many LoRAs kohya merged into it on saving
     (``split_qkv``: 3 for a double block's qkv, 4 for a single block's linear1; else 1)."""
 
-    name: str
-    in_features: int
-    out_features: int
     splits: int = 1
-    kernel: int = 0
-
-    @property
-    def part(self) -> str:
-        return self.name.split("_", 2)[1]
-
-    @property
-    def is_conv3x3(self) -> bool:
-        return False
 
     def shapes(self, rank: int) -> tuple[list[int], list[int]]:
         r = rank * self.splits
@@ -152,13 +142,13 @@ def flux_modules(*, text_encoders: str = "none", train_blocks: str = "all", spli
                 base = f"{p}_double_blocks_{b}_{s}"
                 if modulation:
                     out.append(DitModule(f"{base}_mod_lin", h, 6 * h))
-                out += [DitModule(f"{base}_attn_qkv", h, 3 * h, 3 if split_qkv else 1),
+                out += [DitModule(f"{base}_attn_qkv", h, 3 * h, splits=3 if split_qkv else 1),
                         DitModule(f"{base}_attn_proj", h, h),
                         DitModule(f"{base}_mlp_0", h, mlp), DitModule(f"{base}_mlp_2", mlp, h)]
     if train_blocks in ("all", "single"):
         for b in range(cfg["depth_single_blocks"]):
             base = f"{p}_single_blocks_{b}"
-            out += [DitModule(f"{base}_linear1", h, 3 * h + mlp, 4 if split_qkv else 1),
+            out += [DitModule(f"{base}_linear1", h, 3 * h + mlp, splits=4 if split_qkv else 1),
                     DitModule(f"{base}_linear2", h + mlp, h)]
             if modulation:
                 out.append(DitModule(f"{base}_modulation_lin", h, 3 * h))
