@@ -223,7 +223,7 @@ def _sgm_unet(cfg: dict, conv: bool) -> list[Module]:
     return mods
 
 
-def _text_encoder(prefix: str, cfg: dict) -> list[Module]:
+def clip_modules(prefix: str, cfg: dict) -> list[Module]:
     """CLIPAttention (k/v/q/out_proj) and CLIPMLP (fc1, fc2) of every encoder layer."""
     h, inter = cfg["hidden_size"], cfg["intermediate_size"]
     mods: list[Module] = []
@@ -242,7 +242,7 @@ def modules(arch: Arch, *, text_encoder: bool = True, unet: bool = True, conv: b
     mods: list[Module] = []
     if text_encoder:
         for prefix, cfg in _TEXT_ENCODERS[arch]:
-            mods += _text_encoder(prefix, cfg)
+            mods += clip_modules(prefix, cfg)
     if unet:
         mods += _sgm_unet(_SDXL_UNET, conv) if arch == "sdxl" else _diffusers_unet(
             _SD2_UNET if arch == "sd2" else _SD15_UNET, conv)

@@ -45,7 +45,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from lora_audit.kohya.lora_layout import Module
+from lora_audit.kohya.lora_layout import Module, clip_modules
 
 # --- configs (sd-scripts' numbers) ----------------------------------------------------------------------------------
 # library/flux_models.py configs["dev"] (schnell and Chroma have the same block shapes)
@@ -95,16 +95,6 @@ class DitModule(Module):
         return self.splits * (self.in_features + self.out_features)
 
 
-def _clip(prefix: str, cfg: dict) -> list[DitModule]:
-    h, inter = cfg["hidden_size"], cfg["intermediate_size"]
-    out: list[DitModule] = []
-    for i in range(cfg["num_hidden_layers"]):
-        base = f"{prefix}_text_model_encoder_layers_{i}"
-        out += [DitModule(f"{base}_self_attn_{x}_proj", h, h) for x in ("k", "v", "q", "out")]
-        out += [DitModule(f"{base}_mlp_fc1", h, inter), DitModule(f"{base}_mlp_fc2", inter, h)]
-    return out
-
-
 def _t5(prefix: str = "lora_te3") -> list[DitModule]:
     """T5Attention (q, k, v, o) and T5DenseGatedActDense (wi_0, wi_1, wo) of every encoder block."""
     d, inner, ff = T5XXL["d_model"], T5XXL["inner_dim"], T5XXL["d_ff"]
@@ -130,7 +120,7 @@ def flux_modules(*, text_encoders: str = "none", train_blocks: str = "all", spli
     mlp = int(h * cfg["mlp_ratio"])
     out: list[DitModule] = []
     if text_encoders in ("clip", "clip+t5"):
-        out += _clip("lora_te1", CLIP_L)
+        out += clip_modules("lora_te1", CLIP_L)
     if text_encoders == "clip+t5":
         out += _t5()
     if not unet:
@@ -176,7 +166,7 @@ def sd3_modules(variant: str = "sd3.5-large", *, text_encoders: str = "none",
     mlp = 4 * h
     out: list[DitModule] = []
     if text_encoders in ("clip", "clip+t5"):
-        out += _clip("lora_te1", CLIP_L) + _clip("lora_te2", CLIP_G)
+        out += clip_modules("lora_te1", CLIP_L) + clip_modules("lora_te2", CLIP_G)
     if text_encoders == "clip+t5":
         out += _t5()
     if not unet:
