@@ -153,3 +153,15 @@ def test_script_and_lora_header_disagree_is_a_conflict(cli, tmp_path):
     sources = {v["source"].rsplit("/", 1)[-1]: v["value"] for v in conflict["values"]}
     assert sources["train.sh:2"] == 32 and any(k.startswith("out.safetensors") and v == 64 for k, v in sources.items())
     assert run["params"]["network_dim"]["value"] == 32  # the invocation keeps the value; the conflict is reported
+
+
+def test_an_error_naming_a_file_with_a_newline_or_escape_in_its_name_is_one_line(tmp_path):
+    """The file name goes into the error as escapes: a newline cannot split the line, nor a terminal escape
+    reach the terminal."""
+    bad = tmp_path / "run\n$(x)\x1b[31m.toml"
+    bad.write_text("network_dim = [[[\n")
+    r = CliRunner().invoke(main, ["inspect", str(bad)])
+    assert r.exit_code == 2
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "run\\n$(x)\\x1b[31m.toml" in lines[0] and "\x1b" not in r.output

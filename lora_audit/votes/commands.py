@@ -6,30 +6,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import webbrowser
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
 import click
 
-from lora_audit.errors import EvidenceError
+from lora_audit.cli_support import one_line_errors
 from lora_audit.votes.store import MODES
-
-
-def _one_line_errors(fn):
-    """EvidenceError -> ``error: <file>[:line]: message`` on stderr, exit code 2 (a traceback only with --debug)."""
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        ctx = click.get_current_context()
-        try:
-            return fn(*args, **kwargs)
-        except EvidenceError as e:
-            if (ctx.find_root().obj or {}).get("debug"):
-                raise
-            click.echo(f"error: {e}", err=True)
-            ctx.exit(2)
-
-    return wrapper
 
 
 @click.command("vote")
@@ -48,7 +31,7 @@ def _one_line_errors(fn):
               help="Serve nothing: cast machine votes from a compare metric (e.g. grid_fit for pixel art).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the start line (or, with --judge, the votes cast) as JSON.")
-@_one_line_errors
+@one_line_errors
 def vote(folder: Path, host: str, port: int, mode: str, voter: str, allow_remote: bool, open_browser: bool,
          judge: str | None, as_json: bool) -> None:
     """Blind voting page over a comparison folder (lora-audit compare --out): the images of one prompt and seed in
