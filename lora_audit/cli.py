@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from lora_audit import __version__
-from lora_audit.cli_support import one_line_errors
+from lora_audit.commands.support import one_line_errors
 from lora_audit.errors import EvidenceError
 
 
@@ -445,11 +445,11 @@ def bisect_log(study, as_json):
 
 def _register_optional() -> None:
     """Commands of the heavy parts register themselves when their modules are present."""
-    from lora_audit.compare.commands import compare
-    from lora_audit.launch.commands import launch, status
-    from lora_audit.train.commands import make_tiny_model, make_toy_dataset, train
-    from lora_audit.votes.commands import vote
-    from lora_audit.votes.stats_commands import export_cmd, stats_cmd
+    from lora_audit.commands.compare import compare
+    from lora_audit.commands.launch import launch, status
+    from lora_audit.commands.train import make_tiny_model, make_toy_dataset, train
+    from lora_audit.commands.vote import vote
+    from lora_audit.commands.stats import export_cmd, stats_cmd
 
     for cmd in (make_tiny_model, make_toy_dataset, train, launch, status, compare, vote, stats_cmd, export_cmd):
         main.add_command(cmd)

@@ -2,7 +2,7 @@
 
 import click
 
-from lora_audit.launch.commands import launch, status
+from lora_audit.commands.launch import launch, status
 
 
 @click.group()

@@ -21,7 +21,7 @@ from click.testing import CliRunner  # noqa: E402
 from PIL import Image  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
-from lora_audit.compare.commands import compare  # noqa: E402
+from lora_audit.commands.compare import compare  # noqa: E402
 from lora_audit.compare.run import run_comparison  # noqa: E402
 from lora_audit.compare.spec import Settings, parse_lora  # noqa: E402
 from train_helpers import tiny_model, toy_dataset, write_config  # noqa: E402
@@ -268,7 +268,7 @@ def test_pixel_grid_fit_finds_the_upscale_factor():
 
 
 def test_command_module_imports_no_heavy_library():
-    code = ("import sys, lora_audit.compare.commands, lora_audit.compare.study; "
+    code = ("import sys, lora_audit.commands.compare, lora_audit.compare.study; "
             "print(sorted(m for m in ('torch', 'diffusers', 'numpy', 'PIL') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stdout.strip() == "[]", r.stderr

@@ -47,7 +47,7 @@ def served(tmp_path):
     _need_browser()
     folder = make_comparison(tmp_path / "cmp", models=MODELS, prompts=["a knight", "a punk"], seeds=[1, 2])
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from lora_audit.votes.commands import vote; vote()", str(folder), "--port", "0",
+        [sys.executable, "-c", "from lora_audit.commands.vote import vote; vote()", str(folder), "--port", "0",
          "--voter", "alice", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     watchdog = threading.Timer(30, proc.kill)  # a server that never says where it listens must not hang the test
     watchdog.start()

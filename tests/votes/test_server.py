@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from starlette.testclient import TestClient
 
 from lora_audit.errors import EvidenceError
-from lora_audit.votes.commands import vote as vote_cmd
+from lora_audit.commands.vote import vote as vote_cmd
 from lora_audit.votes.queue import shown_order
 from lora_audit.votes.server import MAX_NOTES, check_host, create_app
 from lora_audit.votes.store import VoteStore

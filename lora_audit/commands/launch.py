@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from lora_audit.errors import EvidenceError
-from lora_audit.cli_support import one_line_errors
+from lora_audit.commands.support import one_line_errors
 from lora_audit.launch import executor
 from lora_audit.launch.state import FOUND_SLOT, SLURM_SLOT, StudyState, _alive, _busy, bad_state, db_path
 from lora_audit.launch.variants import disk_attempts, study_variants

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from lora_audit.cli_support import one_line_errors
+from lora_audit.commands.support import one_line_errors
 from lora_audit.compare.safety import check_inputs
 from lora_audit.compare.spec import LoraSpec, Settings, parse_lora, parse_seeds, parse_size, read_prompts
 from lora_audit.errors import EvidenceError

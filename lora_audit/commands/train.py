@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from lora_audit.cli_support import one_line_errors
+from lora_audit.commands.support import one_line_errors
 
 _one_line_errors = one_line_errors
 

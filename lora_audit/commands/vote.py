@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from lora_audit.cli_support import one_line_errors
+from lora_audit.commands.support import one_line_errors
 from lora_audit.votes.store import MODES
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from lora_audit.cli_support import one_line_errors
+from lora_audit.commands.support import one_line_errors
 from lora_audit.errors import EvidenceError
 from lora_audit.votes.export import FORMATS, check_out, export
 from lora_audit.votes.stats import folder_stats
