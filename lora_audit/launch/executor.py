@@ -184,6 +184,7 @@ class Launcher:
                            rerun_failed=self.opts.retry_failed or self.opts.retry or bool(self.opts.only))
             self._loop(st, others, lid)
         finally:
+            self._restore_signals()
             st.end_launcher(lid)
         try:
             return summary(st, [v.id for v in self.variants])
@@ -192,10 +193,20 @@ class Launcher:
                 s.close()
 
     def _install_signals(self) -> None:
+        """Ctrl-C / SIGTERM ask the launcher to stop (it cancels its children cleanly); the caller's handlers are
+        saved and put back by :meth:`_restore_signals` (launch called from Python keeps its Ctrl-C). Python only
+        lets the main thread set handlers: elsewhere nothing is installed."""
+        self._saved_signals: dict[int, object] = {}
         if threading.current_thread() is not threading.main_thread():
             return
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: self.stop_requested.set())
+            self._saved_signals[sig] = signal.signal(sig, lambda *_: self.stop_requested.set())
+
+    def _restore_signals(self) -> None:
+        for sig, handler in getattr(self, "_saved_signals", {}).items():
+            # None: the handler was not set from Python; SIG_DFL is the closest we can put back
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)  # type: ignore[arg-type]
+        self._saved_signals = {}
 
     def _loop(self, st: StudyState, others: list[StudyState], lid: str) -> None:
         jobs: dict[int, _Job] = {}

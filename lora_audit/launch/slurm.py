@@ -276,6 +276,7 @@ class SlurmLauncher(executor.Launcher):
             executor.queue_variants(st, self.variants, self.study, self.opts, self.echo, rerun_failed=True)
             self._watch(st, others, lid)
         finally:
+            self._restore_signals()
             st.end_launcher(lid)
         try:
             return executor.summary(st, [v.id for v in self.variants])
