@@ -23,6 +23,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from lora_audit.errors import EvidenceError
+
 # LoRA (network) trainers first, then the full fine-tunes; each script's architecture is in kohya/trainers.py.
 SCRIPTS = [
     "train_network.py", "sdxl_train_network.py", "flux_train_network.py", "sd3_train_network.py",
@@ -276,6 +278,33 @@ def dataset_schema(root: Path) -> dict:
     return {"schemas": schemas, "defaults": defaults}
 
 
+def _git(cwd: Path, *args: str) -> str | None:
+    try:
+        r = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else None
+
+
+def checkout_commit(root: Path) -> str | None:
+    """The sd-scripts commit the folder ``root`` holds, or None when git cannot say.
+
+    ``git -C root rev-parse HEAD`` alone is wrong for a folder that is not the top of its own repository: in an
+    uninitialised submodule, or a copy of sd-scripts inside another repository, git finds the *parent* repository
+    and answers with its HEAD. So: root's own HEAD when root is the top of a work tree (a clone, an initialised
+    submodule); else the commit the parent repository pins root at (the submodule's gitlink); else None."""
+    root = root.resolve()
+    top = _git(root, "rev-parse", "--show-toplevel")
+    if top is None:
+        return None
+    if Path(top).resolve() == root:
+        return _git(root, "rev-parse", "HEAD")
+    line = _git(Path(top), "ls-tree", "HEAD", "--", root.relative_to(Path(top).resolve()).as_posix())
+    fields = line.split() if line else []
+    # "160000 commit <sha>\t<path>": a gitlink; a "tree" is a plain folder of the parent, no commit of sd-scripts
+    return fields[2] if len(fields) >= 3 and fields[1] == "commit" else None
+
+
 def build_catalog(root: Path) -> dict:
     per_script: dict[str, dict[str, dict]] = {}
     for script in SCRIPTS:
@@ -292,14 +321,12 @@ def build_catalog(root: Path) -> dict:
             differs = {k: entry[k] for k in _VARYING if entry[k] != item[k]}
             if differs:
                 item.setdefault("per_script", {})[script] = differs
-    try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                check=True).stdout.strip()
-    except Exception:
-        commit = None
+    if not per_script:
+        raise EvidenceError("no sd-scripts training script here (an uninitialised submodule? run: git submodule "
+                            "update --init sd-scripts)", root)
     return {
         "generator": "python -m lora_audit.kohya.gen_catalog",
-        "sd_scripts_commit": commit,
+        "sd_scripts_commit": checkout_commit(root),
         "scripts": list(per_script),
         "arguments": dict(sorted(merged.items())),
         "dataset_config": dataset_schema(root),
@@ -312,9 +339,16 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "data" / "catalog.json")
     ap.add_argument("--commit", help="sd-scripts commit to record (when the checkout is not a git work tree)")
     a = ap.parse_args(argv)
-    cat = build_catalog(a.sd_scripts)
+    try:
+        cat = build_catalog(a.sd_scripts)
+    except EvidenceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if a.commit:
         cat["sd_scripts_commit"] = a.commit
+    elif cat["sd_scripts_commit"] is None:
+        print(f"warning: {a.sd_scripts}: not a git checkout of sd-scripts, no commit recorded (give --commit SHA)",
+              file=sys.stderr)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(cat, indent=1, sort_keys=False) + "\n", encoding="utf-8")
     print(f"{len(cat['arguments'])} arguments from {', '.join(cat['scripts'])} -> {a.out}")
