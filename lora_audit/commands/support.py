@@ -55,3 +55,11 @@ def one_line_errors(fn):
 
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
+
+
+def one_blas_thread() -> None:
+    """The weight analysis multiplies r×r and r×n matrices, too small for BLAS threads, which only contend: on a busy
+    2-core machine OpenBLAS' default threads made it 50x slower (benchmarks/bench_weights.py). Before numpy loads."""
+    import os
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy's wheels bundle OpenBLAS; torch's threads untouched

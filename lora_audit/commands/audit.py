@@ -1,0 +1,63 @@
+"""``audit``: ranked suspects and a Markdown report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from lora_audit.commands.support import echo_json, one_blas_thread, one_line_errors
+
+
+@click.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option("--good", multiple=True, help="Name of a good run (default: verdicts from run.toml).")
+@click.option("--bad", multiple=True, help="Name of a bad run (default: verdicts from run.toml).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Report path (default: reports/<runs>.md).")
+@click.option("--template", type=click.Path(exists=True, dir_okay=False), help="Your own jinja2 template.")
+@click.option("--date", "report_date", help="Date printed in the report (YYYY-MM-DD; default today).")
+@click.option("--study", type=click.Path(file_okay=False), default=None,
+              help="A study folder: its comparisons (lora-audit compare --study) are linked, with their win rates.")
+@click.option("--compare", "compare_dirs", multiple=True, type=click.Path(file_okay=False),
+              help="A comparison folder (lora-audit compare --out) to link, with its win rates; overrides the "
+                   "study's. Repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings and the diff as JSON (no report).")
+@click.option("--weights", "with_weights", is_flag=True,
+              help="Also analyse each run's LoRA weights (effective rank, NaN/dead modules; needs the ml extra).")
+@one_line_errors
+def audit(runs, good, bad, out, template, report_date, study, compare_dirs, as_json, with_weights=False) -> None:
+    """Diagnose RUNS (folders, or one folder of run folders): ranked suspects and a Markdown report."""
+    from lora_audit.audit import audit as run_audit, check_report_path, default_report_path
+    from lora_audit.evidence import load_runs
+    from lora_audit.report.markdown import render_audit
+    from lora_audit.compare.study import study_comparisons
+    from lora_audit.votes.summary import link_comparison
+
+    if with_weights:
+        one_blas_thread()
+    result = run_audit(load_runs(list(runs)), list(good) or None, list(bad) or None, weights=with_weights)
+    if report_date:
+        result.date = report_date
+    path = Path(out) if out else default_report_path(list(runs))
+    # --compare overrides; else every comparison of the study, wherever compare --study wrote it
+    folders = [Path(c) for c in compare_dirs] if compare_dirs else (study_comparisons(study) if study else [])
+    if not as_json:
+        check_report_path(path, list(runs), result.runs, folders)
+    result.comparisons = [link_comparison(f, path) for f in dict.fromkeys(folders)]
+    if as_json:
+        echo_json(result.to_json())
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_audit(result, template), encoding="utf-8")
+    for p in result.pairs:
+        top = [f for f in p.findings if f.level == "primary"]
+        unknown = len(p.diff.effective_changes()) - len(p.diff.known_changes())
+        click.echo(f"{p.good} -> {p.bad}: {len(p.diff.known_changes())} effective changes, {p.nominal} nominal, "
+                   f"{unknown} unknown; primary suspects: " + (", ".join(
+                       dict.fromkeys(x for f in top for x in f.params)) or "none"))
+    for c in result.comparisons:
+        click.echo(f"comparison {c.folder}: {c.images} images, {c.human_votes} human / {c.machine_votes} machine "
+                   f"votes" + (f"; furthest from base: {c.furthest}" if c.furthest else ""))
+        for sentence in c.sentences:
+            click.echo(f"  {sentence}")
+    click.echo(f"report: {path}")

@@ -1,0 +1,116 @@
+"""``inspect``, ``infer-dim`` and ``diff``: read runs' evidence, fit a file size, compare runs."""
+
+from __future__ import annotations
+
+
+import click
+
+from lora_audit.commands.support import echo_json, one_blas_thread, one_line_errors
+from lora_audit.errors import EvidenceError
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--all", "show_all", is_flag=True, help="Also show parameters at kohya's defaults.")
+@click.option("--weights", "with_weights", is_flag=True,
+              help="Also analyse the runs' LoRA files' weights (lora-audit weights; needs numpy, the ml extra).")
+@one_line_errors
+def inspect(paths: tuple[str, ...], as_json: bool, show_all: bool, with_weights: bool = False) -> None:
+    """Read the evidence of each run (a folder or a file) into kohya parameters with provenance."""
+    from lora_audit.evidence import load_runs
+    from lora_audit.report.console import render_run
+
+    runs = load_runs(list(paths), unique=False)  # the one discovery rule: a folder of runs shows each run
+    weights, trajectories = {}, {}
+    if with_weights:
+        one_blas_thread()
+        from lora_audit.weights import analyse_series, lora_series
+
+        for r in runs:
+            reports, trajectories[r.name] = analyse_series(
+                lora_series([e.path for e in r.evidence if e.kind == "safetensors"]))
+            weights[r.name] = [rep.to_json(modules=as_json) for rep in reports.values()]
+    from lora_audit.curves import curve_facts, run_curves
+
+    curves = {r.name: c for r in runs if (c := run_curves(r.path)) is not None}  # TensorBoard events / avr_loss logs
+
+    def scheduler(r):
+        p = r.params.get("lr_scheduler")
+        return p.value if p is not None else None
+
+    if as_json:
+        echo_json({"runs": [r.to_json() | ({"weights": weights[r.name], "weights_trajectories": trajectories[r.name]}
+                                             if with_weights else {})
+                             | ({"curves": curves[r.name].to_json(),
+                                 "curve_facts": curve_facts(curves[r.name], scheduler(r))} if r.name in curves else {})
+                             for r in runs]})
+        return
+    texts = [render_run(r, show_all) for r in runs]
+    if curves:
+        from lora_audit.report.weights_text import render_curve_facts
+
+        texts = [t + ("\n" + render_curve_facts(curve_facts(curves[r.name], scheduler(r))) if r.name in curves else "")
+                 for t, r in zip(texts, runs)]
+    if with_weights:
+        from lora_audit.report.weights_text import render_trajectory, render_weights
+
+        texts = [t + "\n\nweights:\n" + ("\n\n".join([render_weights(w, blocks=False) for w in weights[r.name]]
+                                                     + [render_trajectory(stem, rows)
+                                                        for stem, rows in trajectories[r.name].items()])
+                                          or "no LoRA file in this run's evidence") for t, r in zip(texts, runs)]
+    click.echo("\n\n".join(texts))
+
+
+
+@click.command("infer-dim")
+@click.argument("size")
+@click.option("--arch", type=click.Choice(["sd15", "sd2", "sdxl", "flux", "sd3", "lumina", "hunyuan_image", "anima"]),
+              help="Architecture, if known.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--limit", default=10, show_default=True, help="Candidates to show (text output).")
+@one_line_errors
+def infer_dim(size: str, arch: str | None, as_json: bool, limit: int) -> None:
+    """List every (network_dim, save precision, text encoder, conv dim) a LoRA file SIZE fits, best first."""
+    from lora_audit.kohya.filesize import candidates
+    from lora_audit.report.console import table
+
+    try:
+        cands = candidates(size, arch)
+    except ValueError as e:
+        raise EvidenceError(str(e)) from None
+    if as_json:
+        echo_json({"candidates": [c.model_dump() for c in cands]})
+        return
+    if not cands:
+        click.echo(f"no kohya LoRA layout fits {size}")
+        return
+    dit = any(c.layout for c in cands[:limit])
+    rows = [[c.arch, c.network_dim, c.save_precision, "yes" if c.text_encoder else "no", c.conv_dim or "-",
+             f"{c.expected_bytes:,}", f"{c.delta_bytes:+,}"] + ([c.layout or "-"] if dit else [])
+            for c in cands[:limit]]
+    click.echo(table(rows, ["arch", "dim", "precision", "text encoder", "conv dim", "expected bytes", "delta"]
+                     + (["layout (DiT)"] if dit else [])))
+    if len(cands) > limit:
+        click.echo(f"... {len(cands) - limit} more (--limit, --json)")
+
+
+@click.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option("--all", "show_all", is_flag=True, help="Also list the parameters that stayed the same.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@one_line_errors
+def diff(runs: tuple[str, ...], show_all: bool, as_json: bool) -> None:
+    """Every parameter that differs between RUNS (the first is the baseline), grouped by category."""
+    from lora_audit.diff import diff_runs
+    from lora_audit.evidence import load_runs
+    from lora_audit.report.console import render_diff
+
+    loaded = load_runs(list(runs))
+    if len(loaded) < 2:
+        raise EvidenceError(f"diff needs at least two runs, got {len(loaded)} ({', '.join(runs)})")
+    d = diff_runs(loaded, include_same=show_all)
+    if as_json:
+        echo_json(d.to_json())
+        return
+    click.echo(render_diff(d))
