@@ -196,16 +196,15 @@ class Launcher:
         """Ctrl-C / SIGTERM ask the launcher to stop (it cancels its children cleanly); the caller's handlers are
         saved and put back by :meth:`_restore_signals` (launch called from Python keeps its Ctrl-C). Python only
         lets the main thread set handlers: elsewhere nothing is installed."""
-        self._saved_signals: dict[int, object] = {}
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._saved_signals[sig] = signal.signal(sig, lambda *_: self.stop_requested.set())
+        main = threading.current_thread() is threading.main_thread()
+        self._saved_signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM) if main}
+        for sig in self._saved_signals:
+            signal.signal(sig, lambda *_: self.stop_requested.set())
 
     def _restore_signals(self) -> None:
         for sig, handler in getattr(self, "_saved_signals", {}).items():
             # None: the handler was not set from Python; SIG_DFL is the closest we can put back
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)  # type: ignore[arg-type]
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
         self._saved_signals = {}
 
     def _loop(self, st: StudyState, others: list[StudyState], lid: str) -> None:
