@@ -14,7 +14,6 @@ study's files are rendered first, then written only if none of the files they re
 from __future__ import annotations
 
 import hashlib
-import json
 import shlex
 import sys
 import tomllib
@@ -33,6 +32,7 @@ from lora_audit.errors import EvidenceError
 from lora_audit.evidence._io import read_text as read_evidence
 from lora_audit.kohya.catalog import CATEGORIES, catalog, category
 from lora_audit.model import Run
+from lora_audit.study_model import Study, Variant
 
 _NOT_WRITTEN = _NOT_CONFIG | {"config_file", "dataset_config", "output_config"}
 # files the tool writes in a variant folder: a user's script by one of these names is copied under another
@@ -377,7 +377,7 @@ def render_variants(variants: list[VariantSpec], runs: dict[str, Run], out: Path
         record["runner"] = RUNNER
         record["run_dir"] = run_dir_of(run, lay)  # where the runner runs kohya (relative paths resolve there)
         record["edited_script"] = script_copy
-        files[f"{v.id}/variant.json"] = (json.dumps(record, indent=2, default=str) + "\n", False)
+        files[f"{v.id}/variant.json"] = (Variant.model_validate(record).to_text(), False)
     return files
 
 
@@ -453,16 +453,9 @@ def write_study(plan: AblationPlan, runs: dict[str, Run], out: Path, backend: st
             raise EvidenceError(f"{STUDY_FILE} belongs to another study ({comment_text(old.good)} vs "
                                 f"{comment_text(', '.join(old.bad))}); choose another --out", str(out / STUDY_FILE))
     files = render_variants(plan.variants + list(also), runs, out, backend, sd_scripts, log, reuse_baseline=False)
-    doc = tomlkit.document()
-    doc.add(tomlkit.comment("lora-audit study: the runs compared, the strategy, the backend"))
-    doc["good"] = plan.good
-    doc["bad"] = plan.bad
-    doc["strategy"] = plan.strategy
-    doc["backend"] = backend
-    doc["sd_scripts"] = sd_scripts
-    doc["log"] = log
-    doc["variants"] = [v.id for v in plan.variants]
-    doc["runs"] = {name: str(Path(r.path).resolve()) if r.path else "" for name, r in runs.items()}
+    doc = Study(good=plan.good, bad=plan.bad, strategy=plan.strategy, backend=backend, sd_scripts=sd_scripts,
+                log=log, variants=[v.id for v in plan.variants],
+                runs={name: str(Path(r.path).resolve()) if r.path else "" for name, r in runs.items()}).document()
     tomllib.loads(tomlkit.dumps(doc))  # what we write must parse
     commit(out, files, force, study_doc=doc)
     return [out / v.id for v in plan.variants]

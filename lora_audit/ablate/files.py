@@ -9,7 +9,8 @@
   symlink the user put there), after checking that no file about to be replaced was edited since lora-audit wrote
   it: the sha256 of each written file is kept in ``study.toml`` (``[written]``), and study.toml itself ends with the
   sha256 of its own text. An edited file is listed and nothing is written, unless ``force``.
-- ``read_study_meta``: study.toml read back with its shape checked; any damage is one line.
+- ``read_text`` / ``parse_toml``: a study file read back capped and checked; any damage is one line
+  (``lora_audit.study_model.load_study`` reads study.toml with them).
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ import re
 import tomllib
 import unicodedata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import tomlkit
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence._io import read_bytes
@@ -106,22 +106,6 @@ def check_out(out: Path, inputs: list[str | Path]) -> None:
 
 
 # --- study.toml ----------------------------------------------------------------------------------------------------
-class StudyMeta(BaseModel):
-    """What lora-audit reads back from study.toml (other keys are kept and ignored)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    good: str
-    bad: list[str] = Field(default_factory=list)
-    strategy: str = ""
-    backend: Literal["kohya", "builtin"] = "kohya"
-    sd_scripts: str = "sd-scripts"
-    log: bool = False  # every variant gets a logging_dir (ablate --log)
-    variants: list[str] = Field(default_factory=list)
-    runs: dict[str, str] = Field(default_factory=dict)
-    written: dict[str, str] = Field(default_factory=dict)
-
-
 def read_text(path: Path, what: str) -> str:
     """A study file's text (regular file, capped, UTF-8): one line on any damage."""
     data = read_bytes(path, str(path), STUDY_CAP)
@@ -141,20 +125,11 @@ def parse_toml(text: str, path: Path, what: str = "a TOML file") -> dict:
                             str(path)) from None
 
 
-def read_study_meta(study: Path) -> StudyMeta:
-    path = Path(study) / STUDY_FILE
-    if not path.is_file():
-        raise EvidenceError("not a study folder (no study.toml): write one with `lora-audit ablate`", str(study))
-    data = parse_toml(read_text(path, "study.toml"), path, "study.toml")
-    try:
-        meta = StudyMeta.model_validate(data)
-    except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"]) or "(top)"
-        raise EvidenceError(f"study.toml is damaged: {comment_text(loc)}: {err['msg']}", str(path)) from None
-    for vid in meta.variants:
-        check_id(vid, str(path))
-    return meta
+def read_study_meta(study: Path):
+    """study.toml of a study ``ablate`` wrote (it names its good run): ``lora_audit.study_model.load_study``."""
+    from lora_audit.study_model import load_study
+
+    return load_study(study, need_good=True)
 
 
 def _sha(data: bytes) -> str:

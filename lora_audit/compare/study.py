@@ -1,4 +1,4 @@
-"""``--study runs/<study>``: the base model, prompts and LoRAs of an ablation study (stdlib only).
+"""``--study runs/<study>``: the base model, prompts and LoRAs of an ablation study (no torch: stdlib and the study models).
 
 A study (lora_audit.ablate.emit.write_study) has study.toml (``variants``) and one folder per variant whose
 config.toml names ``output_dir`` and ``output_name`` (relative to the variant folder: the runner passes it so), and
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from lora_audit.compare.spec import LoraSpec
 from lora_audit.errors import EvidenceError
+from lora_audit.study_model import load_study, load_variant
 
 
 @dataclass
@@ -48,14 +49,12 @@ def sample_prompts(path: Path) -> list[str]:
 
 def study_inputs(study: Path, epochs: bool = False, strengths: tuple[float, ...] = (1.0,)) -> StudyInputs:
     study = Path(study)
-    meta = _toml(study / "study.toml") if (study / "study.toml").is_file() else None
-    if meta is None:
-        raise EvidenceError("not a study folder (no study.toml): make one with `lora-audit ablate`", str(study))
+    meta = load_study(study)
     base: Path | None = None
-    prompts: list[str] = list(meta.get("prompts", []))
+    prompts: list[str] = list(meta.prompts)
     loras: list[LoraSpec] = []
     missing: list[str] = []
-    ids = [str(v) for v in meta.get("variants", [])]
+    ids = list(meta.variants)
     if (study / "bisect.json").is_file():  # a bisection's variants are written round by round
         from lora_audit.ablate.study import load
 
@@ -111,8 +110,8 @@ def _from_evidence(d: Path, cfg: dict) -> tuple[str | None, str | None]:
     from lora_audit.evidence.run import load_run
 
     values = {k: cfg.get(k) for k in ("pretrained_model_name_or_path", "sample_prompts")}
-    record = _record(d)
-    script = record.get("edited_script")
+    record = load_variant(d)
+    script = record.edited_script if record else None
     # the script alone (it names the config it runs with), never the folder: output/ holds the trained LoRAs
     evidence = d / script if isinstance(script, str) and script and "/" not in script and "\\" not in script \
         else d / "config.toml"
@@ -129,23 +128,13 @@ def _from_evidence(d: Path, cfg: dict) -> tuple[str | None, str | None]:
             str(values["sample_prompts"]) if values["sample_prompts"] else None)
 
 
-def _record(d: Path) -> dict:
-    """The variant's variant.json ({} when absent or damaged: the variant is then read from config.toml)."""
-    import json
-
-    try:
-        record = json.loads((d / "variant.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return {}
-    return record if isinstance(record, dict) else {}
-
-
 def _inputs_dir(d: Path) -> Path:
     """Where the variant's relative input paths (base model, prompts) resolve: the runner runs kohya in the run's
     own folder (variant.json ``run_dir``, ablate.emit.runner_script); studies written before it ran in the
     variant folder. Outputs are always the variant's own (the runner passes an absolute --output_dir)."""
-    run_dir = _record(d).get("run_dir")
-    return Path(run_dir) if isinstance(run_dir, str) and run_dir and Path(run_dir).is_dir() else d
+    record = load_variant(d)
+    run_dir = record.run_dir if record else None
+    return Path(run_dir) if run_dir and Path(run_dir).is_dir() else d
 
 
 def _resolve(folder: Path, value: str) -> Path:

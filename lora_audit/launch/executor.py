@@ -15,7 +15,6 @@ import signal
 import subprocess
 import threading
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -26,6 +25,8 @@ from lora_audit.launch.procs import die_with_parent, kill_orphans, marker, signa
 from lora_audit.launch.state import Attempt, StudyState, db_path
 from lora_audit.launch.variants import (Variant, complete_outputs, disk_attempts, final_output, find_outputs,
                                         link_outputs, select, set_aside, study_variants, trained_elsewhere)
+from lora_audit.study_model import load_study
+
 
 @dataclass
 class Slot:
@@ -118,10 +119,8 @@ class Launcher:
         need = [v for v in self.variants if needs_kohya(v)]
         if not need:
             return None
-        meta = study_meta(self.study)
         env = kohya_env.resolve(sorted({v.script for v in need if v.script}), self.opts.sd_scripts,
-                                self.opts.python, meta.get("sd_scripts") if isinstance(meta.get("sd_scripts"), str)
-                                else None, self.opts.global_sd_scripts)
+                                self.opts.python, load_study(self.study).sd_scripts, self.opts.global_sd_scripts)
         if self.opts.check_python:
             kohya_env.check(env)
         self.kohya = env
@@ -390,13 +389,6 @@ def _rel(path: Path, study: Path) -> str:
         return str(path.relative_to(study))
     except ValueError:
         return str(path)
-
-
-def study_meta(study: Path) -> dict:
-    try:
-        return tomllib.loads((Path(study) / "study.toml").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def needs_kohya(v: Variant) -> bool:

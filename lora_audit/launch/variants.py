@@ -3,7 +3,6 @@ hashes (variant.json), their outputs, and outputs linked from an attempt that tr
 
 from __future__ import annotations
 
-import json
 import re
 import tomllib
 from dataclasses import dataclass
@@ -11,6 +10,8 @@ from pathlib import Path
 
 from lora_audit.errors import EvidenceError
 from lora_audit.launch.state import Attempt, StudyState
+from lora_audit.study_model import Variant as VariantRecord
+from lora_audit.study_model import load_study, load_variant
 
 OUTPUT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
 
@@ -28,14 +29,7 @@ class Variant:
 def study_variants(study: Path) -> list[Variant]:
     """The variants of a study folder: study.toml's list, plus the current bisect round's when there is one."""
     study = Path(study)
-    meta_file = study / "study.toml"
-    if not meta_file.is_file():
-        raise EvidenceError("not a study folder (no study.toml): write one with `lora-audit ablate`", str(study))
-    try:
-        meta = tomllib.loads(meta_file.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise EvidenceError(f"invalid TOML: {e}", str(meta_file)) from None
-    ids = [str(v) for v in meta.get("variants", [])]
+    ids = list(load_study(study).variants)
     if (study / "bisect.json").is_file():
         from lora_audit.ablate import bisect as bis
         from lora_audit.ablate.study import load
@@ -44,27 +38,16 @@ def study_variants(study: Path) -> list[Variant]:
     out = []
     for vid in ids:
         folder = study / vid
-        runner = _record(folder).get("runner")
-        runner = runner if isinstance(runner, str) and runner in ("lora-audit-run.sh", "train.sh") else "train.sh"
-        if not (folder / runner).is_file():
-            raise EvidenceError(f"variant {vid} has no {runner}", str(folder))
-        script = _record(folder).get("script")
-        out.append(Variant(vid, folder, config_hash(folder), script if isinstance(script, str) else None, runner))
+        record = load_variant(folder) or VariantRecord()
+        if not (folder / record.runner_file).is_file():
+            raise EvidenceError(f"variant {vid} has no {record.runner_file}", str(folder))
+        out.append(Variant(vid, folder, record.hash, record.script, record.runner_file))
     return out
 
 
 def config_hash(folder: Path) -> str | None:
-    value = _record(folder).get("hash")
-    return value if isinstance(value, str) else None
-
-
-def _record(folder: Path) -> dict:
-    """variant.json, or {} when it is missing or not a JSON object."""
-    try:
-        data = json.loads((folder / "variant.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    record = load_variant(folder)
+    return record.hash if record else None
 
 
 def select(variants: list[Variant], only: list[str] | None) -> list[Variant]:
@@ -156,13 +139,10 @@ def final_output(folder: Path) -> Path:
             values.update(value if isinstance(value, dict) else {key: value})
     except (OSError, ValueError):
         pass
-    try:
-        record = json.loads((folder / "variant.json").read_text(encoding="utf-8"))
-        if isinstance(record, dict):
-            values.update({k: record[k] for k in ("output_dir", "output_name", "save_model_as")
-                           if isinstance(record.get(k), str)})
-    except (OSError, ValueError):
-        pass
+    record = load_variant(folder)
+    if record is not None:
+        values.update({k: getattr(record, k) for k in ("output_dir", "output_name", "save_model_as")
+                       if getattr(record, k) is not None})
     out_dir = values.get("output_dir") if isinstance(values.get("output_dir"), str) else "output"
     name = values.get("output_name") if isinstance(values.get("output_name"), str) else "last"
     ext = values.get("save_model_as") if values.get("save_model_as") in ("ckpt", "pt", "safetensors") else \
