@@ -14,6 +14,7 @@ from lora_audit.errors import EvidenceError
 from lora_audit.kohya.catalog import CATEGORIES
 from lora_audit.model import Run
 from lora_audit.rules.engine import Finding, find_suspects
+from lora_audit.sd_scripts_version import VersionChange, version_changes
 from lora_audit.votes.summary import ComparisonLink
 
 
@@ -26,6 +27,8 @@ class Pair(BaseModel):
     nominal: int
     same: list[str]  # parameters set explicitly in both runs to the same value
     recommendations: list[str]
+    # sd_scripts_commit differs: how far apart, with a checkout (sd_scripts_version.VersionChange)
+    version: VersionChange | None = None
 
 
 class Audit(BaseModel):
@@ -39,6 +42,10 @@ class Audit(BaseModel):
     comparisons: list[ComparisonLink] = Field(default_factory=list)  # image comparisons of the study, with votes
     # run -> what training did: loss-curve facts, weight facts (rules/dynamics.py); only runs that have any
     dynamics: dict[str, dict] = Field(default_factory=dict)
+    # the loss overlay PNG next to the report (report.plots.audit_loss_plot), as the report links it, or why not
+    loss_plot: str | None = None
+    loss_plot_note: str | None = None
+    loss_plot_smoothing: str | None = None
 
     def to_json(self) -> dict:
         return {
@@ -117,8 +124,9 @@ def _recommendations(pair_findings: list[Finding], good: Run, bad: Run, diff: Ru
 
 
 def audit(runs: list[Run], good: list[str] | None = None, bad: list[str] | None = None,
-          weights: bool = False) -> Audit:
-    """``weights``: also analyse each run's LoRA file (numpy, the ml extra); loss curves are always read."""
+          weights: bool = False, sd_scripts: str | Path | None = None) -> Audit:
+    """``weights``: also analyse each run's LoRA file (numpy, the ml extra); loss curves are always read.
+    ``sd_scripts``: a checkout in which to count the commits between two runs' ``sd_scripts_commit``."""
     if len(runs) < 2:
         raise EvidenceError(f"an audit needs at least two runs, got {len(runs)}")
     g, b = _choose(runs, good, bad)
@@ -136,6 +144,13 @@ def audit(runs: list[Run], good: list[str] | None = None, bad: list[str] | None 
                 continue
             d = diff_runs([by[gn], by[bn]], include_same=True)
             findings = dynamics_findings(by[gn], by[bn], dynamics[gn], dynamics[bn], find_suspects(by[gn], by[bn], d))
+            version = next(iter(version_changes([by[gn], by[bn]], sd_scripts)), None)
+            if version is not None and version.commits is not None:
+                for f in findings:
+                    if f.params == ["sd_scripts_commit"] and f.kind == "change":
+                        f.rationale += (f" sd-scripts {version.summary()}" + (": " + "; ".join(
+                            f"{c.sha[:10]} {c.subject}" for c in version.training_commits[:5]) if
+                            version.training_commits else "") + ".")
             eff = d.effective_changes()
             counts = Counter(c.category for c in eff if c.kind != "unknown")
             same = [c.param for c in d.changes if c.kind == "same" and not c.nominal
@@ -143,7 +158,7 @@ def audit(runs: list[Run], good: list[str] | None = None, bad: list[str] | None 
             pairs.append(Pair(good=gn, bad=bn, diff=d, findings=findings,
                               counts={k: counts[k] for k in CATEGORIES if counts[k]},
                               nominal=len(d.nominal_changes()), same=same,
-                              recommendations=_recommendations(findings, by[gn], by[bn], d)))
+                              recommendations=_recommendations(findings, by[gn], by[bn], d), version=version))
     missing = {r.name: [k for k, p in r.params.items() if p.origin == "unknown"] for r in runs}
     return Audit(date=date.today().isoformat(), runs=runs, good=g, bad=b, overview=overview, pairs=pairs,
                  missing={k: v for k, v in missing.items() if v},

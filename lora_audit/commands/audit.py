@@ -24,18 +24,25 @@ from lora_audit.commands.support import echo_json, one_blas_thread, one_line_err
 @click.option("--json", "as_json", is_flag=True, help="Print the findings and the diff as JSON (no report).")
 @click.option("--weights", "with_weights", is_flag=True,
               help="Also analyse each run's LoRA weights (effective rank, NaN/dead modules; needs the ml extra).")
+@click.option("--sd-scripts", "sd_scripts", type=click.Path(file_okay=False), default=None,
+              help="An sd-scripts git checkout: count the commits between two runs' sd_scripts_commit and list those "
+                   "touching training code (default: the global --sd-scripts, $LORA_AUDIT_SD_SCRIPTS, the submodule).")
 @one_line_errors
-def audit(runs, good, bad, out, template, report_date, study, compare_dirs, as_json, with_weights=False) -> None:
+def audit(runs, good, bad, out, template, report_date, study, compare_dirs, as_json, with_weights=False,
+          sd_scripts=None) -> None:
     """Diagnose RUNS (folders, or one folder of run folders): ranked suspects and a Markdown report."""
     from lora_audit.audit import audit as run_audit, check_report_path, default_report_path
     from lora_audit.evidence import load_runs
     from lora_audit.report.markdown import render_audit
+    from lora_audit.sd_scripts_version import checkout
     from lora_audit.compare.study import study_comparisons
     from lora_audit.votes.summary import link_comparison
 
     if with_weights:
         one_blas_thread()
-    result = run_audit(load_runs(list(runs)), list(good) or None, list(bad) or None, weights=with_weights)
+    result = run_audit(load_runs(list(runs)), list(good) or None, list(bad) or None, weights=with_weights,
+                       sd_scripts=checkout(sd_scripts, (click.get_current_context().find_root().obj or {}).get(
+                           "sd_scripts")))
     if report_date:
         result.date = report_date
     path = Path(out) if out else default_report_path(list(runs))
@@ -48,6 +55,9 @@ def audit(runs, good, bad, out, template, report_date, study, compare_dirs, as_j
         echo_json(result.to_json())
         return
     path.parent.mkdir(parents=True, exist_ok=True)
+    from lora_audit.report.plots import audit_loss_plot
+
+    png = audit_loss_plot(result, path)
     path.write_text(render_audit(result, template), encoding="utf-8")
     for p in result.pairs:
         top = [f for f in p.findings if f.level == "primary"]
@@ -55,9 +65,13 @@ def audit(runs, good, bad, out, template, report_date, study, compare_dirs, as_j
         click.echo(f"{p.good} -> {p.bad}: {len(p.diff.known_changes())} effective changes, {p.nominal} nominal, "
                    f"{unknown} unknown; primary suspects: " + (", ".join(
                        dict.fromkeys(x for f in top for x in f.params)) or "none"))
+        if p.version is not None:
+            click.echo("  " + p.version.lines(0)[0])
     for c in result.comparisons:
         click.echo(f"comparison {c.folder}: {c.images} images, {c.human_votes} human / {c.machine_votes} machine "
                    f"votes" + (f"; furthest from base: {c.furthest}" if c.furthest else ""))
         for sentence in c.sentences:
             click.echo(f"  {sentence}")
+    if png is not None or result.loss_plot_note:
+        click.echo(f"loss plot: {png}" if png is not None else f"loss plot: {result.loss_plot_note}")
     click.echo(f"report: {path}")

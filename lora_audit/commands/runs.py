@@ -99,8 +99,11 @@ def infer_dim(size: str, arch: str | None, as_json: bool, limit: int) -> None:
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
 @click.option("--all", "show_all", is_flag=True, help="Also list the parameters that stayed the same.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--sd-scripts", "sd_scripts", type=click.Path(file_okay=False), default=None,
+              help="An sd-scripts git checkout: count the commits between the runs' sd_scripts_commit and list those "
+                   "touching training code (default: the global --sd-scripts, $LORA_AUDIT_SD_SCRIPTS, the submodule).")
 @one_line_errors
-def diff(runs: tuple[str, ...], show_all: bool, as_json: bool) -> None:
+def diff(runs: tuple[str, ...], show_all: bool, as_json: bool, sd_scripts: str | None = None) -> None:
     """Every parameter that differs between RUNS (the first is the baseline), grouped by category."""
     from lora_audit.diff import diff_runs
     from lora_audit.evidence import load_runs
@@ -110,7 +113,13 @@ def diff(runs: tuple[str, ...], show_all: bool, as_json: bool) -> None:
     if len(loaded) < 2:
         raise EvidenceError(f"diff needs at least two runs, got {len(loaded)} ({', '.join(runs)})")
     d = diff_runs(loaded, include_same=show_all)
+    from lora_audit.sd_scripts_version import checkout, version_changes
+
+    versions = version_changes(loaded, checkout(sd_scripts, (click.get_current_context().find_root().obj or {}).get(
+        "sd_scripts")))
     if as_json:
-        echo_json(d.to_json())
+        echo_json({**d.to_json(), "sd_scripts_versions": [v.model_dump() for v in versions]})
         return
     click.echo(render_diff(d))
+    for v in versions:
+        click.echo("\n".join(v.lines()))

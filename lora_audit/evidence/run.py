@@ -321,6 +321,9 @@ def _load(path: Path, name: str | None, command: tuple[str | Path, int] | None, 
                 pass
         if e.facts.get("datasets") and "datasets" not in run.facts:
             run.facts["datasets"] = e.facts["datasets"]
+        for key in ("training_started_at", "training_finished_at"):  # LoRA metadata (ss_training_*_at)
+            if isinstance(e.facts.get(key), (int, float)) and key not in run.facts:
+                run.facts[key] = e.facts[key]
     dataset = meta.get("dataset", {}) if isinstance(meta.get("dataset"), dict) else {}
     if isinstance(dataset.get("images"), int):
         run.facts["image_count"] = dataset["images"]
