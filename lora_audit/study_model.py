@@ -110,6 +110,7 @@ class Variant(BaseModel):
     output_dir: str | None = None  # override config.toml's (hand-made variants)
     output_name: str | None = None
     save_model_as: str | None = None
+    sd_scripts_commit: str | None = None  # launch trains it from a git worktree of the checkout at this commit
 
     def to_text(self) -> str:
         return json.dumps(self.model_dump(mode="json", by_alias=True, exclude_unset=True), indent=2,

@@ -34,7 +34,8 @@ from lora_audit.kohya.catalog import CATEGORIES, catalog, category
 from lora_audit.model import Run
 from lora_audit.study_model import Study, Variant
 
-_NOT_WRITTEN = _NOT_CONFIG | {"config_file", "dataset_config", "output_config"}
+# sd_scripts_commit is no kohya argument: a variant pins it through the checkout launch runs (variant.json)
+_NOT_WRITTEN = _NOT_CONFIG | {"config_file", "dataset_config", "output_config", "sd_scripts_commit"}
 # files the tool writes in a variant folder: a user's script by one of these names is copied under another
 _TOOL_FILES = {"config.toml", "dataset.toml", "variant.json", RUNNER, "script-not-edited.txt"}
 
@@ -333,6 +334,7 @@ def render_variants(variants: list[VariantSpec], runs: dict[str, Run], out: Path
     out = Path(out)
     files: dict[str, tuple[str, bool]] = {}
     bases: dict[str, tuple[str, str | None, str, Layout, bool]] = {}
+    pin = backend == "kohya" and _version_differs(runs)
     for v in variants:
         check_id(v.id, "variant")
         run = runs[v.baseline]
@@ -377,8 +379,27 @@ def render_variants(variants: list[VariantSpec], runs: dict[str, Run], out: Path
         record["runner"] = RUNNER
         record["run_dir"] = run_dir_of(run, lay)  # where the runner runs kohya (relative paths resolve there)
         record["edited_script"] = script_copy
+        if pin and (commit := _variant_commit(v, run)):
+            record["sd_scripts_commit"] = commit  # launch runs it from a git worktree at this commit
         files[f"{v.id}/variant.json"] = (Variant.model_validate(record).to_text(), False)
     return files
+
+
+def _hex(value: Any) -> bool:
+    s = str(value) if value is not None else ""
+    return 7 <= len(s) <= 40 and all(c in "0123456789abcdefABCDEF" for c in s)
+
+
+def _version_differs(runs: dict[str, Run]) -> bool:
+    """The runs were trained on different sd-scripts commits: then every variant pins its own (the baseline's, or
+    the one its change sets), so that a variant without the version change does not train on whatever the checkout
+    holds today."""
+    return len({str(c) for r in runs.values() if _hex(c := r.value("sd_scripts_commit"))}) > 1
+
+
+def _variant_commit(v: VariantSpec, run: Run) -> str | None:
+    commit = next((c.to for c in v.changes if c.param == "sd_scripts_commit"), run.value("sd_scripts_commit"))
+    return str(commit) if _hex(commit) else None
 
 
 def write_variants(variants: list[VariantSpec], runs: dict[str, Run], out: Path, backend: str = "kohya",

@@ -377,6 +377,10 @@ def plan(good: Run, bads: list[Run], strategy: str = "ofat", sweeps: list[str] |
         why = excluded + [f"{x.id}: {x.reason}" for x in skipped if x.kind == "inert"] + notes
         raise EvidenceError(f"nothing to ablate: {good.name} and {', '.join(b.name for b in bads)} have no effective "
                             "difference that can be trained" + (f" ({'; '.join(why)})" if why else ""))
+    if any("sd_scripts_commit" in cs.params for cs in all_sets):
+        notes.append("the runs were trained on different sd-scripts commits: every variant pins its own (variant.json "
+                     "sd_scripts_commit) and `launch` runs it from a git worktree of your checkout at that commit "
+                     "(<study>/sd-scripts-worktrees/; your checkout's files and branches are left alone)")
     return AblationPlan(good=good.name, bad=[b.name for b in bads], strategy=strategy, change_sets=all_sets,
                         variants=variants, excluded=excluded, skipped=skipped, notes=notes,
                         seconds_per_step=seconds_per_step)

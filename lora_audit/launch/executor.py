@@ -82,6 +82,7 @@ def _start(a: Attempt, v: Variant, slot: Slot, log: Path, kenv: kohya_env.KohyaE
               + (f" (CUDA_VISIBLE_DEVICES={slot.gpu})" if slot.gpu is not None else "")
               + f", started {time.strftime('%Y-%m-%d %H:%M:%S %z')}"]
     if kenv is not None:
+        kenv = kenv.for_variant(v)  # a variant that pins an sd-scripts commit runs from its worktree
         env.update(kenv.variables())
         # kohya logs through rich, which wraps each record to 80 columns without a terminal; wider keeps a record
         # on one line in the log (logparse reads both)
@@ -123,6 +124,7 @@ class Launcher:
                                 self.opts.python, load_study(self.study).sd_scripts, self.opts.global_sd_scripts)
         if self.opts.check_python:
             kohya_env.check(env)
+        kohya_env.pin(env, need, self.study)
         self.kohya = env
         return env
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lora_audit.errors import EvidenceError
@@ -30,6 +30,22 @@ class KohyaEnv:
     accelerate: str | None = None  # the accelerate executable found on PATH when python is None
     sd_scripts_from: str = ""
     python_from: str = ""
+    # variant id -> full sha of the sd-scripts commit it pins (variant.json sd_scripts_commit), and where the git
+    # worktrees of those commits go (<study>/sd-scripts-worktrees/<sha>); see pin / for_variant
+    pins: dict[str, str] = field(default_factory=dict)
+    worktrees: Path | None = None
+
+    def for_variant(self, v) -> KohyaEnv:
+        """The environment of variant ``v``: its pinned commit's worktree (made on first use, reused after), else
+        this one. Raises OSError (the variant fails to start, the others run) when git cannot make the worktree."""
+        sha = self.pins.get(v.id)
+        if sha is None or self.worktrees is None:
+            return self
+        path = worktree(self.sd_scripts, sha, self.worktrees)
+        if v.script and not (path / v.script).is_file():
+            raise OSError(f"sd-scripts at commit {sha[:10]} has no {v.script}")
+        return replace(self, sd_scripts=path, pins={}, sd_scripts_from=f"commit {sha[:10]} pinned by the variant: "
+                       f"a git worktree of {self.sd_scripts} ({self.sd_scripts_from})")
 
     def variables(self) -> dict[str, str]:
         """What the launcher puts in each runner's environment."""
@@ -64,6 +80,50 @@ def _commit(sd_scripts: Path) -> str:
         return f", commit {head[:10]}" if len(head) >= 10 else ""
     except (OSError, IndexError, ValueError):
         return ""
+
+
+WORKTREES = "sd-scripts-worktrees"
+
+
+def pin(env: KohyaEnv, variants: list, study: Path) -> None:
+    """Record the commits the variants pin (variant.json ``sd_scripts_commit``, written by ablate when the runs were
+    trained on different sd-scripts commits). Checked now, before anything starts: the checkout must be a git
+    checkout holding every pinned commit; one EvidenceError otherwise. Worktrees are made when a variant starts."""
+    from lora_audit.sd_scripts_version import is_checkout, resolve_commit
+
+    wanted = {v.id: v.sd_scripts_commit for v in variants if getattr(v, "sd_scripts_commit", None)}
+    if not wanted:
+        return
+    if not is_checkout(env.sd_scripts):
+        raise EvidenceError(f"variants {', '.join(sorted(wanted))} pin sd-scripts commits, but {env.sd_scripts} is "
+                            "not a git checkout; give --sd-scripts DIR of a git clone of sd-scripts")
+    for vid, commit in wanted.items():
+        sha = resolve_commit(env.sd_scripts, str(commit))
+        if sha is None:
+            raise EvidenceError(f"variant {vid} pins sd-scripts commit {commit}, which is not in {env.sd_scripts}: "
+                                f"git -C {env.sd_scripts} fetch (or give --sd-scripts DIR of a clone that has it)")
+        env.pins[vid] = sha
+    env.worktrees = Path(study).resolve() / WORKTREES
+
+
+def worktree(checkout: Path, sha: str, root: Path) -> Path:
+    """``root/<sha>``: a detached git worktree of ``checkout`` at ``sha``, made with ``git worktree add --detach``
+    (the checkout's working tree and branches are left as they are; git records the worktree in its .git/worktrees)
+    and reused when it is already there at that commit. Remove one with ``git -C CHECKOUT worktree remove PATH``."""
+    from lora_audit.sd_scripts_version import GitError, git
+
+    path = root / sha
+    try:
+        if path.exists():
+            head = git(path, "rev-parse", "HEAD").strip() if (path / ".git").exists() else ""
+            if head != sha:
+                raise OSError(f"{path} exists but is not a worktree at {sha[:10]}: remove it and launch again")
+            return path
+        root.mkdir(parents=True, exist_ok=True)
+        git(checkout, "worktree", "add", "--detach", str(path), sha, timeout=600)
+    except GitError as e:
+        raise OSError(f"sd-scripts worktree at {sha[:10]}: {e}") from None
+    return path
 
 
 def _submodule() -> Path:

@@ -384,7 +384,7 @@ class SlurmLauncher(executor.Launcher):
         try:
             set_aside(v.folder, a.attempt)
             log.parent.mkdir(parents=True, exist_ok=True)
-            kenv = self.kohya if executor.needs_kohya(v) else None
+            kenv = self.kohya.for_variant(v) if self.kohya is not None and executor.needs_kohya(v) else None
             extra = {"PYTHONUNBUFFERED": "1", "LORA_AUDIT_ATTEMPT": marker(a)}
             if kenv is not None:
                 # kohya logs through rich, which wraps each record to 80 columns without a terminal

@@ -23,6 +23,7 @@ class Variant:
     hash: str | None
     script: str | None = None  # the sd-scripts training script (variant.json "script"), e.g. train_network.py
     runner: str = "train.sh"  # the tool's runner (variant.json "runner"); train.sh in studies written before it
+    sd_scripts_commit: str | None = None  # pinned: launch runs kohya from a git worktree at this commit
 
 
 # -- the study folder -------------------------------------------------------------------------------------------
@@ -41,7 +42,7 @@ def study_variants(study: Path) -> list[Variant]:
         record = load_variant(folder) or VariantRecord()
         if not (folder / record.runner_file).is_file():
             raise EvidenceError(f"variant {vid} has no {record.runner_file}", str(folder))
-        out.append(Variant(vid, folder, record.hash, record.script, record.runner_file))
+        out.append(Variant(vid, folder, record.hash, record.script, record.runner_file, record.sd_scripts_commit))
     return out
 
 
