@@ -3,21 +3,18 @@ torch, diffusers, numpy and PIL are imported when the command runs."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
 
-from lora_audit.commands.support import one_line_errors
+from lora_audit.commands.support import echo_json, one_line_errors
 from lora_audit.compare.safety import check_inputs
 from lora_audit.compare.spec import LoraSpec, Settings, parse_lora, parse_seeds, parse_size, read_prompts
 from lora_audit.errors import EvidenceError
 
 _SCHEDULERS = ["ddim", "pndm", "euler", "euler_a", "heun", "lms", "dpm++2m", "dpm++2m_karras", "unipc", "ddpm"]
 
-
-_one_line_errors = one_line_errors
 
 
 def _progress_printer():
@@ -72,7 +69,7 @@ def _progress_printer():
                    "model.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print comparison.json to stdout.")
-@_one_line_errors
+@one_line_errors
 def compare(base: Path | None, model_config: Path | None, loras: tuple[str, ...], study: Path | None, epochs: bool,
             strengths: str, prompt_texts: tuple[str, ...], prompts_file: Path | None, seeds: str, steps: int,
             cfg: float, size: str, scheduler: str | None, negative: str, device: str, dtype: str, batch: int,
@@ -126,7 +123,7 @@ def compare(base: Path | None, model_config: Path | None, loras: tuple[str, ...]
 
         record_comparison(study, out)
     if as_json:
-        click.echo(json.dumps(data, indent=2, default=str))
+        echo_json(data)
         return
     for lo in cmp.loras:
         click.echo(f"{lo.spec.name}: {lo.matched} of {lo.modules_in_file} modules matched, {lo.unmatched} unmatched")

@@ -331,3 +331,12 @@ def _cancel_slurm(path: Path) -> dict:
         return {"slurm_jobs": slurm.cancel_jobs(st, path)}
     finally:
         st.close()
+
+
+@click.group()
+def launch_group() -> None:
+    """Run a study's variants and show their state."""
+
+
+launch_group.add_command(launch)
+launch_group.add_command(status)

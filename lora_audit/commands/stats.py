@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
 
-from lora_audit.commands.support import one_line_errors
+from lora_audit.commands.support import echo_json, one_line_errors
 from lora_audit.errors import EvidenceError
 from lora_audit.votes.export import FORMATS, check_out, export
 from lora_audit.votes.stats import folder_stats
@@ -69,7 +68,10 @@ def stats_cmd(folder: Path, kind: str, as_json: bool) -> None:
     """Win rates with 95% Wilson intervals, the exact sign test against the base model, Bradley–Terry strengths,
     and whether each LoRA's result is conclusive yet, from the votes on a comparison folder."""
     data = folder_stats(folder, kind)
-    click.echo(json.dumps(data, indent=2) if as_json else render(data))
+    if as_json:
+        echo_json(data)
+    else:
+        click.echo(render(data))
 
 
 @click.command("export")
@@ -94,6 +96,6 @@ def export_cmd(folder: Path, fmt: str, out: Path | None, as_json: bool) -> None:
     except OSError as e:
         raise EvidenceError(f"cannot write: {e.strerror or e}", str(out)) from None
     if as_json:
-        click.echo(json.dumps({"written": str(out), "format": fmt, "bytes": len(text.encode("utf-8"))}))
+        echo_json({"written": str(out), "format": fmt, "bytes": len(text.encode("utf-8"))}, indent=None)
     else:
         click.echo(f"written: {out}")

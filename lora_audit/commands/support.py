@@ -53,8 +53,10 @@ def one_line_errors(fn):
     return wrapper
 
 
-def echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+def echo_json(data: Any, indent: int | None = 2) -> None:
+    """The one JSON printer of every ``--json``: indented (``indent=None``: one line, for a line read by a
+    program as it comes)."""
+    click.echo(json.dumps(data, indent=indent, default=str))
 
 
 def one_blas_thread() -> None:

@@ -6,19 +6,12 @@ when a command runs. Errors are one line on stderr with exit code 2, like every 
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
 
-from lora_audit.commands.support import one_line_errors
-
-_one_line_errors = one_line_errors
-
-
-def _echo_json(data: dict) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+from lora_audit.commands.support import echo_json, one_line_errors
 
 
 @click.command("make-tiny-model")
@@ -30,7 +23,7 @@ def _echo_json(data: dict) -> None:
               help="Also write the model as one original-layout .safetensors checkpoint here (the kind of file "
                    "people download); PATH then serves as its --model-config folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_one_line_errors
+@one_line_errors
 def make_tiny_model(path: Path, arch: str, seed: int, single_file: Path | None, as_json: bool) -> None:
     """Write a tiny diffusers pipeline (random weights, local tokenizer, no download) to PATH."""
     from lora_audit.train.tiny_model import make_tiny_model as make
@@ -41,7 +34,7 @@ def make_tiny_model(path: Path, arch: str, seed: int, single_file: Path | None, 
 
         to_single_file(out, single_file)
     if as_json:
-        _echo_json({"path": str(out), "arch": arch, "seed": seed,
+        echo_json({"path": str(out), "arch": arch, "seed": seed,
                     "single_file": str(single_file) if single_file else None})
     else:
         click.echo(f"tiny {arch} model written to {out}"
@@ -63,7 +56,7 @@ def make_tiny_model(path: Path, arch: str, seed: int, single_file: Path | None, 
 @click.option("--model", type=click.Path(path_type=Path), default=None,
               help="Also write config.toml training this diffusers model on the dataset.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_one_line_errors
+@one_line_errors
 def make_toy_dataset(path: Path, images: int, repeats: int, name: str, size: int, resolution: int,
                      batch_size: int, seed: int, model: Path | None, as_json: bool) -> None:
     """Write a kohya-style toy dataset of pixel-art sprites with captions and a dataset TOML to PATH."""
@@ -72,7 +65,7 @@ def make_toy_dataset(path: Path, images: int, repeats: int, name: str, size: int
     ds = make(path, images=images, repeats=repeats, name=name, size=size, resolution=resolution or None,
               batch_size=batch_size or None, seed=seed, model=model)
     if as_json:
-        _echo_json({k: (str(v) if isinstance(v, Path) else v) for k, v in ds.__dict__.items()})
+        echo_json({k: (str(v) if isinstance(v, Path) else v) for k, v in ds.__dict__.items()})
         return
     click.echo(f"{ds.images} images in {ds.image_dir}\ndataset config: {ds.dataset_toml}")
     if ds.config_toml:
@@ -86,7 +79,7 @@ def make_toy_dataset(path: Path, images: int, repeats: int, name: str, size: int
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON at the end.")
 @click.argument("kohya_args", nargs=-1, type=click.UNPROCESSED)
-@_one_line_errors
+@one_line_errors
 def train(kohya_args: tuple[str, ...], ignore_unsupported: bool, no_progress: bool, as_json: bool) -> None:
     """Train a LoRA on CPU from kohya train_network.py arguments (--config_file, --dataset_config, --flags).
 
@@ -97,7 +90,7 @@ def train(kohya_args: tuple[str, ...], ignore_unsupported: bool, no_progress: bo
     echo = (lambda s: click.echo(s, err=True)) if as_json else click.echo
     result = run_training(list(kohya_args), Path.cwd(), ignore_unsupported, echo=echo, progress=not no_progress)
     if as_json:
-        _echo_json({"files": [str(p) for p in result.files], "final": result.final, "steps": result.steps,
+        echo_json({"files": [str(p) for p in result.files], "final": result.final, "steps": result.steps,
                     "epochs": result.epochs, "log_dir": result.log_dir, "interrupted": result.interrupted,
                     "last_loss": result.losses[-1] if result.losses else None})
     if result.interrupted:

@@ -4,14 +4,13 @@ import time (the CLI imports this on every start); Starlette and uvicorn are imp
 from __future__ import annotations
 
 import dataclasses
-import json
 import webbrowser
 from pathlib import Path
 from typing import Any
 
 import click
 
-from lora_audit.commands.support import one_line_errors
+from lora_audit.commands.support import echo_json, one_line_errors
 from lora_audit.votes.store import MODES
 
 
@@ -42,7 +41,7 @@ def vote(folder: Path, host: str, port: int, mode: str, voter: str, allow_remote
 
         votes = cast_machine_votes(folder, judge, mode)
         if as_json:
-            click.echo(json.dumps([dataclasses.asdict(v) for v in votes], indent=2))
+            echo_json([dataclasses.asdict(v) for v in votes])
         elif votes:
             click.echo(f"cast {len(votes)} machine vote(s) ({mode}) as {votes[0].voter}")
         else:
@@ -55,7 +54,7 @@ def vote(folder: Path, host: str, port: int, mode: str, voter: str, allow_remote
 
     def announce(info: dict[str, Any]) -> None:
         if as_json:
-            click.echo(json.dumps(info))
+            echo_json(info, indent=None)
         else:
             click.echo(f"voting page: {info['url']}  ({info['done']} / {info['total']} done as {voter}; "
                        "Ctrl+C stops)")

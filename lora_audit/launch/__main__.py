@@ -1,17 +1,7 @@
-"""``python -m lora_audit.launch launch|status ...``: the two commands without the rest of the CLI."""
+"""``python -m lora_audit.launch launch|status ...``: the two commands without the rest of the CLI (the group is
+``lora_audit.commands.launch.launch_group``; commands live in the commands layer)."""
 
-import click
-
-from lora_audit.commands.launch import launch, status
-
-
-@click.group()
-def main() -> None:
-    """Run a study's variants and show their state."""
-
-
-main.add_command(launch)
-main.add_command(status)
+from lora_audit.commands.launch import launch_group as main
 
 if __name__ == "__main__":
     main()
