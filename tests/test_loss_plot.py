@@ -47,7 +47,8 @@ def test_overlay_of_good_and_bad(tmp_path):
     assert ax.get_xlabel() == "step" and ax.get_ylabel() == "loss"
     labels = [ln.get_label() for ln in ax.get_lines() if not ln.get_label().startswith("_")]
     assert labels == [ln["label"] for ln in plot.lines()]
-    assert labels[0] == "good (good, loss/current) raw"
+    assert labels[0] == "good (loss/current) raw"  # the run is called what its role is: said once
+    assert loss_overlay({"run2": run_curves(bad)}, {"run2": "bad"}).series[0].label == "run2 (bad, loss/current)"
     assert [t.get_text() for t in ax.get_legend().get_texts()] == labels
     png = write_png(plot, tmp_path / "sub" / "loss.png")
     w, h = _png_size(png)
@@ -110,3 +111,38 @@ def test_audit_without_curves_draws_nothing(tmp_path):
     out = tmp_path / "audit.md"
     assert CliRunner().invoke(main, ["audit", str(good), str(bad), "--out", str(out)]).exit_code == 0
     assert "Loss plot" not in out.read_text() and not (tmp_path / "audit.loss.png").exists()
+
+
+def _bar_log(losses: list[float]) -> str:
+    n = len(losses)
+    return "".join(f"steps: {100 * i // n:3d}%|##########| {i}/{n} [00:01<00:03,  1.10s/it, avr_loss={v:.4f}]\r"
+                   for i, v in enumerate(losses, start=1)) + "\n"
+
+
+def test_study_overlay_of_the_variants(tmp_path):
+    from conftest import BAD, GOOD, write_run
+
+    from lora_audit.report.plots import study_loss_plot
+
+    good, bad = write_run(tmp_path, "good", GOOD, "good"), write_run(tmp_path, "bad", BAD, "bad")
+    study = tmp_path / "study"
+    r = CliRunner().invoke(main, ["ablate", "--good", str(good), "--bad", str(bad), "--out", str(study)])
+    assert r.exit_code == 0, r.output
+    import tomllib
+
+    ids = tomllib.loads((study / "study.toml").read_text())["variants"]
+    assert "control" in ids and len(ids) >= 3
+    out = tmp_path / "compare"
+    assert study_loss_plot(study, out) is None  # nothing launched yet: no plot, no file
+    # control: a TensorBoard event file (ablate --log); one variant: two attempts' console logs (the later counts)
+    kohya_events(study / "control", FALLING, COSINE)
+    (study / ids[1] / "logs").mkdir(parents=True)
+    (study / ids[1] / "logs" / "attempt-1.log").write_text(_bar_log([9.0] * 5))
+    (study / ids[1] / "logs" / "attempt-2.log").write_text(_bar_log([0.3 - 0.002 * i for i in range(50)]))
+    got = study_loss_plot(study, out)
+    if got is not None and "note" in got:
+        pytest.skip(got["note"])
+    assert got["png"] == "loss.png" and got["variants"] == ["control", ids[1]] and got["smoothing"] == SMOOTHING
+    assert _png_size(out / "loss.png") == (900, 500)
+    plot = loss_overlay({"control": run_curves(study / "control")}, {"control": "control"})
+    assert plot.series[0].label == "control (loss/current)"

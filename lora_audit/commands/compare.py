@@ -118,10 +118,17 @@ def compare(base: Path | None, model_config: Path | None, loras: tuple[str, ...]
 
         add_clip_metrics(cmp, clip_model, reference)
     data = write_all(cmp)
+    loss_plot = None
     if study is not None:  # so that audit --study finds it wherever --out put it
         from lora_audit.compare.study import record_comparison
 
         record_comparison(study, out)
+        from lora_audit.compare.export import write_report
+        from lora_audit.report.plots import study_loss_plot
+
+        loss_plot = study_loss_plot(study, out)  # the variants' loss curves, when they were launched
+        if loss_plot is not None:  # the report links it; comparison.json stays the comparison
+            write_report({**data, "loss_plot": loss_plot}, out / "report.md")
     if as_json:
         echo_json(data)
         return
@@ -133,6 +140,8 @@ def compare(base: Path | None, model_config: Path | None, loras: tuple[str, ...]
                    f"{t['images_per_s']:.2f} images/s, distance to base {st['distance_to_base']['mean']:.2f}")
     for f in data["findings"]:
         click.echo(f)
+    if loss_plot is not None:
+        click.echo(f"loss plot: {out / loss_plot['png']}" if "png" in loss_plot else f"loss plot: {loss_plot['note']}")
     click.echo(f"written: {out / 'report.md'}, comparison.json, comparison.csv, {len(cmp.grids)} grids"
                + (f" ({cmp.resumed} images reused)" if cmp.resumed else ""))
     sys.stdout.flush()

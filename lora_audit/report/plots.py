@@ -27,7 +27,10 @@ PLOT_TAGS = ("loss/current", "loss/average", "avr_loss")
 MISSING = "matplotlib is not installed: pip install 'lora-audit[plots]' to draw it"
 _COLORS = {"good": ["#1f77b4", "#17becf", "#2ca02c", "#0b3c8c"],
            "bad": ["#d62728", "#ff7f0e", "#e377c2", "#8c1d18"],
-           "other": ["#7f7f7f", "#9467bd", "#8c564b", "#bcbd22"]}
+           "other": ["#7f7f7f", "#9467bd", "#8c564b", "#bcbd22"],
+           "control": ["#000000"],  # a study's control (the good run retrained): black, the variants in colour
+           "variant": ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+                       "#bcbd22", "#7f7f7f"]}
 
 
 class PlotUnavailable(Exception):
@@ -46,7 +49,9 @@ class Series:
 
     @property
     def label(self) -> str:
-        return f"{self.run} ({self.role}, {self.tag})" if self.role != "other" else f"{self.run} ({self.tag})"
+        if self.role in ("other", "variant", self.run):
+            return f"{self.run} ({self.tag})"
+        return f"{self.run} ({self.role}, {self.tag})"
 
 
 @dataclass
@@ -176,3 +181,52 @@ def audit_loss_plot(a, report: str | os.PathLike) -> Path | None:
         return None
     a.loss_plot, a.loss_plot_smoothing = png.name, plot.smoothing
     return png
+
+
+def _attempt_number(p: Path) -> int:
+    digits = "".join(ch for ch in p.stem.rsplit("-", 1)[-1] if ch.isdigit())
+    return int(digits) if digits else -1
+
+
+def variant_curves(folder: str | os.PathLike) -> Curves | None:
+    """A launched variant's curves: its TensorBoard events (``ablate --log``: logging_dir is the variant's logs/),
+    else the printed ``avr_loss`` of its latest attempt log that has one (``logs/attempt-N.log``, launch's)."""
+    from lora_audit.errors import EvidenceError
+    from lora_audit.evidence.kohya_log import find_logs, read_log
+    from lora_audit.evidence.tensorboard import read_curves
+
+    curves = read_curves(folder)
+    if curves is not None:
+        return curves
+    for log in sorted(find_logs(folder), key=_attempt_number, reverse=True):
+        try:
+            found = read_log(log)
+        except EvidenceError:
+            continue
+        if found is not None:
+            return found
+    return None
+
+
+def study_loss_plot(study: str | os.PathLike, out: str | os.PathLike, name: str = "loss.png") -> dict | None:
+    """``compare --study``: the variants' loss curves on one axis (the control black), written to ``out/name``.
+    Returns ``{"png": name, "smoothing": ..., "variants": [...]}``, ``{"note": why not}`` without matplotlib, or
+    None when no variant has a loss curve yet."""
+    from lora_audit.study_model import load_study
+
+    study = Path(study)
+    ids = list(load_study(study).variants)
+    if (study / "bisect.json").is_file():  # a bisection's variants are written round by round
+        from lora_audit.ablate.study import load
+
+        ids += [t.id for r in load(study).state.rounds for t in r.tests if t.id not in ids]
+    curves = {vid: variant_curves(study / vid) for vid in ids if (study / vid).is_dir()}
+    roles = {vid: "control" if vid == "control" else "variant" for vid in curves}
+    plot = loss_overlay(curves, roles, title=f"Loss of the variants of {study.name}")
+    if plot is None:
+        return None
+    try:
+        write_png(plot, Path(out) / name)
+    except PlotUnavailable as e:
+        return {"note": str(e)}
+    return {"png": name, "smoothing": plot.smoothing, "variants": [s.run for s in plot.series]}
