@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from lora_audit.format import format_value
 from lora_audit.kohya.catalog import CATEGORIES, category
 from lora_audit.kohya.normalize import normalize, resolution_pair
 from lora_audit.kohya.semantics import effective, inert
@@ -62,18 +63,6 @@ class RunDiff(BaseModel):
         return self.model_dump()
 
 
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "unset"
-    if isinstance(v, bool):
-        return "on" if v else "off"
-    if isinstance(v, float):
-        return f"{v:g}"
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_fmt(x) for x in v) + "]"
-    return str(v)
-
-
 def _number(v: Any) -> float | None:
     if isinstance(v, bool) or v is None:
         return None
@@ -95,8 +84,8 @@ def change_words(name: str, a: Any, b: Any) -> str:
         return f"{'ON' if b else 'OFF'} (was {'on' if a else 'off'})"
     na, nb = _number(a), _number(b)
     if na is not None and nb is not None and na != 0:
-        return f"{_ratio_word(nb / na)}{_fmt(a)}→{_fmt(b)}"
-    return f"{_fmt(a)}→{_fmt(b)}"
+        return f"{_ratio_word(nb / na)}{format_value(a)}→{format_value(b)}"
+    return f"{format_value(a)}→{format_value(b)}"
 
 
 def _ratio_word(r: float) -> str:
@@ -131,24 +120,24 @@ def _compare(name: str, base: Param | None, other: Param | None, other_run: str)
     eb, why_b = effective(name, b)
     if normalize(name, a) == normalize(name, b):
         if {bo, oo} == {"explicit", "default"}:
-            return "same", (f"{_fmt(a)}→unset: kohya's default is the same {_fmt(b)}" if bo == "explicit"
-                            else f"unset→{_fmt(b)}: the same as kohya's default"), True
+            return "same", (f"{format_value(a)}→unset: kohya's default is the same {format_value(b)}"
+                            if bo == "explicit" else f"unset→{format_value(b)}: the same as kohya's default"), True
         return "same", "same", False
     if normalize(name, ea) == normalize(name, eb):
         # e.g. explicit 0.3 vs unset (kohya's default 0.3): nominal
-        return "same", f"{_fmt(a)}→{_fmt(b)}: same in effect ({why_a or why_b})", True
+        return "same", f"{format_value(a)}→{format_value(b)}: same in effect ({why_a or why_b})", True
     if bo == "explicit" and oo == "default":
-        was = _fmt(a)
-        now = f"; kohya's default {_fmt(eb)}" if eb is not None and b is None and eb != 0 else ""
-        if b is not None and not (b is False):
-            now = f"; kohya's default {_fmt(b)}"
+        was = format_value(a)
+        now = f"; kohya's default {format_value(eb)}" if eb is not None and b is None and eb != 0 else ""
+        if b is not None and b is not False:
+            now = f"; kohya's default {format_value(b)}"
         return "removed", f"REMOVED (was {was}{now})", False
     if bo == "default" and oo == "explicit":
-        return "added", f"ADDED {_fmt(b)} (default {_fmt(ea)})", False
+        return "added", f"ADDED {format_value(b)} (default {format_value(ea)})", False
     words = change_words(name, ea, eb)
     if other.alternatives:
         words += " (inferred; or " + ", ".join(
-            _fmt(a.value) + (f": {a.note}" if a.note else "") for a in other.alternatives) + ")"
+            format_value(a.value) + (f": {a.note}" if a.note else "") for a in other.alternatives) + ")"
     return "changed", words, False
 
 
@@ -175,7 +164,7 @@ def _where_change(name: str, base_run: Run, other_run: Run, base: Param | None, 
         # sampling saves and restores the RNG state (train_util.sample_images), so prompts change no weights
         what = ("which file holds the settings" if name == "config_file" else
                 "sample images during training" if name == "sample_prompts" else "where files go")
-        return "same", f"{_fmt(base.value)}→{_fmt(other.value)}: {what}, not what is trained", True
+        return "same", f"{format_value(base.value)}→{format_value(other.value)}: {what}, not what is trained", True
     if len(known) < 2 or base.value == other.value:
         return None
     if name == "dataset_config":
@@ -187,7 +176,8 @@ def _where_change(name: str, base_run: Run, other_run: Run, base: Param | None, 
         words = dataset_differences(dataset_signature(da, _run_dir(base_run)),
                                     dataset_signature(db, _run_dir(other_run)))
         if not words:
-            return "same", f"{_fmt(base.value)}→{_fmt(other.value)}: same contents (only the path differs)", True
+            return "same", (f"{format_value(base.value)}→{format_value(other.value)}: same contents (only the path "
+                            "differs)"), True
         return "changed", "contents differ: " + "; ".join(words), False
     if name in _FOLDERS:
         from lora_audit.evidence.dataset_toml import _files_words, _where, folder_fingerprint
@@ -197,7 +187,8 @@ def _where_change(name: str, base_run: Run, other_run: Run, base: Param | None, 
         if fa is None or fb is None:
             return None
         if fa == fb:
-            return "same", f"{_fmt(base.value)}→{_fmt(other.value)}: the same files (only the path differs)", True
+            return "same", (f"{format_value(base.value)}→{format_value(other.value)}: the same files (only the path "
+                            "differs)"), True
         return "changed", _files_words(list(fa), list(fb)), False
     return None
 

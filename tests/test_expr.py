@@ -1,6 +1,6 @@
 import pytest
 
-from lora_audit.rules.expr import ExprError, View, evaluate
+from lora_audit.expr import ExprError, View, evaluate
 
 
 def env(**runs):

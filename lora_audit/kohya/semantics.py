@@ -8,8 +8,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from lora_audit.expr import View, compile_expr, evaluate
 from lora_audit.model import Run
-from lora_audit.rules.expr import View, compile_expr, evaluate
 
 
 @cache

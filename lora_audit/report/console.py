@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from lora_audit.format import format_value
 from lora_audit.kohya.catalog import CATEGORIES, category
 from lora_audit.model import Run
-
-
-def fmt_value(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, list):
-        return " ".join(fmt_value(v) for v in value) or "[]"
-    return str(value)
 
 
 def table(rows: list[list[str]], headers: list[str]) -> str:
@@ -37,9 +24,9 @@ def render_run(run: Run, show_all: bool = False) -> str:
         if p.origin == "default" and not show_all:
             hidden += 1
             continue
-        value = fmt_value(p.value) if p.origin != "unknown" else "?"
+        value = format_value(p.value) if p.origin != "unknown" else "?"
         if p.alternatives:
-            value += " (or " + ", ".join(fmt_value(a.value) for a in p.alternatives) + ")"
+            value += " (or " + ", ".join(format_value(a.value) for a in p.alternatives) + ")"
         groups.setdefault(category(name), []).append([name, value, p.origin, p.source or "", p.note or ""])
     for cat in CATEGORIES:
         if cat in groups:
@@ -50,7 +37,7 @@ def render_run(run: Run, show_all: bool = False) -> str:
     if run.conflicts:
         out.append("\nconflicts:")
         for c in run.conflicts:
-            out.append(f"  {c.param}: " + " vs ".join(f"{fmt_value(v.value)} ({v.source})" for v in c.values))
+            out.append(f"  {c.param}: " + " vs ".join(f"{format_value(v.value)} ({v.source})" for v in c.values))
     if run.warnings:
         out.append("\nwarnings:")
         for w in run.warnings:
@@ -64,7 +51,7 @@ def render_diff(d) -> str:
     rows_by_cat: dict[str, list[list[str]]] = {}
     origin_mark = {"explicit": "", "default": " (default)", "inferred": " (inferred)", "unknown": "?"}
     for c in d.changes + [x.model_copy(update={"category": "Derived"}) for x in d.derived]:
-        cells = [("?" if v.origin == "unknown" else fmt_value(v.value) + origin_mark[v.origin])
+        cells = [("?" if v.origin == "unknown" else format_value(v.value) + origin_mark[v.origin])
                  for v in c.values.values()]
         words = c.words + (" [nominal]" if c.nominal else "") + (
             " [inert in " + ", ".join(c.inert) + "]" if c.inert else "")
@@ -83,7 +70,7 @@ def render_plan(p) -> str:
     atomic = [c for c in p.change_sets if c.atomic_reason]
     for c in atomic:
         out.append(f"atomic change set {c.id} ({', '.join(c.params)}): {c.atomic_reason}")
-    rows = [[v.id, v.baseline, "; ".join(f"{c.param} {fmt_value(c.from_)}→{fmt_value(c.to)}"
+    rows = [[v.id, v.baseline, "; ".join(f"{c.param} {format_value(c.from_)}→{format_value(c.to)}"
                                          + (" (default)" if c.to_origin == "default" else "")
                                          + (" (inferred)" if c.to_origin == "inferred" else "")
                                          for c in v.changes) or "(unchanged)",
@@ -96,7 +83,7 @@ def render_plan(p) -> str:
     for e in p.excluded:
         out.append(f"not ablated: {e}")
     for x in getattr(p, "skipped", []):
-        what = "; ".join(f"{c.param} {fmt_value(c.from_)}→{fmt_value(c.to)}" for c in x.changes)
+        what = "; ".join(f"{c.param} {format_value(c.from_)}→{format_value(c.to)}" for c in x.changes)
         out.append(f"skipped {x.id}" + (f" ({what})" if what else "") + f": {x.reason}")
     for n in getattr(p, "notes", []):
         out.append(f"note: {n}")

@@ -15,10 +15,10 @@ from pydantic import BaseModel, Field
 
 from lora_audit.derive import derive
 from lora_audit.diff import Change, RunDiff, diff_runs
+from lora_audit.expr import View, compile_expr, evaluate
+from lora_audit.format import format_value
 from lora_audit.kohya.semantics import effective
 from lora_audit.model import Run
-from lora_audit.report.console import fmt_value
-from lora_audit.rules.expr import View, compile_expr, evaluate
 
 Level = Literal["primary", "secondary", "unlikely", "unknown"]
 _LEVEL = {"high": "primary", "medium": "secondary", "low": "unlikely"}
@@ -69,7 +69,7 @@ class _Fmt:
 
     def __getattr__(self, name: str) -> str:
         v = self._v.get(name)
-        return "unknown" if v is None else fmt_value(v)
+        return "unknown" if v is None else format_value(v)
 
 
 def _values(run: Run) -> dict[str, Any]:
@@ -151,10 +151,10 @@ def _unknown_findings(good: Run, bad: Run, changes: dict[str, Change]) -> list[F
                 good=good.name, bad=bad.name))
         for p, param in run.params.items():
             if param.alternatives and param.origin == "inferred":
-                alts = ", ".join(fmt_value(a.value) + (f" ({a.note})" if a.note else "") for a in param.alternatives)
+                alts = ", ".join(format_value(a.value) + (f" ({a.note})" if a.note else "") for a in param.alternatives)
                 out.append(Finding(
                     id=f"ambiguous:{run.name}:{p}", kind="unknown", params=[p], level="unknown", impact="unknown",
-                    title=f"{p} of {run.name} is inferred and ambiguous: {fmt_value(param.value)} or {alts}",
+                    title=f"{p} of {run.name} is inferred and ambiguous: {format_value(param.value)} or {alts}",
                     rationale=f"{(param.note or '').rstrip('.')}. The LoRA file itself (its header: tensor shapes, dtype and "
                               "ss_* metadata) would settle it: `lora-audit inspect FILE.safetensors`.".strip(),
                     evidence=[param.source] if param.source else [], good=good.name, bad=bad.name))

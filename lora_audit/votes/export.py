@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lora_audit.errors import EvidenceError
-from lora_audit.report.csv_cells import csv_row
+from lora_audit.format import csv_row
 from lora_audit.votes.data import ComparisonFolder, load_folder
 from lora_audit.votes.stats import folder_votes, summarize
 from lora_audit.votes.store import BOTH_BAD, TIE, Vote

@@ -19,7 +19,6 @@ import socket
 import sys
 import threading
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -79,11 +78,10 @@ def _field(data: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> An
 
 
 def _page(mode: str, voter: str) -> str:
-    import jinja2
+    from lora_audit.report.templates import environment
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(resources.files("lora_audit._templates"))),
-                             undefined=jinja2.StrictUndefined, autoescape=True)
-    return env.get_template("vote.html.j2").render(mode=mode, voter=voter, reveal_ms=REVEAL_MS, max_notes=MAX_NOTES)
+    return environment().get_template("vote.html.j2").render(mode=mode, voter=voter, reveal_ms=REVEAL_MS,
+                                                              max_notes=MAX_NOTES)
 
 
 def is_loopback_host(header: str) -> bool:
