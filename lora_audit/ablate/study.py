@@ -24,14 +24,15 @@ class BisectStudy(BaseModel):
     state: bis.BisectState
 
 
-def _file(study: Path) -> Path:
+def bisect_file(study: Path) -> Path:
     return Path(study) / "bisect.json"
+
 
 
 def load(study: Path) -> BisectStudy:
     """bisect.json read back: any damage (not JSON, cut short, wrong types, a depth bomb, ids that are not the
     tool's) is one line naming the file."""
-    f = _file(study)
+    f = bisect_file(study)
     if not os.path.lexists(f):
         raise EvidenceError("not a bisect study (no bisect.json here): start one with `lora-audit bisect start`",
                             str(study))
@@ -77,10 +78,10 @@ def _check(bs: BisectStudy, where: str) -> None:
 
 def _save(study: Path, bs: BisectStudy) -> None:
     if len(bs.model_dump_json()) > STUDY_CAP:  # pragma: no cover - a bisection never grows this large
-        raise EvidenceError("bisect state too large to save", str(_file(study)))
-    tmp = _file(study).with_suffix(".json.tmp")
+        raise EvidenceError("bisect state too large to save", str(bisect_file(study)))
+    tmp = bisect_file(study).with_suffix(".json.tmp")
     tmp.write_text(bs.model_dump_json(indent=2), encoding="utf-8")
-    tmp.replace(_file(study))  # atomic: a crash never leaves half a state
+    tmp.replace(bisect_file(study))  # atomic: a crash never leaves half a state
 
 
 def _runs(study: Path) -> dict[str, Run]:
@@ -121,7 +122,7 @@ def _write_round(study: Path, bs: BisectStudy, runs: dict[str, Run]) -> list[Pat
 def start(good: Run, bad: Run, out: Path, parallel: int = 2, backend: str = "kohya",
           sd_scripts: str = "sd-scripts", inputs: list[str | Path] = (), force: bool = False,
           log: bool = False, replicates: int = 0, method: str = "group-testing") -> BisectStudy:
-    if os.path.lexists(_file(out)):
+    if os.path.lexists(bisect_file(out)):
         raise EvidenceError("a bisection is already under way here (bisect.json exists)", str(out))
     sets, _ = change_sets(good, bad)
     try:
@@ -151,7 +152,7 @@ def judge_all(study: Path, verdicts: list[tuple[str, str]]) -> BisectStudy:
         try:
             state = bis.record(state, v, verdict)
         except ValueError as e:
-            raise EvidenceError(str(e), str(_file(study))) from None
+            raise EvidenceError(str(e), str(bisect_file(study))) from None
     before = len(state.rounds)
     state = bis.advance(state)
     bs = bs.model_copy(update={"state": state})
@@ -178,44 +179,3 @@ def status_json(bs: BisectStudy) -> dict:
         "controls": [{"id": t.id, "verdict": t.verdict, "purpose": t.purpose} for t in bs.state.controls],
         "basis": bs.state.basis,
     }
-
-
-def verdicts_from_votes(study: Path, folder: Path, threshold: float = 0.6, kind: str | None = None,
-                        variants: list[str] | None = None) -> list[dict]:
-    """For each variant of the current round (or ``variants``): its win rate against the base model in the votes
-    of comparison ``folder`` (``lora-audit compare --study``, then ``vote``), and the verdict it supports: ``good``
-    when the LoRA wins at least ``threshold`` of its decided comparisons with the base (the comparison guide's
-    "training improved" reading), ``bad`` below, ``unsure`` when the 95% Wilson interval of the win rate holds the
-    threshold (the votes cannot tell: the bisection asks again rather than branch on it), None without votes.
-    Human votes unless ``kind`` says otherwise or
-    the folder has only machine votes. A variant's row is its final LoRA (not a per-epoch file), at strength 1 when
-    it was compared at several."""
-    import re
-
-    from lora_audit.votes.data import load_folder
-    from lora_audit.votes.stats import folder_votes, head_to_head
-
-    bs = load(study)
-    ids = variants or [t.id for t in bis.pending(bs.state)]
-    if not ids:
-        raise EvidenceError("no variant waits for a verdict in this round", str(_file(study)))
-    cf = load_folder(folder)
-    if cf.base_model is None:
-        raise EvidenceError("the comparison has no base-model row to measure win rates against", str(folder))
-    votes = folder_votes(folder)
-    if kind is None:
-        kind = "human" if any(v.kind == "human" for v in votes) else "machine"
-    votes = [v for v in votes if v.kind == kind]
-    out = []
-    for vid in ids:
-        rows = [m for m in cf.models if re.fullmatch(rf"{re.escape(vid)}( @[0-9.]+)?", m)]
-        if not rows:
-            raise EvidenceError(f"variant {vid} is not in this comparison (models: {', '.join(cf.models)}); run "
-                                f"lora-audit compare --study {study} after training it", str(folder))
-        row = next((m for m in rows if m.endswith(" @1")), rows[0])
-        h = head_to_head(votes, row, cf.base_model)
-        # the 95% Wilson interval on both sides of the threshold: the votes cannot tell, so no verdict is forced
-        verdict = None if not h["n"] else "unsure" if h["ci_lo"] < threshold < h["ci_hi"] else \
-            ("good" if h["win_rate"] >= threshold else "bad")
-        out.append({"variant": vid, "model": row, "kind": kind, "threshold": threshold, "verdict": verdict, **h})
-    return out

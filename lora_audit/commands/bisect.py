@@ -97,7 +97,9 @@ def _judge_command(verdict: str):
                 raise EvidenceError(f"name the VARIANTs that are {verdict}, or give --from-votes DIR")
             _print_bisect(st.status_json(st.judge(Path(study), verdict, list(variants))), as_json, Path(study))
             return
-        rows = st.verdicts_from_votes(Path(study), Path(votes_dir), threshold, kind, list(variants) or None)
+        from lora_audit.votes.verdicts import verdicts_from_votes
+
+        rows = verdicts_from_votes(Path(study), Path(votes_dir), threshold, kind, list(variants) or None)
         chosen = [r["variant"] for r in rows if r["verdict"] == verdict]
         unsure = [r["variant"] for r in rows if r["verdict"] == "unsure" and verdict != "unsure"]
         if not as_json:
