@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from lora_audit.launch import logparse
 from lora_audit.launch.__main__ import main
-from lora_audit.commands.launch import status_data
+from lora_audit.launch.status import status_data
 from lora_audit.launch.state import StudyState, pid_alive
 
 KEYS = {"id", "state", "attempts", "exit_code", "log", "outputs", "last_step", "last_loss", "failure"}

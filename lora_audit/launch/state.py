@@ -291,6 +291,15 @@ class StudyState:
         rows = self.db.execute("SELECT * FROM launchers WHERE ended IS NULL").fetchall()
         return [r["id"] for r in rows if _alive(r)]
 
+    def launcher_gone(self, lid: str | None) -> bool:
+        """Launcher ``lid`` is unknown, ended, or no longer alive: an attempt it left ``running`` was interrupted."""
+        row = self.db.execute("SELECT * FROM launchers WHERE id=?", (lid,)).fetchone() if lid else None
+        return row is None or row["ended"] is not None or not _alive(row)
+
+    def has_slurm_attempts(self) -> bool:
+        """Was any variant of this study ever submitted to Slurm?"""
+        return self.db.execute("SELECT 1 FROM attempts WHERE slot=? LIMIT 1", (SLURM_SLOT,)).fetchone() is not None
+
     def request_cancel(self) -> list[str]:
         """Ask every live launcher to stop its variants; returns their ids."""
         live = self.live_launchers()
