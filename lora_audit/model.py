@@ -123,4 +123,8 @@ class Run(BaseModel):
             "conflicts": [c.model_dump() for c in self.conflicts],
             "warnings": [w.model_dump() for w in self.warnings],
             "artifacts": [a.model_dump(exclude_none=True) for a in self.artifacts],
+            # when training ran (the LoRA's ss_training_started_at / ss_training_finished_at, Unix seconds)
+            **({"training_time": {k: self.facts[k] for k in ("training_started_at", "training_finished_at")
+                                  if k in self.facts}}
+               if "training_started_at" in self.facts or "training_finished_at" in self.facts else {}),
         }

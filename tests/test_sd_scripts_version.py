@@ -85,6 +85,9 @@ def test_metadata_flows_into_the_run(tmp_path):
     assert runs[1].facts["training_started_at"] == 1732000000.0
     assert runs[1].facts["training_finished_at"] == 1732003600.0
     [vc] = version_changes(runs, repo)
+    shown = json.loads(CliRunner().invoke(main, ["inspect", "--json", str(tmp_path / "new.safetensors")]).output)
+    assert shown["runs"][0]["training_time"] == {"training_started_at": 1732000000.0,
+                                                 "training_finished_at": 1732003600.0}
     assert vc.trained == {"old": "2024-11-09 19:20 UTC", "new": "2024-11-19 07:06 UTC"} and vc.commits == 4
 
 
