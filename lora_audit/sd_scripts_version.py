@@ -151,25 +151,24 @@ def compare_commits(checkout: str | os.PathLike | None, a: str, b: str, base_run
                       else f"{checkout} is not a git checkout; cannot count the commits between")
         return vc
     vc.checkout = str(checkout)
+    repo = Path(checkout)  # type: ignore[arg-type]  # is_checkout: not None
     try:
-        full = {c: resolve_commit(checkout, c) for c in (a, b)}
-        missing = [c for c, f in full.items() if f is None]
-        if missing:
-            vc.warning = (f"commit {missing[0]} is not in the sd-scripts checkout {checkout} (git fetch there); "
-                          "cannot count the commits between")
+        fa, fb = resolve_commit(repo, a), resolve_commit(repo, b)
+        if fa is None or fb is None:
+            vc.warning = (f"commit {a if fa is None else b} is not in the sd-scripts checkout {checkout} (git fetch "
+                          "there); cannot count the commits between")
             return vc
-        fa, fb = full[a], full[b]
         if fa == fb:  # one written short, the other full
             vc.direction, vc.commits = "same", 0
             return vc
-        if _is_ancestor(checkout, fa, fb):
+        if _is_ancestor(repo, fa, fb):
             vc.direction, rng = "forward", [f"{fa}..{fb}"]
-        elif _is_ancestor(checkout, fb, fa):
+        elif _is_ancestor(repo, fb, fa):
             vc.direction, rng = "backward", [f"{fb}..{fa}"]
         else:
             vc.direction, rng = "diverged", [f"{fa}...{fb}"]
-        vc.commits = int(git(checkout, "rev-list", "--count", *rng).strip() or 0)
-        vc.training_commits = _training_commits(checkout, rng)
+        vc.commits = int(git(repo, "rev-list", "--count", *rng).strip() or 0)
+        vc.training_commits = _training_commits(repo, rng)
     except (GitError, ValueError) as e:
         vc.warning = str(e)
         vc.commits, vc.training_commits = None, []
@@ -198,10 +197,10 @@ def trained_at(run: Run) -> str | None:
     t = run.facts.get("training_started_at")
     if not isinstance(t, (int, float)) or isinstance(t, bool):
         return None
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
     try:
-        return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
     except (OverflowError, OSError, ValueError):
         return None
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from lora_audit.commands.support import echo_json, one_blas_thread, one_line_errors
@@ -31,34 +29,19 @@ from lora_audit.commands.support import echo_json, one_blas_thread, one_line_err
 def audit(runs, good, bad, out, template, report_date, study, compare_dirs, as_json, with_weights=False,
           sd_scripts=None) -> None:
     """Diagnose RUNS (folders, or one folder of run folders): ranked suspects and a Markdown report."""
-    from lora_audit.audit import audit as run_audit, check_report_path, default_report_path
-    from lora_audit.evidence import load_runs
-    from lora_audit.report.markdown import render_audit
+    from lora_audit.audit_report import audit_runs
     from lora_audit.sd_scripts_version import checkout
-    from lora_audit.compare.study import study_comparisons
-    from lora_audit.votes.summary import link_comparison
 
     if with_weights:
         one_blas_thread()
-    result = run_audit(load_runs(list(runs)), list(good) or None, list(bad) or None, weights=with_weights,
-                       sd_scripts=checkout(sd_scripts, (click.get_current_context().find_root().obj or {}).get(
-                           "sd_scripts")))
-    if report_date:
-        result.date = report_date
-    path = Path(out) if out else default_report_path(list(runs))
-    # --compare overrides; else every comparison of the study, wherever compare --study wrote it
-    folders = [Path(c) for c in compare_dirs] if compare_dirs else (study_comparisons(study) if study else [])
-    if not as_json:
-        check_report_path(path, list(runs), result.runs, folders)
-    result.comparisons = [link_comparison(f, path) for f in dict.fromkeys(folders)]
+    report = audit_runs(list(runs), list(good), list(bad), out=out, template=template, report_date=report_date,
+                        study=study, compare=list(compare_dirs), weights=with_weights, write=not as_json,
+                        sd_scripts=checkout(sd_scripts, (click.get_current_context().find_root().obj or {}).get(
+                            "sd_scripts")))
+    result, path, png = report.audit, report.path, report.loss_plot
     if as_json:
         echo_json(result.to_json())
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    from lora_audit.report.plots import audit_loss_plot
-
-    png = audit_loss_plot(result, path)
-    path.write_text(render_audit(result, template), encoding="utf-8")
     for p in result.pairs:
         top = [f for f in p.findings if f.level == "primary"]
         unknown = len(p.diff.effective_changes()) - len(p.diff.known_changes())

@@ -13,6 +13,7 @@ per-step losses, a window as long as an epoch, so it lags by half an epoch and r
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass, field
@@ -151,10 +152,8 @@ def _evidence_paths(runs) -> set[Path]:
     out = set()
     for r in runs:
         for e in r.evidence:
-            try:
+            with contextlib.suppress(OSError, RuntimeError):  # a symlink loop: not a file we could overwrite
                 out.add(Path(e.path).resolve())
-            except (OSError, RuntimeError):
-                pass
     return out
 
 
