@@ -22,7 +22,7 @@ from pathlib import Path
 from lora_audit.evidence.tensorboard import Curves
 
 EMA_WEIGHT = 0.9
-SMOOTHING = f"exponential moving average, weight {EMA_WEIGHT} (TensorBoard's debiased EMA)"
+SMOOTHING = f"TensorBoard's debiased exponential moving average, weight {EMA_WEIGHT}"
 # per-step loss first: the raw line should be the noisy one; kohya's moving average when that is all there is
 PLOT_TAGS = ("loss/current", "loss/average", "avr_loss")
 MISSING = "matplotlib is not installed: pip install 'lora-audit[plots]' to draw it"
