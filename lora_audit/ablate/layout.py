@@ -113,7 +113,7 @@ def _launcher_words(script: Path, run: Run) -> list[str]:
     """The ``accelerate launch`` options of the script's training command (``--num_cpu_threads_per_process 1``,
     ``--num_processes 2``, ``--mixed_precision fp16``, ``--gpu_ids 0,1``, ``--multi_gpu``...), as words."""
     from lora_audit.errors import EvidenceError
-    from lora_audit.evidence.run import parse_file
+    from lora_audit.evidence.parse import parse_file
 
     try:
         evidences = parse_file(script)

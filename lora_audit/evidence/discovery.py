@@ -54,7 +54,7 @@ def _sniff(path: Path) -> str:
 
 def is_evidence_file(path: Path) -> bool:
     """True when ``path`` (a file directly in a folder) makes that folder a run."""
-    from lora_audit.evidence.run import detect_kind
+    from lora_audit.evidence.parse import detect_kind
 
     if path.name.startswith(".") or not is_readable_evidence(path):
         return False
@@ -64,7 +64,7 @@ def is_evidence_file(path: Path) -> bool:
     if kind == "toml":
         # the kohya_ss application's own settings (config.toml with [model], [wd14_caption] ...) is no run's evidence
         sections = set(re.findall(r"^\s*\[([\w.]+)\]", _sniff(path), re.M))
-        from lora_audit.evidence.run import is_gui_app_settings
+        from lora_audit.evidence.parse import is_gui_app_settings
 
         return not is_gui_app_settings({k: {} for k in sections})
     if kind in ("run_toml", "safetensors"):

@@ -217,7 +217,7 @@ def _shell(s: Session, sh: _Shell, label: str, first_line: int, conditional: boo
 def _unread_configs(s: Session) -> None:
     """A notebook whose training command is built at run time still says what the configs it writes hold: their
     settings, as the notebook's evidence (not a whole invocation: the command's own flags are unknown)."""
-    from lora_audit.evidence.run import parse_file
+    from lora_audit.evidence.parse import parse_file
 
     seen: set[str] = set()
     for name, tmp in s.files.items():
