@@ -31,11 +31,12 @@ def gui_dropped(run: Run, evidences: list[Evidence]) -> None:
     for e in evidences:
         for name, src in (e.facts.get("kohya_defaults") or {}).items():
             have = run.params.get(name)
-            if (have is not None and have.origin != "unknown") or name not in cat:
+            arg = cat.get(name)
+            if (have is not None and have.origin != "unknown") or arg is None:
                 continue
             note = (e.facts.get("gui_fallbacks") or {}).get(name) or (
                 "the GUI writes no \"\", false or 0 value into the TOML it trains with, so kohya uses its default")
-            run.params[name] = Param(value=cat.get(name).default, origin="default", source=src, note=note)
+            run.params[name] = Param(value=arg.default, origin="default", source=src, note=note)
 
 
 def apply_aliases(evidences: list[Evidence]) -> None:
@@ -146,7 +147,7 @@ def fill_defaults(run: Run, evidences: list[Evidence]) -> None:
                 options = [have.value, *(a.value for a in have.alternatives)]
                 if any(same(name, effective(name, o)[0], eff) for o in options) or agrees(
                         name, have.source, have.value, None, unset=True):
-                    default.note += f"; consistent with {have.source} ({have.note or 'inferred'})"
+                    default.note = f"{default.note}; consistent with {have.source} ({have.note or 'inferred'})"
                     run.params[name] = default
                 else:
                     run.conflicts.append(Conflict(param=name, values=[

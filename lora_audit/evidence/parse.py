@@ -124,7 +124,7 @@ def _files_of(path: Path) -> list[Path]:
 
 def missing_reason(path: Path) -> str:
     """Why a path that does not exist (to ``Path.exists``) is not there: a symlink loop, a broken link, or nothing."""
-    return unreadable_reason(path) if os.path.islink(path) else "no such file or directory"
+    return (unreadable_reason(path) if os.path.islink(path) else None) or "no such file or directory"
 
 
 def read_folder(path: Path) -> tuple[dict[str, Any], list[tuple[Path, list[Evidence]]], list[Note], dict[str, Any]]:
@@ -186,7 +186,7 @@ def commands_of(evs: list[Evidence]) -> list[Evidence]:
 
 def split_points(parsed: list[tuple[Path, list[Evidence]]]) -> list[tuple[Path, int]]:
     """(file, 1-based index) of every training command of a note or notebook that holds more than one."""
-    out = []
+    out: list[tuple[Path, int]] = []
     for f, evs in parsed:
         cmds = commands_of(evs)
         if len(cmds) > 1 and detect_kind(f) in _SPLIT_KINDS | {"notes_txt"}:

@@ -120,8 +120,8 @@ def _artifacts(path: Path, command: tuple[str | Path, int] | None, meta: dict[st
             src = f"{base / 'run.toml'}:artifacts.{a.name}"
             try:
                 sized = settings_from_size(a.size, arch_hint, src)
-            except ValueError as e:  # an architecture the size model does not know (the size itself is checked)
-                run_warnings.append(Note(message=f"{a.name}: no size inference: {e}", source=src))
+            except ValueError as err:  # an architecture the size model does not know (the size itself is checked)
+                run_warnings.append(Note(message=f"{a.name}: no size inference: {err}", source=src))
                 continue
             evidences.append(Evidence(path=str(base / "run.toml"), kind="run_toml", settings=sized))
     if command is not None:
