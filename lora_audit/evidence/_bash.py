@@ -28,7 +28,7 @@ from lora_audit.evidence._bash_cond import evaluate
 from lora_audit.evidence._bash_lexer import Lexer, Part, Redir, Word
 from lora_audit.evidence._bash_parse import AndOr, Case, FuncDef, Group, If, Loop, Node, Parser, Pipeline, Simple
 from lora_audit.evidence._script import Command, Lines, arith, is_script_dir
-from lora_audit.evidence.invocation import Token, find_training_command
+from lora_audit.evidence.invocation import Token, find_training_command, may_launch
 from lora_audit.model import Note
 
 # A run of expanded text: (text, line of its first character, flags)
@@ -265,21 +265,41 @@ class BashTokenizer:
     # -- one simple command ---------------------------------------------------------------------------------------
     def _simple(self, n: Simple) -> bool | None:
         words = n.words
-        notes = list(n.notes) + [x for w in words for x in w.notes]
+        notes = list(n.notes)
+        for w in words:
+            if w.notes:
+                notes.extend(w.notes)
         if not words:
             return True
-        if all(w.assign for w in words):
+        k = 0
+        while k < len(words) and words[k].assign:
+            k += 1
+        if k == len(words):
             for w in words:
                 self._assign(w, notes)
             return True
-        k = next(i for i, w in enumerate(words) if not w.assign)
         head = words[k].plain()
         if k == 0 and head is not None:
             handled = self._builtin(head, words, n, notes)
             if handled is not _NOT_BUILTIN:
                 return handled  # type: ignore[return-value]
-        self._emit(words, n, notes)
+        if self._may_launch(words, k):
+            self._emit(words, n, notes)
         return None if head in _QUERY else True
+
+    def _may_launch(self, words: list[Word], k: int) -> bool:
+        """False when the command certainly launches no training script: its words are then not expanded (nothing
+        of it is kept), unless expanding them assigns (``${X:=v}``)."""
+        if any(w.text is None and _assigns(w.parts) for w in words):
+            return True
+        head = words[k]
+        if head.text is not None:
+            return may_launch(head.text)
+        self._used, self._picks = {}, {}
+        toks = self._fields(head, [], None)
+        if self._used or not toks:  # a conditional value (variants to expand): the whole command is read
+            return True
+        return may_launch(toks[0].text)
 
     def _builtin(self, head: str, words: list[Word], n: Simple, notes: list[Note]) -> object:
         if head in _DECLARE:
@@ -368,6 +388,8 @@ class BashTokenizer:
 
     # -- expansion ------------------------------------------------------------------------------------------------
     def _fields(self, w: Word, notes: list[Note] | None = None, cmd: Command | None = None) -> list[Token]:
+        if w.text is not None:  # a bare word: nothing to expand or split
+            return [Token(w.text, w.line)]
         self._at_empty = False
         pieces = self._expand(w.parts, notes if notes is not None else [], cmd)
         if self._at_empty and not "".join(t for t, _, _ in pieces):
@@ -623,6 +645,14 @@ class BashTokenizer:
 
 
 _NOT_BUILTIN = object()
+
+
+def _assigns(parts: list[Part]) -> bool:
+    """Whether expanding these parts assigns a variable (``${X:=v}``, ``${X=v}``, nested in a default as well)."""
+    for p in parts:
+        if p.kind == "var" and (p.op in (":=", "=") or (p.arg and _assigns(p.arg))):
+            return True
+    return False
 
 
 def _neg(v: bool | None) -> bool | None:

@@ -33,13 +33,21 @@ _PLAIN_WORD = re.compile(r"(?![A-Za-z_][A-Za-z0-9_]*\+?=)[^ \t\n;&|()<>\\'\"$`]+
 _PLAIN_HEREDOC = re.compile(r"[^\\$`]+")
 _PLAIN_ARG = re.compile(r"[^\\'\"$`]+")  # ordinary characters of the word after ${NAME:-
 _BLANKS = re.compile(r"[ \t]+")
+# what an item starts with, outside [[ ]]: the cases read without a step per character (anything else, or no
+# match, goes through Lexer._other)
+_ITEM = re.compile(r"""
+    (?P<blank>[ \t]+)
+  | (?P<nl>\n)
+  | (?P<redir>\d*(?:<<<|<<-|&>>|<<|>>|<>|>&|<&|>\||&>|>|<))
+  | (?P<bare>(?![A-Za-z_][A-Za-z0-9_]*\+?=)[^ \t\n;&|()<>\\'"$`#][^ \t\n;&|()<>\\'"$`]*(?=[ \t\n;&|()<>]|$))
+  | (?P<op>;;&|;;|;&|&&|\|\||\|&|[;&|()])""", re.VERBOSE)
 # inside [[ ]], these are words of the test, not operators
 _TEST_OPS = ("&&", "||", "(", ")", "<", ">")
 
 Seg = tuple[str, int]  # literal text and the line of its first character
 
 
-@dataclass
+@dataclass(slots=True)
 class Part:
     kind: str  # "lit" | "var" | "sub" (command substitution / arithmetic, kept as written)
     quoted: bool
@@ -52,18 +60,41 @@ class Part:
     arg: list[Part] | None = None  # var: the word after op
 
 
-@dataclass
+_NO_NOTES: tuple[Note, ...] = ()
+
+
 class Word:
-    parts: list[Part]
-    line: int
-    quoted: bool = False  # has quotes: an empty result is still a word ("")
-    assign: tuple[str, bool] | None = None  # NAME= / NAME+=
-    array: list[Word] | None = None  # NAME=( ... )
-    notes: list[Note] = field(default_factory=list)
+    """A word as written: its parts, or, for a bare word (no quote, escape, expansion or assignment: most words of
+    a script), only its ``text``, its one part made when asked for (a long script keeps a few objects a word)."""
+
+    __slots__ = ("_parts", "text", "line", "quoted", "assign", "array", "notes")
+
+    def __init__(self, parts: list[Part] | None, line: int, quoted: bool = False,
+                 assign: tuple[str, bool] | None = None, array: list[Word] | None = None,
+                 notes: list[Note] | None = None, text: str | None = None):
+        self._parts = parts
+        self.text = text  # set for a bare word only
+        self.line = line
+        self.quoted = quoted  # has quotes: an empty result is still a word ("")
+        self.assign = assign  # NAME= / NAME+=
+        self.array = array  # NAME=( ... )
+        self.notes: list[Note] = notes if notes is not None else []
+
+    @classmethod
+    def bare(cls, text: str, line: int) -> Word:
+        return cls(None, line, notes=_NO_NOTES, text=text)  # type: ignore[arg-type]
+
+    @property
+    def parts(self) -> list[Part]:
+        if self._parts is None:
+            return [Part("lit", False, self.line, segs=[(self.text or "", self.line)])]
+        return self._parts
 
     def plain(self) -> str | None:
         """The word's text when it is a bare literal (for keywords and builtins)."""
-        if self.quoted or self.assign:
+        if self.text is not None:
+            return self.text
+        if self.quoted or self.assign or self._parts is None:
             return None
         parts = self.parts
         if len(parts) == 1 and parts[0].kind == "lit":
@@ -75,18 +106,20 @@ class Word:
 
     def literal(self) -> str | None:
         """The word's text after quote removal when it has no expansion (heredoc delimiters, case patterns)."""
+        if self.text is not None:
+            return self.text
         if self.assign or any(p.kind != "lit" for p in self.parts):
             return None
         return "".join(t for p in self.parts for t, _ in p.segs)
 
 
-@dataclass
+@dataclass(slots=True)
 class Op:
     text: str
     line: int
 
 
-@dataclass
+@dataclass(slots=True)
 class Heredoc:
     body: str
     line: int  # line of the body's first line
@@ -94,7 +127,7 @@ class Heredoc:
     delimiter: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Redir:
     op: str
     fd: str
@@ -120,59 +153,78 @@ class Lexer:
         return list(self.iter_items())
 
     def iter_items(self):  # -> Iterator[Item]: read lazily, so a long script is never held as items all at once
-        t = self.text
-        while self.pos < self.end:
-            c = t[self.pos]
-            if c == "\\" and self._peek(1) == "\n":
-                self._continued.append(self.line_of(self.pos))
-                self.pos += 2
-            elif c in " \t":
-                m = _BLANKS.match(t, self.pos, self.end)
-                self.pos = m.end()
-            elif c == "\n":
-                newline = Op("\n", self.line_of(self.pos))
+        t, end, line_of = self.text, self.end, self.line_of
+        match = _ITEM.match
+        while self.pos < end:
+            m = match(t, self.pos, end)
+            kind = m.lastgroup if m is not None else None
+            if self._in_test and kind not in ("blank", "nl"):
+                kind = None  # inside [[ ]], && || ( ) < > are words of the test
+            if kind == "bare":  # the common case, a bare word: built directly
+                text = m.group("bare")  # type: ignore[union-attr]
+                line = line_of(self.pos)
+                self.pos = m.end()  # type: ignore[union-attr]
+                if text == "[[":
+                    self._in_test = True
+                yield Word.bare(text, line)
+            elif kind == "blank":
+                self.pos = m.end()  # type: ignore[union-attr]
+            elif kind == "op":
+                op = m.group("op")  # type: ignore[union-attr]
+                yield Op(op, line_of(self.pos))
+                self.pos += len(op)
+            elif kind == "nl":
+                newline = Op("\n", line_of(self.pos))
                 self.pos += 1
                 self._continued = []
                 self._read_heredocs()  # before the newline is handed on: the command it ends needs the bodies
                 yield newline
-                yield from self.pending
-                self.pending = []
-            elif c == "#":
-                start = self.pos
-                self._skip_line()
-                if self._continued and not t[t.rfind("\n", 0, start) + 1:start].strip():
-                    yield self._orphan_note(start)
-            elif self._in_test and t.startswith(_TEST_OPS, self.pos):
-                op = next(o for o in _TEST_OPS if t.startswith(o, self.pos))
-                yield Word([Part("lit", False, self.line_of(self.pos), segs=[(op, self.line_of(self.pos))])],
-                           self.line_of(self.pos))
-                self.pos += len(op)
-            elif c in "<>&0123456789" and self._redirect_at(self.pos):
+                if self.pending:
+                    yield from self.pending
+                    self.pending = []
+            elif kind == "redir":
                 yield self._redirect()
-            elif c in ";&|()":
-                op = next(o for o in _OPERATORS if t.startswith(o, self.pos))
-                yield Op(op, self.line_of(self.pos))
-                self.pos += len(op)
             else:
-                m = _PLAIN_WORD.match(t, self.pos, self.end)
-                if m and not self._in_test:  # the common case, a bare word: built directly
-                    line = self.line_of(self.pos)
-                    text = m.group(0)
-                    self.pos = m.end()
-                    w = Word([Part("lit", False, line, segs=[(text, line)])], line)
-                    if text == "[[":
-                        self._in_test = True
-                    yield w
-                    continue
-                w = self._word()
-                text = w.plain()
-                if text == "[[":
-                    self._in_test = True
-                elif text == "]]":
-                    self._in_test = False
-                yield w
+                item = self._other()
+                if item is not None:
+                    yield item
         self._read_heredocs()  # a heredoc opened on the last line, with no newline after it
         yield from self.pending
+
+    def _other(self) -> Item | None:
+        """What the master expression leaves: continuations, comments, ``[[ ]]`` contents, words with quotes,
+        escapes, expansions or an assignment (None when nothing is to be handed on)."""
+        t = self.text
+        c = t[self.pos]
+        if c == "\\" and self._peek(1) == "\n":
+            self._continued.append(self.line_of(self.pos))
+            self.pos += 2
+        elif c == "#":
+            start = self.pos
+            self._skip_line()
+            if self._continued and not t[t.rfind("\n", 0, start) + 1:start].strip():
+                return self._orphan_note(start)
+        elif self._in_test and t.startswith(_TEST_OPS, self.pos):
+            op = next(o for o in _TEST_OPS if t.startswith(o, self.pos))
+            line = self.line_of(self.pos)
+            self.pos += len(op)
+            return Word.bare(op, line)
+        elif c in "<>&0123456789" and self._redirect_at(self.pos):
+            return self._redirect()
+        elif c in ";&|()":
+            op = next(o for o in _OPERATORS if t.startswith(o, self.pos))
+            line = self.line_of(self.pos)
+            self.pos += len(op)
+            return Op(op, line)
+        else:
+            w = self._word()
+            text = w.plain()
+            if text == "[[":
+                self._in_test = True
+            elif text == "]]":
+                self._in_test = False
+            return w
+        return None
 
     def _orphan_note(self, start: int) -> Note:
         """bash ends a command at a comment line inside a `\\` continuation: what follows runs on its own."""
@@ -301,6 +353,11 @@ class Lexer:
                 stop = m.end() if m else self.pos + 1
                 self._lit(word, t[self.pos:stop], self.pos, quoted=quoted_context)
                 self.pos = stop
+        parts = word._parts
+        if stops == _METACHARS and not quoted_context and not word.quoted and not word.assign and parts and all(
+                p.kind == "lit" for p in parts):
+            word.text = "".join([t for p in parts for t, _ in p.segs])  # bare after all (`a\<newline>b`)
+            word._parts = None
         return word
 
     def _array(self) -> list[Word]:

@@ -14,7 +14,7 @@ from lora_audit.evidence._bash_lexer import Item, Op, Redir, Word
 from lora_audit.model import Note
 
 
-@dataclass
+@dataclass(slots=True)
 class Simple:
     words: list[Word]
     redirs: list[Redir]
@@ -22,32 +22,32 @@ class Simple:
     line: int
 
 
-@dataclass
+@dataclass(slots=True)
 class AndOr:
     first: Node
     rest: list[tuple[str, Node]]
 
 
-@dataclass
+@dataclass(slots=True)
 class Pipeline:
     cmds: list[Node]
     negate: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class If:
     clauses: list[tuple[list[Node], list[Node], int]]  # (condition, body, line of if/elif)
     orelse: list[Node] | None
 
 
-@dataclass
+@dataclass(slots=True)
 class Case:
     subject: Word
     arms: list[tuple[list[Word], list[Node]]]
     line: int
 
 
-@dataclass
+@dataclass(slots=True)
 class Loop:
     kind: str  # for | while | until | select
     var: str | None
@@ -57,13 +57,13 @@ class Loop:
     line: int
 
 
-@dataclass
+@dataclass(slots=True)
 class Group:
     body: list[Node]
     subshell: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class FuncDef:
     name: str
     body: list[Node]
@@ -72,6 +72,7 @@ class FuncDef:
 
 Node = Simple | AndOr | Pipeline | If | Case | Loop | Group | FuncDef
 
+_COMPOUND = {"if", "case", "for", "select", "while", "until", "{", "function", "!"}
 _CLOSERS = {"then", "elif", "else", "fi", "do", "done", "esac", "}"}
 _SEPARATORS = {";", "\n", "&"}
 _CASE_ENDS = {";;", ";&", ";;&"}
@@ -89,14 +90,20 @@ class Parser:
     # -- helpers --------------------------------------------------------------------------------------------------
     def _has(self, k: int) -> bool:
         """Whether item i+k exists, reading on as needed."""
-        while len(self.items) <= self.i + k:
+        items = self.items
+        while len(items) <= self.i + k:
             nxt = next(self._source, None)
             if nxt is None:
                 return False
-            self.items.append(nxt)
+            items.append(nxt)
         return True
 
     def _peek(self) -> Item | None:
+        items, i = self.items, self.i
+        if i < len(items):  # the common case, inline: the item is read and is no note
+            it = items[i]
+            if it.__class__ is not Note:
+                return it
         while self._has(0) and isinstance(self.items[self.i], Note):
             self.pending.append(self.items[self.i])  # type: ignore[arg-type]
             self.i += 1
@@ -104,12 +111,12 @@ class Parser:
 
     def _keyword(self) -> str | None:
         it = self._peek()
-        return it.plain() if isinstance(it, Word) else None
+        return it.plain() if it.__class__ is Word else None  # type: ignore[union-attr]
 
     def _skip_newlines(self) -> None:
         while True:
             it = self._peek()
-            if isinstance(it, Op) and it.text in ("\n", ";"):
+            if it.__class__ is Op and it.text in ("\n", ";"):  # type: ignore[union-attr]
                 self.i += 1
             else:
                 return
@@ -210,6 +217,10 @@ class Parser:
 
     def command(self) -> Node | None:
         it = self._peek()
+        if it.__class__ is Word and it.text is not None and it.text not in _COMPOUND:  # type: ignore[union-attr]
+            # the common case: a bare word that opens no compound command (still perhaps NAME() ...)
+            if not (self._has(2) and self.items[self.i + 1].__class__ is Op):
+                return self.simple()
         if isinstance(it, Op) and it.text == "(":
             self.i += 1
             body = self.list_until(set())
@@ -262,15 +273,16 @@ class Parser:
         line = 0
         while True:
             it = self._peek()
-            if isinstance(it, Word):
-                if words or redirs or it.plain() not in _CLOSERS:
+            cls = it.__class__
+            if cls is Word:
+                if words or redirs or it.plain() not in _CLOSERS:  # type: ignore[union-attr]
                     words.append(it)
                     line = line or it.line
                     self.i += 1
                     continue
                 break
-            if isinstance(it, Redir):
-                redirs.append(it)
+            if cls is Redir:
+                redirs.append(it)  # type: ignore[arg-type]
                 line = line or it.line
                 self.i += 1
                 continue

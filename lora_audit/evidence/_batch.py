@@ -9,10 +9,12 @@ Only variables set in the script are known: the real environment is never read.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from itertools import repeat
 
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence._script import Command, Value, arith
-from lora_audit.evidence.invocation import Token
+from lora_audit.evidence.invocation import Token, find_training_command
 from lora_audit.model import Note
 
 _C = tuple[str, int]  # a character and its line
@@ -30,8 +32,8 @@ class BatchTokenizer:
 
     def commands(self, text: str, first_line: int = 1) -> list[Command]:
         out: list[Command] = []
-        for chars, notes in self._logical_lines(text, first_line):
-            s = "".join(c for c, _ in chars).lstrip(" \t@")
+        for chars, notes, line_text in self._logical_lines(text, first_line):
+            s = line_text.lstrip(" \t@")
             if not s or s.startswith(":") or re.match(r"rem(\s|$|[.,;=/])", s, re.IGNORECASE):
                 continue  # REM and :: comments, :labels
             # cmd expands %VAR% on the whole line before running any of its commands
@@ -57,6 +59,8 @@ class BatchTokenizer:
                 if self.delayed:
                     stripped = self._bang(stripped, cmd)
                 cmd.words, cmd.error = _argv(stripped, self.label)
+                if find_training_command(cmd.words) is None:
+                    continue  # only commands that launch a script are wanted (bounded memory)
                 cmd.variables = [{**v, "value": v["value"].text()} for v in cmd.variables]  # text only when kept
                 stray = [w for w in cmd.words[1:] if w.text.upper() == "REM" or w.text.startswith("::")]
                 if stray:
@@ -67,34 +71,38 @@ class BatchTokenizer:
         return out
 
     # -- lines ----------------------------------------------------------------------------------------------------
-    def _logical_lines(self, text: str, first_line: int) -> list[tuple[list[_C], list[Note]]]:
-        out: list[tuple[list[_C], list[Note]]] = []
+    def _logical_lines(self, text: str, first_line: int) -> Iterator[tuple[list[_C], list[Note], str]]:
+        """Each logical line (``^``-continued lines joined) as characters with their lines, its notes and its
+        text; one at a time, so a long script is never held as characters all at once."""
         cur: list[_C] = []
+        cur_text: list[str] = []
         notes: list[Note] = []
         for n, physical in enumerate(text.split("\n"), start=first_line):
-            chars = [(c, n) for c in physical]
-            in_quotes, i, caret_end = False, 0, False
-            while i < len(chars):
-                c = chars[i][0]
-                if c == '"':
-                    in_quotes = not in_quotes
-                elif c == "^" and not in_quotes:
-                    if i == len(chars) - 1:
-                        caret_end = True
+            caret_end = False
+            if "^" in physical:  # only a caret continues a line: the common line needs no look at each character
+                in_quotes, i, size = False, 0, len(physical)
+                while i < size:
+                    c = physical[i]
+                    if c == '"':
+                        in_quotes = not in_quotes
+                    elif c == "^" and not in_quotes:
+                        if i == size - 1:
+                            caret_end = True
+                        i += 1
                     i += 1
-                i += 1
-            if not caret_end and not in_quotes and re.search(r"\^[ \t]+$", physical):
-                notes.append(Note(message="a ^ followed by spaces is not a line continuation: the command ends "
-                                          "on this line", source=f"{self.label}:{n}"))
+                if not caret_end and not in_quotes and re.search(r"\^[ \t]+$", physical):
+                    notes.append(Note(message="a ^ followed by spaces is not a line continuation: the command ends "
+                                              "on this line", source=f"{self.label}:{n}"))
             if caret_end:
-                cur.extend(chars[:-1])
+                cur.extend(zip(physical[:-1], repeat(n)))
+                cur_text.append(physical[:-1])
                 continue
-            cur.extend(chars)
-            out.append((cur, notes))
-            cur, notes = [], []
+            cur.extend(zip(physical, repeat(n)))
+            cur_text.append(physical)
+            yield cur, notes, "".join(cur_text)
+            cur, cur_text, notes = [], [], []
         if cur:
-            out.append((cur, notes))
-        return out
+            yield cur, notes, "".join(cur_text)
 
     # -- expansion ------------------------------------------------------------------------------------------------
     def _percent(self, chars: list[_C], cmd: Command) -> list[_C]:

@@ -15,7 +15,7 @@ from lora_audit.errors import EvidenceError
 from lora_audit.evidence._powershell_scan import ESCAPES, VAR, C, Scanner
 from lora_audit.evidence._powershell_cond import evaluate as _ps_evaluate
 from lora_audit.evidence._script import Command, Value, commented_continuation
-from lora_audit.evidence.invocation import Token
+from lora_audit.evidence.invocation import Token, find_training_command
 from lora_audit.model import Note
 
 _ASSIGN = re.compile(r"(?:\[[^\]\n]+\]\s*)*\$(?:\{([^}\n]+)\}|(?:(env|global|script|local|private):)?([A-Za-z_]\w*))"
@@ -73,7 +73,7 @@ class PowerShellTokenizer(Scanner):
                 self._param_block(m)
                 continue
             cmd = self._command()
-            if cmd.words:
+            if cmd.words and find_training_command(cmd.words) is not None:  # only those wanted (bounded memory)
                 if self._conds:
                     self._note(cmd.notes, "this command runs only " + "; ".join(self._conds) + ": the script "
                                           "cannot tell", self.pos - 1)

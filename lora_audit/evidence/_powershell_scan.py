@@ -8,6 +8,7 @@ lookups (case-insensitive; ``$PSScriptRoot`` is the script's folder, where the e
 from __future__ import annotations
 
 import re
+from itertools import repeat
 
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence._script import Command, Lines, Value
@@ -17,6 +18,10 @@ C = tuple[str, int]  # a character and its line
 VAR = re.compile(r"\$(?:\{([^}\n]+)\}|((?:(?:env|global|script|local|private|using):)?[A-Za-z_]\w*))",
                  re.IGNORECASE)
 ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "", "a": "\a", "b": "\b", "f": "\f", "v": "\v"}
+_SQ_PLAIN = re.compile(r"[^'\n]+")
+_DQ_PLAIN = re.compile(r'[^"`$\n]+')
+_BLANKS = re.compile(r"[ \t]+")
+_BLANKS_NL = re.compile(r"[ \t\n]+")
 _AUTOMATIC = {"psscriptroot": ".", "true": "True", "false": "False", "null": ""}
 
 
@@ -51,9 +56,9 @@ class Scanner:
 
     def _skip_blanks(self, newlines: bool = False) -> None:
         while self.pos < self.end:
-            c = self._peek()
+            c = self.t[self.pos]
             if c in " \t" or (newlines and c == "\n"):
-                self.pos += 1
+                self.pos = (_BLANKS_NL if newlines else _BLANKS).match(self.t, self.pos, self.end).end()  # type: ignore
             elif c == "`" and self._peek(1) == "\n":
                 self.pos += 2
             elif newlines and (self.t.startswith("<#", self.pos) or c == "#"):
@@ -102,8 +107,10 @@ class Scanner:
                     continue
                 self.pos = i + 1
                 return out
-            out.append((self.t[i], self.line_of(i)))
-            i += 1
+            m = _SQ_PLAIN.match(self.t, i, self.end)  # a run of characters on one line: one look-up of its line
+            stop = m.end() if m else i + 1
+            out.extend(zip(self.t[i:stop], repeat(self.line_of(i))))
+            i = stop
         raise EvidenceError("unterminated single-quoted string", self.label, self.line_of(start))
 
     def _double(self, cmd: Command) -> list[C]:
@@ -127,8 +134,10 @@ class Scanner:
             elif c == "$":
                 out.extend(self._dollar(cmd))
             else:
-                out.append((c, self.line_of(i)))
-                self.pos += 1
+                m = _DQ_PLAIN.match(self.t, i, self.end)  # a run of characters on one line
+                stop = m.end() if m else i + 1
+                out.extend(zip(self.t[i:stop], repeat(self.line_of(i))))
+                self.pos = stop
         raise EvidenceError("unterminated double-quoted string", self.label, self.line_of(start))
 
     def _here_string(self, cmd: Command) -> list[C]:

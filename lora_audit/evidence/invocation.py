@@ -21,12 +21,13 @@ from lora_audit.model import Evidence, Note, Setting
 TRAINING_SCRIPTS: tuple[str, ...] = catalog().scripts
 _NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+_MAX_ARG_NOTES = 100  # notes on single arguments kept for one command
 # accelerate launch options that take no value
 _ACCELERATE_FLAGS = {"--multi_gpu", "--cpu", "--use_deepspeed", "--use_fsdp", "--use_megatron_lm", "--quiet", "-q",
                      "--debug", "--no_python", "--module", "-m", "--tpu", "--use_xpu", "--same_network"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Token:
     text: str
     line: int
@@ -36,7 +37,22 @@ class Token:
 
 
 def _basename(word: str) -> str:
+    if "/" not in word and "\\" not in word and word != ".":
+        return word  # what PurePosixPath(word).name gives, without building a path (one call per command)
     return PureWindowsPath(word).name if "\\" in word else PurePosixPath(word).name
+
+
+_LAUNCH_PREFIXES = ("env", "nohup", "time", "exec", "call", "&", "sudo")
+_PYTHON = re.compile(r"(python|python3(\.\d+)?|py|python\.exe|python3\.exe|pythonw\.exe)")
+
+
+def may_launch(head: str) -> bool:
+    """Whether a command whose first word is ``head`` can be one ``find_training_command`` finds (a cheap test:
+    False means it is certainly not; a reader skips such a command without expanding the rest of it)."""
+    if head in _LAUNCH_PREFIXES or _ASSIGNMENT.match(head):
+        return True
+    name = _basename(head).lower()
+    return name in ("accelerate", "accelerate.exe") or name.endswith(".py") or _PYTHON.fullmatch(name) is not None
 
 
 def find_training_command(words: list[Token]) -> tuple[str, list[Token], dict[str, Any]] | None:
@@ -47,8 +63,7 @@ def find_training_command(words: list[Token]) -> tuple[str, list[Token], dict[st
     options (``num_processes`` matters for the effective batch).
     """
     i = 0
-    while i < len(words) and (_ASSIGNMENT.match(words[i].text) or words[i].text in ("env", "nohup", "time", "exec",
-                                                                                      "call", "&", "sudo")):
+    while i < len(words) and (_ASSIGNMENT.match(words[i].text) or words[i].text in _LAUNCH_PREFIXES):
         i += 1
     if i >= len(words):
         return None
@@ -58,7 +73,7 @@ def find_training_command(words: list[Token]) -> tuple[str, list[Token], dict[st
     if head in ("accelerate", "accelerate.exe") and rest and rest[0].text == "launch":
         facts["launcher"] = "accelerate launch"
         rest = rest[1:]
-    elif re.fullmatch(r"(python|python3(\.\d+)?|py|python\.exe|python3\.exe|pythonw\.exe)", head):
+    elif _PYTHON.fullmatch(head):
         facts["launcher"] = "python"
         opts = []
         while rest and rest[0].text.startswith("-") and not rest[0].text.endswith(".py"):
@@ -111,13 +126,12 @@ def _group_flags(args: list[Token], ev: Evidence, label: str) -> list[tuple[str,
         tok = args[i]
         text = tok.text
         if tok.runtime and not text.startswith("-"):
-            ev.warnings.append(Note(message=f"{text} is only known at run time: the arguments it gives (if any) "
-                                            "are not read here", source=f"{label}:{tok.line}"))
+            _warn(ev, f"{text} is only known at run time: the arguments it gives (if any) are not read here",
+                  f"{label}:{tok.line}")
             i += 1
             continue
         if not text.startswith("-") or _NEGATIVE_NUMBER.match(text):
-            ev.warnings.append(Note(message=f"stray argument {text!r}: argparse would refuse it",
-                                    source=f"{label}:{tok.line}"))
+            _warn(ev, f"stray argument {text!r}: argparse would refuse it", f"{label}:{tok.line}")
             i += 1
             continue
         flag, eq, inline = text.partition("=")
@@ -137,11 +151,9 @@ def _group_flags(args: list[Token], ev: Evidence, label: str) -> list[tuple[str,
         if arg is None:
             near = cat.nearest(flag, ev.script)
             hint = f" (did you mean --{near}?)" if near else ""
-            ev.warnings.append(Note(message=f"unknown flag {flag}{hint}: kohya's argparse stops with "
-                                            "'unrecognized arguments'", source=f"{label}:{tok.line}"))
-            ev.facts.setdefault("unknown_flags", []).append(
-                {"flag": flag, "value": " ".join(v.text for v in values) or None, "source": f"{label}:{tok.line}",
-                 "nearest": near})
+            _warn(ev, f"unknown flag {flag}{hint}: kohya's argparse stops with 'unrecognized arguments'",
+                  f"{label}:{tok.line}", ("unknown_flags", {"flag": flag, "value": " ".join(v.text for v in values)
+                                                            or None, "source": f"{label}:{tok.line}", "nearest": near}))
             continue
         out.append((arg.name, tok, values if (values or not arg.is_flag) else None, abbrev))
     return out
@@ -168,9 +180,8 @@ def resolve_invocation(script: str, args: list[Token], path: Path | str, kind: s
         foreign = cat.foreign(name, script)
         if foreign:
             # argparse of this script has no such option: "unrecognized arguments" (or an abbreviation error)
-            ev.warnings.append(Note(message=foreign, source=src))
-            ev.facts.setdefault("foreign_flags", []).append(
-                {"flag": f"--{name}", "script": script, "scripts": list(cat.get(name).scripts), "source": src})
+            _warn(ev, foreign, src, ("foreign_flags", {"flag": f"--{name}", "script": script,
+                                                      "scripts": list(cat.get(name).scripts), "source": src}))
         if tok.runtime or any(v.runtime for v in values or []):
             # the script computes it when it runs ($(...), an environment variable): shown as written, never typed
             shown = " ".join(v.text for v in values) if values else tok.text
@@ -180,11 +191,10 @@ def resolve_invocation(script: str, args: list[Token], path: Path | str, kind: s
         try:
             value = cat.convert(name, None if values is None else [v.text for v in values], script)
         except ConversionError as e:
-            ev.warnings.append(Note(message=f"{e}: argparse stops here", source=src))
+            _warn(ev, f"{e}: argparse stops here", src)
             continue
         if name in cli:
-            ev.warnings.append(Note(message=f"--{name} given twice; argparse keeps the last ({cli[name].source} "
-                                            "is overridden)", source=src))
+            _warn(ev, f"--{name} given twice; argparse keeps the last ({cli[name].source} is overridden)", src)
         cli[name] = Setting(name=name, value=value, source=src, note=abbrev)
 
     merged: dict[str, Setting] = {}
@@ -249,7 +259,22 @@ def resolve_invocation(script: str, args: list[Token], path: Path | str, kind: s
                     ev.warnings.append(Note(message=f"--{ignored} is ignored by kohya when a dataset config is given",
                                             source=merged[ignored].source))
     ev.settings = list(merged.values())
+    hidden = ev.facts.pop("notes_not_shown", 0)
+    if hidden:
+        ev.warnings.append(Note(message=f"{hidden} more notes on single arguments of this command are not shown "
+                                        f"(the first {_MAX_ARG_NOTES} are)", source=label))
     return ev
+
+
+def _warn(ev: Evidence, message: str, source: str, fact: tuple[str, dict] | None = None) -> None:
+    """A note on one argument (and its fact); past _MAX_ARG_NOTES only counted: a command of a million repeated
+    flags keeps a bounded list."""
+    if len(ev.warnings) < _MAX_ARG_NOTES:
+        ev.warnings.append(Note.model_construct(message=message, source=source))
+        if fact is not None:
+            ev.facts.setdefault(fact[0], []).append(fact[1])
+    else:
+        ev.facts["notes_not_shown"] = ev.facts.get("notes_not_shown", 0) + 1
 
 
 def parse_argv(argv: list[str], script: str = "train_network.py", base_dir: Path | None = None,
