@@ -22,13 +22,15 @@ import posixpath
 import re
 import shlex
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence._io import read_text
 from lora_audit.evidence._json_lines import parse_json
 from lora_audit.evidence._pyliteral import Env, Unknown, evaluate
-from lora_audit.evidence._pywalk import _STEP_BUDGET, _TRAINING_HINT, Session, _OverBudget, _Shell, _Walker
+from lora_audit.evidence._pysession import STEP_BUDGET, TRAINING_HINT, OverBudget, Session, Shell
+from lora_audit.evidence._pywalk import _Walker
 from lora_audit.evidence.invocation import CREATED_FILES
 from lora_audit.evidence.shell import tokenizer, training_evidence
 from lora_audit.model import Evidence, Note
@@ -81,16 +83,43 @@ def run_cell(s: Session, text: str, label: str, first_line: int) -> None:
     lines = text.split("\n")
     if lines and _CELL_MAGIC.match(lines[0]):
         body = "\n".join([""] + lines[1:])
-        _shell(s, _Shell(body, 1), label, first_line)
+        _shell(s, Shell(body, 1), label, first_line)
         return
     if lines and _OTHER_CELL_MAGIC.match(lines[0]):
         lines[0] = ""
-    elif lines and _WRITEFILE.match(lines[0]):
-        _writefile(s, _WRITEFILE.match(lines[0]), lines[1:], label, first_line)
+    elif lines and (m := _WRITEFILE.match(lines[0])):
+        _writefile(s, m, lines[1:], label, first_line)
         return
     elif lines and _SKIP_CELL_MAGIC.match(lines[0]):
         return
-    shells: dict[int, _Shell] = {}
+    py, shells = _python_lines(s, lines)
+    try:
+        tree = ast.parse("\n".join(py))
+    except (RecursionError, MemoryError, ValueError):
+        s.notes.append(Note(message="a cell too deeply nested to read: not read", source=label))
+        return
+    except SyntaxError as e:
+        s.notes.append(Note(message=f"not Python ({e.msg}): only its ! lines are read",
+                            source=f"{label}:{(e.lineno or 1) + first_line - 1}"))
+        for sh in shells.values():
+            _shell(s, sh, label, first_line)
+        return
+    if s.steps > STEP_BUDGET:
+        return
+    try:
+        _Walker(s, label, first_line, shells).block(tree.body, conditional=False)
+    except OverBudget:
+        s.notes.append(Note(message=f"more code than is read ({STEP_BUDGET:,} statements, loops unrolled): the "
+                                    "rest of this code is not read", source=label))
+    except RecursionError:
+        s.notes.append(Note(message="code nested too deeply to follow: the rest of this cell is not read",
+                            source=label))
+
+
+def _python_lines(s: Session, lines: list[str]) -> tuple[list[str], dict[int, Shell]]:
+    """The cell as Python: each ``!`` line (with its continuation lines) and line magic becomes ``pass`` on the same
+    line, the ``!`` commands kept by line; ``%env`` sets the shell's environment."""
+    shells: dict[int, Shell] = {}
     py: list[str] = []
     i = 0
     while i < len(lines):
@@ -103,7 +132,7 @@ def run_cell(s: Session, text: str, label: str, first_line: int) -> None:
             while cmd[-1].rstrip().endswith("\\") and i + 1 < len(lines):
                 i += 1
                 cmd.append(lines[i])
-            shells[start + 1] = _Shell("\n".join(cmd), start + 1)
+            shells[start + 1] = Shell("\n".join(cmd), start + 1)
             py.append(f"{indent}pass")
             py.extend("" for _ in range(i - start))
         elif stripped.startswith("%"):
@@ -115,27 +144,7 @@ def run_cell(s: Session, text: str, label: str, first_line: int) -> None:
         else:
             py.append(ln)
         i += 1
-    try:
-        tree = ast.parse("\n".join(py))
-    except (RecursionError, MemoryError, ValueError):
-        s.notes.append(Note(message="a cell too deeply nested to read: not read", source=label))
-        return
-    except SyntaxError as e:
-        s.notes.append(Note(message=f"not Python ({e.msg}): only its ! lines are read",
-                            source=f"{label}:{(e.lineno or 1) + first_line - 1}"))
-        for sh in shells.values():
-            _shell(s, sh, label, first_line)
-        return
-    if s.steps > _STEP_BUDGET:
-        return
-    try:
-        _Walker(s, label, first_line, shells).block(tree.body, conditional=False)
-    except _OverBudget:
-        s.notes.append(Note(message=f"more code than is read ({_STEP_BUDGET:,} statements, loops unrolled): the "
-                                    "rest of this code is not read", source=label))
-    except RecursionError:
-        s.notes.append(Note(message="code nested too deeply to follow: the rest of this cell is not read",
-                            source=label))
+    return py, shells
 
 
 def expand(text: str, env: Env) -> tuple[str, list[str]]:
@@ -161,11 +170,16 @@ def expand(text: str, env: Env) -> tuple[str, list[str]]:
     out = _EXPAND.sub(sub, text)
     # os.environ / %env values the shell would see
     for k, v in env.environ.items():
-        out = re.sub(rf"\$\{{{re.escape(k)}\}}|\${re.escape(k)}(?!\w)", lambda _m, v=v: v, out)
+        out = re.sub(rf"\$\{{{re.escape(k)}\}}|\${re.escape(k)}(?!\w)", _literal(v), out)
     return out, unknown
 
 
-def _shell(s: Session, sh: _Shell, label: str, first_line: int, conditional: bool = False) -> None:
+def _literal(text: str) -> Callable[[re.Match], str]:
+    """A re.sub replacement that inserts ``text`` as it is (no backslash escapes, no group references)."""
+    return lambda _m: text
+
+
+def _shell(s: Session, sh: Shell, label: str, first_line: int, conditional: bool = False) -> None:
     line = sh.line + first_line - 1
     if sh.words is not None:
         text = " ".join(shlex.quote(w) for w in sh.words)
@@ -176,8 +190,8 @@ def _shell(s: Session, sh: _Shell, label: str, first_line: int, conditional: boo
     if run and posixpath.basename(run.group(1)) in s.scripts:
         body, label, line = s.scripts[posixpath.basename(run.group(1))]
         text, unknown = body, []
-    if not _TRAINING_HINT.search(text):
-        if any(_TRAINING_HINT.search(s.texts.get(u.strip(), "")) for u in unknown):
+    if not TRAINING_HINT.search(text):
+        if any(TRAINING_HINT.search(s.texts.get(u.strip(), "")) for u in unknown):
             s.unread.append(f"{label}:{line}")
             s.notes.append(Note(message="a training command the notebook builds at run time (" + ", ".join(
                 "{" + u + "}" for u in unknown) + "): not read", source=f"{label}:{line}"))
