@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lora_audit.compare.safety import check_model_folder, check_weights_file
 from lora_audit.compare.spec import LoraSpec, Settings
 from lora_audit.errors import EvidenceError
+from lora_audit.loaders.guard import check_weights_file
+from lora_audit.loaders.pipelines import denoiser, load_pipeline, pipeline_arch
 
 # --scheduler NAME -> (diffusers class, extra config); the names people use in A1111 / kohya sample prompts
 SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -27,7 +27,8 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 _A1111_NAMES = {"ddim": "DDIM", "pndm": "PLMS", "euler": "Euler", "euler_a": "Euler a", "heun": "Heun",
                 "lms": "LMS", "dpm++2m": "DPM++ 2M", "dpm++2m_karras": "DPM++ 2M Karras", "unipc": "UniPC",
                 "ddpm": "DDPM"}
-_COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
+_COMPONENTS = ("unet", "transformer", "text_encoder", "text_encoder_2", "text_encoder_3")
+FLOW_ARCHES = ("flux", "sd3")  # flow-matching transformers (kohya: flux_train_network.py, sd3_train_network.py)
 
 
 @dataclass
@@ -69,46 +70,19 @@ def resolve_dtype(dtype: str, device: str):
 
 
 def model_arch(pipe) -> str:
-    return "sdxl" if "XL" in type(pipe).__name__ else "sd15"
+    return pipeline_arch(pipe)
 
 
 def load_base(s: Settings, model_config: Path | None = None):
     """The pipeline, on its device and dtype, progress bars off; single files via from_single_file."""
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()  # before diffusers imports the pipelines' processors
     import diffusers
-    from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 
-    from lora_audit.train.models import quiet_libraries
-
-    quiet_libraries()
-    warnings.filterwarnings("ignore", message=".*torch_dtype.*is deprecated", category=FutureWarning)
-    warnings.filterwarnings("ignore", message="Already found a `peft_config`", category=UserWarning)
     device = resolve_device(s.device)
     dtype = resolve_dtype(s.dtype, device)
-    base = Path(s.base)
-    try:
-        if base.is_dir():
-            if not (base / "model_index.json").is_file():
-                raise EvidenceError("not a diffusers model folder (no model_index.json)", str(base))
-            check_model_folder(base, "base model folder")
-            pipe = DiffusionPipeline.from_pretrained(base, torch_dtype=dtype, local_files_only=True,
-                                                     use_safetensors=True)  # never a pickle, not even as fallback
-        elif base.is_file():
-            cls = _single_file_class(base)
-            _check_model_config(model_config, cls, base)
-            pipe = cls.from_single_file(str(base), config=str(model_config), torch_dtype=dtype,
-                                        local_files_only=True)
-        else:
-            raise EvidenceError("base model not found", str(base))
-    except EvidenceError:
-        raise
-    except (OSError, ValueError, KeyError) as e:
-        raise EvidenceError(f"cannot load the base model: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
-                            str(base)) from None
-    if not isinstance(pipe, (StableDiffusionPipeline, StableDiffusionXLPipeline)):
-        raise EvidenceError(f"unsupported pipeline {type(pipe).__name__}: SD1.x and SDXL only", str(base))
+    pipe = load_pipeline(Path(s.base), dtype, model_config)
+    arch = pipeline_arch(pipe)
+    if arch in FLOW_ARCHES:
+        _check_flow_settings(s, arch)
     if s.scheduler:
         cls_name, extra = SCHEDULERS[s.scheduler]
         pipe.scheduler = getattr(diffusers, cls_name).from_config(pipe.scheduler.config, **extra)
@@ -116,34 +90,18 @@ def load_base(s: Settings, model_config: Path | None = None):
     return pipe.to(device), device, dtype
 
 
-def _single_file_class(path: Path):
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
-
-    from lora_audit.evidence.safetensors_header import read_header
-
-    check_weights_file(path, "single-file checkpoint")
-    names = read_header(path).tensors
-    sdxl = any(k.startswith("conditioner.embedders.1") for k in names)
-    return StableDiffusionXLPipeline if sdxl else StableDiffusionPipeline
-
-
-def _check_model_config(model_config: Path | None, cls, base: Path) -> None:
-    """A single file holds weights only; diffusers takes the components' configs from a diffusers folder of the same
-    architecture (its weights are not read). Without one it would download them: refused, no network at run time."""
-    from lora_audit.train.tiny_model import detect_arch
-
-    want = cls.__name__
-    if model_config is None:
-        raise EvidenceError(f"a single-file checkpoint needs --model-config DIR: a diffusers folder of the same "
-                            f"architecture ({want}; its configs are used, not its weights), as nothing is downloaded",
-                            str(base))
-    try:
-        have = detect_arch(model_config)
-    except EvidenceError as e:
-        raise EvidenceError(f"--model-config: {e.message}", e.path) from None
-    if (have == "sdxl") != ("XL" in want):
-        raise EvidenceError(f"--model-config is a {have} folder but the checkpoint is {want}: give a folder of the "
-                            f"checkpoint's architecture", str(model_config))
+def _check_flow_settings(s: Settings, arch: str) -> None:
+    """FLUX.1 and SD3 sample with their flow-matching scheduler and pack 2x2 latent patches: the SD samplers and
+    sizes that are not multiples of 16 do not apply (FluxPipeline would silently resize)."""
+    name = {"flux": "FLUX.1", "sd3": "SD3"}[arch]
+    if s.scheduler:
+        raise EvidenceError(f"--scheduler {s.scheduler}: {name} samples with its own flow-matching scheduler "
+                            "(FlowMatchEulerDiscreteScheduler); leave --scheduler out")
+    if s.width % 16 or s.height % 16:
+        raise EvidenceError(f"--size {s.width}x{s.height}: {name} needs multiples of 16 (8 for the VAE x 2 for "
+                            "the transformer's patches)")
+    if arch == "flux" and s.negative:
+        raise EvidenceError("--negative: FLUX.1 is guidance-distilled and is sampled without a negative prompt")
 
 
 def sampler_name(pipe) -> str:
@@ -178,14 +136,40 @@ def load_lora(pipe, spec: LoraSpec, adapter: str) -> LoadedLora:
             n *= d
         params += n
     modules = sum(1 for k in header.tensors if k.endswith((".lora_down.weight", ".lora_A.weight", ".down.weight")))
-    _check_diffusers_fit(pipe, header.tensors, want, path)
+    kohya_dit = want in FLOW_ARCHES and any(k.endswith(".lora_down.weight") for k in header.tensors)
+    if kohya_dit:
+        source, matched = _kohya_dit_state_dict(pipe, path, want)
+    else:
+        _check_diffusers_fit(pipe, header.tensors, want, path)
+        source = str(path)
     try:
-        pipe.load_lora_weights(str(path), adapter_name=adapter, use_safetensors=True)
+        pipe.load_lora_weights(source, adapter_name=adapter, use_safetensors=True)
     except (ValueError, KeyError, RuntimeError, OSError) as e:
         raise EvidenceError(f"cannot load LoRA: {str(e).splitlines()[0][:200]}", str(path)) from None
-    matched = sum(1 for comp in _COMPONENTS if getattr(pipe, comp, None) is not None
+    wrapped = sum(1 for comp in _COMPONENTS if getattr(pipe, comp, None) is not None
                   for m in getattr(pipe, comp).modules() if adapter in getattr(m, "lora_A", {}))
+    if not kohya_dit:
+        matched = wrapped
+    elif wrapped < len(source) // 2:
+        raise EvidenceError(f"cannot load LoRA: diffusers wrapped {wrapped} of the {len(source) // 2} modules "
+                            "converted from kohya's layout", str(path))
     return LoadedLora(spec, adapter, arch, modules, matched, params, path.stat().st_size, file_sha256(path))
+
+
+def _kohya_dit_state_dict(pipe, path: Path, arch: str) -> tuple[dict[str, Any], int]:
+    """A kohya FLUX.1/SD3 file as PEFT keys of this pipeline (loaders.dit_lora) and how many kohya modules it fits;
+    a file whose modules exist with other widths (another model size) is refused, as for the U-Nets."""
+    from safetensors.torch import load_file
+
+    from lora_audit.loaders.dit_lora import convert
+
+    conv = convert(load_file(str(path)), pipe, arch)
+    if conv.wrong_width:
+        n = len(conv.wrong_width)
+        raise EvidenceError(f"LoRA does not fit this {arch} model: {n} of {n + len(conv.matched)} modules are of "
+                            f"another width (first: {conv.wrong_width[0]}); made for a model of another size?",
+                            str(path))
+    return conv.state_dict, len(conv.matched)
 
 
 def _check_diffusers_fit(pipe, tensors: dict, arch: str, path: Path) -> None:
@@ -232,15 +216,65 @@ def activate(pipe, adapter: str | None, strength: float = 0.0) -> None:
 
 def initial_latents(pipe, seed: int, width: int, height: int):
     """The starting noise of (seed, size), made on the CPU in fp32 so it is the same on every device, once per
-    (prompt, seed) and reused for every row."""
+    (prompt, seed) and reused for every row. FLUX's is drawn as its pipeline draws it (16 channels at 1/8 size),
+    then packed into 2x2 patches (``FluxPipeline._pack_latents``), the form its ``latents`` argument takes."""
     import torch
 
-    shape = (1, pipe.unet.config.in_channels, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
-    return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)
+    arch = pipeline_arch(pipe)
+    channels = pipe.transformer.config.in_channels // 4 if arch == "flux" else denoiser(pipe).config.in_channels
+    h, w = height // pipe.vae_scale_factor, width // pipe.vae_scale_factor
+    noise = torch.randn((1, channels, h, w), generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)
+    return pipe._pack_latents(noise, 1, channels, h, w) if arch == "flux" else noise
 
 
-def model_info(pipe, base: Path) -> dict[str, Any]:
+def call_kwargs(pipe, s: Settings, prompt: str, n: int) -> dict[str, Any]:
+    """The pipeline arguments every row shares (besides latents and generators): FLUX.1 takes ``--cfg`` as its
+    distilled guidance (ignored by a model without a guidance embedding, as schnell) and SD3 as true CFG; both read
+    at most ``max_sequence_length`` T5 tokens (recorded in model_info)."""
+    kw: dict[str, Any] = dict(prompt=[prompt] * n, num_inference_steps=s.steps, guidance_scale=s.cfg,
+                              height=s.height, width=s.width, output_type="pil")
+    arch = pipeline_arch(pipe)
+    if arch in FLOW_ARCHES:
+        kw["max_sequence_length"] = _max_sequence_length(pipe)
+    if s.negative:
+        kw["negative_prompt"] = [s.negative] * n
+    return kw
+
+
+def _max_sequence_length(pipe) -> int:
+    """The pipelines' defaults (FluxPipeline 512, StableDiffusion3Pipeline 256), capped by the T5 tokenizer's."""
+    default = 512 if pipeline_arch(pipe) == "flux" else 256
+    tok = getattr(pipe, "tokenizer_2" if pipeline_arch(pipe) == "flux" else "tokenizer_3", None)
+    limit = getattr(tok, "model_max_length", default) or default
+    return min(default, int(limit))
+
+
+def sampling_info(pipe, s: Settings) -> dict[str, Any] | None:
+    """What a flow-matching comparison was sampled with (comparison.json, report.md); None for SD1.x/SDXL."""
+    arch = pipeline_arch(pipe)
+    if arch not in FLOW_ARCHES:
+        return None
+    cfg = pipe.scheduler.config
+    keys = ["shift", "use_dynamic_shifting"]
+    if cfg.get("use_dynamic_shifting"):  # FLUX.1-dev: the shift grows with the image's token count
+        keys += ["base_shift", "max_shift", "base_image_seq_len", "max_image_seq_len"]
+    shift = {k: cfg.get(k) for k in keys if cfg.get(k) is not None}
+    if arch == "flux":
+        embedded = bool(pipe.transformer.config.guidance_embeds)
+        guidance = (f"distilled guidance {s.cfg:g} (FLUX.1-dev: embedded, no CFG pass)" if embedded else
+                    "none: no guidance embedding (FLUX.1-schnell), --cfg ignored")
+    else:
+        guidance = f"classifier-free guidance {s.cfg:g}" if s.cfg > 1 else "none (cfg <= 1)"
+    return {"family": "flow matching", "guidance": guidance, "max_sequence_length": _max_sequence_length(pipe),
+            "scheduler_shift": shift}
+
+
+def model_info(pipe, base: Path, s: Settings | None = None) -> dict[str, Any]:
     params = sum(p.numel() for comp in _COMPONENTS + ("vae",) if getattr(pipe, comp, None) is not None
                  for p in getattr(pipe, comp).parameters())
-    return {"path": str(base), "arch": model_arch(pipe), "pipeline": type(pipe).__name__, "parameters": params,
+    info = {"path": str(base), "arch": model_arch(pipe), "pipeline": type(pipe).__name__, "parameters": params,
             "scheduler": type(pipe.scheduler).__name__}
+    sampling = sampling_info(pipe, s) if s is not None else None
+    if sampling:
+        info["sampling"] = sampling
+    return info

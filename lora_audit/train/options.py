@@ -67,9 +67,12 @@ def plan_training(argv: list[str], base_dir: Path | None = None, ignore_unsuppor
     ev = parse_argv(list(argv), "train_network.py", base)
     _refuse_what_kohya_refuses(ev)
     model = _model_path(ev, base)
-    from lora_audit.train.tiny_model import detect_arch
+    from lora_audit.loaders.pipelines import detect_arch
 
     arch = detect_arch(model)
+    if arch not in ("sd15", "sdxl"):
+        raise EvidenceError(f"the builtin trainer trains SD1.x and SDXL LoRAs only; this is a {arch} model (train it "
+                            f"with kohya's {arch}_train_network.py)", str(model))
     script = "sdxl_train_network.py" if arch == "sdxl" else "train_network.py"
     if arch == "sdxl":  # read again with the SDXL script's argument set, as sdxl_train_network.py would
         ev = parse_argv(list(argv), script, base)

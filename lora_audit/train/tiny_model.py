@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Literal
 
 from lora_audit.errors import EvidenceError
+from lora_audit.loaders.pipelines import detect_arch  # noqa: F401  (the architecture of a folder, kept here for callers)
+from lora_audit.train.tiny_dit import DIT_ARCHES, make_tiny_dit
 from lora_audit.train.tokenizer import write_tokenizer
 
-Arch = Literal["sd15", "sdxl"]
-ARCHES: tuple[str, ...] = ("sd15", "sdxl")
+Arch = Literal["sd15", "sdxl", "flux", "flux-schnell", "sd3"]
+ARCHES: tuple[str, ...] = ("sd15", "sdxl", "flux", "flux-schnell", "sd3")  # the DiT ones are made by tiny_dit
 
 # Scheduler configs of the real pipelines (runwayml/stable-diffusion-v1-5, stabilityai/stable-diffusion-xl-base-1.0).
 _BETAS = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000}
@@ -64,13 +66,17 @@ def make_tiny_model(path: Path | str, arch: Arch = "sd15", seed: int = 0) -> Pat
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-    from lora_audit.train.models import quiet_libraries
+    from lora_audit.loaders.pipelines import quiet_libraries
 
     quiet_libraries()
     path = Path(path)
     if path.exists() and any(path.iterdir()):
         raise EvidenceError("folder exists and is not empty; choose a new path", str(path))
     path.mkdir(parents=True, exist_ok=True)
+
+    if arch in DIT_ARCHES:
+        make_tiny_dit(path, arch, seed)
+        return path
 
     def seeded(k: int) -> None:
         torch.manual_seed(seed * 1000 + k)
@@ -107,19 +113,3 @@ def make_tiny_model(path: Path | str, arch: Arch = "sd15", seed: int = 0) -> Pat
                                          tokenizer=tok, tokenizer_2=tok2, unet=unet, scheduler=scheduler)
     pipe.save_pretrained(path, safe_serialization=True)
     return path
-
-
-def detect_arch(path: Path | str) -> Arch:
-    """sd15 or sdxl, from a diffusers pipeline folder's model_index.json."""
-    import json
-
-    index = Path(path) / "model_index.json"
-    if not index.is_file():
-        raise EvidenceError("not a diffusers model folder (no model_index.json)", str(path))
-    try:
-        cls = json.loads(index.read_text(encoding="utf-8")).get("_class_name", "")
-    except ValueError as e:
-        raise EvidenceError(f"model_index.json is not JSON: {e}", str(index)) from None
-    return "sdxl" if "XL" in cls else "sd15"
-
-

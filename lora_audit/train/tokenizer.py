@@ -97,3 +97,39 @@ def write_tokenizer(folder: Path, pad_token: str = EOS, model_max_length: int = 
               "clean_up_tokenization_spaces": False, **special}
     (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     return len(vocab)
+
+
+# --- T5 (FLUX's and SD3's third/second text encoder) ------------------------------------------------------------------
+
+T5_PAD, T5_EOS, T5_UNK = "<pad>", "</s>", "<unk>"
+
+
+def write_t5_tokenizer(folder: Path, model_max_length: int = 512) -> int:
+    """Write a T5 SentencePiece-style Unigram tokenizer (``tokenizer.json`` + config) into ``folder``; return its size.
+
+    The special tokens are T5's own ids (``<pad>`` 0, ``</s>`` 1, ``<unk>`` 2), words start with ``▁`` (Metaspace)
+    and ``</s>`` ends every sequence, as ``google/t5-v1_1-xxl``'s tokenizer does; the pieces are the caption words
+    of ``_CORPUS`` (one piece each) and single characters, so any text tokenizes without an unknown piece. No
+    ``<extra_id_*>`` sentinels: the encoders FLUX and SD3 use never see them. ``transformers.T5TokenizerFast``
+    loads the folder.
+    """
+    import string
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pieces: list[tuple[str, float]] = [(T5_PAD, 0.0), (T5_EOS, 0.0), (T5_UNK, 0.0), ("▁", -3.0)]
+    pieces += [("▁" + w, -1.0 - len(w) / 100) for w in dict.fromkeys(_CORPUS.split())]
+    pieces += [(c, -6.0) for c in string.ascii_letters + string.digits + string.punctuation]
+    tok = Tokenizer(models.Unigram(pieces, unk_id=2, byte_fallback=False))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.post_processor = processors.TemplateProcessing(single=f"$A {T5_EOS}", pair=f"$A {T5_EOS} $B {T5_EOS}",
+                                                       special_tokens=[(T5_EOS, 1)])
+    tok.save(str(folder / "tokenizer.json"))
+    special = {"eos_token": T5_EOS, "unk_token": T5_UNK, "pad_token": T5_PAD}
+    (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2), encoding="utf-8")
+    config = {"tokenizer_class": "T5Tokenizer", "model_max_length": model_max_length, "extra_ids": 0,
+              "additional_special_tokens": [], "clean_up_tokenization_spaces": False, **special}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return len(pieces)

@@ -63,7 +63,7 @@ def run(plan: TrainPlan, base: Path, echo: Callable[[str], None] = print, progre
     from lora_audit.train import data as D
     from lora_audit.train import lora, metadata, noise, schedule, text
     from lora_audit.train.logs import LossRecorder, StepLog
-    from lora_audit.train.models import load_models, quiet_libraries
+    from lora_audit.loaders.pipelines import load_models, quiet_libraries
 
     quiet_libraries()
     args = plan.args
