@@ -8,13 +8,14 @@ import html
 import json
 import statistics
 from datetime import datetime, timezone
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from lora_audit.compare import metrics as mx
-from lora_audit.compare.run import Comparison
-from lora_audit.report.csv_cells import csv_row
+from lora_audit.compare.epochs import epoch_series
+from lora_audit.compare.run import ComparisonRun
+from lora_audit.compare.schema import Comparison, ComparisonEntry, ComparisonStatistics, ModelStats, Shot
+from lora_audit.format import csv_row
 
 VERSION = "1.0.0"
 GUIDE_COLUMNS = ["comparison_id", "prompt", "seed", "model_name", "base_model", "lora", "lora_strength",
@@ -22,7 +23,7 @@ GUIDE_COLUMNS = ["comparison_id", "prompt", "seed", "model_name", "base_model", 
 METRIC_COLUMNS = ["png_bytes", "jpeg_bytes", "palette", "grid_k", "grid_fit", "grid_fit_2", "sharpness"]
 
 
-def model_stats(cmp: Comparison) -> list[dict[str, Any]]:
+def model_stats(cmp: ComparisonRun) -> list[dict[str, Any]]:
     by_lora = {lo.adapter: lo for lo in cmp.loras}
     out = []
     for row in cmp.rows:
@@ -44,7 +45,7 @@ def model_stats(cmp: Comparison) -> list[dict[str, Any]]:
     return out
 
 
-def _metric_columns(cmp: Comparison) -> list[str]:
+def _metric_columns(cmp: ComparisonRun) -> list[str]:
     return METRIC_COLUMNS + (["clip_score"] if any("clip_score" in r["metrics"] for r in cmp.records) else [])
 
 
@@ -53,7 +54,7 @@ def _mean(recs: list[dict[str, Any]], key: str) -> float | None:
     return round(statistics.fmean(vals), 4) if vals else None
 
 
-def findings(cmp: Comparison, stats: list[dict[str, Any]]) -> list[str]:
+def findings(cmp: ComparisonRun, stats: list[dict[str, Any]]) -> list[str]:
     out = []
     for lo in cmp.loras:
         rows = [st for st in stats if st["lora"] == str(lo.spec.path) and st["lora_strength"]]
@@ -72,36 +73,46 @@ def furthest(stats: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(loras, key=lambda st: st["distance_to_base"]["mean"] or 0) if loras else None
 
 
-def to_json(cmp: Comparison) -> dict[str, Any]:
+def comparison(cmp: ComparisonRun) -> Comparison:
+    """The comparison as comparison.json's model (:class:`lora_audit.compare.schema.Comparison`)."""
     stats = model_stats(cmp)
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in cmp.records:
         groups.setdefault(r["comparison_id"], []).append(r)
     s = cmp.settings
-    comparisons = [{"comparison_id": cid, "prompt": recs[0]["prompt"], "seed": recs[0]["seed"],
-                    "models": [{"name": r["model_name"], "base_model": r["base_model"], "lora": r["lora"] or None,
-                                "lora_strength": r["lora_strength"], "generation_time_s": r["generation_time_s"],
-                                "image": r["image"], "distance_to_base": r["distance_to_base"],
-                                "metrics": r["metrics"], "completed_at": r["completed_at"]} for r in recs],
-                    "winner": None, "notes": ""} for cid, recs in groups.items()]
+    entries = [ComparisonEntry(
+        comparison_id=cid, prompt=recs[0]["prompt"], seed=recs[0]["seed"],
+        models=[Shot(name=r["model_name"], base_model=r["base_model"], lora=r["lora"] or None,
+                     lora_strength=r["lora_strength"], generation_time_s=r["generation_time_s"], image=r["image"],
+                     distance_to_base=r["distance_to_base"], metrics=r["metrics"], completed_at=r["completed_at"])
+                for r in recs],
+        winner=None, notes="") for cid, recs in groups.items()]
     best = furthest(stats)
-    return {
-        "metadata": {"generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                     "version": VERSION, "total_comparisons": len(comparisons), "tool": "lora-audit compare",
-                     "base_model": cmp.model, "settings": {
-                         "prompts": s.prompts, "seeds": s.seeds, "steps": s.steps, "cfg": s.cfg,
-                         "size": f"{s.width}x{s.height}", "scheduler": cmp.model["scheduler"], "negative": s.negative,
-                         "batch": s.batch},
-                     "resumed_images": cmp.resumed, "grids": cmp.grids},
-        "comparisons": comparisons,
-        "statistics": {"total_comparisons": len(comparisons), "comparisons_with_preference": 0,
-                       "preference_rate": 0.0, "model_wins": [], "models": stats,
-                       "furthest_from_base": best["model_name"] if best else None},
-        "findings": findings(cmp, stats),
-    }
+    out = Comparison(
+        metadata={"generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                  "version": VERSION, "total_comparisons": len(entries), "tool": "lora-audit compare",
+                  "base_model": cmp.model, "settings": {
+                      "prompts": s.prompts, "seeds": s.seeds, "steps": s.steps, "cfg": s.cfg,
+                      "size": f"{s.width}x{s.height}", "scheduler": cmp.model["scheduler"], "negative": s.negative,
+                      "batch": s.batch},
+                  "resumed_images": cmp.resumed, "grids": cmp.grids},
+        comparisons=entries,
+        statistics=ComparisonStatistics(
+            total_comparisons=len(entries), comparisons_with_preference=0, preference_rate=0.0, model_wins=[],
+            models=[ModelStats(**st) for st in stats], furthest_from_base=best["model_name"] if best else None),
+        findings=findings(cmp, stats))
+    series = epoch_series(cmp, stats)
+    if series:
+        out.epochs = series
+    return out
 
 
-def write_csv(cmp: Comparison, path: Path) -> None:
+def to_json(cmp: ComparisonRun) -> dict[str, Any]:
+    """comparison.json's object."""
+    return comparison(cmp).to_data()
+
+
+def write_csv(cmp: ComparisonRun, path: Path) -> None:
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         cols = _metric_columns(cmp)
@@ -125,15 +136,11 @@ def md_text(value: Any) -> Any:
 
 
 def write_report(data: dict[str, Any], path: Path) -> None:
-    import jinja2
+    from lora_audit.report.templates import environment
 
     # finalize: every {{ }} of the template goes through md_text, so prompts, labels, paths and findings written by
     # users cannot inject HTML or Markdown into the report
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(resources.files("lora_audit._templates"))),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False,
-                             finalize=md_text,
-                             trim_blocks=True, lstrip_blocks=True)  # table rows stay adjacent: one table each
-    env.filters["num"] = lambda v, d=3: "" if v is None else f"{v:.{d}f}" if isinstance(v, float) else str(v)
+    env = environment(finalize=md_text, trim_blocks=True, lstrip_blocks=True)  # table rows stay adjacent
     text = env.get_template("compare.md.j2").render(d=data)
     out, blank = [], 0
     for line in text.splitlines():  # no runs of blank lines where blocks were skipped
@@ -143,7 +150,7 @@ def write_report(data: dict[str, Any], path: Path) -> None:
     path.write_text("\n".join(out).strip() + "\n", encoding="utf-8")
 
 
-def write_all(cmp: Comparison) -> dict[str, Any]:
+def write_all(cmp: ComparisonRun) -> dict[str, Any]:
     data = to_json(cmp)
     (cmp.out / "comparison.json").write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
     write_csv(cmp, cmp.out / "comparison.csv")

@@ -20,7 +20,10 @@ Progress = Callable[[int, int, str, float | None], None]  # done, total, what, e
 
 
 @dataclass
-class Comparison:
+class ComparisonRun:
+    """A comparison being made: its settings, rows and image records (comparison.json is its
+    :class:`lora_audit.compare.schema.Comparison`, built by ``export.comparison``)."""
+
     settings: Settings
     out: Path
     model: dict[str, Any]
@@ -63,7 +66,7 @@ _JOURNAL_FIELDS: dict[str, type | tuple[type, ...]] = {
 
 
 def run_comparison(s: Settings, out: Path, progress: Progress | None = None, model_config: Path | None = None
-                   ) -> Comparison:
+                   ) -> ComparisonRun:
     import numpy as np
     import torch
     from PIL import Image
@@ -73,7 +76,7 @@ def run_comparison(s: Settings, out: Path, progress: Progress | None = None, mod
     pipe, device, dtype = pl.load_base(s, model_config)
     loras = [pl.load_lora(pipe, spec, f"l{i}") for i, spec in enumerate(s.loras)]
     rows = rows_for(s.loras)
-    cmp = Comparison(s, out, pl.model_info(pipe, s.base), loras, rows)
+    cmp = ComparisonRun(s, out, pl.model_info(pipe, s.base, s), loras, rows)
     sampler = pl.sampler_name(pipe)
     by_adapter = {lo.adapter: lo for lo in loras}
     latents = {seed: pl.initial_latents(pipe, seed, s.width, s.height) for seed in s.seeds}
@@ -98,11 +101,7 @@ def run_comparison(s: Settings, out: Path, progress: Progress | None = None, mod
                     if todo:
                         lat = torch.cat([latents[sd] for sd in todo]).to(device=device, dtype=dtype)
                         gens = [torch.Generator("cpu").manual_seed(sd) for sd in todo]
-                        kw: dict[str, Any] = dict(prompt=[prompt] * len(todo), num_inference_steps=s.steps,
-                                                  guidance_scale=s.cfg, height=s.height, width=s.width,
-                                                  latents=lat, generator=gens, output_type="pil")
-                        if s.negative:
-                            kw["negative_prompt"] = [s.negative] * len(todo)
+                        kw = pl.call_kwargs(pipe, s, prompt, len(todo)) | {"latents": lat, "generator": gens}
                         if device == "cuda":
                             torch.cuda.synchronize()
                         t0 = time.perf_counter()
@@ -148,7 +147,7 @@ def _reusable(done: dict[str, dict[str, Any]], path: Path, params: str, out: Pat
     return rel in done and path.is_file() and img_io.read_parameters(path) == params
 
 
-def _record(s: Settings, cmp: Comparison, row: Row, lo: pl.LoadedLora | None, pi: int, prompt: str, seed: int,
+def _record(s: Settings, cmp: ComparisonRun, row: Row, lo: pl.LoadedLora | None, pi: int, prompt: str, seed: int,
             rel: str, t: float, params: str) -> dict[str, Any]:
     return {"comparison_id": f"cmp-{pi + 1:03d}-{seed}", "prompt": prompt, "prompt_index": pi, "seed": seed,
             "model_name": row.label, "base_model": str(s.base), "lora": str(lo.spec.path) if lo else "",
@@ -156,7 +155,7 @@ def _record(s: Settings, cmp: Comparison, row: Row, lo: pl.LoadedLora | None, pi
             "notes": "", "completed_at": _now(), "image": rel, "parameters": params}
 
 
-def write_grids(cmp: Comparison) -> list[str]:
+def write_grids(cmp: ComparisonRun) -> list[str]:
     s = cmp.settings
     paths = []
     for pi, prompt in enumerate(s.prompts):

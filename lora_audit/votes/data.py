@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import ValidationError
 
+from lora_audit.compare.schema import Comparison
 from lora_audit.errors import EvidenceError
 
 
@@ -76,54 +77,6 @@ class ComparisonFolder:
 
 MAX_BYTES = 100 * 1024 * 1024  # a comparison of 100,000 images is about 50 MB
 MAX_DEPTH = 32  # compare writes 5 levels; deeper is not ours and would only strain the exports
-_Finite = Annotated[float, Field(allow_inf_nan=False)]
-_Scalar = StrictBool | StrictInt | float | str | None
-
-
-class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")  # keys a later version adds are kept and exported as they are
-
-
-class _ShotFile(_Open):
-    name: StrictStr
-    image: StrictStr
-    lora: StrictStr | None = None
-    lora_strength: _Finite | None = None
-    base_model: StrictStr | None = None
-    generation_time_s: _Finite | None = None
-    distance_to_base: _Finite | None = None
-    metrics: dict[str, _Scalar] | None = None
-    completed_at: StrictStr | None = None
-
-
-class _ComparisonEntry(_Open):
-    comparison_id: StrictStr | StrictInt
-    prompt: StrictStr
-    seed: StrictInt
-    models: list[_ShotFile] = Field(min_length=1)
-    notes: _Scalar = None
-
-
-class _ModelStats(_Open):
-    model_name: StrictStr | None = None
-    lora_strength: _Finite | None = None
-    distance_to_base: dict[str, _Finite | None] | None = None
-    timing: dict[str, StrictInt | _Finite | None] | None = None
-
-
-class _Statistics(_Open):
-    models: list[_ModelStats] | None = None
-    furthest_from_base: StrictStr | None = None
-
-
-class ComparisonFile(_Open):
-    """What ``lora-audit compare`` writes to comparison.json, as far as votes, stats, export and audit read it."""
-    metadata: dict[str, Any] | None = None
-    comparisons: list[_ComparisonEntry] = Field(min_length=1)
-    statistics: _Statistics | None = None
-    findings: list[StrictStr] | None = None
-
-
 def _depth(data: Any) -> int:
     """Nesting depth of parsed JSON, without recursion."""
     deepest, stack = 0, [(data, 1)]
@@ -162,7 +115,7 @@ def read_comparison_json(f: Path) -> dict[str, Any]:
         raise EvidenceError(f"nested deeper than {MAX_DEPTH} levels: not a comparison.json of lora-audit compare",
                             str(f))
     try:
-        checked = ComparisonFile.model_validate(data)
+        checked = Comparison.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
         more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
