@@ -53,7 +53,8 @@ def derive(run: Run) -> dict[str, Param]:
     if repeats is None:
         repeats = run.facts.get("repeats")
     per_epoch = images * repeats if isinstance(images, int) and isinstance(repeats, int) else None
-    put("images_per_epoch", per_epoch, "images × num_repeats (run.toml [dataset] images and repeats, or the dataset config)", prep)
+    put("images_per_epoch", per_epoch,
+        "images × num_repeats (run.toml [dataset] images and repeats, or the dataset config)", prep)
 
     epochs, pe = _known(run, "max_train_epochs")
     steps, ps = _known(run, "max_train_steps")

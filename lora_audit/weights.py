@@ -271,7 +271,7 @@ def analyse_file(path: str | os.PathLike) -> WeightReport:
     report = WeightReport(path=label, format=shapes.format, arch=shapes.arch, kind=shapes.kind, modules=[])
     reader = _Reader(label, header)
     try:
-        for module, parts in shapes.modules.items():
+        for module in shapes.modules:
             report.modules.append(_module(reader, module, names.get(module, {}), shapes.module_parts[module],
                                           shapes.canonical[module], shapes.kind or "LoRA"))
     finally:

@@ -18,7 +18,6 @@ import codecs
 import errno
 import os
 import stat
-from pathlib import Path
 
 from lora_audit.errors import EvidenceError
 

@@ -12,12 +12,13 @@ import operator
 import posixpath
 import re
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 _MAX_LEN = 100_000
-_ASSIGNED: ContextVar[set[str]] = ContextVar("assigned", default=set())
+_ASSIGNED: ContextVar[AbstractSet[str]] = ContextVar("assigned", default=frozenset())
 # how a call to one of the notebook's own functions is valued (set by the notebook reader while it evaluates)
 CALL_HOOK: ContextVar[Callable[[str, ast.Call], Any] | None] = ContextVar("call_hook", default=None)
 

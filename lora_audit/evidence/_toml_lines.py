@@ -60,7 +60,8 @@ class KeyLines:
                 key = k.group(1).strip("\"'")
                 self._entries.append((table, occ, key, i))
                 rest = line[k.end():].strip()
-                if (rest.startswith("[") and not rest.rstrip().endswith("]")) or rest.count('"""') == 1 or rest.count("'''") == 1:
+                if (rest.startswith("[") and not rest.rstrip().endswith("]")) or rest.count('"""') == 1 \
+                        or rest.count("'''") == 1:
                     in_multiline = True
         # indexes, so each look-up is O(1) and a file of 300,000 keys is read in linear time
         self._exact: dict[tuple[str, int, str], int] = {}

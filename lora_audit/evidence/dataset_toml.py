@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from lora_audit.errors import EvidenceError
 from lora_audit.evidence._io import kohya_utf8_problem
 from lora_audit.evidence._toml_lines import KeyLines, read_toml
-from lora_audit.errors import EvidenceError
 from lora_audit.model import Note, Setting
 
 # config name -> argparse dest name (ConfigSanitizer.ARGPARSE_OPTNAME_TO_CONFIG_OPTNAME, reversed)
@@ -62,7 +62,8 @@ def _type_ok(expected: str, value: Any) -> bool:
         return isinstance(value, dict)
     if expected.startswith("scalar_or_pair:"):
         t = expected.split(":")[1]
-        return _type_ok(t, value) or (isinstance(value, list) and len(value) == 2 and all(_type_ok(t, v) for v in value))
+        return _type_ok(t, value) or (isinstance(value, list) and len(value) == 2
+                                      and all(_type_ok(t, v) for v in value))
     if expected.startswith("pair:"):
         t = expected.split(":")[1]
         return isinstance(value, list) and len(value) == 2 and all(_type_ok(t, v) for v in value)

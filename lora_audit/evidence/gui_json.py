@@ -21,8 +21,7 @@ from typing import Any
 from lora_audit.evidence._json_lines import key_lines, read_json
 from lora_audit.evidence.dataset_toml import parse_dataset_toml, run_settings
 from lora_audit.evidence.gui_schedule import ScheduleRules
-from lora_audit.evidence.invocation import (TRAINING_SCRIPTS, Token, locate_file, relative_label,
-                                           resolve_invocation)
+from lora_audit.evidence.invocation import TRAINING_SCRIPTS, Token, locate_file, relative_label, resolve_invocation
 from lora_audit.kohya.catalog import catalog
 from lora_audit.kohya.gui_keys import GuiKeys, form_value, gui_keys, number
 from lora_audit.model import Evidence, Note, Setting

@@ -194,7 +194,8 @@ class Catalog:
         expected = {"int": (int,), "float": (float, int), "int_or_float": (int, float), "str": (str,),
                     "Path": (str,)}.get(arg.type)
         if expected and (not isinstance(value, expected) or isinstance(value, bool)):
-            return f"{name} should be {arg.type} but the TOML gives {type(value).__name__} {value!r}; kohya does not convert config values"
+            return (f"{name} should be {arg.type} but the TOML gives {type(value).__name__} {value!r}; kohya does not "
+                    "convert config values")
         if arg.choices is not None and value not in arg.choices:
             # argparse checks choices only for command-line strings, never for config values
             return (f"{name} = {value!r} is not one of kohya's choices ({', '.join(repr(c) for c in arg.choices)}); "

@@ -218,7 +218,8 @@ def _kind(s: LoraShapes, md: dict[str, str]) -> None:
                    for p in s.modules.values())
         if s.format != "kohya":
             s.kind = "LoCon" if conv else "LoRA"
-            s.kind_reason = f"{'lora_A/lora_B' if s.format != 'OneTrainer' else 'lora_down/lora_up'} tensors ({s.format})"
+            pair = "lora_A/lora_B" if s.format != "OneTrainer" else "lora_down/lora_up"
+            s.kind_reason = f"{pair} tensors ({s.format})"
             return
         if "dylora" in module:
             s.kind, s.kind_reason = "DyLoRA", f"lora_down/lora_up tensors and ss_network_module {module}"
@@ -340,7 +341,8 @@ def _dit_arch(s: LoraShapes) -> tuple[str, str] | None:
         variant = dit.sd3_variant_for_width(width, attn2=any("_attn2_" in c for c in names)) if width else None
         if variant:
             s.variant = variant
-            return "sd3", f"transformer_blocks with add_q_proj, {width} wide (diffusers SD3Transformer2DModel: {variant})"
+            return "sd3", (f"transformer_blocks with add_q_proj, {width} wide (diffusers SD3Transformer2DModel: "
+                           f"{variant})")
     if any(re.match(r"(layers|noise_refiner|context_refiner)_\d+_(attention|feed_forward)", c) for c in names):
         return "lumina", "layers/noise_refiner with attention/feed_forward (Lumina 2 NextDiT)"
     if any(re.match(r"blocks_\d+_(self_attn|cross_attn|mlp)", c) for c in names) or any(
@@ -422,7 +424,8 @@ def _expected_modules(s: LoraShapes) -> set[str] | None:
         variants = [s.variant] if s.variant else list(dit.SD3_VARIANTS)
         return {m.name for v in variants for m in dit.sd3_modules(v, text_encoders="clip+t5")}
     if s.arch == "lumina":
-        return {m.name for b in dit.LUMINA_TRAIN_BLOCKS for m in dit.lumina_modules(text_encoders="clip", train_blocks=b)}
+        return {m.name for b in dit.LUMINA_TRAIN_BLOCKS
+                for m in dit.lumina_modules(text_encoders="clip", train_blocks=b)}
     if s.arch == "hunyuan_image":
         return {m.name for m in dit.hunyuan_image_modules()}
     if s.arch == "anima":

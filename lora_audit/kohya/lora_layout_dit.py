@@ -100,7 +100,8 @@ def _t5(prefix: str = "lora_te3") -> list[DitModule]:
     d, inner, ff = T5XXL["d_model"], T5XXL["inner_dim"], T5XXL["d_ff"]
     out: list[DitModule] = []
     for i in range(T5XXL["num_layers"]):
-        att, mlp = f"{prefix}_encoder_block_{i}_layer_0_SelfAttention", f"{prefix}_encoder_block_{i}_layer_1_DenseReluDense"
+        att = f"{prefix}_encoder_block_{i}_layer_0_SelfAttention"
+        mlp = f"{prefix}_encoder_block_{i}_layer_1_DenseReluDense"
         out += [DitModule(f"{att}_q", d, inner), DitModule(f"{att}_k", d, inner), DitModule(f"{att}_v", d, inner),
                 DitModule(f"{att}_o", inner, d)]
         out += [DitModule(f"{mlp}_wi_0", d, ff), DitModule(f"{mlp}_wi_1", d, ff), DitModule(f"{mlp}_wo", ff, d)]

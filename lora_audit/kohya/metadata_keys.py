@@ -14,6 +14,7 @@ would (``catalog.convert``), so a metadata value compares equal to the same valu
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -298,10 +299,9 @@ def read_metadata(metadata: dict[str, str], label: str) -> MetadataReading:
             add("network_args", nargs or None, "ss_network_args")
             for k, conv in (("conv_dim", int), ("conv_alpha", float)):
                 if kwargs.get(k) is not None:
-                    try:
+                    # "", [], inf: not a dim kohya could use
+                    with contextlib.suppress(ValueError, TypeError, OverflowError):
                         add(k, conv(kwargs[k]), "ss_network_args")
-                    except (ValueError, TypeError, OverflowError):  # "", [], inf: not a dim kohya could use
-                        pass
     version = md.get("ss_base_model_version", "")
     if version.startswith("sd_v"):  # model_util.get_model_version_str_for_sd1_sd2: "_v" suffix = v-parameterization
         add("v_parameterization", version.endswith("_v"), "ss_base_model_version")
@@ -367,10 +367,8 @@ def _read_modelspec(md: dict[str, str], label: str, r: MetadataReading, add) -> 
     r.facts["modelspec"] = spec
     for key, dest in _MODELSPEC_ARGS.items():
         if key in spec and f"ss_{dest}" not in md:
-            try:
+            with contextlib.suppress(ConversionError):
                 add(dest, typed(dest, spec[key]), key)
-            except ConversionError:
-                pass
     pred = spec.get("modelspec.prediction_type")
     if pred in ("v", "epsilon") and "ss_base_model_version" not in md:
         add("v_parameterization", pred == "v", "modelspec.prediction_type")
@@ -378,10 +376,8 @@ def _read_modelspec(md: dict[str, str], label: str, r: MetadataReading, add) -> 
         lo, _, hi = spec["modelspec.timestep_range"].partition(",")
         note = "kohya writes 0 / 1000 for the end that was not set"
         for dest, v in (("min_timestep", lo), ("max_timestep", hi)):
-            try:
+            with contextlib.suppress(ValueError):
                 add(dest, int(v), "modelspec.timestep_range", note=note)
-            except ValueError:
-                pass
     if "modelspec.title" in spec and "ss_output_name" not in md:
         add("output_name", spec["modelspec.title"], "modelspec.title", "inferred",
             "modelspec.title is --output_name unless --metadata_title was given")

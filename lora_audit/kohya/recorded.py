@@ -54,9 +54,9 @@ def agrees(name: str, recorded_source: str | None, recorded: Any, value: Any, un
         if key == "ss_max_train_steps" and epochs_set:
             return f"{key} records the steps --max_train_epochs works out to: kohya overrides --max_train_steps"
         return None
-    if key in _BASENAME_KEYS and isinstance(recorded, str) and "/" not in recorded.replace("\\", "/"):
-        if _basename(value) == recorded:
-            return f"{key} keeps only the name of a local model path (os.path.basename)"
+    if key in _BASENAME_KEYS and isinstance(recorded, str) and "/" not in recorded.replace("\\", "/") \
+            and _basename(value) == recorded:
+        return f"{key} keeps only the name of a local model path (os.path.basename)"
     return None
 
 

@@ -53,9 +53,11 @@ _SS_VERSION = [(re.compile(r"^sd_v1"), "sd15"), (re.compile(r"^sd_v2"), "sd2"), 
                (re.compile(r"^lumina"), "lumina"), (re.compile(r"^hunyuan-image"), "hunyuan_image"),
                (re.compile(r"^anima"), "anima")]
 # base model file names people keep (flux1-dev.safetensors, sd3.5_large.safetensors, ...): a hint only
-_MODEL_NAME = [(re.compile(r"flux|chroma", re.I), "flux"), (re.compile(r"sd3|sd_3|stable[-_]?diffusion[-_]?3", re.I), "sd3"),
+_MODEL_NAME = [(re.compile(r"flux|chroma", re.I), "flux"),
+               (re.compile(r"sd3|sd_3|stable[-_]?diffusion[-_]?3", re.I), "sd3"),
                (re.compile(r"lumina", re.I), "lumina"), (re.compile(r"hunyuan", re.I), "hunyuan_image"),
-               (re.compile(r"(?<![a-z])anima(?![a-z])", re.I), "anima"), (re.compile(r"sdxl|sd_xl|[-_]xl([-_.]|$)|pony|illustrious", re.I), "sdxl")]
+               (re.compile(r"(?<![a-z])anima(?![a-z])", re.I), "anima"),
+               (re.compile(r"sdxl|sd_xl|[-_]xl([-_.]|$)|pony|illustrious", re.I), "sdxl")]
 
 
 def from_script(script: str | None, v2: bool = False) -> tuple[str, str] | None:

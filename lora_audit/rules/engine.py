@@ -94,7 +94,8 @@ def find_suspects(good: Run, bad: Run, diff: RunDiff | None = None, rules: dict 
     covered: set[str] = set()
     for rule in rules.get("rule", []):
         on = rule.get("on", ["changed", "added", "removed"])
-        hit = [effective_changes[p] for p in rule["params"] if p in effective_changes and effective_changes[p].kind in on]
+        hit = [effective_changes[p] for p in rule["params"]
+               if p in effective_changes and effective_changes[p].kind in on]
         if not hit:
             continue
         if "when" in rule and not evaluate(rule["when"], env):
@@ -107,7 +108,8 @@ def find_suspects(good: Run, bad: Run, diff: RunDiff | None = None, rules: dict 
             level = "unlikely"
         findings.append(Finding(
             id=rule["id"], params=[c.param for c in hit], level=level, impact=rule["impact"],
-            title=rule["title"].format(words=words, **fmt), rationale=" ".join(rule["why"].format(words=words, **fmt).split()),
+            title=rule["title"].format(words=words, **fmt),
+            rationale=" ".join(rule["why"].format(words=words, **fmt).split()),
             evidence=_sources(hit), good=good.name, bad=bad.name, inert=inert))
     for param, c in effective_changes.items():
         if param in covered or c.kind == "unknown" or param in {d.param for d in diff.derived}:
@@ -155,7 +157,8 @@ def _unknown_findings(good: Run, bad: Run, changes: dict[str, Change]) -> list[F
                 out.append(Finding(
                     id=f"ambiguous:{run.name}:{p}", kind="unknown", params=[p], level="unknown", impact="unknown",
                     title=f"{p} of {run.name} is inferred and ambiguous: {format_value(param.value)} or {alts}",
-                    rationale=f"{(param.note or '').rstrip('.')}. The LoRA file itself (its header: tensor shapes, dtype and "
-                              "ss_* metadata) would settle it: `lora-audit inspect FILE.safetensors`.".strip(),
+                    rationale=f"{(param.note or '').rstrip('.')}. The LoRA file itself (its header: tensor "
+                              "shapes, dtype and ss_* metadata) would settle it: "
+                              "`lora-audit inspect FILE.safetensors`.".strip(),
                     evidence=[param.source] if param.source else [], good=good.name, bad=bad.name))
     return out

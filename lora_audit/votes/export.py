@@ -16,7 +16,7 @@ import csv
 import io
 import json
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,7 @@ def to_json(cf: ComparisonFolder, votes: list[Vote]) -> dict[str, Any]:
                             "machine_winner": r["machine_winner"],
                             "votes": [_vote_json(v) for v in r["human"] + r["machine"]]})
     return {
-        "metadata": {"generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "version": VERSION,
+        "metadata": {"generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "version": VERSION,
                      "total_comparisons": total,
                      **{k: v for k, v in meta.items() if k not in ("generated_at", "version", "total_comparisons")},
                      "tool": "lora-audit export", "compared_at": meta.get("generated_at")},

@@ -12,6 +12,7 @@ API (JSON; every error is ``{"error": ...}`` with a 4xx status):
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import secrets
@@ -283,7 +284,5 @@ def serve(folder: Path, host: str = "127.0.0.1", port: int = 8765, mode: str = "
     url = f"http://{f'[{name}]' if ':' in name else name}:{sock.getsockname()[1]}/"
     if announce:
         announce({"url": url, "folder": str(folder), "mode": mode, "voter": voter, "done": done, "total": total})
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn has shut down cleanly and re-raised the Ctrl+C
         uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn has shut down cleanly and re-raised the Ctrl+C
-        pass
