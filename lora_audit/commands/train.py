@@ -16,8 +16,9 @@ from lora_audit.commands.support import echo_json, one_line_errors
 
 @click.command("make-tiny-model")
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--arch", type=click.Choice(["sd15", "sdxl"]), default="sd15", show_default=True,
-              help="Block layout of the model.")
+@click.option("--arch", type=click.Choice(["sd15", "sdxl", "flux", "flux-schnell", "sd3"]), default="sd15",
+              show_default=True, help="Architecture: SD1.x/SDXL U-Net, FLUX.1-dev (guidance embedding) or -schnell "
+                                      "transformer, SD3.5 transformer (CLIP + T5 text encoders).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same weights.")
 @click.option("--single-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also write the model as one original-layout .safetensors checkpoint here (the kind of file "

@@ -114,8 +114,8 @@ def sampler_name(pipe) -> str:
 
 def load_lora(pipe, spec: LoraSpec, adapter: str) -> LoadedLora:
     """Load one LoRA as a named adapter; refuses another architecture's LoRA before touching the pipeline."""
-    from lora_audit.evidence.safetensors_header import parse_safetensors, read_header
     from lora_audit.compare.spec import file_sha256
+    from lora_audit.evidence.safetensors_header import parse_safetensors, read_header
 
     path = Path(spec.path)
     if not path.is_file():

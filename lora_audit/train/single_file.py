@@ -120,7 +120,12 @@ def to_single_file(model_dir: Path | str, out: Path | str) -> Path:
     index = model_dir / "model_index.json"
     if not index.is_file():
         raise EvidenceError("not a diffusers model folder (no model_index.json)", str(model_dir))
-    sdxl = "XL" in json.loads(index.read_text(encoding="utf-8")).get("_class_name", "")
+    from lora_audit.loaders.pipelines import detect_arch
+
+    arch = detect_arch(model_dir)
+    if arch not in ("sd15", "sdxl"):
+        raise EvidenceError(f"--single-file is written for SD1.x and SDXL models only, not {arch}", str(model_dir))
+    sdxl = arch == "sdxl"
 
     def weights(sub: str) -> dict[str, Any]:
         files = sorted((model_dir / sub).glob("*.safetensors"))

@@ -59,8 +59,15 @@ def make_tiny_dit(path: Path, arch: str, seed: int) -> None:
     """Write the pipeline of ``arch`` (flux, flux-schnell, sd3) into the empty folder ``path``."""
     import torch
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
-    from transformers import (CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, T5Config,
-                              T5EncoderModel, T5TokenizerFast)
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTextModelWithProjection,
+        CLIPTokenizer,
+        T5Config,
+        T5EncoderModel,
+        T5TokenizerFast,
+    )
 
     from lora_audit.train.tokenizer import write_t5_tokenizer, write_tokenizer
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from lora_audit.errors import EvidenceError
 from lora_audit.train.options import TrainPlan, plan_training
@@ -60,10 +60,10 @@ def run(plan: TrainPlan, base: Path, echo: Callable[[str], None] = print, progre
     import torch.nn.functional as F
     from tqdm import tqdm
 
+    from lora_audit.loaders.pipelines import load_models, quiet_libraries
     from lora_audit.train import data as D
     from lora_audit.train import lora, metadata, noise, schedule, text
     from lora_audit.train.logs import LossRecorder, StepLog
-    from lora_audit.loaders.pipelines import load_models, quiet_libraries
 
     quiet_libraries()
     args = plan.args
