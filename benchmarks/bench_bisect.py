@@ -1,22 +1,29 @@
-"""Trainings needed to find the culprits: group-testing bisect against one-factor-at-a-time (ofat) and the bound,
-side by side in one run, then with noisy verdicts.
+"""Trainings needed to find the culprits: group-testing bisect against the issue's bound and one-factor-at-a-time
+(ofat), every culprit set tried, then with noisy verdicts.
 
-    python benchmarks/bench_bisect.py                 # k = 4..16 changes, 1..3 hidden culprits
-    python benchmarks/bench_bisect.py --strict        # exit 1 also where a cell needs the documented slack
+    python benchmarks/bench_bisect.py                 # k = 4..16 changes, 1..3 hidden culprits (~1-2 min)
+    python benchmarks/bench_bisect.py --prove         # also the exact minimax proofs for the cells over the bound
+    python benchmarks/bench_bisect.py --strict        # exit 1 where a cell is over the issue's bound itself
 
-A simulated oracle hides culprits among k changes: "independent" culprits each make the run bad alone, "interacting"
-ones only all together. bisect (lora_audit.ablate.bisect, method group-testing) counts every variant it trains; ofat
-trains the good run plus one change, k variants, and cannot see an interaction. The bound is
-min(k, c·⌈log2(k/c)⌉ + c + 1) for c independent culprits; "slack" is what the search's minimax program needs over it
-(group_testing.slack). Independent cells try every culprit set for k <= 12 and --sample seeded sets above;
-interacting cells --sample sets. Neither count includes the control variant both strategies add.
+What is counted: every variant bisect asks the user to train (lora_audit.ablate.bisect, method group-testing,
+``trainings(state)``), the checks at the end ("is it alone bad?", "is the rest good?") included. The good run and
+the bad run exist already and are not counted; neither are control replicates (ofat needs the same control).
+ofat trains the good run plus one change: k variants, and it cannot see an interaction.
 
-Noisy oracles (--trials seeded sets per cell, k = 8 and 16): each verdict flipped with probability 0.1 or 0.2, or
-answered `unsure` with probability 0.2 (re-asked with another seed): how often the exact culprit set comes out, and
-the mean trainings.
+Independent culprits each make the run bad alone (a group is bad when it holds one); every one of the C(k, c) sets
+is tried, for every k = 4..16 and c = 1..3. bound = min(k, c·⌈log2(k/c)⌉ + c + 1) (issue 19); margin = bound -
+worst. The search does not know c, so one strategy serves all c at once: where it is over the bound, the exact
+minimax of ``lora_audit.ablate.gt_exact`` shows (``--prove``, k <= 7) that no adaptive search meets the bound for
+every c there without going past k for another c. Interacting culprits are bad only all together (a pair, a
+triple): every set for k <= --exhaustive-interacting, --sample seeded sets above; "old" is the progressive search
+alone (method progressive, state files from before group testing), side by side on the same sets.
 
-Exit 1 when a noiseless cell needs more than bound + slack (or more than k), or an answer on a noiseless oracle is
-wrong (--strict: more than the bound itself).
+Noisy oracles (--trials seeded sets per cell, k = 8 and 16, independent culprits): each verdict flipped with
+probability 0.1 or 0.2, or answered `unsure` with probability 0.2 (asked again with another seed): how often the
+exact culprit set comes out, and the mean trainings.
+
+Exit 1 when a noiseless answer is wrong, or a cell needs more than k or more than the search's documented budget
+(bound + group_testing.slack); with --strict also when a cell is over the bound itself.
 """
 
 from __future__ import annotations
@@ -32,12 +39,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lora_audit.ablate import group_testing as gt  # noqa: E402
+from lora_audit.ablate import gt_exact  # noqa: E402
 from lora_audit.ablate.bisect import advance, pending, record, start, trainings  # noqa: E402
 
 
-def _bisect(changes, judge, parallel):
+def _bisect(changes, judge, parallel, method="group-testing"):
     """Judge every pending variant with ``judge`` (group -> 'good' | 'bad' | 'unsure'); (culprits, trainings)."""
-    state = start(changes, parallel)
+    state = start(changes, parallel, method=method)
     while state.status == "running":
         for t in pending(state):
             state = record(state, t.id, judge(frozenset(t.changes)))
@@ -45,29 +53,31 @@ def _bisect(changes, judge, parallel):
     return state.culprits, trainings(state)
 
 
-def _sets(changes, c, rng, sample):
-    sets = list(itertools.combinations(changes, c))
-    return sets if len(changes) <= 12 or len(sets) <= sample else rng.sample(sets, sample)
-
-
-def _noiseless(k, c, kind, rng, args):
+def _independent(k, c, parallel):
+    """Every culprit set of size c: (worst, mean, wrong)."""
     changes = [f"change{i:02d}" for i in range(k)]
     counts, wrong = [], 0
-    every = list(itertools.combinations(changes, c))
-    sets = _sets(changes, c, rng, args.sample) if kind == "independent" else \
-        rng.sample(every, min(args.sample, len(every)))
-    for hidden in sets:
+    for hidden in itertools.combinations(changes, c):
         h = frozenset(hidden)
-        if kind == "independent":
-            out, n, _ = gt.simulate(changes, lambda s: bool(s & h), args.parallel)
-            found = out.culprits if not out.fallback else None
-            if found is None:
-                found, n = _bisect(changes, lambda s: "bad" if s & h else "good", args.parallel)
-        else:
-            found, n = _bisect(changes, lambda s: "bad" if h <= s else "good", args.parallel)
+        found, n = _bisect(changes, lambda s: "bad" if s & h else "good", parallel)
         wrong += set(found) != h
         counts.append(n)
     return max(counts), statistics.fmean(counts), wrong
+
+
+def _interacting(k, c, rng, args):
+    """Sets of size c bad only all together: ((worst, mean) group testing, (worst, mean) old progressive, wrong)."""
+    changes = [f"change{i:02d}" for i in range(k)]
+    every = list(itertools.combinations(changes, c))
+    sets = every if k <= args.exhaustive_interacting else rng.sample(every, min(args.sample, len(every)))
+    new, old, wrong = [], [], 0
+    for hidden in sets:
+        h = frozenset(hidden)
+        for method, out in (("group-testing", new), ("progressive", old)):
+            found, n = _bisect(changes, lambda s: "bad" if h <= s else "good", args.parallel, method)
+            wrong += set(found) != h
+            out.append(n)
+    return (max(new), statistics.fmean(new)), (max(old), statistics.fmean(old)), wrong, len(sets) < len(every)
 
 
 def _noisy(k, c, mode, p, rng, trials, parallel):
@@ -87,42 +97,77 @@ def _noisy(k, c, mode, p, rng, trials, parallel):
     return right / trials, statistics.fmean(counts)
 
 
+def _proofs(over: dict[int, list[int]]) -> dict[int, str]:
+    """For each k (<= 7) with cells over the bound: the exact minimax verdict on the bound itself, and on the
+    budgets the search meets minus one training in each over-bound cell (both infeasible = the search is optimal
+    among searches that never pass k)."""
+    out = {}
+    for k, cs in sorted(over.items()):
+        if k > 7:
+            out[k] = "not proven (exact minimax too large past k = 7)"
+            continue
+        b = tuple(gt_exact.bound(k, c) for c in (1, 2, 3))
+        t0 = time.perf_counter()
+        at_bound = gt_exact.feasible(k, b)
+        ours = tuple(min(k, gt.bound(k, c) + gt.slack(k, c)) for c in (1, 2, 3))
+        tighter = tuple(x - 1 if c in cs else x for c, x in zip((1, 2, 3), ours))
+        one_less = gt_exact.feasible(k, tighter)
+        out[k] = (f"bound {b} {'feasible' if at_bound else 'infeasible for every search'}; "
+                  f"{tighter} (one training less where over) {'feasible' if one_less else 'infeasible'} "
+                  f"({time.perf_counter() - t0:.0f} s)")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--kmin", type=int, default=4)
     p.add_argument("--kmax", type=int, default=16)
-    p.add_argument("--sample", type=int, default=150, help="seeded culprit sets per cell where not all are tried")
+    p.add_argument("--exhaustive-interacting", type=int, default=12,
+                   help="try every interacting set up to this k (independent sets are always all tried)")
+    p.add_argument("--sample", type=int, default=150, help="seeded interacting sets per cell past that k")
     p.add_argument("--trials", type=int, default=60, help="seeded culprit sets per noisy cell")
     p.add_argument("--parallel", type=int, default=2, help="variants per round")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prove", action="store_true", help="run the exact minimax on the cells over the bound (k <= 7)")
     p.add_argument("--strict", action="store_true", help="exit 1 where a cell needs more than the bound itself")
     args = p.parse_args(argv)
     rng = random.Random(args.seed)
     t0 = time.perf_counter()
 
-    print(f"group-testing bisect vs ofat: worst (mean) trainings to find the culprits, up to {args.parallel} variants "
-          "per round. Independent cells: bound[+slack] then worst (mean); ofat = k trainings.\n")
-    print("| k | ofat | 1 culprit | 2 independent | 3 independent | 2 interacting | 3 interacting |")
-    print("|---|---|---|---|---|---|---|")
-    failures, over_bound, wrong_total = [], [], 0
+    print(f"group-testing bisect: worst (mean) trainings over every set of c independent culprits among k changes, "
+          f"up to {args.parallel} variants per round; bound = min(k, c·⌈log2(k/c)⌉ + c + 1), margin = bound - "
+          "worst; ofat = k. Interacting (bad only together): group testing then the progressive search, and "
+          "[old] the progressive search alone.\n")
+    print("| k | ofat | c=1 bound | worst (mean) | c=2 bound | worst (mean) | c=3 bound | worst (mean) "
+          "| 2 interacting [old] | 3 interacting [old] |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    failures, over_bound, margins, wrong_total = [], [], [], 0
+    over: dict[int, list[int]] = {}
+    sampled = False
     for k in range(args.kmin, args.kmax + 1):
         cells = []
-        for c, kind in [(1, "independent"), (2, "independent"), (3, "independent"), (2, "interacting"),
-                        (3, "interacting")]:
-            worst, mean, wrong = _noiseless(k, c, kind, rng, args)
+        for c in (1, 2, 3):
+            worst, mean, wrong = _independent(k, c, args.parallel)
             wrong_total += wrong
-            flag = "" if not wrong else f" **{wrong} wrong**"
-            if kind == "independent":
-                b, sl = gt.bound(k, c), gt.slack(k, c)
-                if worst > b:
-                    over_bound.append(f"k={k} c={c}: {worst} > {b}")
-                if worst > b + sl or worst > k:
-                    failures.append(f"k={k} c={c}: {worst} > {b}+{sl}")
-                    flag += " **over**"
-                cells.append(f"{b}{f'+{sl}' if sl else ''}: {worst} ({mean:.1f}){flag}")
-            else:
-                cells.append(f"{worst} ({mean:.1f}){flag}")
+            b, sl = gt.bound(k, c), gt.slack(k, c)
+            margins.append((b - worst, k, c))
+            flag = f" **{wrong} wrong**" if wrong else ""
+            if worst > b:
+                over_bound.append(f"k={k} c={c}: {worst} > {b}")
+                over.setdefault(k, []).append(c)
+                flag += f" (+{worst - b})"
+            if worst > min(k, b + sl):
+                failures.append(f"k={k} c={c}: {worst} > {min(k, b + sl)}")
+                flag += " **over budget**"
+            cells += [str(b), f"{worst} ({mean:.1f}){flag}"]
+        for c in (2, 3):
+            (w, m), (ow, om), wrong, part = _interacting(k, c, rng, args)
+            sampled |= part
+            wrong_total += wrong
+            cells.append(f"{w} ({m:.1f}) [{ow} ({om:.1f})]" + (f" **{wrong} wrong**" if wrong else ""))
         print(f"| {k} | {k} | " + " | ".join(cells) + " |")
+    if sampled:
+        print(f"\n(interacting cells past k = {args.exhaustive_interacting}: {args.sample} seeded sets each)")
 
     print("\nnoisy verdicts: exact culprit set found (mean trainings), independent culprits, "
           f"{args.trials} seeded sets per cell")
@@ -138,9 +183,17 @@ def main(argv: list[str] | None = None) -> int:
                 cells.append(f"{100 * acc:.0f}% ({mean:.1f})")
             print(f"| {k} | {c} | " + " | ".join(cells) + " |")
 
-    print(f"\ncells over the bound itself: {len(over_bound)} ({'; '.join(over_bound) or 'none'})")
-    print(f"cells over bound + slack or over k: {len(failures)}; wrong answers on noiseless oracles: {wrong_total}; "
-          f"{time.perf_counter() - t0:.1f} s")
+    low = min(margins)
+    print(f"\nsmallest margin: {low[0]} (k={low[1]} c={low[2]}); cells at the bound exactly: "
+          f"{sum(1 for m in margins if m[0] == 0)} of {len(margins)}; never past k: "
+          f"{'yes' if all(k - (gt.bound(k, c) - m) >= 0 for m, k, c in margins) else 'NO'}")
+    print(f"cells over the bound itself: {len(over_bound)} ({'; '.join(over_bound) or 'none'})")
+    if args.prove and over:
+        for k, verdict in _proofs(over).items():
+            print(f"  exact minimax, k={k}: {verdict}")
+    print(f"cells over the documented budget (bound + slack) or over k: {len(failures)}"
+          f"{' (' + '; '.join(failures) + ')' if failures else ''}; wrong answers on noiseless oracles: "
+          f"{wrong_total}; {time.perf_counter() - t0:.1f} s")
     return 1 if failures or wrong_total or (args.strict and over_bound) else 0
 
 

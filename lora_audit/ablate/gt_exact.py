@@ -1,0 +1,97 @@
+"""Exact minimax over knowledge states: can ANY adaptive search meet given worst-case budgets? (A proof tool.)
+
+Used by tests and ``benchmarks/bench_bisect.py --prove`` to show where the issue's bound
+min(k, c·⌈log2(k/c)⌉ + c + 1) cannot be met when the search does not know c: no strategy at all, not only the one
+``group_testing`` computes. Small k only (k = 7 takes a minute or two; k = 8 far longer).
+
+Model (classical adaptive group testing, "OR" model, Du & Hwang, *Combinatorial Group Testing and Its
+Applications*, 2nd ed., World Scientific 2000, ch. 1-2): the hypotheses are the sets D of culprits (any size,
+not empty: the bad run is bad), a test of a group S is bad exactly when S meets D. The knowledge state is the set
+of hypotheses still consistent with the verdicts (a bitmask). A search is done when one hypothesis is left. The
+budgets say, per c = 1..3, how many tests a search may use on any D of size c; other D are unconstrained (any
+finish will do). ``feasible`` is the AND-OR search: some test whose both answers stay feasible, memoised by state.
+
+Hypotheses with 5+ culprits need not be modelled: when D (size <= 3) and some E (size >= 5) are both consistent,
+so is D plus one element of E \\ D (size <= 4), so ruling out the size-4 hypotheses rules out the larger ones.
+Optionally (``interactions=True``) the hypotheses also include "bad only together" sets M (|M| >= 2, a test is bad
+when it holds all of M): then a leaf must also rule those out, as ``bisect`` does before it names a culprit.
+Leaving them out only makes the search easier, so an infeasible answer without them is a proof with them too.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from functools import lru_cache
+
+
+def bound(k: int, c: int) -> int:
+    return min(k, c * math.ceil(math.log2(k / c)) + c + 1) if k >= c else k
+
+
+@lru_cache(maxsize=8)
+def _space(k: int, interactions: bool) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+    """(bad-answer bitmask per test, class bitmask per c = 1..3, all hypotheses)."""
+    full = (1 << k) - 1
+    hyps = [("or", d) for d in range(1, full + 1) if bin(d).count("1") <= 4]
+    if interactions:
+        hyps += [("and", m) for m in range(1, full + 1) if bin(m).count("1") >= 2]
+    cls = [0, 0, 0]
+    for i, (kind, m) in enumerate(hyps):
+        if kind == "or" and bin(m).count("1") <= 3:
+            cls[bin(m).count("1") - 1] |= 1 << i
+    bad = []
+    for t in range(1, full):  # the empty group is the good run, the full one the bad run: both known
+        b = 0
+        for i, (kind, m) in enumerate(hyps):
+            if (t & m) if kind == "or" else (t & m) == m:
+                b |= 1 << i
+        bad.append(b)
+    return tuple(bad), tuple(cls), (1 << len(hyps)) - 1
+
+
+def feasible(k: int, budgets: tuple[int, int, int], interactions: bool = False) -> bool:
+    """Is there an adaptive search over k changes that identifies every culprit set of size c = 1..3 within
+    ``budgets[c-1]`` tests, not knowing c (and, with ``interactions``, telling them from groups bad only together)?"""
+    bad, cls, everything = _space(k, interactions)
+    memo: dict[tuple[int, tuple[int, ...]], bool] = {}  # recursion depth: at most max(budgets)
+
+    def go(s: int, left: tuple[int, ...]) -> bool:
+        if s & (s - 1) == 0:
+            return True  # one hypothesis left (or none: a branch no hypothesis reaches)
+        need = [s & m for m in cls]
+        if not any(need):
+            return True
+        for c in range(3):  # leaves of class c at depth <= left[c]: at most 2^left[c] of them
+            if need[c] and (left[c] <= 0 or bin(need[c]).count("1") > 1 << left[c]):
+                return False
+        key = (s, left)
+        if key in memo:
+            return memo[key]
+        nxt = tuple(x - 1 for x in left)
+        ok = False
+        for b in bad:
+            yes = s & b
+            if yes and yes != s and go(yes, nxt) and go(s & ~b, nxt):
+                ok = True
+                break
+        memo[key] = ok
+        return ok
+
+    return go(everything, tuple(budgets))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lora_audit.ablate.gt_exact K [c1,c2,c3] [--interactions]``: is the bound (or the budgets) feasible?"""
+    args = list(sys.argv[1:] if argv is None else argv)
+    inter = "--interactions" in args
+    args = [a for a in args if a != "--interactions"]
+    k = int(args[0])
+    budgets = tuple(int(x) for x in args[1].split(",")) if len(args) > 1 else tuple(bound(k, c) for c in (1, 2, 3))
+    ok = feasible(k, budgets, inter)  # type: ignore[arg-type]
+    print(f"k={k} budgets c=1..3 {budgets}: {'feasible' if ok else 'infeasible: no adaptive search meets them'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
