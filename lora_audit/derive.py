@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from lora_audit.kohya.normalize import resolution_pair
-from lora_audit.model import Param, Run
+from lora_audit.model import Origin, Param, Run
 
 
 def _known(run: Run, name: str):
@@ -15,7 +15,7 @@ def _known(run: Run, name: str):
     return p.value, p
 
 
-def _origin(*ps: Param | None) -> str:
+def _origin(*ps: Param | None) -> Origin:
     origins = {p.origin for p in ps if p is not None}
     return "inferred" if "inferred" in origins else ("explicit" if "explicit" in origins else "default")
 

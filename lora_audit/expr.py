@@ -27,7 +27,7 @@ def _ratio(a, b):
         return None
 
 
-_FUNCS = {"ratio": _ratio, "abs": lambda x: None if x is None else abs(x),
+_FUNCS: dict[str, Callable[..., Any]] = {"ratio": _ratio, "abs": lambda x: None if x is None else abs(x),
           "known": lambda x: x is not None, "lower": lambda x: None if x is None else str(x).lower()}
 
 

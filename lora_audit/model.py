@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 Origin = Literal["explicit", "default", "inferred", "unknown"]
+SettingOrigin = Literal["explicit", "inferred", "unknown"]  # what a file says; defaults come later
 Verdict = Literal["good", "bad", "unknown"]
 
 
@@ -32,7 +33,7 @@ class Setting(BaseModel):
     source: str  # "file:line" or "file:key"
     # "unknown": the evidence names the parameter but its value is only known at run time ($(...), an environment
     # variable) or depends on a branch the evidence cannot decide (then ``alternatives`` lists the candidates)
-    origin: Literal["explicit", "inferred", "unknown"] = "explicit"
+    origin: SettingOrigin = "explicit"
     note: str | None = None
     alternatives: list[Alternative] = Field(default_factory=list)
 

@@ -122,9 +122,10 @@ class AblationPlan(BaseModel):
     seconds_per_step: float | None = None
 
     def gpu_hours(self) -> float | None:
-        if self.seconds_per_step is None or any(v.steps is None for v in self.variants):
+        steps = [v.steps for v in self.variants]
+        if self.seconds_per_step is None or any(s is None for s in steps):
             return None
-        return round(sum(v.steps for v in self.variants) * self.seconds_per_step / 3600, 2)
+        return round(sum(s for s in steps if s is not None) * self.seconds_per_step / 3600, 2)
 
     def to_json(self) -> dict:
         return {"good": self.good, "bad": self.bad, "strategy": self.strategy,
@@ -299,6 +300,7 @@ def parse_sweep(spec: str, good: Run) -> tuple[str, list[Any]]:
         near = cat.nearest(name)
         raise EvidenceError(f"--sweep: unknown kohya parameter {name!r}" + (f" (did you mean {near}?)" if near else ""))
     arg = cat.get(name)
+    assert arg is not None  # name in cat: checked above
     try:
         return name, [cat.convert(name, v.strip()) if not arg.is_list else cat.convert(name, [v.strip()])
                       for v in values.split(",") if v.strip()]

@@ -97,7 +97,7 @@ def effective_key(run: Run, drop_inert: bool, ignore: set[str] | frozenset[str] 
     from lora_audit.evidence.dataset_toml import dataset_signature, folder_fingerprint
 
     cat = catalog()
-    items = []
+    items: list[tuple[str, str | None]] = []
     for name, p in sorted(run.params.items()):
         if name in ignore or name in _FOLDERS or name == "dataset_config":
             continue
@@ -118,15 +118,16 @@ def effective_key(run: Run, drop_inert: bool, ignore: set[str] | frozenset[str] 
         items.append(("dataset_config", repr(dataset_signature(datasets, run_dir(run)))))
     else:
         for name in _FOLDERS:
-            p = run.params.get(name)
-            if p is None or p.origin == "unknown":
-                items.append((name, "?") if p is not None else (name, None))
+            fp = run.params.get(name)
+            if fp is None or fp.origin == "unknown":
+                items.append((name, "?") if fp is not None else (name, None))
                 continue
-            folder = Path(str(p.value)) if p.value else None
-            if folder is not None and not folder.is_absolute() and run_dir(run) is not None:
-                folder = run_dir(run) / folder
+            folder = Path(str(fp.value)) if fp.value else None
+            base = run_dir(run)
+            if folder is not None and not folder.is_absolute() and base is not None:
+                folder = base / folder
             files = folder_fingerprint(folder) if folder is not None else None
-            items.append((name, repr(files) if files is not None else repr(p.value)))
+            items.append((name, repr(files) if files is not None else repr(fp.value)))
     return json.dumps(items)
 
 

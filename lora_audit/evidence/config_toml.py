@@ -79,7 +79,8 @@ def parse_config_toml(path: Path, label: str | None = None) -> Evidence:
         note = None
         if problem:
             ev.warnings.append(Note(message=problem, source=src))
-            mistyped[key] = {"name": key, "value": value, "source": src, "expected": cat.get(key).type}
+            arg = cat.get(key)
+            mistyped[key] = {"name": key, "value": value, "source": src, "expected": arg.type if arg else None}
             note = "wrong type: kohya takes the TOML value as it is"
         settings[key] = Setting(name=key, value=value, source=src, note=note)
     ev.settings = list(settings.values())

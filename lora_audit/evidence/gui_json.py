@@ -24,7 +24,7 @@ from lora_audit.evidence.gui_schedule import ScheduleRules
 from lora_audit.evidence.invocation import TRAINING_SCRIPTS, Token, locate_file, relative_label, resolve_invocation
 from lora_audit.kohya.catalog import catalog
 from lora_audit.kohya.gui_keys import GuiKeys, form_value, gui_keys, number
-from lora_audit.model import Evidence, Note, Setting
+from lora_audit.model import Evidence, Note, Setting, SettingOrigin
 
 # Keys only the GUI writes: one of them besides a couple of kohya names marks a GUI config.
 _GUI_MARKERS = {"LoRA_type", "max_resolution", "epoch", "optimizer", "lr_warmup", "model_list", "save_as_bool",
@@ -140,7 +140,7 @@ class _Translation(ScheduleRules):
     def warn(self, message: str, key: str | None = None) -> None:
         self.ev.warnings.append(Note(message=message, source=self.src(key) if key else self.label))
 
-    def put(self, name: str, value: Any, key: str, origin: str = "explicit", note: str | None = None) -> None:
+    def put(self, name: str, value: Any, key: str, origin: SettingOrigin = "explicit", note: str | None = None) -> None:
         self.settings[name] = Setting(name=name, value=value, source=self.src(key), origin=origin, note=note)
         self.defaults.pop(name, None)
 
@@ -343,8 +343,9 @@ class _Translation(ScheduleRules):
             val = self.v.get(key)
             if key in ("num_processes", "num_machines", "main_process_port", "num_cpu_threads_per_process"):
                 try:
-                    if int(float(val or 0)) > 0:
-                        acc[key] = int(float(val))
+                    n = int(float(val or 0))
+                    if n > 0:
+                        acc[key] = n
                 except (TypeError, ValueError):
                     pass
             elif key == "dynamo_backend" and val == "no":

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from lora_audit.kohya.gui_keys import number
+from lora_audit.model import SettingOrigin
 
 
 class ScheduleRules:
@@ -20,7 +21,8 @@ class ScheduleRules:
     gui_facts: dict[str, Any]
 
     # provided by gui_json._Translation
-    def put(self, name: str, value: Any, key: str, origin: str = "explicit", note: str | None = None) -> None: ...
+    def put(self, name: str, value: Any, key: str, origin: SettingOrigin = "explicit",
+            note: str | None = None) -> None: ...
     def drop(self, name: str, key: str) -> None: ...
     def warn(self, message: str, key: str | None = None) -> None: ...
     def typed(self, name: str, value: Any, key: str) -> Any: ...

@@ -26,7 +26,7 @@ from lora_audit.evidence._toml_lines import KeyLines, read_toml
 from lora_audit.model import Note
 
 _TOP = {"name", "verdict", "notes", "arch", "dataset", "artifacts"}
-_ARTIFACT = {"name": str, "size": (str, int), "path": str, "note": str}
+_ARTIFACT: dict[str, type | tuple[type, ...]] = {"name": str, "size": (str, int), "path": str, "note": str}
 _VERDICTS = ("good", "bad", "unknown")
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import json
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -62,7 +63,8 @@ def _int_or_float(value: str):
     return f
 
 
-_CONVERTERS = {"int": int, "float": float, "str": str, "Path": str, "int_or_float": _int_or_float, None: str}
+_CONVERTERS: dict[str | None, Callable[[Any], Any]] = {"int": int, "float": float, "str": str, "Path": str,
+                                                       "int_or_float": _int_or_float, None: str}
 
 
 def _argument(name: str, a: dict) -> Argument:
@@ -192,7 +194,7 @@ class Catalog:
                     f"{name} wants a list, got {value!r}")
             return None
         expected = {"int": (int,), "float": (float, int), "int_or_float": (int, float), "str": (str,),
-                    "Path": (str,)}.get(arg.type)
+                    "Path": (str,)}.get(arg.type or "")
         if expected and (not isinstance(value, expected) or isinstance(value, bool)):
             return (f"{name} should be {arg.type} but the TOML gives {type(value).__name__} {value!r}; kohya does not "
                     "convert config values")

@@ -383,10 +383,10 @@ def _arch(s: LoraShapes, md: dict[str, str]) -> None:
                       s.canonical[m].endswith("self_attn_q_proj")}
             layers = {int(x.group(1)) for m in s.modules
                       if (x := _TE_LAYER.match("lora_te_" + s.canonical[m])) and s.module_parts[m] in ("te", "te1")}
-            for arch in ("sd15", "sd2"):
-                if text_encoder_widths(arch)["lora_te"] in widths:
-                    s.arch, reason = arch, (f"text encoder layers are {text_encoder_widths(arch)['lora_te']} wide: "
-                                            f"{ARCH_LABELS[arch]}")
+            for te_arch in ARCHES[:2]:  # sd15, sd2
+                if text_encoder_widths(te_arch)["lora_te"] in widths:
+                    s.arch, reason = te_arch, (f"text encoder layers are {text_encoder_widths(te_arch)['lora_te']} "
+                                               f"wide: {ARCH_LABELS[te_arch]}")
             if s.arch is None and layers:
                 s.arch = "sd2" if max(layers) >= 12 else "sd15"
                 reason = f"text encoder has {max(layers) + 1}+ layers: {ARCH_LABELS[s.arch]}"
@@ -431,7 +431,7 @@ def _expected_modules(s: LoraShapes) -> set[str] | None:
     if s.arch == "anima":
         return None  # embedders, modulation, final layer, LLM adapter and Qwen3 are all optional: no check
     if s.arch in ARCHES:
-        return {m.name for m in modules(s.arch, conv=True)}  # type: ignore[arg-type]
+        return {m.name for m in modules(s.arch, conv=True)}
     return None
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from typing import Literal
+from typing import Any, Literal
 
 Arch = Literal["sd15", "sd2", "sdxl"]
 ARCHES: tuple[Arch, ...] = ("sd15", "sd2", "sdxl")
@@ -27,7 +27,7 @@ ARCH_LABELS = {"sd15": "SD1.x", "sd2": "SD2.x", "sdxl": "SDXL"}
 # --- configs (numbers of the models kohya trains) -------------------------------------------------------------
 # SD1.5 (runwayml/stable-diffusion-v1-5 unet/config.json; kohya's original_unet.py constants). "attention_head_dim"
 # is diffusers' historical misnomer for the number of heads; the width of a transformer is its block's channels.
-_SD15_UNET = dict(
+_SD15_UNET: dict[str, Any] = dict(
     block_out_channels=(320, 640, 1280, 1280),
     layers_per_block=2,
     down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
@@ -39,10 +39,10 @@ _SD15_UNET = dict(
 # SD2.x: same U-Net shape, OpenCLIP-H context (1024) and per-block heads. kohya loads a .ckpt/.safetensors SD2 with
 # proj_in/proj_out as 1x1 convs (train_util.load_target_model: unet_use_linear_projection_in_v2=False); a diffusers
 # folder keeps Linear. Only the header's shape text differs (",1,1"), a few hundred bytes in all.
-_SD2_UNET = dict(_SD15_UNET, attention_head_dim=(5, 10, 20, 20), cross_attention_dim=1024,
+_SD2_UNET: dict[str, Any] = dict(_SD15_UNET, attention_head_dim=(5, 10, 20, 20), cross_attention_dim=1024,
                  use_linear_projection=False)
 # SDXL base (sgm UNetModel params, as in sdxl_original_unet.py's docstring)
-_SDXL_UNET = dict(
+_SDXL_UNET: dict[str, Any] = dict(
     model_channels=320,
     channel_mult=(1, 2, 4),
     num_res_blocks=2,
@@ -52,9 +52,9 @@ _SDXL_UNET = dict(
     use_linear_in_transformer=True,
 )
 # Text encoders (transformers CLIPTextConfig values kohya builds: model_util / sdxl_model_util)
-_CLIP_L = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12)
-_OPENCLIP_H = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23)  # SD2 drops the last layer
-_OPENCLIP_BIGG = dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32)
+_CLIP_L: dict[str, Any] = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12)
+_OPENCLIP_H: dict[str, Any] = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23)  # SD2 drops the last layer
+_OPENCLIP_BIGG: dict[str, Any] = dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32)
 
 _TEXT_ENCODERS: dict[str, list[tuple[str, dict]]] = {
     "sd15": [("lora_te", _CLIP_L)],

@@ -44,35 +44,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from lora_audit.kohya.lora_layout import Module, clip_modules
 
 # --- configs (sd-scripts' numbers) ----------------------------------------------------------------------------------
 # library/flux_models.py configs["dev"] (schnell and Chroma have the same block shapes)
-FLUX_DEV = dict(hidden_size=3072, mlp_ratio=4.0, depth=19, depth_single_blocks=38, context_in_dim=4096,
+FLUX_DEV: dict[str, Any] = dict(hidden_size=3072, mlp_ratio=4.0, depth=19, depth_single_blocks=38, context_in_dim=4096,
                 vec_in_dim=768, in_channels=64, guidance_embed=True)
 # library/sd3_utils.analyze_state_dict_state + sd3_models.MMDiT (hidden = 64 * depth)
-SD3_VARIANTS = {
+SD3_VARIANTS: dict[str, dict[str, Any]] = {
     "sd3.5-large": dict(depth=38, x_block_self_attn_layers=()),
     "sd3.5-medium": dict(depth=24, x_block_self_attn_layers=tuple(range(13))),
     "sd3-medium": dict(depth=24, x_block_self_attn_layers=()),
 }
 # transformers configs of the text encoders sd-scripts builds (flux_utils / sd3_utils: load_clip_l, load_clip_g,
 # load_t5xxl): CLIP-L 12 x 768, CLIP-G 32 x 1280, T5-XXL v1.1 encoder 24 x d_model 4096, 64 heads of 64, d_ff 10240
-CLIP_L = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12)
-CLIP_G = dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32)
-T5XXL = dict(d_model=4096, inner_dim=64 * 64, d_ff=10240, num_layers=24)
+CLIP_L: dict[str, Any] = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12)
+CLIP_G: dict[str, Any] = dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32)
+T5XXL: dict[str, Any] = dict(d_model=4096, inner_dim=64 * 64, d_ff=10240, num_layers=24)
 
 # library/lumina_models.py get_2b_config, FeedForward (multiple_of 256), NextDiT (n_refiner_layers 2)
-LUMINA_2B = dict(dim=2304, n_layers=26, n_heads=24, n_kv_heads=8, n_refiner_layers=2, multiple_of=256,
+LUMINA_2B: dict[str, Any] = dict(dim=2304, n_layers=26, n_heads=24, n_kv_heads=8, n_refiner_layers=2, multiple_of=256,
                  patch_size=2, out_channels=16)
-GEMMA2_2B = dict(hidden_size=2304, intermediate_size=9216, num_hidden_layers=26, num_attention_heads=8,
+GEMMA2_2B: dict[str, Any] = dict(hidden_size=2304, intermediate_size=9216, num_hidden_layers=26, num_attention_heads=8,
                  num_key_value_heads=4, head_dim=256)
 # library/hunyuan_image_models.py HYImageDiffusionTransformer
-HUNYUAN_IMAGE_21 = dict(hidden_size=3584, double=20, single=40, mlp_ratio=4)
+HUNYUAN_IMAGE_21: dict[str, Any] = dict(hidden_size=3584, double=20, single=40, mlp_ratio=4)
 # library/anima_utils.load_anima_model dit_config: model_channels 2048, 28 blocks, 16 heads, cross-attention context
 # 1024, mlp_ratio 4 (anima_models.Block)
-ANIMA = dict(model_channels=2048, num_blocks=28, num_heads=16, crossattn_emb_channels=1024, mlp_ratio=4)
+ANIMA: dict[str, Any] = dict(model_channels=2048, num_blocks=28, num_heads=16, crossattn_emb_channels=1024, mlp_ratio=4)
 
 FLUX_TRAIN_BLOCKS = ("all", "single", "double")
 LUMINA_TRAIN_BLOCKS = ("all", "transformer", "refiners", "noise_refiner", "context_refiner")
@@ -112,14 +113,14 @@ def _t5(prefix: str = "lora_te3") -> list[DitModule]:
 
 @cache
 def flux_modules(*, text_encoders: str = "none", train_blocks: str = "all", split_qkv: bool = False,
-                 modulation: bool = True, embedders: bool = False, unet: bool = True) -> tuple[DitModule, ...]:
+                 modulation: bool = True, embedders: bool = False, unet: bool = True) -> tuple[Module, ...]:
     """Every module of a kohya ``networks.lora_flux`` LoRA of FLUX.1-dev."""
     if train_blocks not in FLUX_TRAIN_BLOCKS:
         raise ValueError(f"train_blocks must be one of {', '.join(FLUX_TRAIN_BLOCKS)}, not {train_blocks!r}")
     cfg = FLUX_DEV
     h = cfg["hidden_size"]
     mlp = int(h * cfg["mlp_ratio"])
-    out: list[DitModule] = []
+    out: list[Module] = []
     if text_encoders in ("clip", "clip+t5"):
         out += clip_modules("lora_te1", CLIP_L)
     if text_encoders == "clip+t5":
@@ -157,7 +158,7 @@ def flux_modules(*, text_encoders: str = "none", train_blocks: str = "all", spli
 
 @cache
 def sd3_modules(variant: str = "sd3.5-large", *, text_encoders: str = "none",
-                unet: bool = True) -> tuple[DitModule, ...]:
+                unet: bool = True) -> tuple[Module, ...]:
     """Every module of a kohya ``networks.lora_sd3`` LoRA of an SD3/SD3.5 MMDiT."""
     if variant not in SD3_VARIANTS:
         raise ValueError(f"unknown SD3 variant {variant!r} (choose from {', '.join(SD3_VARIANTS)})")
@@ -165,7 +166,7 @@ def sd3_modules(variant: str = "sd3.5-large", *, text_encoders: str = "none",
     attn2 = set(SD3_VARIANTS[variant]["x_block_self_attn_layers"])
     h = 64 * depth
     mlp = 4 * h
-    out: list[DitModule] = []
+    out: list[Module] = []
     if text_encoders in ("clip", "clip+t5"):
         out += clip_modules("lora_te1", CLIP_L) + clip_modules("lora_te2", CLIP_G)
     if text_encoders == "clip+t5":
@@ -299,7 +300,7 @@ class Layout:
     variant: str | None
     text_encoders: str  # none / clip / clip+t5
     options: tuple[str, ...]  # network_args (train_blocks=single, split_qkv=True)
-    modules: tuple[DitModule, ...]
+    modules: tuple[Module, ...]
 
     @property
     def text_encoder(self) -> bool:

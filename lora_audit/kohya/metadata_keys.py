@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lora_audit.kohya.catalog import ConversionError, catalog
-from lora_audit.model import Note, Setting
+from lora_audit.model import Note, Setting, SettingOrigin
 
 
 @dataclass(frozen=True)
@@ -262,7 +262,7 @@ def read_metadata(metadata: dict[str, str], label: str) -> MetadataReading:
     r = MetadataReading()
     md = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
 
-    def add(name: str, value: Any, key: str, origin: str = "explicit", note: str | None = None) -> None:
+    def add(name: str, value: Any, key: str, origin: SettingOrigin = "explicit", note: str | None = None) -> None:
         r.settings.append(Setting(name=name, value=value, source=f"{label}:{key}", origin=origin, note=note))
 
     for key, raw in sorted(md.items()):

@@ -21,7 +21,7 @@ from lora_audit.kohya.semantics import effective
 from lora_audit.model import Run
 
 Level = Literal["primary", "secondary", "unlikely", "unknown"]
-_LEVEL = {"high": "primary", "medium": "secondary", "low": "unlikely"}
+_LEVEL: dict[str, Level] = {"high": "primary", "medium": "secondary", "low": "unlikely"}
 _RANK = {"primary": 0, "secondary": 1, "unlikely": 2, "unknown": 3}
 
 

@@ -190,7 +190,7 @@ class VoteStore:
         return {v.key for v in self.votes(voter=voter, kind=kind)}
 
 
-_ROW_TYPES = {"comparison_id": str, "prompt": str, "seed": int, "mode": str, "shown": str, "choice": str,
+_ROW_TYPES: dict[str, type | tuple[type, ...]] = {"comparison_id": str, "prompt": str, "seed": int, "mode": str, "shown": str, "choice": str,
               "notes": str, "voter": str, "kind": str, "judge": (str, type(None)), "created_at": str,
               "undone_at": (str, type(None))}
 
