@@ -115,6 +115,7 @@ def _compare(name: str, base: Param | None, other: Param | None, other_run: str)
         if bo == "unknown" and oo == "unknown":
             return "same", "unknown in both", False
         return "unknown", f"unknown in {other_run}" if oo == "unknown" else "unknown in baseline", False
+    assert base is not None and other is not None  # both known
     a, b = base.value, other.value
     ea, why_a = effective(name, a)
     eb, why_b = effective(name, b)
@@ -158,14 +159,17 @@ def _where_change(name: str, base_run: Run, other_run: Run, base: Param | None, 
                   ) -> tuple[Kind, str, bool] | None:
     """(kind, words, nominal) for a path, by what the path holds; None to compare the values as usual."""
     known = [p for p in (base, other) if p is not None and p.origin != "unknown"]
+    if len(known) < 2:
+        return ("same", "same", False) if name in _WHERE_OUTPUT else None
+    assert base is not None and other is not None  # both known
     if name in _WHERE_OUTPUT:
-        if len(known) < 2 or normalize(name, base.value) == normalize(name, other.value):
+        if normalize(name, base.value) == normalize(name, other.value):
             return "same", "same", False
         # sampling saves and restores the RNG state (train_util.sample_images), so prompts change no weights
         what = ("which file holds the settings" if name == "config_file" else
                 "sample images during training" if name == "sample_prompts" else "where files go")
         return "same", f"{format_value(base.value)}→{format_value(other.value)}: {what}, not what is trained", True
-    if len(known) < 2 or base.value == other.value:
+    if base.value == other.value:
         return None
     if name == "dataset_config":
         from lora_audit.evidence.dataset_toml import dataset_differences, dataset_signature
@@ -204,18 +208,21 @@ def _structural(name: str, a: Any, b: Any) -> str | None:
 
 
 def _diff_params(runs: list[Run], params: dict[str, list[Param | None]], include_same: bool,
-                 notes: dict[str, str] | None = None) -> list[Change]:
+                 notes: dict[str, str | None] | None = None) -> list[Change]:
     names = [r.name for r in runs]
     out = []
     for name, ps in params.items():
-        kinds, words, noms = [], [], []
+        kinds: list[Kind] = []
+        words: list[str] = []
+        noms: list[bool] = []
         for r, p in zip(runs[1:], ps[1:]):
             k, w, nom = _where_change(name, runs[0], r, ps[0], p) or _compare(name, ps[0], p, r.name)
             kinds.append(k)
             noms.append(nom)
             if k != "same" or nom:
                 words.append(w if len(runs) == 2 else f"{r.name}: {w}")
-        kind = next((k for k in ("changed", "removed", "added", "unknown") if k in kinds), "same")
+        ranked: tuple[Kind, ...] = ("changed", "removed", "added", "unknown")
+        kind: Kind = next((k for k in ranked if k in kinds), "same")
         if kind == "unknown" and not any(p is not None and p.origin in ("explicit", "inferred") for p in ps):
             # unknown here, kohya's default there: nothing to compare; --all lists it, as "same" unknowns are
             if not include_same:
@@ -227,7 +234,7 @@ def _diff_params(runs: list[Run], params: dict[str, list[Param | None]], include
         note = (notes or {}).get(name)
         if ps[0] is not None and len(ps) == 2 and ps[1] is not None and kind == "changed":
             note = note or _structural(name, ps[0].value, ps[1].value)
-        inert_why = {r.name: w for r, p in zip(runs, ps) if p is not None and (w := inert(name, r))}
+        inert_why = {r.name: why for r, p in zip(runs, ps) if p is not None and (why := inert(name, r))}
         out.append(Change(param=name, category=category(name), kind=kind,
                           words="; ".join(words) or "same", nominal=is_nominal,
                           values={n: _cell(p) for n, p in zip(names, ps)}, inert=inert_why, note=note))
@@ -243,7 +250,8 @@ def _not_an_argument(run: Run, name: str) -> Param | None:
     cat = catalog()
     if name in cat and run.script in cat.scripts and not cat.accepts(run.script, name):
         # a flag the script lacks is as off as an unset one; any other argument is unset
-        return Param(value=False if cat.get(name).is_flag else None, origin="default",
+        arg = cat.get(name)
+        return Param(value=False if arg is not None and arg.is_flag else None, origin="default",
                      note=f"not an argument of {run.script}")
     return None
 
