@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from lora_audit.diff import RunDiff, diff_runs
 from lora_audit.errors import EvidenceError
+from lora_audit.evidence.pick import pick_runs
 from lora_audit.kohya.catalog import CATEGORIES
 from lora_audit.model import Run
 from lora_audit.rules.engine import Finding, find_suspects
@@ -61,22 +62,6 @@ class Audit(BaseModel):
         }
 
 
-def _choose(runs: list[Run], good: list[str] | None, bad: list[str] | None) -> tuple[list[str], list[str]]:
-    names = [r.name for r in runs]
-    for n in (good or []) + (bad or []):
-        if n not in names:
-            raise EvidenceError(f"no run named {n!r} (runs: {', '.join(names)})")
-    g = list(good or [r.name for r in runs if r.verdict == "good"])
-    b = list(bad or [r.name for r in runs if r.verdict == "bad" and r.name not in g])
-    if not g:
-        raise EvidenceError("no good run: mark one with verdict = \"good\" in its run.toml, or pass --good NAME")
-    if not b:
-        b = [n for n in names if n not in g]
-    if not b:
-        raise EvidenceError("no run to compare with the good one: an audit needs a good and a bad run")
-    return g, b
-
-
 def _recommendations(pair_findings: list[Finding], good: Run, bad: Run, diff: RunDiff) -> list[str]:
     primary = [f for f in pair_findings if f.level == "primary"]
     recs = []
@@ -124,12 +109,17 @@ def _recommendations(pair_findings: list[Finding], good: Run, bad: Run, diff: Ru
 
 
 def audit(runs: list[Run], good: list[str] | None = None, bad: list[str] | None = None,
-          weights: bool = False, sd_scripts: str | Path | None = None) -> Audit:
-    """``weights``: also analyse each run's LoRA file (numpy, the ml extra); loss curves are always read.
-    ``sd_scripts``: a checkout in which to count the commits between two runs' ``sd_scripts_commit``."""
+          weights: bool = False, sd_scripts: str | Path | None = None, report_date: str | None = None) -> Audit:
+    """Diagnose ``runs``: for each good→bad pair the diff, the ranked findings and what to try next. ``good`` and
+    ``bad`` name runs (default: their run.toml verdicts; every run not good is bad when none says bad).
+    ``weights``: also analyse each run's LoRA file (numpy, the ml extra); loss curves are always read.
+    ``sd_scripts``: a checkout in which to count the commits between two runs' ``sd_scripts_commit``.
+    ``report_date``: the date the report prints (YYYY-MM-DD; default today)."""
     if len(runs) < 2:
         raise EvidenceError(f"an audit needs at least two runs, got {len(runs)}")
-    g, b = _choose(runs, good, bad)
+    goods, bads = pick_runs(runs, good, bad, others_are_bad=True)
+    g, b = [r.name for r in goods], [r.name for r in bads]
+    runs = list({r.name: r for r in [*runs, *goods, *bads]}.values())  # a run named by its folder joins them
     runs = sorted(runs, key=lambda r: 0 if r.name in g else (1 if r.name in b else 2))
     by = {r.name: r for r in runs}
     order = [by[g[0]]] + [r for r in runs if r.name != g[0]]
@@ -160,7 +150,7 @@ def audit(runs: list[Run], good: list[str] | None = None, bad: list[str] | None 
                               nominal=len(d.nominal_changes()), same=same,
                               recommendations=_recommendations(findings, by[gn], by[bn], d), version=version))
     missing = {r.name: [k for k, p in r.params.items() if p.origin == "unknown"] for r in runs}
-    return Audit(date=date.today().isoformat(), runs=runs, good=g, bad=b, overview=overview, pairs=pairs,
+    return Audit(date=report_date or date.today().isoformat(), runs=runs, good=g, bad=b, overview=overview, pairs=pairs,
                  missing={k: v for k, v in missing.items() if v},
                  dynamics={k: v for k, v in dynamics.items() if v["curves"] or v["weights"] or v.get("weights_error")})
 

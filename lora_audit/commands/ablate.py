@@ -2,41 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from lora_audit.commands.support import echo_json, one_line_errors
 from lora_audit.errors import EvidenceError
-
-
-def _pick_runs(runs: tuple[str, ...], good: str, bads: tuple[str, ...]):
-    """--good/--bad are run folders, or names of runs found in RUNS."""
-    from lora_audit.evidence import load_runs
-
-    loaded = {r.name: r for r in load_runs(list(runs))} if runs else {}
-
-    def one(ref: str):
-        if ref in loaded:
-            return loaded[ref]
-        if Path(ref).exists():
-            found = load_runs([ref])  # the same discovery rule as RUNS
-            if len(found) > 1:
-                raise EvidenceError(f"{ref} holds {len(found)} runs ({', '.join(r.name for r in found)}): pass it "
-                                    "as RUNS and name one with --good/--bad")
-            r = found[0]
-            loaded.setdefault(r.name, r)
-            return r
-        raise EvidenceError(f"no run named {ref!r}" + (f" (runs: {', '.join(loaded)})" if loaded else "")
-                            + " and no such folder")
-
-    g = one(good)
-    b = [one(x) for x in bads]
-    if not b:
-        b = [r for r in loaded.values() if r.verdict == "bad" and r.name != g.name]
-    if not b:
-        raise EvidenceError("no bad run: pass --bad RUN")
-    return g, b, loaded
 
 
 @click.command()
@@ -48,7 +17,8 @@ def _pick_runs(runs: tuple[str, ...], good: str, bads: tuple[str, ...]):
 @click.option("--no-control", is_flag=True, help="Leave out the control variant (the good run unchanged).")
 @click.option("--out", type=click.Path(file_okay=False), help="Study folder (default: runs/<good>-vs-<bad>).")
 @click.option("--backend", type=click.Choice(["kohya", "builtin"]), default="kohya", show_default=True)
-@click.option("--seconds-per-step", "seconds", help="For the GPU-hours estimate: a number, or a kohya log to read it from.")
+@click.option("--seconds-per-step", "seconds",
+              help="For the GPU-hours estimate: a number, or a kohya log to read it from.")
 @click.option("--dry-run", is_flag=True, help="Print the plan, write nothing.")
 @click.option("--force", is_flag=True, help="Regenerate files of an existing study even where they were edited.")
 @click.option("--include-inert", is_flag=True,
@@ -60,30 +30,19 @@ def _pick_runs(runs: tuple[str, ...], good: str, bads: tuple[str, ...]):
 def ablate(ctx, runs, good, bads, strategy, sweeps, no_control, out, backend, seconds, dry_run, force, include_inert,
            log, as_json):
     """Plan and write minimal-change retraining variants (a study folder kohya can run as is)."""
-    from lora_audit.ablate.emit import write_study
-    from lora_audit.ablate.plan import plan
+    from lora_audit.ablate.ablation import ablate as make_study
+    from lora_audit.evidence.pick import good_and_bad
+    from lora_audit.kohya.logs import seconds_per_step_option
     from lora_audit.report.console import render_plan
     from lora_audit.settings import sd_scripts_path
 
-    from lora_audit.kohya.logs import seconds_per_step_option
-
-    g, b, loaded = _pick_runs(runs, good, bads)
+    g, b = good_and_bad(list(runs), good, list(bads))
     seconds_per_step = seconds_per_step_option(seconds) if seconds else None
     if seconds_per_step is not None and not (0 < seconds_per_step < float("inf")):
         raise EvidenceError(f"--seconds-per-step must be a positive number of seconds, got {seconds_per_step:g}")
-    p = plan(g, b, strategy, list(sweeps), control=not no_control, seconds_per_step=seconds_per_step,
-             include_inert=include_inert)
-    from lora_audit.ablate.emit import _safe
-
-    # the default folder is named from the runs, each name made a plain file name (no "/", "..", control chars)
-    default = _safe(f"{g.name}-vs-{'-'.join(r.name for r in b)}").lstrip(".")[:200] or "study"
-    folder = Path(out) if out else Path("runs") / default
-    if not dry_run:
-        from lora_audit.ablate.plan import all_or_nothing
-
-        with all_or_nothing(folder):  # an error leaves no half-written new study behind
-            write_study(p, {r.name: r for r in [g, *b]}, folder, backend,
-                        str(sd_scripts_path(ctx.obj.get("sd_scripts"))), inputs=list(runs), force=force, log=log)
+    p, folder = make_study(g, b, strategy, sweeps, control=not no_control, seconds_per_step=seconds_per_step,
+                           include_inert=include_inert, out=out, backend=backend, inputs=list(runs), force=force,
+                           log=log, sd_scripts=str(sd_scripts_path(ctx.obj.get("sd_scripts"))), write=not dry_run)
     if as_json:
         echo_json({"study": str(folder), "written": not dry_run, **p.to_json()})
         return

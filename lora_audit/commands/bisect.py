@@ -8,8 +8,7 @@ import click
 
 from lora_audit.commands.support import echo_json, one_line_errors
 from lora_audit.errors import EvidenceError
-
-from lora_audit.commands.ablate import _pick_runs
+from lora_audit.evidence.pick import good_and_bad
 
 
 @click.group()
@@ -64,7 +63,7 @@ def bisect_start(ctx, runs, good, bad, out, parallel, backend, force, log, repli
     from lora_audit.ablate import study as st
     from lora_audit.settings import sd_scripts_path
 
-    g, b, _ = _pick_runs(runs, good, (bad,))
+    g, b = good_and_bad(list(runs), good, bad)
     bs = st.start(g, b[0], Path(out), parallel, backend, str(sd_scripts_path(ctx.obj.get("sd_scripts"))),
                   inputs=list(runs), force=force, log=log, replicates=replicates, method=method)
     _print_bisect(st.status_json(bs), as_json, Path(out))
@@ -144,7 +143,8 @@ def bisect_next(study, as_json):
 @one_line_errors
 def bisect_log(study, as_json):
     """Every round, variant and verdict so far."""
-    from lora_audit.ablate import bisect as bis, study as st
+    from lora_audit.ablate import bisect as bis
+    from lora_audit.ablate import study as st
 
     bs = st.load(Path(study))
     if as_json:

@@ -11,7 +11,7 @@ from lora_audit.commands.support import echo_json, one_line_errors
 from lora_audit.errors import EvidenceError
 from lora_audit.launch import executor
 from lora_audit.launch.run import cancel_study, dry_run_plan, make_launcher, run_launcher
-from lora_audit.launch.status import public_status, render_status, status_data, still_running
+from lora_audit.launch.status import launch_status, public_status, render_status, still_running
 
 
 def _split(values: tuple[str, ...]) -> list[str]:
@@ -26,7 +26,7 @@ def _split(values: tuple[str, ...]) -> list[str]:
 def status(study: str, as_json: bool, watch: bool) -> None:
     """The variants of a study and their state; readable while a launch runs."""
     while True:
-        data = status_data(Path(study))
+        data = launch_status(Path(study))
         if as_json:
             echo_json(public_status(data))
         else:
@@ -107,13 +107,7 @@ def launch(study: str, gpus: str | None, max_parallel: int, only: tuple[str, ...
 
         slurm.require("scancel" if do_cancel else "sbatch")
     if do_cancel:
-        result = cancel_study(path)
-        if as_json:
-            echo_json(result)
-        else:
-            click.echo(f"asked {result['launchers']} launcher(s) to stop; cancelled: "
-                       + (", ".join(result["cancelled"]) or "none")
-                       + (f"; scancelled {result['slurm_jobs']} Slurm job(s)" if result.get("slurm_jobs") else ""))
+        _print_cancel(cancel_study(path), as_json)
         return
     opts = executor.Options(gpus=_split((gpus,)) if gpus else None, only=_split(only) or None,
                             reuse=[Path(r) for r in reuse], retry_failed=retry_failed, retry=retry,
@@ -128,15 +122,7 @@ def launch(study: str, gpus: str | None, max_parallel: int, only: tuple[str, ...
     launcher = make_launcher(path, opts, executor_name, sopts, max_parallel,
                              echo=(lambda s: None) if as_json else click.echo)
     if dry_run:
-        plan, header = dry_run_plan(path, launcher)
-        if as_json:
-            echo_json(plan)
-        else:
-            for line in header:
-                click.echo(line)
-            for p in plan["variants"]:
-                click.echo(f"{p['id']}: {p['action']} (attempt {p['attempt']})"
-                           + (f"\n  {p['sbatch']}" if p.get("sbatch") else ""))
+        _print_dry_run(*dry_run_plan(path, launcher), as_json)
         return
     result, data = run_launcher(path, launcher)
     if as_json:
@@ -150,6 +136,26 @@ def launch(study: str, gpus: str | None, max_parallel: int, only: tuple[str, ...
             click.echo(f"failed: {vid}: {why}")
     if result["failed"]:  # a study with failed variants is not a success: exit 1 (2 is bad input)
         click.get_current_context().exit(1)
+
+
+def _print_cancel(result: dict, as_json: bool) -> None:
+    if as_json:
+        echo_json(result)
+        return
+    click.echo(f"asked {result['launchers']} launcher(s) to stop; cancelled: "
+               + (", ".join(result["cancelled"]) or "none")
+               + (f"; scancelled {result['slurm_jobs']} Slurm job(s)" if result.get("slurm_jobs") else ""))
+
+
+def _print_dry_run(plan: dict, header: list[str], as_json: bool) -> None:
+    if as_json:
+        echo_json(plan)
+        return
+    for line in header:
+        click.echo(line)
+    for p in plan["variants"]:
+        click.echo(f"{p['id']}: {p['action']} (attempt {p['attempt']})"
+                   + (f"\n  {p['sbatch']}" if p.get("sbatch") else ""))
 
 
 @click.group()

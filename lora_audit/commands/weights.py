@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import click
 
 from lora_audit.commands.support import echo_json, one_blas_thread, one_line_errors
