@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 
 class EvidenceError(Exception):
     """Bad input: says what and where (``file:line``)."""
 
-    def __init__(self, message: str, path: str | None = None, line: int | None = None):
+    def __init__(self, message: str, path: str | os.PathLike[str] | None = None, line: int | None = None):
         self.message = message
         self.path = str(path) if path is not None else None
         self.line = line

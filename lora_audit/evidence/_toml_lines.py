@@ -20,15 +20,15 @@ def read_toml(path: Path) -> tuple[dict, str]:
         data = tomllib.loads(text)
         problem = structure_problem(data)
         if problem:
-            raise EvidenceError(f"invalid TOML: {problem}", path, problem_line(text, problem))
+            raise EvidenceError(f"invalid TOML: {problem}", str(path), problem_line(text, problem))
         return data, text
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"line (\d+)", str(e))
         msg = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(e))
         line = int(m.group(1)) if m else len(text.rstrip("\n").split("\n"))  # "at end of document"
-        raise EvidenceError(f"invalid TOML: {msg}", path, line) from None
+        raise EvidenceError(f"invalid TOML: {msg}", str(path), line) from None
     except (RecursionError, ValueError, MemoryError) as e:  # depth bombs, 5000-digit integers
-        raise EvidenceError(f"invalid TOML: {parse_failure(e) or e}", path) from None
+        raise EvidenceError(f"invalid TOML: {parse_failure(e) or e}", str(path)) from None
 
 
 class KeyLines:
@@ -68,11 +68,11 @@ class KeyLines:
         self._any_occ: dict[tuple[str, str], int] = {}
         self._any: dict[str, int] = {}
         self._tables: dict[tuple[str, int], dict[str, int]] = {}
-        for t, o, k, ln in self._entries:
-            self._exact.setdefault((t, o, k), ln)
-            self._any_occ.setdefault((t, k), ln)
-            self._any.setdefault(k, ln)
-            self._tables.setdefault((t, o), {})[k] = ln
+        for tab, o, name, ln in self._entries:
+            self._exact.setdefault((tab, o, name), ln)
+            self._any_occ.setdefault((tab, name), ln)
+            self._any.setdefault(name, ln)
+            self._tables.setdefault((tab, o), {})[name] = ln
 
     def line(self, key: str, table: str = "", occurrence: int | None = None) -> int | None:
         if occurrence is None:
