@@ -67,6 +67,9 @@ _JOURNAL_FIELDS: dict[str, type | tuple[type, ...]] = {
 
 def run_comparison(s: Settings, out: Path, progress: Progress | None = None, model_config: Path | None = None
                    ) -> ComparisonRun:
+    """Generate ``s``'s prompts and seeds with the base model and each LoRA at each strength, from the same starting
+    noise, into ``out`` (finished images are reused); ``progress(done, total, what, eta)`` is called as it goes.
+    Returns the comparison in memory; ``compare.export.write_all`` writes its files (``compare_loras`` does both)."""
     import numpy as np
     import torch
     from PIL import Image

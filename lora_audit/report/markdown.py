@@ -31,6 +31,7 @@ def _environment(template: str | Path | None) -> tuple[jinja2.Environment, str]:
 
 
 def render_audit(a: Audit, template: str | Path | None = None) -> str:
+    """The Markdown report of an audit (``template``: your own jinja2 template instead of templates/audit.md.j2)."""
     env, name = _environment(template)
     runs = {r.name: r for r in a.runs}
 
