@@ -79,47 +79,64 @@ def edit_script(text: str, kind: str, edits: dict[str, tuple[Any, bool]], lines:
         arg = catalog().get(name)
         new = [] if remove or (arg is not None and arg.is_flag and not value) else _render(name, value, kind)
         if name in lines:
-            i = lines[name] - 1
-            if not 0 <= i < len(out) or out[i] is None:
-                raise ScriptEditError(f"line {lines[name]} of --{name} is not in the script")
-            m = _flag_pattern(name).search(out[i])
-            if m is not None and out[i][:m.start()].count('"') % 2 == 1:
-                raise ScriptEditError(f"--{name} is inside a quoted variable on line {lines[name]}")
-            if m is None or (arg is not None and arg.is_list and m.group("value") is not None):
-                raise ScriptEditError(f"--{name} is not written literally on line {lines[name]}")
-            if arg is not None and not arg.is_flag and m.group("value") is None:
-                raise ScriptEditError(f"the value of --{name} is not on line {lines[name]}")
-            replacement = " ".join(new)
-            line = out[i][:m.start()] + replacement + out[i][m.end():]
-            if not replacement:
-                line = re.sub(r"[ \t]{2,}", " ", line) if line.strip(" \t\r" + cont) else None
-            out[i] = line
+            _edit_line(out, name, lines[name], " ".join(new), arg, cont)
         elif new:
             additions.append(" ".join(new))
-    original = text.split("\n")
-    for k, line in enumerate(out):
-        if line is None and not original[k].rstrip().endswith(cont):
-            # the command's last line went: the line before it must not continue onto what follows the command
-            p = k - 1
-            while p >= 0 and out[p] is None:
-                p -= 1
-            if p >= 0 and out[p].rstrip().endswith(cont):
-                body = out[p].rstrip()
-                out[p] = body[:-1].rstrip() + ("\r" if out[p].endswith("\r") else "")
+    _end_cut_commands(out, text.split("\n"), cont)
     if additions:
         if last_line is None:
             raise ScriptEditError("no flag of the training command to add new ones after")
-        i = last_line - 1
-        while i > 0 and out[i] is None:
-            i -= 1
-        indent = re.match(r"[ \t]*", out[i]).group(0) or "  "
-        cr = "\r" if out[i].endswith("\r") else ""  # CRLF scripts (.bat, .ps1) keep their line ends
-        if out[i].rstrip().endswith(cont):
-            out[i + 1:i + 1] = [f"{indent}{a} {cont}{cr}" for a in additions]
-        else:
-            body, comment = _split_comment(out[i].removesuffix("\r"), kind)
-            out[i] = body.rstrip() + " " + " ".join(additions) + comment + cr
+        _add_flags(out, additions, last_line, cont, kind)
     return "\n".join(line for line in out if line is not None)
+
+
+def _edit_line(out: list[str | None], name: str, line_no: int, replacement: str, arg: Any, cont: str) -> None:
+    """``--name`` on line ``line_no`` replaced by ``replacement`` (a line left empty becomes None)."""
+    i = line_no - 1
+    text = out[i] if 0 <= i < len(out) else None
+    if text is None:
+        raise ScriptEditError(f"line {line_no} of --{name} is not in the script")
+    m = _flag_pattern(name).search(text)
+    if m is not None and text[:m.start()].count('"') % 2 == 1:
+        raise ScriptEditError(f"--{name} is inside a quoted variable on line {line_no}")
+    if m is None or (arg is not None and arg.is_list and m.group("value") is not None):
+        raise ScriptEditError(f"--{name} is not written literally on line {line_no}")
+    if arg is not None and not arg.is_flag and m.group("value") is None:
+        raise ScriptEditError(f"the value of --{name} is not on line {line_no}")
+    line = text[:m.start()] + replacement + text[m.end():]
+    if not replacement:
+        out[i] = re.sub(r"[ \t]{2,}", " ", line) if line.strip(" \t\r" + cont) else None
+        return
+    out[i] = line
+
+
+def _end_cut_commands(out: list[str | None], original: list[str], cont: str) -> None:
+    """Where the command's last line went, the line before it must not continue onto what follows the command."""
+    for k, line in enumerate(out):
+        if line is None and not original[k].rstrip().endswith(cont):
+            p = k - 1
+            while p >= 0 and out[p] is None:
+                p -= 1
+            prev = out[p] if p >= 0 else None
+            if prev is not None and prev.rstrip().endswith(cont):
+                body = prev.rstrip()
+                out[p] = body[:-1].rstrip() + ("\r" if prev.endswith("\r") else "")
+
+
+def _add_flags(out: list[str | None], additions: list[str], last_line: int, cont: str, kind: str) -> None:
+    """New flags after the command's last flag line: as continuation lines, or at the end of a one-line command."""
+    i = last_line - 1
+    while i > 0 and out[i] is None:
+        i -= 1
+    line = out[i]
+    assert line is not None  # the first line of a command is never emptied: it names the script
+    indent = line[:len(line) - len(line.lstrip(" \t"))] or "  "
+    cr = "\r" if line.endswith("\r") else ""  # CRLF scripts (.bat, .ps1) keep their line ends
+    if line.rstrip().endswith(cont):
+        out[i + 1:i + 1] = [f"{indent}{a} {cont}{cr}" for a in additions]
+    else:
+        body, comment = _split_comment(line.removesuffix("\r"), kind)
+        out[i] = body.rstrip() + " " + " ".join(additions) + comment + cr
 
 
 def _split_comment(line: str, kind: str) -> tuple[str, str]:
