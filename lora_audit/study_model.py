@@ -74,7 +74,11 @@ def load_study(study: Path | str, need_good: bool = False) -> Study:
     if need_good and meta.good is None:
         raise EvidenceError("study.toml is damaged: good: Field required", str(path))
     for vid in meta.variants:
-        check_id(vid, str(path))
+        if need_good:
+            check_id(vid, str(path))  # ablate's ids: letters, digits, '.', '_', '-'
+        elif not vid or vid in (".", "..") or any(ch in vid for ch in "/\\\0"):
+            # a hand-made study's folder names may hold spaces; never a path out of the study
+            raise EvidenceError(f"{comment_text(vid)!s} is not a variant folder name", str(path))
     return meta
 
 

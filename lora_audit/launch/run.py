@@ -6,13 +6,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from lora_audit.errors import EvidenceError
 from lora_audit.launch import executor
 from lora_audit.launch.state import StudyState
-from lora_audit.launch.status import public_status, state_errors, status_data
+from lora_audit.launch.status import LaunchStatus, launch_status, public_status, state_errors
 
 Echo = Callable[[str], None]
 
@@ -58,10 +58,10 @@ def dry_run_plan(study: Path | str, launcher: executor.Launcher) -> tuple[dict, 
 
 
 @state_errors
-def run_launcher(study: Path | str, launcher: executor.Launcher) -> tuple[dict, dict]:
-    """Run ``launcher`` to the end: (its summary ``{"counts", "failed", ...}``, :func:`status_data` after)."""
+def run_launcher(study: Path | str, launcher: executor.Launcher) -> tuple[dict, LaunchStatus]:
+    """Run ``launcher`` to the end: (its summary ``{"counts", "failed", ...}``, the study's status after)."""
     result = launcher.run()
-    return result, status_data(Path(study))
+    return result, launch_status(Path(study))
 
 
 def launch_study(study: Path | str, opts: executor.Options | None = None, executor_name: str = "local",
