@@ -52,7 +52,9 @@ def _set_line(line: str, value: Any) -> str | None:
         item = doc.item("x")
     except (TOMLKitError, ValueError, RecursionError, KeyError):
         return None  # a value continued on the next lines: not editable on this line alone
-    trivia = item.trivia
+    trivia = getattr(item, "trivia", None)  # a scalar Item's (never a table proxy here: "x = value")
+    if trivia is None:
+        return None
     tail = (trivia.comment_ws + trivia.comment) if trivia.comment else ""
     return m.group("indent") + m.group("key") + m.group("eq") + _render(value) + tail + cr
 
@@ -64,11 +66,12 @@ def edit_toml(text: str, edits: list[Edit], by_key: bool = True) -> str:
     rest: list[Edit] = []
     for e in edits:
         i = (e.line or 0) - 1
-        if e.line is None or not 0 <= i < len(lines) or lines[i] is None:
+        current = lines[i] if e.line is not None and 0 <= i < len(lines) else None
+        if current is None:
             rest.append(e)
             continue
-        new = None if e.remove else _set_line(lines[i], e.value)
-        if e.remove and _ASSIGN.match(lines[i].rstrip("\r")):
+        new = None if e.remove else _set_line(current, e.value)
+        if e.remove and _ASSIGN.match(current.rstrip("\r")):
             lines[i] = None
             continue
         if new is None:
@@ -126,9 +129,11 @@ def set_key(doc, key: str, value: Any, remove: bool, comment: str | None = None)
                 del t[key]
             else:
                 old = t[key]
-                if comment is None or getattr(getattr(old, "trivia", None), "comment", ""):
+                old_trivia = getattr(old, "trivia", None)
+                old_comment = old_trivia.comment if old_trivia is not None else ""
+                if comment is None or old_comment:
                     item = tomlkit.item(value)  # keep the user's own comment on the line
-                    if getattr(getattr(old, "trivia", None), "comment", ""):
+                    if old_comment:
                         item.trivia.comment_ws = old.trivia.comment_ws
                         item.trivia.comment = old.trivia.comment
                 t[key] = item
