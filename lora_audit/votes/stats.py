@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from lora_audit.errors import EvidenceError
 from lora_audit.votes.data import ComparisonFolder, load_folder
 from lora_audit.votes.store import BOTH_BAD, KINDS, TIE, Vote, VoteStore, has_votes
@@ -235,7 +237,82 @@ def verdict(h: dict[str, Any], model: str, base: str) -> tuple[str | None, str]:
     return None, f"{head}: not conclusive yet; {_more(max(more - n, 1))} would settle a {_pct(p)} win rate"
 
 
-def _section(votes: list[Vote], folder: ComparisonFolder) -> dict[str, Any]:
+class ModelRecord(BaseModel):
+    """One model's votes: shown, won, tied, both bad; win rate with its 95% Wilson interval, and the rate chance
+    alone would give (1 / models shown, averaged)."""
+
+    model: str
+    appearances: int
+    wins: int
+    ties: int
+    both_bad: int
+    losses: int
+    win_rate: float
+    ci_lo: float
+    ci_hi: float
+    chance_rate: float
+
+
+class VersusBase(BaseModel):
+    """A LoRA against the base model (:func:`head_to_head`) and what it means (:func:`verdict`)."""
+
+    model: str
+    wins: int
+    losses: int
+    ties: int
+    n: int
+    win_rate: float | None
+    ci_lo: float
+    ci_hi: float
+    p_value: float
+    guide_reading: str | None
+    guide_band: str | None
+    sentence: str
+
+
+class Strength(BaseModel):
+    model: str
+    strength: float
+    ci_lo: float
+    ci_hi: float
+
+
+class BradleyTerryFit(BaseModel):
+    normalisation: str
+    interval: str
+    prior: str | None
+    strengths: list[Strength]
+
+
+class VoteSection(BaseModel):
+    """The statistics of one kind of votes (human, or machine, or one judge's)."""
+
+    votes: int
+    voters: list[str]
+    models: list[ModelRecord]
+    versus_base: list[VersusBase]
+    bradley_terry: BradleyTerryFit | None
+    judges: list[str] | None = None  # machine votes: the judges (each apart in by_judge when several)
+    by_judge: dict[str, VoteSection] | None = None
+
+
+class Statistics(BaseModel):
+    """What ``lora-audit stats --json`` prints: the comparison's models, a ``human`` section, and a ``machine``
+    section when there are machine votes."""
+
+    folder: str
+    base_model: str | None
+    models: list[str]
+    comparisons: int
+    human: VoteSection | None = None
+    machine: VoteSection | None = None
+
+    def to_data(self) -> dict[str, Any]:
+        """The JSON object (a section that was not asked for, or has no votes of its kind, is absent)."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+def _section(votes: list[Vote], folder: ComparisonFolder) -> VoteSection:
     base = folder.base_model
     per: dict[str, dict[str, Any]] = defaultdict(lambda: {"appearances": 0, "wins": 0, "ties": 0, "both_bad": 0,
                                                           "chance": 0.0})
@@ -253,9 +330,9 @@ def _section(votes: list[Vote], folder: ComparisonFolder) -> dict[str, Any]:
         r = per[m]
         a = r["appearances"]
         lo, hi = wilson(r["wins"], a)
-        models.append({"model": m, "appearances": a, "wins": r["wins"], "ties": r["ties"],
-                       "both_bad": r["both_bad"], "losses": a - r["wins"] - r["ties"] - r["both_bad"],
-                       "win_rate": r["wins"] / a, "ci_lo": lo, "ci_hi": hi, "chance_rate": r["chance"] / a})
+        models.append(ModelRecord(model=m, appearances=a, wins=r["wins"], ties=r["ties"], both_bad=r["both_bad"],
+                                  losses=a - r["wins"] - r["ties"] - r["both_bad"], win_rate=r["wins"] / a,
+                                  ci_lo=lo, ci_hi=hi, chance_rate=r["chance"] / a))
     versus = []
     if base:
         for m in folder.models:
@@ -263,42 +340,47 @@ def _section(votes: list[Vote], folder: ComparisonFolder) -> dict[str, Any]:
                 continue
             h = head_to_head(votes, m, base)
             band, sentence = verdict(h, m, base)
-            versus.append({"model": m, **h, "guide_reading": band and GUIDE_READINGS[band], "guide_band": band,
-                           "sentence": sentence})
-    out: dict[str, Any] = {"votes": len(votes), "voters": sorted({v.voter for v in votes}), "models": models,
-                           "versus_base": versus, "bradley_terry": None}
+            versus.append(VersusBase(model=m, **h, guide_reading=band and GUIDE_READINGS[band], guide_band=band,
+                                     sentence=sentence))
+    fit_model = None
     pairs = pair_outcomes(votes)
     if len({m for a, b, _ in pairs for m in (a, b)}) > 2:
         fit = bradley_terry(pairs)
-        out["bradley_terry"] = {
-            "normalisation": "geometric mean of strengths = 1; P(i beats j) = s_i / (s_i + s_j)",
-            "interval": "95%, from the observed Fisher information of the log-strengths",
-            "prior": "one virtual tie between every pair of models (some model never won or never lost)"
+        fit_model = BradleyTerryFit(
+            normalisation="geometric mean of strengths = 1; P(i beats j) = s_i / (s_i + s_j)",
+            interval="95%, from the observed Fisher information of the log-strengths",
+            prior="one virtual tie between every pair of models (some model never won or never lost)"
             if bt_prior_used(pairs) else None,
-            "strengths": [{"model": m, "strength": s, "ci_lo": lo, "ci_hi": hi}
-                          for m, (s, lo, hi) in sorted(fit.items(), key=lambda kv: -kv[1][0])]}
+            strengths=[Strength(model=m, strength=s, ci_lo=lo, ci_hi=hi)
+                       for m, (s, lo, hi) in sorted(fit.items(), key=lambda kv: -kv[1][0])])
+    return VoteSection(votes=len(votes), voters=sorted({v.voter for v in votes}), models=models,
+                       versus_base=versus, bradley_terry=fit_model)
+
+
+def statistics(votes: list[Vote], folder: ComparisonFolder, kind: str = "all") -> Statistics:
+    """The statistics of ``votes`` on ``folder``: a ``human`` section, and a ``machine`` section when there are
+    machine votes (each judge apart under ``machine.by_judge`` when there are several). ``kind`` keeps one."""
+    if kind not in ("all", *KINDS):
+        raise ValueError(f"kind must be all, human or machine, not {kind!r}")
+    out = Statistics(folder=str(folder.path), base_model=folder.base_model, models=folder.models,
+                     comparisons=len(folder.items))
+    human = [v for v in votes if v.kind == "human"]
+    machine = [v for v in votes if v.kind == "machine"]
+    if kind in ("all", "human"):
+        out.human = _section(human, folder)
+    if machine and kind in ("all", "machine"):
+        sec = _section(machine, folder)
+        judges = sorted({v.judge or v.voter for v in machine})
+        sec.judges = judges
+        if len(judges) > 1:
+            sec.by_judge = {j: _section([v for v in machine if (v.judge or v.voter) == j], folder) for j in judges}
+        out.machine = sec
     return out
 
 
 def summarize(votes: list[Vote], folder: ComparisonFolder, kind: str = "all") -> dict[str, Any]:
-    """JSON-able statistics of ``votes`` on ``folder``: a ``human`` section, and a ``machine`` section when there
-    are machine votes (each judge apart under ``machine.by_judge`` when there are several). ``kind`` keeps one."""
-    if kind not in ("all", *KINDS):
-        raise ValueError(f"kind must be all, human or machine, not {kind!r}")
-    out: dict[str, Any] = {"folder": str(folder.path), "base_model": folder.base_model, "models": folder.models,
-                           "comparisons": len(folder.items)}
-    human = [v for v in votes if v.kind == "human"]
-    machine = [v for v in votes if v.kind == "machine"]
-    if kind in ("all", "human"):
-        out["human"] = _section(human, folder)
-    if machine and kind in ("all", "machine"):
-        sec = _section(machine, folder)
-        judges = sorted({v.judge or v.voter for v in machine})
-        sec["judges"] = judges
-        if len(judges) > 1:
-            sec["by_judge"] = {j: _section([v for v in machine if (v.judge or v.voter) == j], folder) for j in judges}
-        out["machine"] = sec
-    return out
+    """:func:`statistics` as JSON data."""
+    return statistics(votes, folder, kind).to_data()
 
 
 def folder_votes(folder: Path | str, kind: str | None = None) -> list[Vote]:
@@ -306,10 +388,15 @@ def folder_votes(folder: Path | str, kind: str | None = None) -> list[Vote]:
     return VoteStore(folder).votes(kind=kind) if has_votes(folder) else []
 
 
-def folder_stats(folder: Path | str, kind: str = "all") -> dict[str, Any]:
-    """Load a comparison folder and its votes; :func:`summarize` of them (what ``lora-audit stats --json`` prints)."""
+def folder_statistics(folder: Path | str, kind: str = "all") -> Statistics:
+    """Load a comparison folder and its votes; their :class:`Statistics`."""
     cf = load_folder(folder)
-    return summarize(folder_votes(cf.path), cf, kind)
+    return statistics(folder_votes(cf.path), cf, kind)
+
+
+def folder_stats(folder: Path | str, kind: str = "all") -> dict[str, Any]:
+    """:func:`folder_statistics` as JSON data (what ``lora-audit stats --json`` prints)."""
+    return folder_statistics(folder, kind).to_data()
 
 
 def versus_base(folder: Path | str, model: str, kind: str | None = "human") -> dict[str, Any]:
