@@ -113,3 +113,16 @@ def test_one_rule_picks_good_and_bad_runs(tmp_path):
     assert [r.name for r in bads] == ["SDXL_Current"]
     with pytest.raises(EvidenceError, match="no run named 'zzz'"):
         lora_audit.pick_runs(runs, "zzz")
+
+
+def test_the_readme_python_api_example_runs():
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Python API", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("32 explicit ") and "runpod_train_sd15.sh:" in lines[0]
+    assert lines[1] == "primary Base architecture switched: sd15 → sdxl"
+    assert "['SD15_PERFECT']" in lines[4] and lines[5].endswith(" variants")
