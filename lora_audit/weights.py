@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -190,8 +192,8 @@ def spectrum_of_product(up: np.ndarray, down: np.ndarray, scale: float = 1.0, me
     if min(up.shape[0], down.shape[1]) <= r:  # the product is no bigger than the core: form it
         return np.linalg.svd(scale * (up @ down), compute_uv=False)
     if method == "qr":
-        ru = np.linalg.qr(up, mode="r")
-        rd = np.linalg.qr(down.T, mode="r")
+        ru: np.ndarray = np.linalg.qr(up, mode="r")  # type: ignore[assignment]  # mode="r": R alone
+        rd: np.ndarray = np.linalg.qr(down.T, mode="r")  # type: ignore[assignment]
     else:
         ru, rd = _gram_root(up.T @ up), _gram_root(down @ down.T)
     return np.linalg.svd(scale * (ru @ rd.T), compute_uv=False)
@@ -200,7 +202,7 @@ def spectrum_of_product(up: np.ndarray, down: np.ndarray, scale: float = 1.0, me
 def effective_ranks(sv: np.ndarray) -> tuple[int, int, float]:
     """(rank holding 90% of Σσ², rank holding 99%, entropy effective rank exp(H(σ/Σσ)) of Roy & Vetterli)."""
     sv = np.sort(np.abs(sv))[::-1]
-    energy = sv ** 2
+    energy: np.ndarray = sv ** 2
     total = energy.sum()
     if total <= 0:
         return 0, 0, 0.0
@@ -261,7 +263,7 @@ def analyse_file(path: str | os.PathLike) -> WeightReport:
     if not shapes.modules:
         raise EvidenceError("no LoRA modules in this file (no lora_down/lora_up, lora_A/lora_B, hada_ or lokr_ "
                             "tensors)", label)
-    names = {}  # module -> what -> full tensor name
+    names: dict[str, dict[str, str]] = {}  # module -> what -> full tensor name
     for name in header.tensors:
         for w in _WHATS:
             module = name[: -len(w) - 1]
@@ -356,19 +358,19 @@ def _factors(reader: _Reader, t: dict[str, str], mw: ModuleWeights):
     if mw.kind == "LoKr":
         if "lokr_t2" in t:
             raise _Skip("Tucker LoKr (lokr_t2): not analysed")
-        sides = []
+        sides: list[tuple[tuple[int, ...], Callable[[], Any]]] = []
         factors = []
         decomposed_rank = None
         for i in ("1", "2"):
             if f"lokr_w{i}" in t:
                 w = _as_2d(reader.get(t[f"lokr_w{i}"]))
                 factors.append(w)
-                sides.append((w.shape, lambda w=w: np.linalg.svd(w, compute_uv=False)))
+                sides.append((w.shape, partial(np.linalg.svd, w, compute_uv=False)))
             elif f"lokr_w{i}_a" in t and f"lokr_w{i}_b" in t:
                 a, b = _as_2d(reader.get(t[f"lokr_w{i}_a"])), _as_2d(reader.get(t[f"lokr_w{i}_b"]))
                 factors += [a, b]
                 decomposed_rank = b.shape[0]
-                sides.append(((a.shape[0], b.shape[1]), lambda a=a, b=b: spectrum_of_product(a, b)))
+                sides.append(((a.shape[0], b.shape[1]), partial(spectrum_of_product, a, b)))
             else:
                 raise _Skip(f"LoKr module lacks lokr_w{i} (or lokr_w{i}_a/_b)")
         mw.rank = decomposed_rank

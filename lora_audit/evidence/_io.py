@@ -18,6 +18,7 @@ import codecs
 import errno
 import os
 import stat
+from typing import TypeVar
 
 from lora_audit.errors import EvidenceError
 
@@ -218,9 +219,10 @@ def structure_problem(obj: object, limit: int = MAX_DEPTH) -> str | None:
 
 
 _SURROGATE = None
+_T = TypeVar("_T")
 
 
-def without_surrogates(obj: object) -> object:
+def without_surrogates(obj: _T) -> _T:
     """Parsed JSON with every lone surrogate (``"\\ud800"`` is valid JSON) replaced by U+FFFD, keys included: such a
     string cannot be printed or written as UTF-8. Iterative; returns the same object when there is none."""
     import re

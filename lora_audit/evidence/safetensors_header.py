@@ -305,10 +305,10 @@ def _shape_settings(s: LoraShapes, alphas: dict[str, float], label: str, ev: Evi
                            note="no U-Net modules"))
     if s.dtype in SAVE_PRECISION:
         prec = SAVE_PRECISION[s.dtype]
-        alts = [Alternative(value=None, note="an unset --save_precision also saves the fp32 training weights")] \
+        unset = [Alternative(value=None, note="an unset --save_precision also saves the fp32 training weights")] \
             if prec == "float" else []
         out.append(Setting(name="save_precision", value=prec, source=f"{label}:tensor_dtypes", origin="inferred",
-                           note=f"weights are {s.dtype}", alternatives=alts))
+                           note=f"weights are {s.dtype}", alternatives=unset))
     elif s.dtype:
         ev.warnings.append(Note(message=f"weights are {s.dtype}, which is none of kohya's --save_precision choices",
                                 source=label))

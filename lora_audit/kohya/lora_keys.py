@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -55,8 +56,11 @@ _TE_LAYER = re.compile(r"^lora_te_text_model_encoder_layers_(\d+)_")
 
 
 class _Tensor(Protocol):
-    dtype: str
-    shape: tuple[int, ...]
+    @property
+    def dtype(self) -> str: ...
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
 
 
 @dataclass
@@ -152,7 +156,7 @@ def _canonical(module: str) -> str:
     return module.replace(".", "_")
 
 
-def analyse(tensors: dict[str, _Tensor], metadata: dict[str, str] | None = None) -> LoraShapes:
+def analyse(tensors: Mapping[str, _Tensor], metadata: dict[str, str] | None = None) -> LoraShapes:
     s = LoraShapes()
     formats: Counter = Counter()
     for name, t in tensors.items():
