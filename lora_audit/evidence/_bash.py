@@ -27,7 +27,7 @@ from lora_audit.errors import EvidenceError
 from lora_audit.evidence._bash_cond import evaluate
 from lora_audit.evidence._bash_lexer import Lexer, Part, Redir, Word
 from lora_audit.evidence._bash_parse import AndOr, Case, FuncDef, Group, If, Loop, Node, Parser, Pipeline, Simple
-from lora_audit.evidence._script import Command, Lines, arith, is_script_dir
+from lora_audit.evidence._script import ARG_MAX, Command, Lines, arith, check_launches, is_script_dir
 from lora_audit.evidence.invocation import Token, find_training_command, may_launch
 from lora_audit.model import Note
 
@@ -40,6 +40,9 @@ _QUERY = {"command", "which", "type", "hash", "grep", "egrep", "fgrep", "pgrep",
 _MAX_VARIANTS = 16  # combinations of conditional values expanded for one command
 _MAX_CHOICES = 8  # possible values kept for one conditional variable
 _MAX_DEPTH = 16  # nested function calls and sourced files
+# commands run again by loops and function calls, in all: past it a loop runs its body once as if it could not tell
+# how often, and a function call runs nothing (nested loops of 100 values would otherwise run 100**depth times)
+_MAX_REPEATED = 50_000
 _MAX_FORKS = 256  # undecidable branches followed with their candidate values; past that, values are unknown
 _MAX_LABEL = 240  # characters of a "when" description
 _MAX_PIECES = 64  # runs of text kept with their own line in one value
@@ -55,6 +58,8 @@ class BVal:
     notes: list[Note] = field(default_factory=list)
     choices: list[tuple[BVal | None, str]] | None = None  # (value or None for unset, when)
     frozen: bool = False  # shared with a snapshot of the variables: never changed in place
+    size: int = -1  # characters of its items (kept by appends; -1: not counted yet)
+    capped: bool = False  # grown past ARG_MAX: its text is no longer kept, appends are dropped
 
     def text(self) -> str | list[str]:
         if self.choices is not None:
@@ -98,6 +103,8 @@ class BashTokenizer:
         self._sourcing: list[str] = []
         self._created: dict[str, tuple[str, str, int]] | None = None  # self.files as commands carry it
         self._forks = 0
+        self._repeating = 0  # inside a loop's iterations or a function call
+        self._repeated = 0  # commands run there
 
     # -- entry ----------------------------------------------------------------------------------------------------
     def commands(self, text: str, first_line: int = 1) -> list[Command]:
@@ -129,6 +136,8 @@ class BashTokenizer:
 
     # -- walking the nodes ----------------------------------------------------------------------------------------
     def _block(self, nodes: list[Node]) -> bool | None:
+        if self._repeating:
+            self._repeated += len(nodes)
         status: bool | None = True
         for n in nodes:
             status = self._node(n)
@@ -217,10 +226,14 @@ class BashTokenizer:
             if n.words is not None:
                 toks = [t for w in n.words for t in self._fields(w)]
                 values = None if any(t.runtime for t in toks) else toks
-            if values is not None and n.kind == "for":
-                for tok in values[:100]:
-                    self.vars[n.var] = BVal(items=[[(tok.text, tok.line, 0)]], line=tok.line)
-                    self._block(n.body)
+            if values is not None and n.kind == "for" and self._repeated < _MAX_REPEATED:
+                self._repeating += 1
+                try:
+                    for tok in values[:100]:
+                        self.vars[n.var] = BVal(items=[[(tok.text, tok.line, 0)]], line=tok.line)
+                        self._block(n.body)
+                finally:
+                    self._repeating -= 1
                 return True
             self.vars[n.var] = BVal(items=[[(f"${n.var}", n.line, RT)]], line=n.line)
             self._branches([(f"the {n.kind} loop at line {n.line} runs", lambda: self._block(n.body))],
@@ -368,9 +381,13 @@ class BashTokenizer:
                                           "cannot tell", source=f"{self.label}:{n.line}"))
         if find_training_command(cmd.words) is None and not any(find_training_command(w) for w, _ in cmd.variants):
             return  # only commands that launch a script are wanted: the others are not kept (bounded memory)
+        if n.too_long or sum(len(t.text) + 1 for t in cmd.words) > ARG_MAX:
+            cmd.error = EvidenceError(f"the command is longer than ARG_MAX ({ARG_MAX:,} characters of arguments): "
+                                      "bash cannot start it ('Argument list too long')", self.label, n.line)
         if self._created is None:
             self._created = {k: (f.text, f.label, f.line) for k, f in self.files.items()}
         cmd.created = self._created
+        check_launches(self.out, self.label, n.line)
         self.out.append(cmd)
 
     def _words(self, words: list[Word], cmd: Command) -> list[Token]:
@@ -539,9 +556,9 @@ class BashTokenizer:
         if append and old is not None:
             if old.choices is not None:
                 value = BVal(items=[], line=old.line, choices=[
-                    (_append(v, value, w.line), when) for v, when in old.choices])
+                    (_append(v, value, name, self.label), when) for v, when in old.choices])
             else:
-                value = _append(old, value, w.line)
+                value = _append(old, value, name, self.label)
         self.vars[name] = value
 
     def _test(self, head: str, words: list[Word], notes: list[Note]) -> bool | None:
@@ -595,6 +612,8 @@ class BashTokenizer:
         self.label = label
         try:
             for node in Parser(Lexer(text, Lines(text, first), label).iter_items()).iter_parse():
+                if self._repeating:
+                    self._repeated += 1
                 self._node(node)
         finally:
             self.label = saved_label
@@ -630,17 +649,19 @@ class BashTokenizer:
                 self.files[name] = CreatedFile(text, self.label, doc.line, runtime)
 
     def _call(self, name: str, words: list[Word], notes: list[Note]) -> bool | None:
-        if self._depth >= _MAX_DEPTH:
+        if self._depth >= _MAX_DEPTH or self._repeated >= _MAX_REPEATED:
             return None
         self.called.add(name)
         args = [t for w in words[1:] for t in self._fields(w, notes)]
         saved = self._positional
         self._positional = args
         self._depth += 1
+        self._repeating += 1
         try:
             return self._block(self.funcs[name])
         finally:
             self._depth -= 1
+            self._repeating -= 1
             self._positional = saved
 
 
@@ -659,12 +680,17 @@ def _neg(v: bool | None) -> bool | None:
     return None if v is None else not v
 
 
-def _append(old: BVal | None, value: BVal, line: int) -> BVal:
-    """``NAME+=``: in place when no branch snapshot holds the old value (linear for long runs of appends)."""
+def _append(old: BVal | None, value: BVal, name: str, label: str) -> BVal:
+    """``NAME+=``: in place when no branch snapshot holds the old value (linear for long runs of appends); a value
+    grown past ARG_MAX is dropped for a runtime mark (no command could be started with it: bounded memory)."""
     if old is None:
         return value
+    if old.capped:
+        return old
     if old.frozen:  # a snapshot taken before a branch still needs the old value: copy it once
-        old = BVal(items=[list(item) for item in old.items], line=old.line, array=old.array, notes=list(old.notes))
+        old = BVal(items=[list(item) for item in old.items], line=old.line, array=old.array, notes=list(old.notes),
+                   size=old.size)
+    size = _size(old) + _size(value)
     if value.array or old.array:
         old.items.extend(value.items)
         old.array = True
@@ -675,7 +701,19 @@ def _append(old: BVal | None, value: BVal, line: int) -> BVal:
     else:
         old.items.append(list(value.items[0]) if value.items else [])
     old.notes.extend(value.notes)
+    old.size = size
+    if size > ARG_MAX:
+        old.items, old.array, old.capped = [[(f"${{{name}}}", old.line, RT)]], False, True
+        old.notes = old.notes[:20] + [Note(
+            message=f"${name} grows past {ARG_MAX:,} characters (ARG_MAX): no command can be started with it "
+                    "('Argument list too long'); its value is not kept", source=f"{label}:{old.line}")]
     return old
+
+
+def _size(v: BVal) -> int:
+    if v.size < 0:
+        v.size = sum(len(t) for item in v.items for t, _, _ in item) + len(v.items)
+    return v.size
 
 
 def _compact(pieces: list[Piece]) -> list[Piece]:

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from lora_audit.evidence._bash_lexer import Item, Op, Redir, Word
+from lora_audit.evidence._script import ARG_MAX
 from lora_audit.model import Note
 
 
@@ -20,6 +21,7 @@ class Simple:
     redirs: list[Redir]
     notes: list[Note]
     line: int
+    too_long: bool = False  # written over more than ARG_MAX characters: the words past it are not kept
 
 
 @dataclass(slots=True)
@@ -270,15 +272,20 @@ class Parser:
     def simple(self) -> Simple | None:
         words: list[Word] = []
         redirs: list[Redir] = []
-        line = 0
+        line = size = 0
         while True:
             it = self._peek()
             cls = it.__class__
             if cls is Word:
                 if words or redirs or it.plain() not in _CLOSERS:  # type: ignore[union-attr]
-                    words.append(it)
+                    size += _size(it)  # type: ignore[arg-type]
+                    if size <= ARG_MAX:  # past it no program can be started with the command: bounded memory
+                        words.append(it)  # type: ignore[arg-type]
                     line = line or it.line
                     self.i += 1
+                    if self.i > 4096:  # a long command: the items read are done with (nothing indexes them)
+                        del self.items[:self.i]
+                        self.i = 0
                     continue
                 break
             if cls is Redir:
@@ -294,7 +301,7 @@ class Parser:
             if notes:
                 self.pending = notes
             return None
-        return Simple(words, redirs, notes, line)
+        return Simple(words, redirs, notes, line, too_long=size > ARG_MAX)
 
     def _if(self, line: int) -> If:
         self.i += 1
@@ -376,3 +383,11 @@ class Parser:
         body = self.list_until({"done"})
         self._expect_word("done")
         return Loop(kind, var, words, [], body, line)
+
+
+def _size(w: Word) -> int:
+    """About the characters a word stands for (as written), and one for the blank after it."""
+    if w.text is not None:
+        return len(w.text) + 1
+    return 1 + sum(len(p.raw) + sum(len(t) for t, _ in p.segs) for p in w.parts) + sum(
+        _size(e) for e in w.array or ())

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from itertools import repeat
 
 from lora_audit.errors import EvidenceError
-from lora_audit.evidence._script import Command, Value, arith
+from lora_audit.evidence._script import Command, Value, arith, check_launches
 from lora_audit.evidence.invocation import Token, find_training_command
 from lora_audit.model import Note
 
@@ -67,6 +67,7 @@ class BatchTokenizer:
                     cmd.notes.append(Note(message=f"{stray[0].text} inside a ^-continued command is not a comment: "
                                                   "cmd passes it and what follows as arguments",
                                           source=f"{self.label}:{stray[0].line}"))
+                check_launches(out, self.label, cmd.words[0].line)
                 out.append(cmd)
         return out
 

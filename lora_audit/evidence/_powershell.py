@@ -14,7 +14,8 @@ import re
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence._powershell_scan import ESCAPES, VAR, C, Scanner
 from lora_audit.evidence._powershell_cond import evaluate as _ps_evaluate
-from lora_audit.evidence._script import Command, Value, commented_continuation
+from lora_audit.evidence._script import (WINDOWS_COMMAND_LINE, Command, Value, check_launches,
+                                          commented_continuation)
 from lora_audit.evidence.invocation import Token, find_training_command
 from lora_audit.model import Note
 
@@ -77,6 +78,7 @@ class PowerShellTokenizer(Scanner):
                 if self._conds:
                     self._note(cmd.notes, "this command runs only " + "; ".join(self._conds) + ": the script "
                                           "cannot tell", self.pos - 1)
+                check_launches(out, self.label, cmd.words[0].line)
                 out.append(cmd)
 
     # -- if / elseif / else ---------------------------------------------------------------------------------------
@@ -234,7 +236,7 @@ class PowerShellTokenizer(Scanner):
         if old is None:
             self._note(scratch.notes, f"${m.group(1)} is not created in the script before .{m.group(2)}()", line)
             old = Value(items=[], line=line, array=True)
-        self.vars[name] = _extended(old, items, scratch.notes, self._shared)
+        self.vars[name] = _extended(old, items, scratch.notes, self._shared, self.label)
         stop = self._statement_end(self.pos)
         self.pos = stop  # `| Out-Null` and the like
 
@@ -261,7 +263,7 @@ class PowerShellTokenizer(Scanner):
         old = self.vars.get(key)
         if op == "+=" and old is not None:
             if old.array or array:
-                value = _extended(old, items, scratch.notes, self._shared)
+                value = _extended(old, items, scratch.notes, self._shared, self.label)
             else:
                 value = Value(items=[old.items[0] + (items[0] if items else [])], line=old.line,
                               notes=old.notes + scratch.notes)
@@ -524,10 +526,21 @@ def _ps_merge(states: list[tuple[dict[str, Value], str]]) -> dict[str, Value]:
     return merged
 
 
-def _extended(old: Value, items: list[list[C]], notes: list[Note], shared: set[int]) -> Value:
+def _extended(old: Value, items: list[list[C]], notes: list[Note], shared: set[int], label: str) -> Value:
     """An array with items appended: in place (linear over many appends) unless a branch copy shares it."""
     if id(old) in shared:
-        old = Value(items=list(old.items), line=old.line, array=True, notes=list(old.notes), runtime=old.runtime)
+        old = Value(items=list(old.items), line=old.line, array=True, notes=list(old.notes), runtime=old.runtime,
+                    size=old.size)
+    if old.size < 0:
+        old.size = sum(len(item) + 1 for item in old.items)
+    old.size += sum(len(item) + 1 for item in items)
+    if old.size > WINDOWS_COMMAND_LINE:  # no program could be started with it: not kept (bounded memory)
+        if not old.runtime or old.items:
+            old.notes.append(Note(message=f"the list grows past {WINDOWS_COMMAND_LINE:,} characters, the longest "
+                                          "command line Windows starts a program with: its value is not kept",
+                                  source=f"{label}:{old.line}"))
+        old.items, old.runtime = [], True
+        return old
     old.items.extend(items)
     old.array = True
     old.notes.extend(notes)

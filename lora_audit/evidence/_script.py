@@ -19,6 +19,24 @@ from lora_audit.errors import EvidenceError
 from lora_audit.evidence.invocation import Token
 from lora_audit.model import Note
 
+# The longest command line a program can be started with, which bounds what a reader keeps of one command or one
+# variable. Linux execve(2): ARG_MAX, arguments and environment together, 1/4 of the 8 MB default stack limit
+# ("Argument list too long" past it). Windows CreateProcess: 32,767 characters (PowerShell starting python.exe);
+# cmd.exe's own line limit (8,191) is _batch._CMD_MAX.
+ARG_MAX = 2 * 1024 * 1024
+WINDOWS_COMMAND_LINE = 32767
+# Commands that launch a Python script kept from one script (one Evidence each): a file of thousands is generated,
+# not a training record, and would hold memory without bound.
+MAX_LAUNCHES = 1000
+
+
+def check_launches(kept: list, label: str, line: int) -> None:
+    """One line when a script holds more than MAX_LAUNCHES commands that launch a Python script."""
+    if len(kept) >= MAX_LAUNCHES:
+        raise EvidenceError(f"more than {MAX_LAUNCHES} commands launching a Python script in one file: lora-audit "
+                            "reads at most that many (one run's evidence holds a few)", label, line)
+
+
 # One character of a word: (text, line, kind). LIT is taken as written; SPLIT came from an unquoted expansion and
 # is subject to word splitting on blanks; BREAK separates the elements of a quoted array expansion ("${A[@]}").
 Char = tuple[str, int, int]
@@ -53,6 +71,7 @@ class Value:
     notes: list[Note] = field(default_factory=list)
     runtime: bool = False  # only known when the script runs (set in a branch the script cannot decide)
     kind: str = "string"  # PowerShell: "number", "bool" or "string" (0 is false, "0" is true)
+    size: int = -1  # characters of its items, kept by appends (-1: not counted yet)
 
     def text(self) -> str | list[str]:
         texts = ["".join(c for c, _ in item) for item in self.items]
