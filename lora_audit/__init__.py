@@ -36,7 +36,7 @@ _API = {
     "candidates": "lora_audit.kohya.filesize",
     "analyse_series": "lora_audit.weights",
     "pick_runs": "lora_audit.evidence.pick",
-    "audit_runs": "lora_audit.audit_report",
+    "audit_runs": "lora_audit.report.audit_report",
     "render_audit": "lora_audit.report.markdown",
     "plan": "lora_audit.ablate.plan",
     "write_study": "lora_audit.ablate.emit",
@@ -64,7 +64,7 @@ __all__ = [
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports on first use
     from lora_audit.ablate.emit import write_study
     from lora_audit.ablate.plan import plan
-    from lora_audit.audit_report import audit_runs
+    from lora_audit.report.audit_report import audit_runs
     from lora_audit.compare.job import compare_loras, comparison_settings
     from lora_audit.compare.run import run_comparison
     from lora_audit.diff import diff_runs

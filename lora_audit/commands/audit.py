@@ -29,7 +29,7 @@ from lora_audit.commands.support import echo_json, one_blas_thread, one_line_err
 def audit(runs, good, bad, out, template, report_date, study, compare_dirs, as_json, with_weights=False,
           sd_scripts=None) -> None:
     """Diagnose RUNS (folders, or one folder of run folders): ranked suspects and a Markdown report."""
-    from lora_audit.audit_report import audit_runs
+    from lora_audit.report.audit_report import audit_runs
     from lora_audit.sd_scripts_version import checkout
 
     if with_weights:

@@ -9,12 +9,9 @@ from pathlib import Path
 import click
 
 from lora_audit.commands.support import echo_json, one_line_errors
-from lora_audit.compare.safety import check_inputs
-from lora_audit.compare.spec import LoraSpec, Settings, parse_lora, parse_seeds, parse_size, read_prompts
-from lora_audit.errors import EvidenceError
+from lora_audit.compare.job import compare_loras, comparison_settings
 
 _SCHEDULERS = ["ddim", "pndm", "euler", "euler_a", "heun", "lms", "dpm++2m", "dpm++2m_karras", "unipc", "ddpm"]
-
 
 
 def _progress_printer():
@@ -77,58 +74,19 @@ def compare(base: Path | None, model_config: Path | None, loras: tuple[str, ...]
     """Generate the same prompts and seeds with the base model and each LoRA (at each strength), from identical
     starting noise, and measure how each LoRA moves the images; writes images, grids, comparison.json/.csv and
     report.md."""
-    specs: list[LoraSpec] = [parse_lora(t) for t in loras]
-    prompts: list[str] = list(prompt_texts)
-    if prompts_file is not None:
-        prompts += read_prompts(prompts_file)
-    if study is not None:
-        from lora_audit.compare.study import study_inputs
+    settings, out, missing = comparison_settings(
+        base=base, loras=loras, prompts=prompt_texts, prompts_file=prompts_file, study=study, epochs=epochs,
+        strengths=strengths, seeds=seeds, steps=steps, cfg=cfg, size=size, scheduler=scheduler, negative=negative,
+        device=device, dtype=dtype, batch=batch, out=out, clip_model=clip_model, reference=reference)
+    if missing:
+        click.echo(f"note: no trained LoRA yet for: {', '.join(missing)}", err=True)
+    result = compare_loras(settings, out, None if quiet else _progress_printer(), model_config, clip_model, reference,
+                           study, prompts_file)
+    cmp, data, loss_plot = result.comparison, result.data, None
+    if study is not None:  # the variants' loss curves, when they were launched, linked from the report
+        from lora_audit.report.plots import add_study_loss_plot
 
-        si = study_inputs(study, epochs, parse_lora(f"x@{strengths}").strengths)
-        base = base or si.base
-        prompts = prompts or si.prompts
-        specs = si.loras + specs
-        if si.missing:
-            click.echo(f"note: no trained LoRA yet for: {', '.join(si.missing)}", err=True)
-        out = out or study / "compare"
-    if base is None:
-        raise EvidenceError("give --base MODEL (or --study)")
-    if not prompts:
-        raise EvidenceError("give --prompt TEXT or --prompts FILE")
-    if reference is not None and clip_model is None:
-        raise EvidenceError("--reference needs --clip-model DIR (the embeddings the distance is measured in)")
-    width, height = parse_size(size)
-    labels = [s.name for s in specs]
-    dup = sorted({n for n in labels if labels.count(n) > 1})
-    if dup:  # rows and image folders are named by label; two LoRAs called the same would overwrite each other
-        specs = [LoraSpec(s.path, s.strengths, f"{s.path.parent.name}/{s.name}") if s.name in dup else s
-                 for s in specs]
-    settings = Settings(base=base, prompts=prompts, seeds=parse_seeds(seeds), steps=steps, cfg=cfg, width=width,
-                        height=height, scheduler=scheduler, negative=negative, device=device, dtype=dtype,
-                        batch=batch, loras=specs)
-    out = out or Path("reports") / "compare"
-    # before anything heavy is imported or loaded: no pickle anywhere, nothing of the user's under --out
-    check_inputs(settings, out, model_config, clip_model, reference, prompts_file)
-    from lora_audit.compare.export import write_all
-    from lora_audit.compare.run import run_comparison
-
-    cmp = run_comparison(settings, out, None if quiet else _progress_printer(), model_config)
-    if clip_model is not None:
-        from lora_audit.compare.clip import add_clip_metrics
-
-        add_clip_metrics(cmp, clip_model, reference)
-    data = write_all(cmp)
-    loss_plot = None
-    if study is not None:  # so that audit --study finds it wherever --out put it
-        from lora_audit.compare.study import record_comparison
-
-        record_comparison(study, out)
-        from lora_audit.compare.export import write_report
-        from lora_audit.report.plots import study_loss_plot
-
-        loss_plot = study_loss_plot(study, out)  # the variants' loss curves, when they were launched
-        if loss_plot is not None:  # the report links it; comparison.json stays the comparison
-            write_report({**data, "loss_plot": loss_plot}, out / "report.md")
+        loss_plot = add_study_loss_plot(study, out, data)
     if as_json:
         echo_json(data)
         return

@@ -229,3 +229,14 @@ def study_loss_plot(study: str | os.PathLike, out: str | os.PathLike, name: str 
     except PlotUnavailable as e:
         return {"note": str(e)}
     return {"png": name, "smoothing": plot.smoothing, "variants": [s.run for s in plot.series]}
+
+
+def add_study_loss_plot(study: str | os.PathLike, out: str | os.PathLike, data: dict) -> dict | None:
+    """``compare --study``: :func:`study_loss_plot` into the comparison folder ``out``, and its ``report.md``
+    rewritten to link it (``data``: the comparison.json written there, which stays the comparison)."""
+    loss_plot = study_loss_plot(study, out)
+    if loss_plot is not None:
+        from lora_audit.compare.export import write_report
+
+        write_report({**data, "loss_plot": loss_plot}, Path(out) / "report.md")
+    return loss_plot
