@@ -45,8 +45,7 @@ from typing import Callable, Literal
 from pydantic import BaseModel, Field
 
 from lora_audit.ablate import group_testing as gt
-
-Verdict = Literal["good", "bad", "unsure"]
+from lora_audit.ablate.verdict import Judgement, Verdict
 MAX_RETRIES = gt.MAX_UNSURE  # re-tests of one variant judged unsure before the search stops with it open
 
 
@@ -57,7 +56,7 @@ class Test(BaseModel):
 
     id: str  # r<round>-<letter>, stable
     changes: list[str]
-    verdict: Verdict | None = None
+    verdict: Judgement | None = None
     purpose: str = ""  # the question this variant answers, for people
     retry: int = 0  # how many earlier variants asked the same question (judged unsure): the seed is moved this often
 
@@ -164,6 +163,12 @@ def pending(state: BisectState) -> list[Test]:
 def trainings(state: BisectState) -> int:
     """Variants trained (or to train) so far: every test of every round."""
     return sum(len(r.tests) for r in state.rounds)
+
+
+def verdicts(state: BisectState) -> list[Verdict]:
+    """Every verdict given so far, round by round (controls apart)."""
+    return [Verdict(changes=tuple(t.changes), verdict=t.verdict, test=t.id)
+            for r in state.rounds for t in r.tests if t.verdict is not None]
 
 
 def log(state: BisectState) -> list[str]:
@@ -296,8 +301,7 @@ def _advance(state: BisectState) -> BisectState:
 def _advance_group_testing(state: BisectState) -> BisectState | None:
     """One step of the group-testing search (a new round, or the result); None when it hands over to the
     progressive search (changes bad only together), which then goes on from the groups found."""
-    verdicts = [(t.changes, t.verdict) for r in state.rounds for t in r.tests if t.verdict]
-    step = gt.next_step(state.changes, verdicts, state.parallel)
+    step = gt.next_step(state.changes, verdicts(state), state.parallel)
     if step.outcome is None:
         asked = {}
         for r in state.rounds:

@@ -37,7 +37,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Generator, Sequence
+from typing import Generator, Iterable, Sequence
+
+from lora_audit.ablate.verdict import Verdict, VerdictLike, as_verdicts
 
 MAX_UNSURE = 2  # re-tests of one group judged unsure (or tied) before the search routes around it
 _PLAN_MAX_K = 16  # the minimax program is solved up to this many changes; beyond, plain binary splitting
@@ -81,12 +83,12 @@ class Facts:
     """Verdicts so far. The verdicts of the very group decide (majority; a tie decides nothing); otherwise
     monotonicity: a subset of a group judged good is good, a superset of one judged bad is bad."""
 
-    def __init__(self, changes: Sequence[str], verdicts: Sequence[tuple[Sequence[str], str]] = ()):
+    def __init__(self, changes: Sequence[str], verdicts: Iterable[VerdictLike] = ()):
         self.all = frozenset(changes)
         self.count: dict[frozenset[str], list[int]] = {}  # group -> [good, bad, unsure]
-        for group, v in verdicts:
-            c = self.count.setdefault(frozenset(group), [0, 0, 0])
-            c[{"good": 0, "bad": 1, "unsure": 2}[v]] += 1
+        for v in as_verdicts(verdicts):
+            c = self.count.setdefault(frozenset(v.changes), [0, 0, 0])
+            c[{"good": 0, "bad": 1, "unsure": 2}[v.verdict]] += 1
         self.good = [frozenset()] + [s for s, c in self.count.items() if c[0] > c[1]]
         self.bad = [self.all] + [s for s, c in self.count.items() if c[1] > c[0]]
 
@@ -111,10 +113,9 @@ class Facts:
         return c[2] + min(c[0], c[1]) > MAX_UNSURE
 
 
-def next_step(changes: Sequence[str], verdicts: Sequence[tuple[Sequence[str], str]] = (),
-              parallel: int = 1) -> Step:
-    """Replay the search over ``changes`` on the ``verdicts`` so far (group, 'good' | 'bad' | 'unsure'): the next
-    round of groups to train, or the outcome."""
+def next_step(changes: Sequence[str], verdicts: Iterable[VerdictLike] = (), parallel: int = 1) -> Step:
+    """Replay the search over ``changes`` on the ``verdicts`` so far (``Verdict`` models, or (group, 'good' | 'bad' |
+    'unsure') pairs): the next round of groups to train, or the outcome."""
     if parallel < 1:
         raise ValueError(f"parallel must be at least 1, got {parallel}")
     if not changes:
@@ -136,7 +137,7 @@ def next_step(changes: Sequence[str], verdicts: Sequence[tuple[Sequence[str], st
 def simulate(changes: Sequence[str], bad, parallel: int = 1) -> tuple[Outcome, int, int]:
     """Run the search against ``bad`` (group -> True when bad, or a verdict string); returns (outcome, trainings,
     rounds)."""
-    verdicts: list[tuple[tuple[str, ...], str]] = []
+    verdicts: list[Verdict] = []
     rounds = 0
     while True:
         step = next_step(changes, verdicts, parallel)
@@ -145,7 +146,7 @@ def simulate(changes: Sequence[str], bad, parallel: int = 1) -> tuple[Outcome, i
         rounds += 1
         for q in step.queries:
             v = bad(frozenset(q.changes))
-            verdicts.append((q.changes, v if isinstance(v, str) else "bad" if v else "good"))
+            verdicts.append(Verdict(changes=q.changes, verdict=v if isinstance(v, str) else "bad" if v else "good"))
 
 
 # --- the search, as a generator of rounds -------------------------------------------------------------------------

@@ -20,6 +20,7 @@ Leaving them out only makes the search easier, so an infeasible answer without t
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 from functools import lru_cache
@@ -55,8 +56,9 @@ def feasible(k: int, budgets: tuple[int, int, int], interactions: bool = False) 
     ``budgets[c-1]`` tests, not knowing c (and, with ``interactions``, telling them from groups bad only together)?"""
     bad, cls, everything = _space(k, interactions)
     memo: dict[tuple[int, tuple[int, ...]], bool] = {}  # recursion depth: at most max(budgets)
+    full = (1 << k) - 1
 
-    def go(s: int, left: tuple[int, ...]) -> bool:
+    def go(s: int, left: tuple[int, ...], classes: tuple[tuple[int, ...], ...]) -> bool:
         if s & (s - 1) == 0:
             return True  # one hypothesis left (or none: a branch no hypothesis reaches)
         need = [s & m for m in cls]
@@ -70,15 +72,26 @@ def feasible(k: int, budgets: tuple[int, int, int], interactions: bool = False) 
             return memo[key]
         nxt = tuple(x - 1 for x in left)
         ok = False
-        for b in bad:
-            yes = s & b
-            if yes and yes != s and go(yes, nxt) and go(s & ~b, nxt):
+        # changes that every test so far treated alike are interchangeable: a test is tried once per how many it
+        # takes of each such class (an exact symmetry reduction, not a heuristic)
+        for take in itertools.product(*(range(len(cl) + 1) for cl in classes)):
+            t = 0
+            for cl, n in zip(classes, take):
+                for i in cl[:n]:
+                    t |= 1 << i
+            if not t or t == full:
+                continue
+            yes = s & bad[t - 1]
+            if not yes or yes == s:
+                continue
+            split = tuple(p for cl, n in zip(classes, take) for p in (cl[:n], cl[n:]) if p)
+            if go(yes, nxt, split) and go(s & ~bad[t - 1], nxt, split):
                 ok = True
                 break
         memo[key] = ok
         return ok
 
-    return go(everything, tuple(budgets))
+    return go(everything, tuple(budgets), (tuple(range(k)),))
 
 
 def main(argv: list[str] | None = None) -> int:
