@@ -39,7 +39,7 @@ def derive(run: Run) -> dict[str, Param]:
 
     bs, pb = _known(run, "train_batch_size")
     ga, pg = _known(run, "gradient_accumulation_steps")
-    procs = int(run.facts.get("num_processes", 1) or 1)
+    procs = int(run.facts.num_processes or 1)
     eff = bs * (ga or 1) * procs if isinstance(bs, int) and not isinstance(ga, list) else None
     put("effective_batch", eff,
         f"train_batch_size × gradient_accumulation_steps × processes ({procs}, from accelerate launch options)", pb, pg)
@@ -48,10 +48,10 @@ def derive(run: Run) -> dict[str, Param]:
     pair = resolution_pair(res) if res is not None and not isinstance(res, list) else None
     put("pixels_per_sample", pair[0] * pair[1] if pair else None, "width × height of resolution", pr)
 
-    images = run.facts.get("image_count")
+    images = run.facts.image_count
     repeats, prep = _known(run, "num_repeats")
     if repeats is None:
-        repeats = run.facts.get("repeats")
+        repeats = run.facts.repeats
     per_epoch = images * repeats if isinstance(images, int) and isinstance(repeats, int) else None
     put("images_per_epoch", per_epoch,
         "images × num_repeats (run.toml [dataset] images and repeats, or the dataset config)", prep)

@@ -174,7 +174,7 @@ def _where_change(name: str, base_run: Run, other_run: Run, base: Param | None, 
     if name == "dataset_config":
         from lora_audit.evidence.dataset_toml import dataset_differences, dataset_signature
 
-        da, db = base_run.facts.get("datasets"), other_run.facts.get("datasets")
+        da, db = base_run.facts.datasets, other_run.facts.datasets
         if not da or not db:
             return None
         words = dataset_differences(dataset_signature(da, _run_dir(base_run)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Origin = Literal["explicit", "default", "inferred", "unknown"]
 SettingOrigin = Literal["explicit", "inferred", "unknown"]  # what a file says; defaults come later
@@ -85,6 +85,60 @@ class EvidenceRef(BaseModel):
     kind: str
 
 
+class EpochSave(BaseModel):
+    """An intermediate save of a run found beside its files (kohya's ``name-000003`` / ``name-step00000500``)."""
+
+    file: str
+    epoch: int | None = None
+    step: int | None = None
+
+
+class RunFacts(BaseModel):
+    """What a run's evidence says beside parameters, typed. Read as attributes; ``facts["key"]``, ``"key" in
+    facts`` and ``facts.get(key, default)`` also work (a key is there when its value is not None).
+
+    The five finding lists hold each reader's own items (``key``/``name``/``flag``, ``value``, ``source``,
+    ``nearest``, ``expected``, ``script``...): the ``[[fact]]`` rules of ``rules/impact.toml`` format their
+    titles from those keys, so they stay mappings."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    ignored_keys: list[dict[str, Any]] = Field(default_factory=list)  # config keys kohya never reads (typos)
+    mistyped: list[dict[str, Any]] = Field(default_factory=list)  # config values of the wrong type for kohya
+    unknown_flags: list[dict[str, Any]] = Field(default_factory=list)  # flags no kohya script has
+    foreign_flags: list[dict[str, Any]] = Field(default_factory=list)  # flags of another training script
+    foreign_keys: list[dict[str, Any]] = Field(default_factory=list)  # config keys of another training script
+    num_processes: int | None = None  # accelerate's --num_processes (GPUs)
+    # resolved datasets (evidence.dataset_toml ResolvedDataset dumps); ablate.waste's "unreadable <path>" marker
+    # for a variant's dataset TOML that cannot be read
+    datasets: list[dict[str, Any]] | str | None = None
+    image_count: int | None = None  # run.toml [dataset] images
+    repeats: int | None = None  # run.toml [dataset] repeats
+    epochs: list[EpochSave] = Field(default_factory=list)  # intermediate saves beside the run's files
+    training_started_at: float | None = None  # the LoRA's ss_training_started_at (Unix seconds)
+    training_finished_at: float | None = None  # the LoRA's ss_training_finished_at
+
+    def __getitem__(self, key: str) -> Any:
+        value = getattr(self, key, None) if key in type(self).model_fields else None
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key not in type(self).model_fields:
+            raise KeyError(f"{key} is not a run fact (lora_audit.model.RunFacts)")
+        setattr(self, key, value)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in type(self).model_fields and getattr(self, key) is not None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+
 class Run(BaseModel):
     name: str
     verdict: Verdict = "unknown"
@@ -96,36 +150,22 @@ class Run(BaseModel):
     conflicts: list[Conflict] = Field(default_factory=list)
     warnings: list[Note] = Field(default_factory=list)
     artifacts: list[Artifact] = Field(default_factory=list)
-    # what the evidence says beside parameters: ignored_keys, mistyped, unknown_flags, num_processes,
-    # image_count, repeats, datasets
-    facts: dict[str, Any] = Field(default_factory=dict)
+    facts: RunFacts = Field(default_factory=lambda: RunFacts())  # what the evidence says beside parameters
 
     def value(self, name: str, default: Any = None) -> Any:
         p = self.params.get(name)
         return default if p is None or p.origin == "unknown" else p.value
 
     def to_json(self) -> dict:
-        """The shape of ``lora-audit inspect --json`` (one element of ``runs``)."""
-        return {
-            "name": self.name,
-            "verdict": self.verdict,
-            "script": self.script,
-            "evidence": [e.model_dump() for e in self.evidence],
-            "params": {
-                k: {
-                    "value": p.value,
-                    "origin": p.origin,
-                    "source": p.source,
-                    "note": p.note,
-                    **({"alternatives": [a.model_dump() for a in p.alternatives]} if p.alternatives else {}),
-                }
-                for k, p in self.params.items()
-            },
-            "conflicts": [c.model_dump() for c in self.conflicts],
-            "warnings": [w.model_dump() for w in self.warnings],
-            "artifacts": [a.model_dump(exclude_none=True) for a in self.artifacts],
-            # when training ran (the LoRA's ss_training_started_at / ss_training_finished_at, Unix seconds)
-            **({"training_time": {k: self.facts[k] for k in ("training_started_at", "training_finished_at")
-                                  if k in self.facts}}
-               if "training_started_at" in self.facts or "training_finished_at" in self.facts else {}),
-        }
+        """The shape of ``lora-audit inspect --json`` (one element of ``runs``): a parameter's ``alternatives``
+        only when it has some, an artifact's empty fields left out, ``training_time`` only when known."""
+        out = self.model_dump(include={"name", "verdict", "script", "evidence"})
+        out["params"] = {k: p.model_dump(exclude=None if p.alternatives else {"alternatives"})
+                         for k, p in self.params.items()}
+        out.update(self.model_dump(include={"conflicts", "warnings"}))
+        out["artifacts"] = [a.model_dump(exclude_none=True) for a in self.artifacts]
+        # when training ran (the LoRA's ss_training_started_at / ss_training_finished_at, Unix seconds)
+        when = self.facts.model_dump(include={"training_started_at", "training_finished_at"}, exclude_none=True)
+        if when:
+            out["training_time"] = when
+        return out

@@ -474,7 +474,8 @@ def write_study(plan: AblationPlan, runs: dict[str, Run], out: Path, backend: st
             raise EvidenceError(f"{STUDY_FILE} belongs to another study ({comment_text(old.good)} vs "
                                 f"{comment_text(', '.join(old.bad))}); choose another --out", str(out / STUDY_FILE))
     files = render_variants(plan.variants + list(also), runs, out, backend, sd_scripts, log, reuse_baseline=False)
-    doc = Study(good=plan.good, bad=plan.bad, strategy=plan.strategy, backend=backend, sd_scripts=sd_scripts,
+    doc = Study(good=plan.good, bad=plan.bad, strategy=plan.strategy, backend=backend,  # type: ignore[arg-type]
+                sd_scripts=sd_scripts,
                 log=log, variants=[v.id for v in plan.variants],
                 runs={name: str(Path(r.path).resolve()) if r.path else "" for name, r in runs.items()}).document()
     tomllib.loads(tomlkit.dumps(doc))  # what we write must parse

@@ -54,7 +54,7 @@ def apply(run: Run, changes: list) -> Run:
     for c in changes:
         r.params[c.param] = Param(value=c.to, origin="explicit" if c.to_origin != "default" else "default")
         if c.param == "dataset_config":
-            r.facts["datasets"] = datasets_of(c.to)
+            r.facts.datasets = datasets_of(c.to)
     return r
 
 
@@ -111,7 +111,7 @@ def effective_key(run: Run, drop_inert: bool, ignore: set[str] | frozenset[str] 
         if arg is not None and value == normalize(name, effective(name, arg.default)[0]):
             continue  # at kohya's default: the same as leaving it unset
         items.append((name, repr(value)))
-    datasets = run.facts.get("datasets")
+    datasets = run.facts.datasets
     if isinstance(datasets, str):
         items.append(("dataset_config", datasets))
     elif datasets and "dataset_config" in run.params:

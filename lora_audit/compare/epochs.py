@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lora_audit.compare.schema import EpochScore, EpochSeries
 from lora_audit.compare.spec import LoraSpec
@@ -111,7 +111,10 @@ def epoch_series(cmp: Any, stats: list[dict[str, Any]]) -> list[EpochSeries]:
     return out
 
 
-def _metric(scores: list[EpochScore], rows: list[tuple[int | None, dict[str, Any]]]) -> str | None:
+Metric = Literal["human_win_rate", "fd_clip", "clip_score"]
+
+
+def _metric(scores: list[EpochScore], rows: list[tuple[int | None, dict[str, Any]]]) -> Metric | None:
     if all(s.votes for s in scores):
         return "human_win_rate"
     if all(st.get("fd_clip") is not None for _, st in rows):
@@ -121,9 +124,9 @@ def _metric(scores: list[EpochScore], rows: list[tuple[int | None, dict[str, Any
     return None
 
 
-def _best(scores: list[EpochScore], metric: str | None) -> EpochScore | None:
+def _best(scores: list[EpochScore], metric: Metric | None) -> EpochScore | None:
     if metric is None:
         return None
     sign = -1.0 if _HIGHER_IS_BETTER[metric] else 1.0
     # sorted() is stable and scores are in training order: a tie keeps the earlier epoch first
-    return sorted(scores, key=lambda s: sign * float(s.metric))[0]
+    return sorted(scores, key=lambda s: sign * float(s.metric or 0.0))[0]  # every metric is set (_metric)

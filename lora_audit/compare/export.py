@@ -7,7 +7,7 @@ import csv
 import html
 import json
 import statistics
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,7 @@ def comparison(cmp: ComparisonRun) -> Comparison:
         winner=None, notes="") for cid, recs in groups.items()]
     best = furthest(stats)
     out = Comparison(
-        metadata={"generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        metadata={"generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                   "version": VERSION, "total_comparisons": len(entries), "tool": "lora-audit compare",
                   "base_model": cmp.model, "settings": {
                       "prompts": s.prompts, "seeds": s.seeds, "steps": s.steps, "cfg": s.cfg,

@@ -1,10 +1,12 @@
-"""``--study runs/<study>``: the base model, prompts and LoRAs of an ablation study (no torch: stdlib and the study models).
+"""``--study runs/<study>``: the base model, prompts and LoRAs of an ablation study (no torch: stdlib and the
+study models).
 
 A study (lora_audit.ablate.emit.write_study) has study.toml (``variants``) and one folder per variant whose
 config.toml names ``output_dir`` and ``output_name`` (relative to the variant folder: the runner passes it so), and
 whose evidence (config.toml, the user's edited script) names ``pretrained_model_name_or_path``, relative to the
-run's folder where the runner runs kohya (variant.json ``run_dir``). kohya names the final file ``<output_name>.safetensors``
-and per-epoch files ``<output_name>-<epoch:06d>.safetensors`` (train_util.get_epoch_ckpt_name)."""
+run's folder where the runner runs kohya (variant.json ``run_dir``). kohya names the final file
+``<output_name>.safetensors`` and per-epoch files ``<output_name>-<epoch:06d>.safetensors``
+(train_util.get_epoch_ckpt_name)."""
 
 from __future__ import annotations
 
@@ -172,7 +174,7 @@ def _recorded(study: Path) -> list[str]:
     try:
         data = json.loads(f.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
-        raise EvidenceError(f"not the list of comparisons lora-audit writes (remove it, then run compare --study "
+        raise EvidenceError("not the list of comparisons lora-audit writes (remove it, then run compare --study "
                             "again)", str(f)) from None
     items = data.get("comparisons") if isinstance(data, dict) else None
     if not isinstance(items, list) or not all(isinstance(x, str) for x in items):

@@ -25,7 +25,7 @@ from lora_audit.evidence.parse import (
     read_folder,
     split_points,
 )
-from lora_audit.model import Artifact, Evidence, EvidenceRef, Note, Run
+from lora_audit.model import Artifact, EpochSave, Evidence, EvidenceRef, Note, Run
 
 __all__ = ["detect_kind", "is_gui_app_settings", "load_path", "load_run", "load_runs", "parse_file"]
 
@@ -78,7 +78,8 @@ def _load(path: Path, name: str | None, command: tuple[str | Path, int] | None, 
         evidence=[EvidenceRef(path=e.path, kind=e.kind) for e in evidences],
         artifacts=artifacts,
     )
-    run.facts.update(file_facts if command is None else {})
+    if command is None:
+        run.facts.epochs = [EpochSave(**ep) for ep in file_facts.get("epochs", [])]
     _facts(run, evidences, meta)
     run.warnings.extend(run_warnings)
     apply_aliases(evidences)
@@ -142,22 +143,28 @@ def _facts(run: Run, evidences: list[Evidence], meta: dict[str, Any]) -> None:
     dataset counts, into ``run.facts``."""
     for e in evidences:
         run.warnings.extend(e.warnings)
-        for key in ("ignored_keys", "mistyped", "unknown_flags", "foreign_flags", "foreign_keys"):
-            run.facts.setdefault(key, []).extend(e.facts.get(key, []))
+        facts = run.facts
+        facts.ignored_keys += e.facts.get("ignored_keys", [])
+        facts.mistyped += e.facts.get("mistyped", [])
+        facts.unknown_flags += e.facts.get("unknown_flags", [])
+        facts.foreign_flags += e.facts.get("foreign_flags", [])
+        facts.foreign_keys += e.facts.get("foreign_keys", [])
         acc = e.facts.get("accelerate") or {}
-        if "num_processes" in acc and "num_processes" not in run.facts:
-            with contextlib.suppress(ValueError):
-                run.facts["num_processes"] = int(acc["num_processes"])
-        if e.facts.get("datasets") and "datasets" not in run.facts:
-            run.facts["datasets"] = e.facts["datasets"]
-        for key in ("training_started_at", "training_finished_at"):  # LoRA metadata (ss_training_*_at)
-            if isinstance(e.facts.get(key), (int, float)) and key not in run.facts:
-                run.facts[key] = e.facts[key]
+        if "num_processes" in acc and facts.num_processes is None:
+            with contextlib.suppress(ValueError, TypeError):
+                facts.num_processes = int(acc["num_processes"])
+        if e.facts.get("datasets") and facts.datasets is None:
+            facts.datasets = e.facts["datasets"]
+        # LoRA metadata (ss_training_*_at)
+        if isinstance(e.facts.get("training_started_at"), (int, float)) and facts.training_started_at is None:
+            facts.training_started_at = float(e.facts["training_started_at"])
+        if isinstance(e.facts.get("training_finished_at"), (int, float)) and facts.training_finished_at is None:
+            facts.training_finished_at = float(e.facts["training_finished_at"])
     dataset = meta.get("dataset", {}) if isinstance(meta.get("dataset"), dict) else {}
     if isinstance(dataset.get("images"), int):
-        run.facts["image_count"] = dataset["images"]
+        run.facts.image_count = dataset["images"]
     if isinstance(dataset.get("repeats"), int):
-        run.facts["repeats"] = dataset["repeats"]
+        run.facts.repeats = dataset["repeats"]
 
 
 def load_runs(paths: list[str | Path], unique: bool = True) -> list[Run]:

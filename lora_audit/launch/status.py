@@ -186,7 +186,7 @@ def still_running(data: LaunchStatus) -> bool:
 def render_status(data: LaunchStatus) -> str:
     """The table ``lora-audit status`` prints."""
     head: tuple[str, ...] = ("variant", "state", "try", "progress", "detail")
-    body = []
+    body: list[tuple[str, ...]] = []
     jobs = any(r.slurm is not None for r in data.variants)  # a Slurm study: a job column (job id and Slurm state)
     for r in data.variants:
         prog = executor.format_progress(r.last_step, r.total_steps, r.epoch, r.last_loss,

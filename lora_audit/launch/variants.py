@@ -144,10 +144,9 @@ def final_output(folder: Path) -> Path:
     if record is not None:
         values.update({k: getattr(record, k) for k in ("output_dir", "output_name", "save_model_as")
                        if getattr(record, k) is not None})
-    out_dir = values.get("output_dir") if isinstance(values.get("output_dir"), str) else "output"
-    name = values.get("output_name") if isinstance(values.get("output_name"), str) else "last"
-    ext = values.get("save_model_as") if values.get("save_model_as") in ("ckpt", "pt", "safetensors") else \
-        "safetensors"
+    out_dir = values["output_dir"] if isinstance(values.get("output_dir"), str) else "output"
+    name = values["output_name"] if isinstance(values.get("output_name"), str) else "last"
+    ext = values["save_model_as"] if values.get("save_model_as") in ("ckpt", "pt", "safetensors") else "safetensors"
     return folder / out_dir / f"{name}.{ext}"
 
 

@@ -122,7 +122,7 @@ def find_suspects(good: Run, bad: Run, diff: RunDiff | None = None, rules: dict 
             rationale=f"No specific rule covers {param}; a change in {c.category} is rated {impact} by default.",
             evidence=_sources([c]), good=good.name, bad=bad.name, inert=inert))
     for fact_rule in rules.get("fact", []):
-        for item in bad.facts.get(fact_rule["fact"], []):
+        for item in bad.facts.get(fact_rule["fact"], []):  # a rules file may name a fact no run has
             ctx = {"item": _Fmt(item), **fmt}
             findings.append(Finding(
                 id=fact_rule["id"], kind="fact", params=[str(item.get("name") or item.get("key") or item.get("flag"))],
