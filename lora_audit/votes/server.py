@@ -33,7 +33,7 @@ from starlette.routing import Route
 
 from lora_audit.errors import EvidenceError
 from lora_audit.votes.blind_image import NotAnImage, strip_metadata
-from lora_audit.votes.data import load_folder
+from lora_audit.votes.data import ComparisonFolder, load_folder
 from lora_audit.votes.queue import Queue, Task, shown_order
 from lora_audit.votes.store import MODES, NON_MODEL_CHOICES, Vote, VoteStore
 
@@ -135,62 +135,69 @@ def create_app(folder: Path, mode: str = "best-of", voter: str = "anonymous", al
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     if not voter.strip():
         raise ValueError("voter must not be empty")
-    cf = load_folder(folder)
-    root = cf.path.resolve()
-    store = VoteStore(cf.path)
-    queue = Queue(cf, mode, voter, store, secrets.token_bytes(16))
-    lock = threading.Lock()  # one check-then-write at a time in this process (the store serializes processes)
-    page = _page(mode, voter)
+    v = _VotePage(load_folder(folder), mode, voter)
+    routes = [Route("/", v.index), Route("/api/state", v.get_state), Route("/api/vote", v.vote, methods=["POST"]),
+              Route("/api/undo", v.undo, methods=["POST"]), Route("/img/{token}/{slot:int}", v.image)]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+                    middleware=[Middleware(LoopbackHostOnly, allow_remote=allow_remote)])
+    app.state.queue = v.queue
+    return app
 
-    def item_json(task: Task | None) -> dict[str, Any] | None:
+
+class _VotePage:
+    """The handlers of one voter's page on one comparison folder."""
+
+    def __init__(self, cf: ComparisonFolder, mode: str, voter: str):
+        self.mode, self.voter = mode, voter
+        self.root = cf.path.resolve()
+        self.store = VoteStore(cf.path)
+        self.queue = Queue(cf, mode, voter, self.store, secrets.token_bytes(16))
+        self.lock = threading.Lock()  # one check-then-write at a time in this process (the store serializes processes)
+        self.page = _page(mode, voter)
+
+    def item_json(self, task: Task | None) -> dict[str, Any] | None:
         if task is None:
             return None
-        token = queue.token(task)
-        return {"token": token, "order": queue.order_signature(task), "prompt": task.item.prompt,
+        token = self.queue.token(task)
+        return {"token": token, "order": self.queue.order_signature(task), "prompt": task.item.prompt,
                 "seed": task.item.seed, "slots": len(task.models),
                 "images": [f"/img/{token}/{i}" for i in range(1, len(task.models) + 1)]}
 
-    def state(item: Task | None = None) -> dict[str, Any]:
-        done, total, nxt = queue.progress()
-        return {"done": done, "total": total, "mode": mode, "item": item_json(item or nxt)}
+    def state(self, item: Task | None = None) -> dict[str, Any]:
+        done, total, nxt = self.queue.progress()
+        return {"done": done, "total": total, "mode": self.mode, "item": self.item_json(item or nxt)}
 
-    def task_of(data: dict[str, Any]) -> Task:
-        task = queue.by_token(_field(data, "token", str))
+    def task_of(self, data: dict[str, Any]) -> Task:
+        task = self.queue.by_token(_field(data, "token", str))
         if task is None:
             raise HTTPException(404, "unknown item (the server may have restarted): reload the page")
         return task
 
-    async def index(request: Request) -> Response:
-        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+    async def index(self, request: Request) -> Response:
+        return HTMLResponse(self.page, headers={"Cache-Control": "no-store"})
 
-    async def get_state(request: Request) -> Response:
-        return JSONResponse(await run_in_threadpool(state))
+    async def get_state(self, request: Request) -> Response:
+        return JSONResponse(await run_in_threadpool(self.state))
 
-    async def vote(request: Request) -> Response:
+    async def vote(self, request: Request) -> Response:
         data = await _json_body(request)
-        task = task_of(data)
-        if _field(data, "order", str) != queue.order_signature(task):
+        task = self.task_of(data)
+        if _field(data, "order", str) != self.queue.order_signature(task):
             raise HTTPException(409, "this item was shown in another order: reload the page")
-        order = shown_order(task, voter)
-        choice = _field(data, "choice", (int, str))
-        if isinstance(choice, int):
-            if not 1 <= choice <= len(order):
-                raise HTTPException(422, f"slot {choice} is not shown (slots 1..{len(order)})")
-            choice = order[choice - 1]
-        elif choice not in NON_MODEL_CHOICES:
-            raise HTTPException(422, f"choice must be a slot number, {' or '.join(NON_MODEL_CHOICES)}")
+        order = shown_order(task, self.voter)
+        choice = _choice(_field(data, "choice", (int, str)), order)
         notes = _field(data, "notes", str) if "notes" in data else ""
         if len(notes) > MAX_NOTES:
             raise HTTPException(413, f"notes over {MAX_NOTES} characters")
 
         def cast() -> tuple[Vote, dict[str, Any]]:
-            with lock:
-                if task.key in queue.judged():
+            with self.lock:
+                if task.key in self.queue.judged():
                     raise HTTPException(409, "already voted on this item (another window?): reload the page")
-                stored = store.add(Vote(comparison_id=task.item.comparison_id, prompt=task.item.prompt,
-                                        seed=task.item.seed, mode=mode, shown=order, choice=choice, voter=voter,
-                                        notes=notes.strip()))
-            return stored, state()
+                stored = self.store.add(Vote(comparison_id=task.item.comparison_id, prompt=task.item.prompt,
+                                             seed=task.item.seed, mode=self.mode, shown=order, choice=choice,
+                                             voter=self.voter, notes=notes.strip()))
+            return stored, self.state()
 
         stored, after = await run_in_threadpool(cast)
         reveal = [{"slot": i, "model": m, "lora_strength": task.item.shot(m).lora_strength,
@@ -199,26 +206,27 @@ def create_app(folder: Path, mode: str = "best-of", voter: str = "anonymous", al
         return JSONResponse({"vote": {"id": stored.id, "choice": stored.choice, "slot": chosen,
                                       "notes": stored.notes}, "reveal": reveal, **after})
 
-    async def undo(request: Request) -> Response:
+    async def undo(self, request: Request) -> Response:
         def run() -> dict[str, Any]:
-            with lock:
-                mine = store.votes(voter=voter, kind="human")
-                if mine and mine[-1].mode != mode:
+            with self.lock:
+                mine = self.store.votes(voter=self.voter, kind="human")
+                if mine and mine[-1].mode != self.mode:
                     raise HTTPException(409, f"your last vote was in {mine[-1].mode} mode: undo it there")
-                undone = store.undo_last(voter, "human")
+                undone = self.store.undo_last(self.voter, "human")
             if undone is None:
-                return {"undone": None, **state()}
-            return {"undone": {"prompt": undone.prompt, "seed": undone.seed}, **state(queue.by_key(undone.key))}
+                return {"undone": None, **self.state()}
+            return {"undone": {"prompt": undone.prompt, "seed": undone.seed},
+                    **self.state(self.queue.by_key(undone.key))}
 
         return JSONResponse(await run_in_threadpool(run))
 
-    async def image(request: Request) -> Response:
-        task = queue.by_token(request.path_params["token"])
+    async def image(self, request: Request) -> Response:
+        task = self.queue.by_token(request.path_params["token"])
         slot = request.path_params["slot"]
         if task is None or not 1 <= slot <= len(task.models):
             raise HTTPException(404, "no such image")
-        path = (root / task.item.shot(shown_order(task, voter)[slot - 1]).image).resolve()
-        if not path.is_relative_to(root) or not path.is_file():
+        path = (self.root / task.item.shot(shown_order(task, self.voter)[slot - 1]).image).resolve()
+        if not path.is_relative_to(self.root) or not path.is_file():
             raise HTTPException(404, "no such image")
 
         def read() -> tuple[bytes, str]:
@@ -234,12 +242,16 @@ def create_app(folder: Path, mode: str = "best-of", voter: str = "anonymous", al
         body, media = await run_in_threadpool(read)
         return Response(body, media_type=media, headers={"Cache-Control": "no-store"})
 
-    routes = [Route("/", index), Route("/api/state", get_state), Route("/api/vote", vote, methods=["POST"]),
-              Route("/api/undo", undo, methods=["POST"]), Route("/img/{token}/{slot:int}", image)]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _internal_error},
-                    middleware=[Middleware(LoopbackHostOnly, allow_remote=allow_remote)])
-    app.state.queue = queue
-    return app
+
+def _choice(choice: int | str, order: tuple[str, ...]) -> str:
+    """A vote's choice: a slot number as the model shown there, or one of the non-model choices."""
+    if isinstance(choice, int):
+        if not 1 <= choice <= len(order):
+            raise HTTPException(422, f"slot {choice} is not shown (slots 1..{len(order)})")
+        return order[choice - 1]
+    if choice not in NON_MODEL_CHOICES:
+        raise HTTPException(422, f"choice must be a slot number, {' or '.join(NON_MODEL_CHOICES)}")
+    return choice
 
 
 def check_host(host: str, allow_remote: bool) -> str | None:
