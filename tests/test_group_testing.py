@@ -185,3 +185,71 @@ def test_parallel_slots_never_raise_the_worst_case(parallel):
     one, n1, r1 = gt.simulate(_items(12), lambda s: bool(s & h), 1)
     many, n2, r2 = gt.simulate(_items(12), lambda s: bool(s & h), parallel)
     assert one.culprits == many.culprits and n2 == n1 and r2 <= r1
+
+
+# --- the issue's bound, exhaustively, through the bisect flow the user runs -----------------------------------------
+
+def _bisect_worst(k, c, oracle_of, parallel=2):
+    """Every culprit set of size c through start/record/advance: (worst trainings, every answer right)."""
+    worst, right = 0, True
+    for hidden in itertools.combinations(_items(k), c):
+        h = frozenset(hidden)
+        oracle = oracle_of(h)
+        state = start(_items(k), parallel=parallel)
+        while state.status == "running":
+            for t in pending(state):
+                state = record(state, t.id, "bad" if oracle(frozenset(t.changes)) else "good")
+            state = advance(state)
+        right &= set(state.culprits) == h
+        worst = max(worst, trainings(state))
+    return worst, right
+
+
+@pytest.mark.parametrize("k,c", [(4, 3), (5, 2), (9, 1), (9, 2), (9, 3), (10, 1), (10, 2), (10, 3), (12, 2)])
+def test_cells_at_the_bound_meet_it_for_every_culprit_set(k, c):
+    """min(k, c·⌈log2(k/c)⌉ + c + 1) trainings, the final checks included, on every set of c independent culprits,
+    and the answer is always the hidden set."""
+    worst, right = _bisect_worst(k, c, lambda h: (lambda s: bool(s & h)))
+    assert right
+    assert worst <= gt.bound(k, c) and gt.slack(k, c) == 0
+
+
+@pytest.mark.parametrize("k,c", [(6, 2), (7, 2), (8, 2), (6, 3), (7, 3)])
+def test_interactions_are_always_found_on_a_noiseless_oracle(k, c):
+    """Every set of c changes that are bad only all together (a pair, a triple) comes out as that group."""
+    _, right = _bisect_worst(k, c, lambda h: (lambda s: h <= s))
+    assert right
+
+
+def test_where_the_bound_cannot_be_met_no_search_can_meet_it():
+    """k = 6: no adaptive search that does not know c finds 1 culprit in 5 trainings and 2 or 3 in 6 (= k): the exact
+    minimax over every knowledge state says so, with or without the interaction check; 6, 6, 6 is possible, and
+    the search meets it."""
+    from lora_audit.ablate import gt_exact
+
+    assert (gt.bound(6, 1), gt.bound(6, 2), gt.bound(6, 3)) == (5, 6, 6)
+    assert not gt_exact.feasible(6, (5, 6, 6))
+    assert not gt_exact.feasible(6, (5, 6, 6), interactions=True)
+    assert gt_exact.feasible(6, (5, 7, 7))  # past k for c = 2, 3 it would be possible: the min(k, ...) is the cost
+    assert gt_exact.feasible(6, (6, 6, 6), interactions=True)
+    for c in (1, 2, 3):
+        worst, right = _bisect_worst(6, c, lambda h: (lambda s: bool(s & h)))
+        assert right and worst == 6
+
+
+def test_the_exact_program_knows_the_easy_cases():
+    from lora_audit.ablate import gt_exact
+
+    assert gt_exact.feasible(4, (4, 4, 4)) and not gt_exact.feasible(4, (3, 4, 4))
+    assert gt_exact.feasible(5, (5, 5, 5)) and not gt_exact.feasible(5, (4, 5, 5))
+
+
+@pytest.mark.slow
+def test_k7_one_culprit_needs_seven_when_two_and_three_stay_within_k():
+    """The (7, 1) cell is over the bound by 2, and that is optimal: 6 trainings for one culprit would cost more
+    than k = 7 for two or three (exact minimax, ~10 s)."""
+    from lora_audit.ablate import gt_exact
+
+    assert not gt_exact.feasible(7, (6, 7, 7))
+    assert gt_exact.feasible(7, (7, 7, 7))
+    assert gt.bound(7, 1) + gt.slack(7, 1) == 7
