@@ -17,49 +17,15 @@ from lora_audit.errors import EvidenceError
 @one_line_errors
 def inspect(paths: tuple[str, ...], as_json: bool, show_all: bool, with_weights: bool = False) -> None:
     """Read the evidence of each run (a folder or a file) into kohya parameters with provenance."""
-    from lora_audit.evidence import load_runs
-    from lora_audit.report.console import render_run
+    from lora_audit.report.inspect_report import inspect_runs, render_inspections
 
-    runs = load_runs(list(paths), unique=False)  # the one discovery rule: a folder of runs shows each run
-    weights, trajectories = {}, {}
     if with_weights:
         one_blas_thread()
-        from lora_audit.weights import analyse_series, lora_series
-
-        for r in runs:
-            reports, trajectories[r.name] = analyse_series(
-                lora_series([e.path for e in r.evidence if e.kind == "safetensors"]))
-            weights[r.name] = [rep.to_json(modules=as_json) for rep in reports.values()]
-    from lora_audit.curves import curve_facts, run_curves
-
-    curves = {r.name: c for r in runs if (c := run_curves(r.path)) is not None}  # TensorBoard events / avr_loss logs
-
-    def scheduler(r):
-        p = r.params.get("lr_scheduler")
-        return p.value if p is not None else None
-
+    items = inspect_runs(list(paths), weights=with_weights, modules=as_json)
     if as_json:
-        echo_json({"runs": [r.to_json() | ({"weights": weights[r.name], "weights_trajectories": trajectories[r.name]}
-                                             if with_weights else {})
-                             | ({"curves": curves[r.name].to_json(),
-                                 "curve_facts": curve_facts(curves[r.name], scheduler(r))} if r.name in curves else {})
-                             for r in runs]})
+        echo_json({"runs": [it.to_json() for it in items]})
         return
-    texts = [render_run(r, show_all) for r in runs]
-    if curves:
-        from lora_audit.report.weights_text import render_curve_facts
-
-        texts = [t + ("\n" + render_curve_facts(curve_facts(curves[r.name], scheduler(r))) if r.name in curves else "")
-                 for t, r in zip(texts, runs)]
-    if with_weights:
-        from lora_audit.report.weights_text import render_trajectory, render_weights
-
-        texts = [t + "\n\nweights:\n" + ("\n\n".join([render_weights(w, blocks=False) for w in weights[r.name]]
-                                                     + [render_trajectory(stem, rows)
-                                                        for stem, rows in trajectories[r.name].items()])
-                                          or "no LoRA file in this run's evidence") for t, r in zip(texts, runs)]
-    click.echo("\n\n".join(texts))
-
+    click.echo(render_inspections(items, show_all))
 
 
 @click.command("infer-dim")
