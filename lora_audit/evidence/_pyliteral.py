@@ -100,118 +100,9 @@ def _dotted(node: ast.AST) -> str | None:
 
 def evaluate(node: ast.AST, env: Env, label: str | None = None, line_offset: int = 0) -> Any:
     """The value of an expression of literals and known variables; raises Unknown otherwise."""
-
-    def ev(n: ast.AST) -> Any:
-        if isinstance(n, ast.Constant):
-            return n.value
-        if isinstance(n, ast.Name):
-            if n.id in env.values:
-                return env.values[n.id]
-            if n.id in ("True", "False", "None"):
-                return {"True": True, "False": False, "None": None}[n.id]
-            raise Unknown(n.id)
-        if isinstance(n, ast.JoinedStr):
-            out = []
-            for part in n.values:
-                if isinstance(part, ast.Constant):
-                    out.append(str(part.value))
-                elif isinstance(part, ast.FormattedValue):
-                    v = ev(part.value)
-                    v = repr(v) if part.conversion == ord("r") else v
-                    spec = ev(part.format_spec) if part.format_spec is not None else ""
-                    if any(len(d) > 3 for d in re.findall(r"\d+", str(spec))):
-                        raise Unknown("format width")
-                    out.append(format(v, spec))
-            return _check("".join(out))
-        if isinstance(n, (ast.List, ast.Tuple, ast.Set)):
-            items = []
-            for e in n.elts:
-                if isinstance(e, ast.Starred):
-                    items.extend(ev(e.value))
-                else:
-                    items.append(ev(e))
-            return _check(tuple(items) if isinstance(n, ast.Tuple) else items)
-        if isinstance(n, ast.Dict):
-            d: dict[Any, Any] = {}
-            lines: dict[str, str] = {}
-            for k, v in zip(n.keys, n.values):
-                if k is None:  # {**other}
-                    other = ev(v)
-                    if not isinstance(other, dict):
-                        raise Unknown("**")
-                    d.update(other)
-                    lines.update(env.key_sources.get(id(other), {}))
-                    continue
-                key = ev(k)
-                try:
-                    d[key] = ev(v)
-                except Unknown:
-                    d[key] = UNKNOWN_VALUE
-                if label is not None:
-                    src = env.sources.get(v.id) if isinstance(v, ast.Name) else None
-                    lines[str(key)] = src or f"{label}:{k.lineno + line_offset}"
-            env.sources_of(d, lines)
-            return _check(d)
-        if isinstance(n, ast.BinOp) and type(n.op) in _BIN:
-            a, b = ev(n.left), ev(n.right)
-            if isinstance(n.op, ast.Pow) and (not isinstance(b, (int, float)) or abs(b) > 64):
-                raise Unknown("**")
-            if isinstance(n.op, ast.Mult):
-                seq, times = (a, b) if isinstance(a, (str, list, tuple)) else (b, a)
-                if isinstance(seq, (str, list, tuple)) and isinstance(times, int) and len(seq) * times > _MAX_LEN:
-                    raise Unknown("too large")
-            if isinstance(n.op, ast.Mod) and isinstance(a, str):
-                raise Unknown("%-format")
-            try:
-                return _check(_BIN[type(n.op)](a, b))
-            except Exception as e:  # TypeError, ZeroDivisionError ...: what Python would raise at run time
-                raise Unknown(str(e)) from None
-        if isinstance(n, ast.UnaryOp):
-            v = ev(n.operand)
-            if isinstance(n.op, ast.Not):
-                return not v
-            if isinstance(n.op, ast.USub) and isinstance(v, (int, float)):
-                return -v
-            if isinstance(n.op, ast.UAdd) and isinstance(v, (int, float)):
-                return v
-            raise Unknown("unary")
-        if isinstance(n, ast.BoolOp):
-            v = ev(n.values[0])
-            for rest in n.values[1:]:
-                if isinstance(n.op, ast.And) and not v or isinstance(n.op, ast.Or) and v:
-                    return v
-                v = ev(rest)
-            return v
-        if isinstance(n, ast.Compare):
-            left = ev(n.left)
-            for op, right_node in zip(n.ops, n.comparators):
-                right = ev(right_node)
-                try:
-                    if not _CMP[type(op)](left, right):
-                        return False
-                except TypeError:
-                    raise Unknown("compare") from None
-                left = right
-            return True
-        if isinstance(n, ast.IfExp):
-            return ev(n.body) if ev(n.test) else ev(n.orelse)
-        if isinstance(n, ast.Attribute) and _dotted(n) == "sys.executable":
-            return "python"  # the notebook's own interpreter
-        if isinstance(n, ast.Subscript):
-            container, index = ev(n.value), ev(n.slice)
-            try:
-                return container[index]
-            except (KeyError, IndexError, TypeError):
-                raise Unknown("subscript") from None
-        if isinstance(n, ast.Call):
-            return _call(n, ev)
-        if isinstance(n, (ast.DictComp, ast.ListComp, ast.SetComp)) and len(n.generators) == 1:
-            return _comprehension(n, ev, env)
-        raise Unknown(type(n).__name__)
-
     token = _ASSIGNED.set(env.assigned)
     try:
-        v = ev(node)
+        v = _Evaluator(env, label, line_offset).ev(node)
     except (RecursionError, MemoryError, OverflowError, ValueError, TypeError, AttributeError) as e:
         raise Unknown(type(e).__name__) from None
     finally:
@@ -219,6 +110,156 @@ def evaluate(node: ast.AST, env: Env, label: str | None = None, line_offset: int
     if v is UNKNOWN_VALUE:
         raise Unknown("value")
     return v
+
+
+class _Evaluator:
+    """One evaluation: a method per kind of expression node (``_NODES``); any other node is Unknown."""
+
+    def __init__(self, env: Env, label: str | None, line_offset: int):
+        self.env, self.label, self.line_offset = env, label, line_offset
+
+    def ev(self, n: ast.AST) -> Any:
+        step = _NODES.get(type(n))
+        if step is None:
+            raise Unknown(type(n).__name__)
+        return step(self, n)
+
+    def constant(self, n: ast.Constant) -> Any:
+        return n.value
+
+    def name(self, n: ast.Name) -> Any:
+        if n.id in self.env.values:
+            return self.env.values[n.id]
+        if n.id in ("True", "False", "None"):
+            return {"True": True, "False": False, "None": None}[n.id]
+        raise Unknown(n.id)
+
+    def joined_str(self, n: ast.JoinedStr) -> Any:
+        out = []
+        for part in n.values:
+            if isinstance(part, ast.Constant):
+                out.append(str(part.value))
+            elif isinstance(part, ast.FormattedValue):
+                v = self.ev(part.value)
+                v = repr(v) if part.conversion == ord("r") else v
+                spec = self.ev(part.format_spec) if part.format_spec is not None else ""
+                if any(len(d) > 3 for d in re.findall(r"\d+", str(spec))):
+                    raise Unknown("format width")
+                out.append(format(v, spec))
+        return _check("".join(out))
+
+    def sequence(self, n: ast.List | ast.Tuple | ast.Set) -> Any:
+        items = []
+        for e in n.elts:
+            if isinstance(e, ast.Starred):
+                items.extend(self.ev(e.value))
+            else:
+                items.append(self.ev(e))
+        return _check(tuple(items) if isinstance(n, ast.Tuple) else items)
+
+    def mapping(self, n: ast.Dict) -> Any:
+        env = self.env
+        d: dict[Any, Any] = {}
+        lines: dict[str, str] = {}
+        for k, v in zip(n.keys, n.values, strict=True):
+            if k is None:  # {**other}
+                other = self.ev(v)
+                if not isinstance(other, dict):
+                    raise Unknown("**")
+                d.update(other)
+                lines.update(env.key_sources.get(id(other), {}))
+                continue
+            key = self.ev(k)
+            try:
+                d[key] = self.ev(v)
+            except Unknown:
+                d[key] = UNKNOWN_VALUE
+            if self.label is not None:
+                src = env.sources.get(v.id) if isinstance(v, ast.Name) else None
+                lines[str(key)] = src or f"{self.label}:{k.lineno + self.line_offset}"
+        env.sources_of(d, lines)
+        return _check(d)
+
+    def bin_op(self, n: ast.BinOp) -> Any:
+        if type(n.op) not in _BIN:
+            raise Unknown("BinOp")
+        a, b = self.ev(n.left), self.ev(n.right)
+        if isinstance(n.op, ast.Pow) and (not isinstance(b, (int, float)) or abs(b) > 64):
+            raise Unknown("**")
+        if isinstance(n.op, ast.Mult):
+            seq, times = (a, b) if isinstance(a, (str, list, tuple)) else (b, a)
+            if isinstance(seq, (str, list, tuple)) and isinstance(times, int) and len(seq) * times > _MAX_LEN:
+                raise Unknown("too large")
+        if isinstance(n.op, ast.Mod) and isinstance(a, str):
+            raise Unknown("%-format")
+        try:
+            return _check(_BIN[type(n.op)](a, b))
+        except Exception as e:  # TypeError, ZeroDivisionError ...: what Python would raise at run time
+            raise Unknown(str(e)) from None
+
+    def unary_op(self, n: ast.UnaryOp) -> Any:
+        v = self.ev(n.operand)
+        if isinstance(n.op, ast.Not):
+            return not v
+        if isinstance(n.op, ast.USub) and isinstance(v, (int, float)):
+            return -v
+        if isinstance(n.op, ast.UAdd) and isinstance(v, (int, float)):
+            return v
+        raise Unknown("unary")
+
+    def bool_op(self, n: ast.BoolOp) -> Any:
+        v = self.ev(n.values[0])
+        for rest in n.values[1:]:
+            if isinstance(n.op, ast.And) and not v or isinstance(n.op, ast.Or) and v:
+                return v
+            v = self.ev(rest)
+        return v
+
+    def compare(self, n: ast.Compare) -> Any:
+        left = self.ev(n.left)
+        for op, right_node in zip(n.ops, n.comparators, strict=True):
+            right = self.ev(right_node)
+            try:
+                if not _CMP[type(op)](left, right):
+                    return False
+            except TypeError:
+                raise Unknown("compare") from None
+            left = right
+        return True
+
+    def if_exp(self, n: ast.IfExp) -> Any:
+        return self.ev(n.body) if self.ev(n.test) else self.ev(n.orelse)
+
+    def attribute(self, n: ast.Attribute) -> Any:
+        if _dotted(n) == "sys.executable":
+            return "python"  # the notebook's own interpreter
+        raise Unknown("Attribute")
+
+    def subscript(self, n: ast.Subscript) -> Any:
+        container, index = self.ev(n.value), self.ev(n.slice)
+        try:
+            return container[index]
+        except (KeyError, IndexError, TypeError):
+            raise Unknown("subscript") from None
+
+    def call(self, n: ast.Call) -> Any:
+        return _call(n, self.ev)
+
+    def comprehension(self, n: ast.DictComp | ast.ListComp | ast.SetComp) -> Any:
+        if len(n.generators) != 1:
+            raise Unknown(type(n).__name__)
+        return _comprehension(n, self.ev, self.env)
+
+
+_NODES: dict[type, Callable[[_Evaluator, Any], Any]] = {
+    ast.Constant: _Evaluator.constant, ast.Name: _Evaluator.name, ast.JoinedStr: _Evaluator.joined_str,
+    ast.List: _Evaluator.sequence, ast.Tuple: _Evaluator.sequence, ast.Set: _Evaluator.sequence,
+    ast.Dict: _Evaluator.mapping, ast.BinOp: _Evaluator.bin_op, ast.UnaryOp: _Evaluator.unary_op,
+    ast.BoolOp: _Evaluator.bool_op, ast.Compare: _Evaluator.compare, ast.IfExp: _Evaluator.if_exp,
+    ast.Attribute: _Evaluator.attribute, ast.Subscript: _Evaluator.subscript, ast.Call: _Evaluator.call,
+    ast.DictComp: _Evaluator.comprehension, ast.ListComp: _Evaluator.comprehension,
+    ast.SetComp: _Evaluator.comprehension,
+}
 
 
 class TomlText:
@@ -293,6 +334,18 @@ def _call(n: ast.Call, ev: Callable[[ast.AST], Any]) -> Any:
     if any(isinstance(a, ast.Starred) for a in n.args):
         raise Unknown("*args")
     name = _dotted(n.func)
+    for step in _CALLS:  # each gives the value, raises Unknown, or says it is not its kind of call (_NOT_MINE)
+        v = step(n, name, ev)
+        if v is not _NOT_MINE:
+            return v
+    raise Unknown(name or "call")
+
+
+_NOT_MINE = object()
+_Ev = Callable[[ast.AST], Any]
+
+
+def _notebook_function(n: ast.Call, name: str | None, ev: _Ev) -> Any:
     hook = CALL_HOOK.get()
     if hook is not None and isinstance(n.func, ast.Name):
         try:
@@ -301,14 +354,26 @@ def _call(n: ast.Call, ev: Callable[[ast.AST], Any]) -> Any:
             if n.func.id not in _FUNCS and n.func.id not in ("isinstance", "list", "tuple", "enumerate", "sorted",
                                                               "range", "globals"):
                 raise
+    return _NOT_MINE
+
+
+def _toml_dumps(n: ast.Call, name: str | None, ev: _Ev) -> Any:
     if name in ("toml.dumps", "tomlkit.dumps", "tomli_w.dumps", "rtoml.dumps") and n.args:
         data = ev(n.args[0])
         if isinstance(data, dict):
             return TomlText(data)
         raise Unknown(name)
+    return _NOT_MINE
+
+
+def _globals(n: ast.Call, name: str | None, ev: _Ev) -> Any:
     if name == "globals" and not n.args:
         # `"x" not in globals()` (a notebook's first-run guards): the names assigned so far, read in order
         return {k: None for k in _ASSIGNED.get()}
+    return _NOT_MINE
+
+
+def _isinstance(n: ast.Call, name: str | None, ev: _Ev) -> Any:
     if name == "isinstance" and len(n.args) == 2:
         obj = ev(n.args[0])
         kinds = n.args[1].elts if isinstance(n.args[1], ast.Tuple) else [n.args[1]]
@@ -316,6 +381,10 @@ def _call(n: ast.Call, ev: Callable[[ast.AST], Any]) -> Any:
         if len(types) != len(kinds):
             raise Unknown("isinstance")
         return isinstance(obj, types)
+    return _NOT_MINE
+
+
+def _sequence(n: ast.Call, name: str | None, ev: _Ev) -> Any:
     if name in ("list", "tuple", "enumerate", "sorted") and len(n.args) == 1 and not n.keywords:
         items = iterate(ev(n.args[0]))
         return list(enumerate(items)) if name == "enumerate" else sorted(items) if name == "sorted" else (
@@ -325,6 +394,10 @@ def _call(n: ast.Call, ev: Callable[[ast.AST], Any]) -> Any:
         if len(r) > _MAX_ITEMS:
             raise Unknown("range")
         return r
+    return _NOT_MINE
+
+
+def _dict_method(n: ast.Call, name: str | None, ev: _Ev) -> Any:
     if isinstance(n.func, ast.Attribute) and n.func.attr in ("items", "keys", "values", "get") and \
             _dotted(n.func) not in ("os.environ.get",):
         obj = ev(n.func.value)
@@ -333,6 +406,10 @@ def _call(n: ast.Call, ev: Callable[[ast.AST], Any]) -> Any:
                 args = [ev(a) for a in n.args]
                 return obj.get(*args)
             return list(getattr(obj, n.func.attr)())
+    return _NOT_MINE
+
+
+def _function(n: ast.Call, name: str | None, ev: _Ev) -> Any:
     if name in _FUNCS and not n.keywords:
         try:
             return _FUNCS[name](*[ev(a) for a in n.args])
@@ -343,6 +420,10 @@ def _call(n: ast.Call, ev: Callable[[ast.AST], Any]) -> Any:
         if not all(isinstance(a, str) for a in args):
             raise Unknown(name)
         return _check(_PATH_FUNCS[name.rsplit(".", 1)[1]](*args))
+    return _NOT_MINE
+
+
+def _str_method(n: ast.Call, name: str | None, ev: _Ev) -> Any:
     if isinstance(n.func, ast.Attribute) and n.func.attr in _STR_METHODS:
         obj = ev(n.func.value)
         if isinstance(obj, str):
@@ -356,4 +437,7 @@ def _call(n: ast.Call, ev: Callable[[ast.AST], Any]) -> Any:
                 return _check(getattr(obj, n.func.attr)(*args, **kwargs))
             except (TypeError, ValueError, KeyError, IndexError):
                 raise Unknown(n.func.attr) from None
-    raise Unknown(name or "call")
+    return _NOT_MINE
+
+
+_CALLS = (_notebook_function, _toml_dumps, _globals, _isinstance, _sequence, _dict_method, _function, _str_method)
