@@ -113,12 +113,12 @@ class Parser:
 
     def _keyword(self) -> str | None:
         it = self._peek()
-        return it.plain() if it.__class__ is Word else None  # type: ignore[union-attr]
+        return it.plain() if isinstance(it, Word) else None
 
     def _skip_newlines(self) -> None:
         while True:
             it = self._peek()
-            if it.__class__ is Op and it.text in ("\n", ";"):  # type: ignore[union-attr]
+            if isinstance(it, Op) and it.text in ("\n", ";"):
                 self.i += 1
             else:
                 return
@@ -219,10 +219,10 @@ class Parser:
 
     def command(self) -> Node | None:
         it = self._peek()
-        if it.__class__ is Word and it.text is not None and it.text not in _COMPOUND:  # type: ignore[union-attr]
-            # the common case: a bare word that opens no compound command (still perhaps NAME() ...)
-            if not (self._has(2) and self.items[self.i + 1].__class__ is Op):
-                return self.simple()
+        # the common case: a bare word that opens no compound command (nor NAME() ...)
+        if isinstance(it, Word) and it.text is not None and it.text not in _COMPOUND and not (
+                self._has(2) and isinstance(self.items[self.i + 1], Op)):
+            return self.simple()
         if isinstance(it, Op) and it.text == "(":
             self.i += 1
             body = self.list_until(set())
@@ -275,12 +275,11 @@ class Parser:
         line = size = 0
         while True:
             it = self._peek()
-            cls = it.__class__
-            if cls is Word:
-                if words or redirs or it.plain() not in _CLOSERS:  # type: ignore[union-attr]
-                    size += _size(it)  # type: ignore[arg-type]
+            if isinstance(it, Word):
+                if words or redirs or it.plain() not in _CLOSERS:
+                    size += _size(it)
                     if size <= ARG_MAX:  # past it no program can be started with the command: bounded memory
-                        words.append(it)  # type: ignore[arg-type]
+                        words.append(it)
                     line = line or it.line
                     self.i += 1
                     if self.i > 4096:  # a long command: the items read are done with (nothing indexes them)
@@ -288,8 +287,8 @@ class Parser:
                         self.i = 0
                     continue
                 break
-            if cls is Redir:
-                redirs.append(it)  # type: ignore[arg-type]
+            if isinstance(it, Redir):
+                redirs.append(it)
                 line = line or it.line
                 self.i += 1
                 continue

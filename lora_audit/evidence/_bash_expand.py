@@ -1,0 +1,253 @@
+"""Expanding bash words against the variables the script set: ``$VAR``, ``${VAR:-x}``, arrays, ``$((...))``,
+word splitting; assignments and ``[ ]``/``[[ ]]`` tests, which are evaluated the same way. The state of a run of
+the executor (``_bash.BashTokenizer``) lives here, in the base class it builds on."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from lora_audit.evidence._bash_cond import evaluate
+from lora_audit.evidence._bash_lexer import Part, Word
+from lora_audit.evidence._bash_parse import AndOr, Node, Pipeline, Simple
+from lora_audit.evidence._bash_values import (
+    BREAK,
+    RT,
+    SPLIT,
+    BVal,
+    CreatedFile,
+    Piece,
+    append_value,
+    compact,
+    split_fields,
+)
+from lora_audit.evidence._script import Command, arith, is_script_dir
+from lora_audit.evidence.invocation import Token
+from lora_audit.model import Note
+
+_MAX_DEPTH = 16  # nested function calls and sourced files
+
+
+class Expander:
+    """The variables, functions and files of a script being run, and the expansion of words with them."""
+
+    def __init__(self, label: str, path: Path | None = None) -> None:
+        self.label = label
+        self.path = Path(path) if path is not None else None
+        self.vars: dict[str, BVal] = {}
+        self.funcs: dict[str, list[Node]] = {}
+        self.called: set[str] = set()
+        self.files: dict[str, CreatedFile] = {}
+        self.sourced: list[str] = []
+        self.out: list[Command] = []
+        self._conds: list[str] = []  # the undecidable branches the walk is in
+        self._picks: dict[str, int] = {}
+        self._used: dict[str, int] = {}
+        self._depth = 0
+        self._positional: list[Token] | None = None  # inside a function: its arguments
+        self._sourcing: list[str] = []
+        self._created: dict[str, tuple[str, str, int]] | None = None  # self.files as commands carry it
+        self._forks = 0
+        self._repeating = 0  # inside a loop's iterations or a function call
+        self._repeated = 0  # commands run there
+
+    # -- expansion ------------------------------------------------------------------------------------------------
+    def _fields(self, w: Word, notes: list[Note] | None = None, cmd: Command | None = None) -> list[Token]:
+        if w.text is not None:  # a bare word: nothing to expand or split
+            return [Token(w.text, w.line)]
+        self._at_empty = False
+        pieces = self._expand(w.parts, notes if notes is not None else [], cmd)
+        if self._at_empty and not "".join(t for t, _, _ in pieces):
+            return []  # "${args[@]}" of an empty array: no word at all
+        return split_fields(pieces, w.line, keep_empty=w.quoted)
+
+    def _string(self, w: Word) -> str | None:
+        """A word expanded without splitting (case subjects, test operands); None when known only at run time."""
+        pieces = self._expand(w.parts, [], None)
+        if any(f & RT for _, _, f in pieces):
+            return None
+        return "".join(t for t, _, f in pieces if not f & BREAK)
+
+    def _pattern(self, w: Word) -> str | None:
+        out = []
+        for p in w.parts:
+            if p.kind == "lit":
+                text = "".join(t for t, _ in p.segs)
+                out.append(re.sub(r"([*?\[])", r"[\1]", text) if p.quoted else text)
+            else:
+                pieces = self._expand([p], [], None)
+                if any(f & RT for _, _, f in pieces):
+                    return None
+                out.append("".join(t for t, _, _ in pieces))
+        return "".join(out)
+
+    def _expand(self, parts: list[Part], notes: list[Note], cmd: Command | None = None) -> list[Piece]:
+        out: list[Piece] = []
+        for p in parts:
+            if p.kind == "lit":
+                out.extend((t, ln, 0) for t, ln in p.segs)
+            elif p.kind == "sub":
+                out.extend(self._substitution(p, notes))
+            else:
+                out.extend(self._variable(p, notes, cmd))
+        return out
+
+    def _substitution(self, p: Part, notes: list[Note]) -> list[Piece]:
+        if is_script_dir(p.raw):
+            return [(".", p.line, 0)]
+        if p.raw.startswith("$((") and p.raw.endswith("))"):
+            n = arith(p.raw[3:-2], self._arith_value)
+            if n is not None:
+                return [(str(n), p.line, 0)]
+        self._note(notes, f"{p.raw} is a command the script runs: its output is only known at run time (kept as "
+                          "written)", p.line)
+        return [(p.raw, p.line, RT)]
+
+    def _arith_value(self, name: str) -> str | None:
+        v = self._lookup(name)
+        if v is None or v.choices is not None or any(f & RT for item in v.items for _, _, f in item):
+            return None
+        return str(v.text() if not v.array else (v.text()[0] if v.text() else ""))
+
+    def _lookup(self, name: str) -> BVal | None:
+        v = self.vars.get(name)
+        if v is not None and v.choices is not None:
+            self._used[name] = len(v.choices)
+            return v.choices[min(self._picks.get(name, 0), len(v.choices) - 1)][0]
+        return v
+
+    def _variable(self, p: Part, notes: list[Note], cmd: Command | None) -> list[Piece]:
+        if p.op == "unsupported":
+            self._note(notes, f"{p.raw}: this expansion is not evaluated; its value is only known at run time",
+                       p.line)
+            return [(p.raw, p.line, RT)]
+        if p.name.isdigit() and self._positional is not None and p.name != "0":
+            k = int(p.name)
+            if k <= len(self._positional):
+                tok = self._positional[k - 1]
+                return [(tok.text, tok.line, (RT if tok.runtime else 0) | (0 if p.quoted else SPLIT))]
+            value = None
+        else:
+            value = self._lookup(p.name) if not p.name.isdigit() else None
+        is_set = value is not None
+        nonempty = is_set and bool(value.items) and bool(value.items[0])  # type: ignore[union-attr]
+        present = nonempty if p.op and p.op.startswith(":") else is_set
+        if p.op in (":-", "-", ":=", "="):
+            if present:
+                return self._value_pieces(p, value, notes, cmd)  # type: ignore[arg-type]
+            default = self._expand(p.arg or [], notes, cmd)
+            if p.op in (":=", "="):
+                self.vars[p.name] = BVal(items=[[(t, ln, f & RT) for t, ln, f in default if not f & BREAK]],
+                                         line=p.line)
+            if not is_set:
+                self._note(notes, f"${p.name} is not set in the script: {p.raw} gives its default "
+                                  f"{''.join(t for t, _, _ in default)!r} (the environment at run time could differ)",
+                           p.line)
+            return [(t, ln, f if p.quoted else f | (0 if f & RT else SPLIT)) for t, ln, f in default]
+        if p.op in (":+", "+"):
+            if not present:
+                return []
+            return [(t, ln, f if p.quoted else f | (0 if f & RT else SPLIT)) for t, ln, f in
+                    self._expand(p.arg or [], notes, cmd)]
+        if value is None:
+            if p.name.isdigit() or p.name in ("@", "*", "#"):
+                why = "is an argument given to the script when it ran"
+            elif p.name in ("?", "$", "!", "-"):
+                why = "is set by the shell when the script runs"
+            else:
+                why = "is not set in the script: the environment at run time decides"
+                if self.sourced:
+                    why += f" (the script sources {', '.join(self.sourced)}, which could not be read)"
+            self._note(notes, f"{p.raw} {why}: a runtime value, kept as written", p.line)
+            return [(p.raw, p.line, RT)]
+        return self._value_pieces(p, value, notes, cmd)
+
+    def _value_pieces(self, p: Part, value: BVal, notes: list[Note], cmd: Command | None) -> list[Piece]:
+        notes.extend(value.notes)
+        if cmd is not None:
+            cmd.variables.append({"name": p.name, "value": value.text(), "defined": f"{self.label}:{value.line}"})
+        split = 0 if p.quoted else SPLIT
+        items = value.items
+        if p.index in ("@", "*"):
+            if not items and p.quoted and p.index == "@":
+                self._at_empty = True
+            sep: Piece = ("", p.line, BREAK) if p.quoted and p.index == "@" else (" ", p.line, split)
+            out: list[Piece] = []
+            for i, item in enumerate(items):
+                if i:
+                    out.append(sep)
+                out.extend((t, ln, f | (0 if f & RT else split)) for t, ln, f in item)
+            return out
+        idx = int(p.index) if p.index and p.index.isdigit() else 0
+        if idx >= len(items):
+            return []
+        return [(t, ln, f | (0 if f & RT else split)) for t, ln, f in items[idx]]
+
+    def _note(self, notes: list[Note], message: str, line: int) -> None:
+        notes.append(Note(message=message, source=f"{self.label}:{line}"))
+
+    def _assign(self, w: Word, notes: list[Note]) -> None:
+        name, append = w.assign  # type: ignore[misc]
+        scratch: list[Note] = []
+        if w.array is not None:
+            items: list[list[Piece]] = []
+            for e in w.array:
+                for tok in self._fields(e, scratch):
+                    items.append([(tok.text, tok.line, RT if tok.runtime else 0)])
+            value = BVal(items=items, line=w.line, array=True, notes=scratch)
+        else:
+            pieces = self._expand(w.parts, scratch)
+            value = BVal(items=[compact([(t, ln, f & RT) for t, ln, f in pieces if not f & BREAK])], line=w.line,
+                         notes=scratch)
+        old = self.vars.get(name)
+        if append and old is not None:
+            if old.choices is not None:
+                value = BVal(items=[], line=old.line, choices=[
+                    (append_value(v, value, name, self.label), when) for v, when in old.choices])
+            else:
+                value = append_value(old, value, name, self.label)
+        self.vars[name] = value
+
+    def _test(self, head: str, words: list[Word], notes: list[Note]) -> bool | None:
+        if head == "[" and words and words[-1].plain() == "]":
+            words = words[:-1]
+        if head == "[[" and words and words[-1].plain() == "]]":
+            words = words[:-1]
+        args: list[tuple[str | None, bool]] = []
+        for w in words:
+            if head == "[[":
+                args.append((self._string(w), w.quoted))
+            else:
+                for tok in self._fields(w, notes):
+                    args.append((None if tok.runtime else tok.text, w.quoted))
+
+        def var(name: str) -> bool | None:
+            return name in self.vars
+
+        return evaluate(args, head == "[[", var)
+
+
+def _assigns(parts: list[Part]) -> bool:
+    """Whether expanding these parts assigns a variable (``${X:=v}``, ``${X=v}``, nested in a default as well)."""
+    return any(p.kind == "var" and (p.op in (":=", "=") or bool(p.arg and _assigns(p.arg))) for p in parts)
+
+
+def _word_text(w: Word) -> str:
+    """The word about as written (for describing a condition)."""
+    text = "".join("".join(t for t, _ in p.segs) if p.kind == "lit" else p.raw for p in w.parts)
+    return f'"{text}"' if w.quoted and (not text or " " in text or "$" in text) else text
+
+
+def _describe(n: Node) -> str:
+    if isinstance(n, Simple):
+        return " ".join(_word_text(w) for w in n.words)
+    if isinstance(n, AndOr):
+        return _describe(n.first) + "".join(f" {op} {_describe(x)}" for op, x in n.rest)
+    if isinstance(n, Pipeline):
+        return ("! " if n.negate else "") + " | ".join(_describe(c) for c in n.cmds)
+    return type(n).__name__.lower()
+
+
+def _describe_all(nodes: list[Node]) -> str:
+    text = "; ".join(_describe(n) for n in nodes)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,207 @@
+"""bash variables as the executor (``_bash``) keeps them: values whose text keeps the line it was written on,
+conditional values (one per undecidable branch), and the merge of the variables after branches."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from lora_audit.evidence._script import ARG_MAX
+from lora_audit.evidence.invocation import Token
+from lora_audit.model import Note
+
+# A run of expanded text: (text, line of its first character, flags)
+Piece = tuple[str, int, int]
+SPLIT, BREAK, RT = 1, 2, 4  # subject to word splitting; array element boundary; known only at run time
+_IFS = re.compile(r"[ \t\n]+")
+_MAX_CHOICES = 8  # possible values kept for one conditional variable
+_MAX_LABEL = 240  # characters of a "when" description
+_MAX_PIECES = 64  # runs of text kept with their own line in one value
+
+
+@dataclass
+class BVal:
+    """A variable: one item (a string) or several (an array), or, when conditional, its possible values."""
+
+    items: list[list[Piece]]
+    line: int
+    array: bool = False
+    notes: list[Note] = field(default_factory=list)
+    choices: list[tuple[BVal | None, str]] | None = None  # (value or None for unset, when)
+    frozen: bool = False  # shared with a snapshot of the variables: never changed in place
+    size: int = -1  # characters of its items (kept by appends; -1: not counted yet)
+    capped: bool = False  # grown past ARG_MAX: its text is no longer kept, appends are dropped
+
+    def text(self) -> str | list[str]:
+        if self.choices is not None:
+            return [("<unset>" if v is None else str(v.text())) for v, _ in self.choices]
+        texts = ["".join(t for t, _, _ in item) for item in self.items]
+        return texts if self.array else (texts[0] if texts else "")
+
+    def key(self) -> tuple:
+        return (self.array, tuple("".join(t for t, _, _ in item) for item in self.items))
+
+
+@dataclass
+class CreatedFile:
+    text: str
+    label: str
+    line: int  # line of the file's first line in the script
+    runtime: bool  # holds values only known at run time
+
+
+def append_value(old: BVal | None, value: BVal, name: str, label: str) -> BVal:
+    """``NAME+=``: in place when no branch snapshot holds the old value (linear for long runs of appends); a value
+    grown past ARG_MAX is dropped for a runtime mark (no command could be started with it: bounded memory)."""
+    if old is None:
+        return value
+    if old.capped:
+        return old
+    if old.frozen:  # a snapshot taken before a branch still needs the old value: copy it once
+        old = BVal(items=[list(item) for item in old.items], line=old.line, array=old.array, notes=list(old.notes),
+                   size=old.size)
+    size = value_size(old) + value_size(value)
+    if value.array or old.array:
+        old.items.extend(value.items)
+        old.array = True
+    elif old.items:
+        old.items[0].extend(value.items[0] if value.items else [])
+        if len(old.items[0]) > _MAX_PIECES:
+            old.items[0] = compact(old.items[0])
+    else:
+        old.items.append(list(value.items[0]) if value.items else [])
+    old.notes.extend(value.notes)
+    old.size = size
+    if size > ARG_MAX:
+        old.items, old.array, old.capped = [[(f"${{{name}}}", old.line, RT)]], False, True
+        old.notes = old.notes[:20] + [Note(
+            message=f"${name} grows past {ARG_MAX:,} characters (ARG_MAX): no command can be started with it "
+                    "('Argument list too long'); its value is not kept", source=f"{label}:{old.line}")]
+    return old
+
+
+def value_size(v: BVal) -> int:
+    if v.size < 0:
+        v.size = sum(len(t) for item in v.items for t, _, _ in item) + len(v.items)
+    return v.size
+
+
+def compact(pieces: list[Piece]) -> list[Piece]:
+    """Adjacent runs of one line (and, past _MAX_PIECES runs, of any lines) joined: a value copied into itself line
+    after line (``V="$V x"``) stays a few runs instead of growing by one run per line."""
+    if len(pieces) < 2:
+        return pieces
+    out: list[Piece] = [pieces[0]]
+    for t, ln, f in pieces[1:]:
+        pt, pln, pf = out[-1]
+        if pf == f and pln == ln and not f & BREAK:
+            out[-1] = (pt + t, pln, pf)
+        else:
+            out.append((t, ln, f))
+    if len(out) > _MAX_PIECES:  # one run, its first line (runtime if any part of it is)
+        rt = RT if any(f & RT for _, _, f in out) else 0
+        out = [("".join(t for t, _, _ in out), out[0][1], rt)]
+    return out
+
+
+def freeze(state: dict[str, BVal]) -> None:
+    for v in state.values():
+        v.frozen = True
+        for cv, _ in v.choices or ():
+            if cv is not None:
+                cv.frozen = True
+
+
+def _label(text: str) -> str:
+    return text if len(text) <= _MAX_LABEL else text[:_MAX_LABEL - 3] + "..."
+
+
+def merge(results: list[tuple[dict[str, BVal], str]], degrade: bool = False) -> dict[str, BVal]:
+    """The variables after branches: the same where every branch agrees, conditional where they differ (past
+    _MAX_FORKS undecidable branches in one script: simply unknown, so a script of thousands stays linear)."""
+    first = results[0][0]
+    if len(results) == 1:
+        return first
+    merged: dict[str, BVal] = {}
+    names = dict.fromkeys(k for state, _ in results for k in state)
+    for name in names:
+        values = [(state.get(name), when) for state, when in results]
+        v0 = values[0][0]
+        if all(v is v0 for v, _ in values):
+            if v0 is not None:
+                merged[name] = v0
+            continue
+        if degrade:
+            line = next((v.line for v, _ in values if v is not None), 0)
+            merged[name] = BVal(items=[[(f"${{{name}}}", line, RT)]], line=line, notes=[Note(
+                message=f"${name} depends on more undecidable branches than are followed: unknown here")])
+            continue
+        choices: list[tuple[BVal | None, str]] = []
+        seen: dict[tuple | None, int] = {}
+        for v, when in values:
+            for cv, cwhen in (v.choices if v is not None and v.choices is not None else [(v, "")]):
+                key = None if cv is None else cv.key()
+                label = f"{when}; {cwhen}" if cwhen and when else (when or cwhen)
+                if key in seen:
+                    i = seen[key]
+                    choices[i] = (choices[i][0], _label(f"{choices[i][1]} or {label}"))
+                elif len(choices) < _MAX_CHOICES:
+                    seen[key] = len(choices)
+                    choices.append((cv, _label(label)))
+        if len(choices) == 1 and choices[0][0] is not None:
+            merged[name] = choices[0][0]
+        elif len(choices) == 1:
+            continue
+        else:
+            line = next((v.line for v, _ in choices if v is not None), 0)
+            merged[name] = BVal(items=[], line=line, choices=choices)
+    return merged
+
+
+def split_fields(pieces: list[Piece], line: int, keep_empty: bool) -> list[Token]:
+    """Split expanded text into words: on blanks from unquoted expansions and on array element boundaries."""
+    out: list[Token] = []
+    cur: list[str] = []
+    cur_line = 0
+    cur_rt = False
+    started = False
+
+    def flush() -> None:
+        nonlocal cur, started, cur_rt
+        if started:
+            out.append(Token("".join(cur), cur_line, cur_rt))
+        cur, started, cur_rt = [], False, False
+
+    def add(text: str, ln: int, rt: bool) -> None:
+        nonlocal started, cur_line, cur_rt
+        if not started:
+            cur_line, started = ln, True
+        cur.append(text)
+        cur_rt = cur_rt or rt
+
+    for text, ln, fl in pieces:
+        if fl & BREAK:
+            flush()
+        elif fl & SPLIT:
+            pos = counted = 0  # newlines counted up to `counted` (incrementally: a long value stays linear)
+            for m in _IFS.finditer(text):
+                if m.start() > pos:
+                    ln += text.count("\n", counted, pos)
+                    counted = pos
+                    add(text[pos:m.start()], ln, False)
+                flush()
+                pos = m.end()
+            if pos < len(text):
+                ln += text.count("\n", counted, pos)
+                add(text[pos:], ln, False)
+        elif text or fl & RT:
+            add(text, ln, bool(fl & RT))
+    flush()
+    if not out and keep_empty:
+        out.append(Token("", line))
+    return out
+
+
+def joined(pieces: list[Piece], line: int) -> Token:
+    kept = [p for p in pieces if not p[2] & BREAK]
+    return Token("".join(t for t, _, _ in kept), kept[0][1] if kept else line, any(f & RT for _, _, f in kept))
