@@ -28,7 +28,7 @@ SHELL_LANGS = {"bash", "sh", "shell", "console"}
 # commands that train, generate images or need torch: run in the slow chain, in README order
 HEAVY = {"make-tiny-model", "make-toy-dataset", "train", "compare"}
 # python blocks using these run in the slow chain too (they need torch or the chain's tiny models)
-HEAVY_PYTHON = re.compile(r"\b(run_comparison|make_tiny_model|make_toy_dataset|train_lora|compare)\s*\(|/tmp/")
+HEAVY_PYTHON = re.compile(r"\b(run_comparison|make_tiny_model|make_toy_dataset|train_lora|compare)\s*\(")
 
 # README command lines not run here, by their start (whitespace collapsed, comments removed), and why. An entry
 # ending in "$" must match the whole line.
