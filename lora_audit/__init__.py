@@ -11,13 +11,13 @@ can be done from Python. ``import lora_audit`` stays light: each name is importe
     diff = lora_audit.diff_runs([good, bad])
     [f.title for f in lora_audit.find_suspects(good, bad, diff)][:3]
 
-Command → function: ``inspect`` load_runs; ``diff`` diff_runs; ``infer-dim`` candidates; ``weights``
-analyse_series; ``audit`` audit_runs (``lora_audit.audit.audit`` for Run objects; render_audit for the Markdown);
-``ablate`` pick_runs, plan, write_study; ``bisect`` ``lora_audit.ablate.study`` (start, judge, judge_all) with
-verdicts_from_votes; ``launch`` launch_study, cancel_study; ``status`` status_data; ``compare``
-comparison_settings, compare_loras (run_comparison underneath); ``vote --judge`` cast_machine_votes; ``stats``
-folder_stats; ``export`` export; ``make-tiny-model`` make_tiny_model; ``make-toy-dataset`` make_toy_dataset;
-``train`` ``lora_audit.train.trainer.train``.
+Command → function: ``inspect`` inspect_runs (load_runs: the Run models alone); ``diff`` diff_runs;
+``infer-dim`` candidates; ``weights`` analyse_series; ``audit`` audit_runs (``lora_audit.audit.audit`` for Run
+objects; render_audit for the Markdown); ``ablate`` pick_runs, plan, write_study; ``bisect``
+``lora_audit.ablate.study`` (start, judge, judge_all) with verdicts_from_votes; ``launch`` launch_study,
+cancel_study; ``status`` status_data; ``compare`` comparison_settings, compare_loras (run_comparison underneath);
+``vote --judge`` cast_machine_votes; ``stats`` folder_stats; ``export`` export; ``make-tiny-model``
+make_tiny_model; ``make-toy-dataset`` make_toy_dataset; ``train`` ``lora_audit.train.trainer.train``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ __version__ = "0.1.0"
 _API = {
     "load_run": "lora_audit.evidence.run",
     "load_runs": "lora_audit.evidence.run",
+    "inspect_runs": "lora_audit.report.inspect_report",
     "diff_runs": "lora_audit.diff",
     "find_suspects": "lora_audit.rules.engine",
     "candidates": "lora_audit.kohya.filesize",
@@ -55,16 +56,15 @@ _API = {
 }
 
 __all__ = [
-    "load_run", "load_runs", "diff_runs", "find_suspects", "candidates", "analyse_series", "pick_runs", "audit_runs",
-    "render_audit", "plan", "write_study", "verdicts_from_votes", "launch_study", "cancel_study", "status_data",
-    "comparison_settings", "compare_loras", "run_comparison", "cast_machine_votes", "folder_stats", "export",
-    "make_tiny_model", "make_toy_dataset",
+    "load_run", "load_runs", "inspect_runs", "diff_runs", "find_suspects", "candidates", "analyse_series",
+    "pick_runs", "audit_runs", "render_audit", "plan", "write_study", "verdicts_from_votes", "launch_study",
+    "cancel_study", "status_data", "comparison_settings", "compare_loras", "run_comparison", "cast_machine_votes",
+    "folder_stats", "export", "make_tiny_model", "make_toy_dataset",
 ]
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports on first use
     from lora_audit.ablate.emit import write_study
     from lora_audit.ablate.plan import plan
-    from lora_audit.report.audit_report import audit_runs
     from lora_audit.compare.job import compare_loras, comparison_settings
     from lora_audit.compare.run import run_comparison
     from lora_audit.diff import diff_runs
@@ -73,6 +73,8 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from lora_audit.kohya.filesize import candidates
     from lora_audit.launch.run import cancel_study, launch_study
     from lora_audit.launch.status import status_data
+    from lora_audit.report.audit_report import audit_runs
+    from lora_audit.report.inspect_report import inspect_runs
     from lora_audit.report.markdown import render_audit
     from lora_audit.rules.engine import find_suspects
     from lora_audit.train.tiny_model import make_tiny_model
