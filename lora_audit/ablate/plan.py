@@ -165,38 +165,10 @@ def change_sets(good: Run, bad: Run, diff: RunDiff | None = None, include_inert:
     sets: list[ChangeSet] = []
     if "dataset_config" in changes:
         sets.append(_dataset_set(good, bad, changes))
-    arch = [p for p in _ARCH if p in changes]
-    if arch:
-        group = [changes.pop(p) for p in arch]
-        reason = "switching the architecture changes the training script and the base model together"
-        if "resolution" in changes and bad.params.get("resolution", Param()).origin != "explicit":
-            group.append(changes.pop("resolution"))
-            reason += ", and the resolution default with them"
-        target = bad.value("training_script") or _script_of(bad)
-        source = good.value("training_script") or _script_of(good)
-        # an argument one script's parser has and the other's lacks (--ae, --t5xxl, --guidance_scale going to
-        # flux_train_network.py; SDXL-only ones going away) cannot travel alone; nor can an architecture's own
-        # network module (networks.lora_flux)
-        only = [p for p in list(changes) if (a := catalog().get(p)) and target and target not in a.scripts
-                or (a and len(a.scripts) == 1 and a.scripts[0] == target)
-                or (a and source and target and catalog().accepts(source, p) != catalog().accepts(target, p))
-                or (p == "network_module" and any(from_network_module(str(v)) for v in (changes[p].from_,
-                                                                                          changes[p].to)))]
-        for p in only:
-            group.append(changes.pop(p))
-        if only:
-            reason += f"; {', '.join(only)} exist only for one of the scripts or architectures"
-        sets.append(ChangeSet(id="architecture", changes=group, atomic_reason=reason))
-    # parameters inert without a changed partner move with it
-    for name in list(changes):
-        if name not in changes:
-            continue
-        partners = [p for p in _inert_partners(name) if p in changes and p != name]
-        if partners:
-            members = [changes.pop(p) for p in partners] + [changes.pop(name)]
-            why = _semantics()["inert"][name]["why"]
-            sets.append(ChangeSet(id=partners[0], changes=members,
-                                  atomic_reason=f"{name} acts only with {', '.join(partners)} ({why})"))
+    arch_set = _architecture_set(good, bad, changes)
+    if arch_set is not None:
+        sets.append(arch_set)
+    sets += _partner_sets(changes)
     for name, ch in changes.items():
         if name in _NOT_CONFIG:
             excluded.append(f"{name}: not a training setting")
@@ -211,6 +183,48 @@ def change_sets(good: Run, bad: Run, diff: RunDiff | None = None, include_inert:
                 sets.remove(cs)
                 excluded.append(f"{cs.id}: kohya ignores {why}; not trained")
     return sets, excluded
+
+
+def _architecture_set(good: Run, bad: Run, changes: dict[str, ParamChange]) -> ChangeSet | None:
+    """The architecture switch as one change set, with what cannot travel without it (taken out of ``changes``)."""
+    arch = [p for p in _ARCH if p in changes]
+    if not arch:
+        return None
+    group = [changes.pop(p) for p in arch]
+    reason = "switching the architecture changes the training script and the base model together"
+    if "resolution" in changes and bad.params.get("resolution", Param()).origin != "explicit":
+        group.append(changes.pop("resolution"))
+        reason += ", and the resolution default with them"
+    target = bad.value("training_script") or _script_of(bad)
+    source = good.value("training_script") or _script_of(good)
+    # an argument one script's parser has and the other's lacks (--ae, --t5xxl, --guidance_scale going to
+    # flux_train_network.py; SDXL-only ones going away) cannot travel alone; nor can an architecture's own
+    # network module (networks.lora_flux)
+    only = [p for p in list(changes) if (a := catalog().get(p)) and target and target not in a.scripts
+            or (a and len(a.scripts) == 1 and a.scripts[0] == target)
+            or (a and source and target and catalog().accepts(source, p) != catalog().accepts(target, p))
+            or (p == "network_module" and any(from_network_module(str(v)) for v in (changes[p].from_,
+                                                                                      changes[p].to)))]
+    for p in only:
+        group.append(changes.pop(p))
+    if only:
+        reason += f"; {', '.join(only)} exist only for one of the scripts or architectures"
+    return ChangeSet(id="architecture", changes=group, atomic_reason=reason)
+
+
+def _partner_sets(changes: dict[str, ParamChange]) -> list[ChangeSet]:
+    """Parameters inert without a changed partner move with it (taken out of ``changes``)."""
+    sets: list[ChangeSet] = []
+    for name in list(changes):
+        if name not in changes:
+            continue
+        partners = [p for p in _inert_partners(name) if p in changes and p != name]
+        if partners:
+            members = [changes.pop(p) for p in partners] + [changes.pop(name)]
+            why = _semantics()["inert"][name]["why"]
+            sets.append(ChangeSet(id=partners[0], changes=members,
+                                  atomic_reason=f"{name} acts only with {', '.join(partners)} ({why})"))
+    return sets
 
 
 def _dataset_set(good: Run, bad: Run, changes: dict[str, ParamChange]) -> ChangeSet:
@@ -346,29 +360,8 @@ def plan(good: Run, bads: list[Run], strategy: str = "ofat", sweeps: list[str] |
         suffix = f"-{_slug(bad.name)}" if len(bads) > 1 else ""
         for cs in sets:
             all_sets.append(cs.model_copy(update={"id": cs.id + suffix}))
-        if strategy == "ofat":
-            for cs in sets:
-                add(_variant(f"ofat-{_slug(cs.id)}{suffix}", good, cs.changes, [cs.id],
-                             f"{good.name} with only {', '.join(cs.params)} as in {bad.name}"))
-        elif strategy == "reverse":
-            if sets and not has_explicit_settings(bad):
-                # reverse variants start from the bad run's own settings; with none explicit there is nothing to
-                # start from (only inferred or unknown values), so this run is left out, not the whole study
-                note = (f"{bad.name}: skipped by --strategy reverse: it has no explicit training settings to start "
-                        "from (only inferred or unknown values); --strategy ofat edits the good run instead")
-                notes.append(note)
-                continue
-            for cs in sets:
-                add(_variant(f"reverse-{_slug(cs.id)}{suffix}", bad, [_reverse(c, good) for c in cs.changes],
-                             [cs.id], f"{bad.name} with {', '.join(cs.params)} restored from {good.name}"))
-        elif strategy == "groups":
-            by_cat: dict[str, list[ChangeSet]] = {}
-            for cs in sets:
-                key = "Model & architecture" if cs.id == "architecture" else category(cs.params[0])
-                by_cat.setdefault(key, []).append(cs)
-            for cat_name, group in by_cat.items():
-                add(_variant(f"group-{_slug(cat_name)}{suffix}", good, [c for cs in group for c in cs.changes],
-                             [cs.id for cs in group], f"{good.name} with every {cat_name} change of {bad.name}"))
+        for v in _strategy_variants(strategy, good, bad, sets, suffix, notes):
+            add(v)
     for spec in sweeps or []:
         name, values = parse_sweep(spec, good)
         current = good.value(name)
@@ -386,6 +379,32 @@ def plan(good: Run, bads: list[Run], strategy: str = "ofat", sweeps: list[str] |
     return AblationPlan(good=good.name, bad=[b.name for b in bads], strategy=strategy, change_sets=all_sets,
                         variants=variants, excluded=excluded, skipped=skipped, notes=notes,
                         seconds_per_step=seconds_per_step)
+
+
+def _strategy_variants(strategy: str, good: Run, bad: Run, sets: list[ChangeSet], suffix: str,
+                       notes: list[str]) -> list[VariantSpec]:
+    """The variants ``strategy`` makes of one bad run's change sets (ofat, reverse, groups; bisect makes none)."""
+    if strategy == "ofat":
+        return [_variant(f"ofat-{_slug(cs.id)}{suffix}", good, cs.changes, [cs.id],
+                         f"{good.name} with only {', '.join(cs.params)} as in {bad.name}") for cs in sets]
+    if strategy == "reverse":
+        if sets and not has_explicit_settings(bad):
+            # reverse variants start from the bad run's own settings; with none explicit there is nothing to
+            # start from (only inferred or unknown values), so this run is left out, not the whole study
+            notes.append(f"{bad.name}: skipped by --strategy reverse: it has no explicit training settings to start "
+                         "from (only inferred or unknown values); --strategy ofat edits the good run instead")
+            return []
+        return [_variant(f"reverse-{_slug(cs.id)}{suffix}", bad, [_reverse(c, good) for c in cs.changes],
+                         [cs.id], f"{bad.name} with {', '.join(cs.params)} restored from {good.name}") for cs in sets]
+    if strategy == "groups":
+        by_cat: dict[str, list[ChangeSet]] = {}
+        for cs in sets:
+            key = "Model & architecture" if cs.id == "architecture" else category(cs.params[0])
+            by_cat.setdefault(key, []).append(cs)
+        return [_variant(f"group-{_slug(cat_name)}{suffix}", good, [c for cs in group for c in cs.changes],
+                         [cs.id for cs in group], f"{good.name} with every {cat_name} change of {bad.name}")
+                for cat_name, group in by_cat.items()]
+    return []
 
 
 def _slug(text: str) -> str:
