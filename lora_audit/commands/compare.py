@@ -41,7 +41,9 @@ def _progress_printer():
               help="A LoRA file, optionally with strengths (default 1). Repeatable.")
 @click.option("--study", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="A study folder (lora-audit ablate): its base model, prompts and every variant's LoRA.")
-@click.option("--epochs", is_flag=True, help="With --study: also each variant's per-epoch files.")
+@click.option("--epochs", is_flag=True,
+              help="Also every per-epoch file (name-000001.safetensors, ...) of each --lora and each --study "
+                   "variant, compared like LoRAs; reports the best epoch and the rule that picked it.")
 @click.option("--strengths", default="1", show_default=True, help="With --study: strengths to try, e.g. 0.5,1.")
 @click.option("--prompt", "prompt_texts", multiple=True, help="A prompt. Repeatable.")
 @click.option("--prompts", "prompts_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
@@ -98,6 +100,9 @@ def compare(base: Path | None, model_config: Path | None, loras: tuple[str, ...]
                    f"{t['images_per_s']:.2f} images/s, distance to base {st['distance_to_base']['mean']:.2f}")
     for f in data["findings"]:
         click.echo(f)
+    for s in data.get("epochs") or []:
+        pick = s["best"] if s["best"] is not None else "no pick"
+        click.echo(f"best epoch of {s['series']}: {pick} ({s['rule']})")
     if loss_plot is not None:
         click.echo(f"loss plot: {out / loss_plot['png']}" if "png" in loss_plot else f"loss plot: {loss_plot['note']}")
     click.echo(f"written: {out / 'report.md'}, comparison.json, comparison.csv, {len(cmp.grids)} grids"

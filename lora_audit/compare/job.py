@@ -35,10 +35,17 @@ def comparison_settings(*, base: Path | str | None = None, loras: list[str] | tu
                         batch: int = 1, out: Path | str | None = None, clip_model: Path | str | None = None,
                         reference: Path | str | None = None) -> tuple[Settings, Path, list[str]]:
     """The settings of one comparison, as ``lora-audit compare`` takes them: ``loras`` as ``PATH[@S1,S2]``;
-    ``study``'s base model, prompts and every variant's LoRA (at ``strengths``; ``epochs``: also each per-epoch
-    file) fill what is not given. Returns (settings, output folder, the study's variants with no LoRA yet).
+    ``study``'s base model, prompts and every variant's LoRA (at ``strengths``) fill what is not given;
+    ``epochs``: also every per-epoch file of each LoRA and variant (``name-000001.safetensors`` ...), and
+    comparison.json gets the best epoch of each (``compare.epochs``). Returns (settings, output folder, the
+    study's variants with no LoRA yet).
     Default output: ``<study>/compare``, else ``reports/compare``."""
     specs: list[LoraSpec] = [parse_lora(t) for t in loras]
+    if epochs:  # each LoRA's per-epoch files beside it, compared like LoRAs; the best epoch is picked (epochs.py)
+        from lora_audit.compare.epochs import epoch_specs
+
+        expanded = {(str(e.path), e.strengths): e for s in specs for e in epoch_specs(s)}  # two files of one run
+        specs = list(expanded.values())
     texts: list[str] = list(prompts)
     if prompts_file is not None:
         texts += read_prompts(Path(prompts_file))

@@ -317,3 +317,34 @@ def test_frechet_distance_is_zero_for_identical_sets_and_grows_with_shift():
     a = np.random.default_rng(0).normal(size=(50, 4))
     assert abs(frechet_distance(a, a)) < 1e-8
     assert abs(frechet_distance(a, a + 3) - 4 * 9) < 1e-6  # same covariance: only ‖Δμ‖² = 4 × 3²
+
+
+@pytest.mark.slow
+def test_epochs_compares_every_epoch_and_picks_the_best(lora15, strong15, weak15, tmp_path):
+    """kohya's per-epoch saves beside a LoRA, compared on the same seeds: a row per epoch, the metric per epoch and
+    the best epoch with its rule, in the output, comparison.json and report.md."""
+    run = tmp_path / "output"
+    run.mkdir()
+    for name, src in (("toy-000001", weak15), ("toy-000002", strong15), ("toy", lora15)):
+        shutil.copy(src, run / f"{name}.safetensors")
+    clip = _tiny_clip(tmp_path / "clip")
+    out = tmp_path / "cmp"
+    args = ["--base", str(tiny_model("sd15")), "--lora", str(run / "toy.safetensors"), "--epochs", "--prompt",
+            "a knight", "--out", str(out), "--clip-model", str(clip), *FAST]
+    r = CliRunner().invoke(compare, args)
+    assert r.exit_code == 0, r.output
+    data = json.loads((out / "comparison.json").read_text())
+    assert [m["model_name"] for m in data["statistics"]["models"]] == ["base", "toy e1 @1", "toy e2 @1", "toy @1"]
+    [series] = data["epochs"]
+    assert series["metric"] == "clip_score" and "highest mean CLIP score" in series["rule"]
+    assert "ties go to the earlier epoch" in series["rule"]
+    scores = {e["model_name"]: e["metric"] for e in series["epochs"]}
+    assert [e["epoch"] for e in series["epochs"]] == [1, 2, None]
+    means = {m["model_name"]: m["metrics"]["clip_score"] for m in data["statistics"]["models"]}
+    assert scores == {k: means[k] for k in scores}
+    top = max(scores.values())
+    best = next(e for e in series["epochs"] if e["metric"] == top)  # the first (earliest) with the top score
+    assert (series["best"], series["best_epoch"]) == (best["model_name"], best["epoch"])
+    assert f"best epoch of toy @1: {series['best']} (highest mean CLIP score" in r.output
+    report = (out / "report.md").read_text()
+    assert "## Best epoch" in report and f"toy @1: **{series['best']}**" in report
