@@ -20,9 +20,19 @@ import jinja2
 from lora_audit.format import format_value
 
 
+def template_dir() -> Path:
+    """Where the templates are: the package's ``lora_audit._templates`` (the wheel's copy; in an editable install
+    pyproject's package-dir maps it to ``templates/``), else, for a checkout imported without installing it
+    (``PYTHONPATH=.``), the source tree's top-level ``templates/``."""
+    try:
+        return Path(str(resources.files("lora_audit._templates")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[2] / "templates"
+
+
 def template_loader() -> jinja2.BaseLoader:
     """The package's templates (``templates/`` in a checkout, ``lora_audit/_templates`` in the wheel)."""
-    return jinja2.FileSystemLoader(str(resources.files("lora_audit._templates")))
+    return jinja2.FileSystemLoader(str(template_dir()))
 
 
 def md(text: Any) -> str:
