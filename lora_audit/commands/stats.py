@@ -8,8 +8,7 @@ from typing import Any
 import click
 
 from lora_audit.commands.support import echo_json, one_line_errors
-from lora_audit.errors import EvidenceError
-from lora_audit.votes.export import FORMATS, check_out, export
+from lora_audit.votes.export import FORMATS, export, write_export
 from lora_audit.votes.stats import folder_stats
 
 
@@ -84,18 +83,11 @@ def stats_cmd(folder: Path, kind: str, as_json: bool) -> None:
 @one_line_errors
 def export_cmd(folder: Path, fmt: str, out: Path | None, as_json: bool) -> None:
     """Export a comparison folder with its votes in the comparison guide's schema."""
-    if out is not None:
-        check_out(folder, out)
-    text = export(folder, fmt)
     if out is None:
-        click.echo(text, nl=False)
+        click.echo(export(folder, fmt), nl=False)
         return
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
-    except OSError as e:
-        raise EvidenceError(f"cannot write: {e.strerror or e}", str(out)) from None
+    size = write_export(folder, fmt, out)
     if as_json:
-        echo_json({"written": str(out), "format": fmt, "bytes": len(text.encode("utf-8"))}, indent=None)
+        echo_json({"written": str(out), "format": fmt, "bytes": size}, indent=None)
     else:
         click.echo(f"written: {out}")

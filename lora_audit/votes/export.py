@@ -178,3 +178,17 @@ def check_out(folder: Path | str, out: Path | str) -> None:
             or (name.startswith("grid-") and name.endswith(".png")):
         raise EvidenceError(f"--out is a file of the comparison itself ({rel.as_posix()}): write the export to "
                             "another name", str(out))
+
+
+def write_export(folder: Path | str, fmt: str, out: Path | str) -> int:
+    """``export --out``: :func:`export` written to ``out`` (checked first with :func:`check_out`; its folder made).
+    Returns the bytes written."""
+    check_out(folder, out)
+    text = export(folder, fmt)
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise EvidenceError(f"cannot write: {e.strerror or e}", str(out)) from None
+    return len(text.encode("utf-8"))
