@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -127,31 +128,40 @@ class GuiKeys:
             text += " " + _PLACEHOLDER.sub(lambda m: _py_str(get(m.group(1))), template)
         if lora_type == "Flux1" and values.get("train_lora_ggpo"):
             # ggpo_sigma/ggpo_beta come first in train_model's vars() order
-            for key in ("ggpo_sigma", "ggpo_beta"):
-                if get(key):
-                    text += f" {key}={_py_str(values[key])}"
-        for key in spec.get("truthy", []):
-            v = get(key)
-            if v:
-                text += f" {key}={_py_str(v)}"
+            text += "".join(f" {key}={_py_str(values[key])}" for key in ("ggpo_sigma", "ggpo_beta") if get(key))
+        text += _truthy(spec.get("truthy", []), get)
         if lora_type == "Flux1":
-            if get("split_mode"):
-                text += " train_blocks=single"
-            if get("split_qkv"):
-                text += " split_qkv=True"
-            if get("train_t5xxl") and values.get("flux1_checkbox"):
-                text += " train_t5xxl=True"
+            text += _flux_blocks(values, get)
         if spec.get("dropouts"):
             text += _dropouts(get("rank_dropout"), get("module_dropout"))
         if "native" in spec:
             text += _native_loha_lokr(spec["native"] == "lokr", get)
         # append_loraplus_network_args: every LoRA type
-        for key in ("loraplus_lr_ratio", "loraplus_unet_lr_ratio", "loraplus_text_encoder_lr_ratio"):
-            v = get(key)
-            if v:
-                text += f" {key}={_py_str(v)}"
+        text += _truthy(("loraplus_lr_ratio", "loraplus_unet_lr_ratio", "loraplus_text_encoder_lr_ratio"), get)
         return NetworkSpec(lora_type=lora_type, module=module, args=text.replace('"', "").split(),
                            defaulted=defaulted)
+
+
+def _truthy(keys: Iterable[str], get: Callable[[str], Any]) -> str:
+    """`` key=value`` for each of ``keys`` whose value is truthy (the GUI leaves the others out)."""
+    out = ""
+    for key in keys:
+        v = get(key)
+        if v:
+            out += f" {key}={_py_str(v)}"
+    return out
+
+
+def _flux_blocks(values: dict[str, Any], get: Callable[[str], Any]) -> str:
+    """The FLUX.1 block options the GUI turns into network args."""
+    out = ""
+    if get("split_mode"):
+        out += " train_blocks=single"
+    if get("split_qkv"):
+        out += " split_qkv=True"
+    if get("train_t5xxl") and values.get("flux1_checkbox"):
+        out += " train_t5xxl=True"
+    return out
 
 
 def form_value(arg: Argument, value: Any) -> Any:
