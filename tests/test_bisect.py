@@ -270,3 +270,25 @@ def test_unsure_verdicts_are_asked_again_and_an_endless_unsure_stops(method):
         state = advance(state)
     assert state.culprits == ["noise_offset"]
     assert state.basis[-1] == "how sure: uncertain" and any("unsure" in b for b in state.basis)
+
+
+def test_verdicts_are_models_with_their_variant_ids():
+    from pydantic import ValidationError
+
+    from lora_audit.ablate.bisect import verdicts
+    from lora_audit.ablate.verdict import Verdict, as_verdicts
+
+    state = start(["a", "b", "c", "d"], parallel=1)
+    first = pending(state)[0]
+    state = advance(record(state, first.id, "unsure"))
+    again = pending(state)[0]
+    assert again.changes == first.changes and again.retry == 1
+    state = advance(record(state, again.id, "good"))
+    got = verdicts(state)
+    assert [(v.test, v.verdict) for v in got] == [(first.id, "unsure"), (again.id, "good")]
+    assert all(isinstance(v, Verdict) and v.changes == tuple(first.changes) for v in got)
+    with pytest.raises(ValidationError):
+        Verdict(changes=("a",), verdict="maybe")
+    with pytest.raises(ValueError, match="verdict must be"):
+        as_verdicts([(("a",), "maybe")])
+    assert as_verdicts([(["a"], "bad")]) == [Verdict(changes=("a",), verdict="bad")]
