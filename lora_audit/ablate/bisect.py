@@ -21,8 +21,8 @@ all (noise, machine, versions) and the bisection stops there instead of chasing 
 
 New bisections (``method = "group-testing"``) search first for changes that are each alone bad, by adaptive group
 testing (``ablate.group_testing``: Hwang's generalized binary splitting, never more trainings than one change at a
-time), and hand over to the search above only when the verdicts show changes bad only together. State files written
-before have no ``method`` and go on with the search above.
+time for up to 3 culprits), and hand over to the search above only when the verdicts show changes bad only
+together. State files written before have no ``method`` and go on with the search above.
 
 A verdict may be ``unsure`` (the judge cannot tell): the search never branches on it; it asks the same group again
 (``retry`` > 0: the variant is re-emitted with another seed). ``controls`` are extra trainings of the good run with
