@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -275,10 +276,7 @@ def read_metadata(metadata: dict[str, str], label: str) -> MetadataReading:
         if spec is None:
             continue
         try:
-            value = pair(raw) if spec.how == "pair" else typed(spec.dest, raw)
-            if any(isinstance(v, int) and not -2 ** 63 <= v < 2 ** 63
-                   for v in (value if isinstance(value, list) else [value])):
-                raise ConversionError("a number outside 64 bits")  # would overflow float() further on
+            value = _key_value(spec, raw)
         except ConversionError as e:
             shown = raw if len(raw) <= 80 else raw[:77] + "..."
             r.warnings.append(Note(message=f"{key}={shown!r} is not a value kohya takes: {e}",
@@ -291,17 +289,7 @@ def read_metadata(metadata: dict[str, str], label: str) -> MetadataReading:
         add("optimizer_type", opt, "ss_optimizer")
         add("optimizer_args", args or None, "ss_optimizer", note=note)
     if "ss_network_args" in md and decode(md["ss_network_args"]) is not None:
-        try:
-            nargs, kwargs = network_args(md["ss_network_args"], md.get("ss_network_dropout"))
-        except ConversionError as e:
-            r.warnings.append(Note(message=str(e), source=f"{label}:ss_network_args"))
-        else:
-            add("network_args", nargs or None, "ss_network_args")
-            for k, conv in (("conv_dim", int), ("conv_alpha", float)):
-                if kwargs.get(k) is not None:
-                    # "", [], inf: not a dim kohya could use
-                    with contextlib.suppress(ValueError, TypeError, OverflowError):
-                        add(k, conv(kwargs[k]), "ss_network_args")
+        _read_network_args(md, label, r, add)
     version = md.get("ss_base_model_version", "")
     if version.startswith("sd_v"):  # model_util.get_model_version_str_for_sd1_sd2: "_v" suffix = v-parameterization
         add("v_parameterization", version.endswith("_v"), "ss_base_model_version")
@@ -311,6 +299,29 @@ def read_metadata(metadata: dict[str, str], label: str) -> MetadataReading:
         _read_dataset_dirs(md["ss_dataset_dirs"], label, r)
     _read_modelspec(md, label, r, add)
     return r
+
+
+def _key_value(spec: Key, raw: str) -> Any:
+    """One metadata value typed as kohya's argument; ConversionError when kohya could not take it."""
+    value = pair(raw) if spec.how == "pair" else typed(spec.dest, raw)
+    if any(isinstance(v, int) and not -2 ** 63 <= v < 2 ** 63 for v in (value if isinstance(value, list) else [value])):
+        raise ConversionError("a number outside 64 bits")  # would overflow float() further on
+    return value
+
+
+def _read_network_args(md: dict[str, str], label: str, r: MetadataReading, add: Callable[..., None]) -> None:
+    """ss_network_args: network_args, and conv_dim/conv_alpha from them."""
+    try:
+        nargs, kwargs = network_args(md["ss_network_args"], md.get("ss_network_dropout"))
+    except ConversionError as e:
+        r.warnings.append(Note(message=str(e), source=f"{label}:ss_network_args"))
+        return
+    add("network_args", nargs or None, "ss_network_args")
+    for k, conv in (("conv_dim", int), ("conv_alpha", float)):
+        if kwargs.get(k) is not None:
+            # "", [], inf: not a dim kohya could use
+            with contextlib.suppress(ValueError, TypeError, OverflowError):
+                add(k, conv(kwargs[k]), "ss_network_args")
 
 
 def _read_datasets(raw: str, label: str, r: MetadataReading) -> None:
