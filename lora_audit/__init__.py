@@ -15,8 +15,8 @@ Command → function: ``inspect`` inspect_runs (load_runs: the Run models alone)
 ``infer-dim`` candidates; ``weights`` analyse_series; ``audit`` audit_runs (``lora_audit.audit.audit`` for Run
 objects; render_audit for the Markdown); ``ablate`` pick_runs, plan, write_study; ``bisect``
 ``lora_audit.ablate.study`` (start, judge, judge_all) with verdicts_from_votes; ``launch`` launch_study,
-cancel_study; ``status`` status_data; ``compare`` comparison_settings, compare_loras (run_comparison underneath);
-``vote --judge`` cast_machine_votes; ``stats`` folder_stats; ``export`` export; ``make-tiny-model``
+cancel_study; ``status`` launch_status; ``compare`` comparison_settings, compare_loras (run_comparison
+underneath); ``vote --judge`` cast_machine_votes; ``stats`` folder_stats; ``export`` export; ``make-tiny-model``
 make_tiny_model; ``make-toy-dataset`` make_toy_dataset; ``train`` ``lora_audit.train.trainer.train``.
 """
 
@@ -44,7 +44,7 @@ _API = {
     "verdicts_from_votes": "lora_audit.votes.verdicts",
     "launch_study": "lora_audit.launch.run",
     "cancel_study": "lora_audit.launch.run",
-    "status_data": "lora_audit.launch.status",
+    "launch_status": "lora_audit.launch.status",
     "comparison_settings": "lora_audit.compare.job",
     "compare_loras": "lora_audit.compare.job",
     "run_comparison": "lora_audit.compare.run",
@@ -58,7 +58,7 @@ _API = {
 __all__ = [
     "load_run", "load_runs", "inspect_runs", "diff_runs", "find_suspects", "candidates", "analyse_series",
     "pick_runs", "audit_runs", "render_audit", "plan", "write_study", "verdicts_from_votes", "launch_study",
-    "cancel_study", "status_data", "comparison_settings", "compare_loras", "run_comparison", "cast_machine_votes",
+    "cancel_study", "launch_status", "comparison_settings", "compare_loras", "run_comparison", "cast_machine_votes",
     "folder_stats", "export", "make_tiny_model", "make_toy_dataset",
 ]
 
@@ -72,7 +72,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from lora_audit.evidence.run import load_run, load_runs
     from lora_audit.kohya.filesize import candidates
     from lora_audit.launch.run import cancel_study, launch_study
-    from lora_audit.launch.status import status_data
+    from lora_audit.launch.status import launch_status
     from lora_audit.report.audit_report import audit_runs
     from lora_audit.report.inspect_report import inspect_runs
     from lora_audit.report.markdown import render_audit
