@@ -18,6 +18,7 @@ Every value is checked here, so a wrong one is one line ``error: run.toml:LINE: 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,32 +67,38 @@ def read_run_toml(path: Path, label: str | None = None) -> tuple[dict[str, Any],
         raise fail(f"verdict must be good, bad or unknown, not {shown}", "verdict")
     out["verdict"] = verdict
     if "arch" in data:
-        from lora_audit.kohya.filesize import canonical_arch
-
-        arch = data["arch"]
-        if not isinstance(arch, str):
-            raise fail(f"arch must be text (sd15, sd2 or sdxl), not {_type(arch)}", "arch")
-        try:
-            out["arch"] = canonical_arch(arch)
-        except ValueError:
-            raise fail(f"unknown arch {arch[:40]!r}: write sd15, sd2 or sdxl", "arch") from None
+        out["arch"] = _arch(data["arch"], fail)
     if "dataset" in data:
-        ds = data["dataset"]
-        if not isinstance(ds, dict):
-            raise fail(f"dataset must be a table ([dataset] with images, repeats), not {_type(ds)}", "dataset")
-        checked: dict[str, int] = {}
-        for key in ("images", "repeats"):
-            if key in ds:
-                v = ds[key]
-                if type(v) is not int or not 0 <= v <= 10 ** 9:
-                    raise fail(f"dataset.{key} must be a whole number from 0 to 10^9, not "
-                               f"{repr(v)[:40] if isinstance(v, (int, float, str)) and not _huge(v) else _type(v)}",
-                               key, "dataset")
-                checked[key] = v
-        out["dataset"] = checked
+        out["dataset"] = _dataset(data["dataset"], fail)
     if "artifacts" in data:
         out["artifacts"] = _artifacts(data["artifacts"], fail)
     return out, warnings
+
+
+def _arch(arch: Any, fail: Callable[..., EvidenceError]) -> str:
+    from lora_audit.kohya.filesize import canonical_arch
+
+    if not isinstance(arch, str):
+        raise fail(f"arch must be text (sd15, sd2 or sdxl), not {_type(arch)}", "arch")
+    try:
+        return canonical_arch(arch)
+    except ValueError:
+        raise fail(f"unknown arch {arch[:40]!r}: write sd15, sd2 or sdxl", "arch") from None
+
+
+def _dataset(ds: Any, fail: Callable[..., EvidenceError]) -> dict[str, int]:
+    if not isinstance(ds, dict):
+        raise fail(f"dataset must be a table ([dataset] with images, repeats), not {_type(ds)}", "dataset")
+    checked: dict[str, int] = {}
+    for key in ("images", "repeats"):
+        if key in ds:
+            v = ds[key]
+            if type(v) is not int or not 0 <= v <= 10 ** 9:
+                raise fail(f"dataset.{key} must be a whole number from 0 to 10^9, not "
+                           f"{repr(v)[:40] if isinstance(v, (int, float, str)) and not _huge(v) else _type(v)}",
+                           key, "dataset")
+            checked[key] = v
+    return checked
 
 
 def _huge(v: Any) -> bool:
