@@ -22,7 +22,7 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_serializer
 
 from lora_audit.ablate.waste import all_or_nothing, apply, dataset_file, effective_key, inert_reason
 from lora_audit.derive import derive
@@ -58,11 +58,16 @@ class ParamChange(BaseModel):
 
     model_config = {"populate_by_name": True}
 
-    def dump(self) -> dict:
-        out = {"param": self.param, "from": self.from_, "to": self.to, "to_origin": self.to_origin}
-        if self.via:
-            out["via"] = self.via
+    @model_serializer(mode="wrap")
+    def _without_empty_via(self, handler):  # "via" only where a change has one, in every dump
+        out = handler(self)
+        if not self.via:
+            out.pop("via", None)
         return out
+
+    def dump(self) -> dict:
+        """The change as plan --json, variant.json and the report show it (``from``, not ``from_``)."""
+        return self.model_dump(by_alias=True)
 
 
 class ChangeSet(BaseModel):
@@ -91,9 +96,7 @@ class VariantSpec(BaseModel):
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def dump(self) -> dict:
-        return {"id": self.id, "baseline": self.baseline, "changes": [c.dump() for c in self.changes],
-                "change_sets": self.change_sets, "purpose": self.purpose, "steps": self.steps,
-                "script": self.script, "hash": self.hash}
+        return {**self.model_dump(by_alias=True), "hash": self.hash}
 
 
 class SkippedVariant(BaseModel):
@@ -106,8 +109,7 @@ class SkippedVariant(BaseModel):
     same_as: str | None = None  # the variant that stands for a duplicate
 
     def dump(self) -> dict:
-        return {"id": self.id, "kind": self.kind, "reason": self.reason, "same_as": self.same_as,
-                "changes": [c.dump() for c in self.changes]}
+        return self.model_dump(by_alias=True)
 
 
 class AblationPlan(BaseModel):
