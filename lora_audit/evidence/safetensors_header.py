@@ -254,6 +254,24 @@ def parse_safetensors(path: str | os.PathLike, label: str | None = None) -> Evid
     return ev
 
 
+def _alpha_settings(s: LoraShapes, alphas: dict[str, float], label: str) -> list[Setting]:
+    """network_alpha and conv_alpha from the alpha tensors read (the most common value, and how they vary)."""
+    out: list[Setting] = []
+    for name, mods in (("network_alpha", s.linear_modules), ("conv_alpha", s.conv_modules)):
+        vals = [alphas[m + ".alpha"] for m in mods if m + ".alpha" in alphas]
+        if not vals:
+            continue
+        value, note = _summary(vals, "alpha")
+        if len(vals) < len(mods):
+            note += f" (read for {len(vals)} of {len(mods)} modules)"
+        rank_counts = s.ranks if name == "network_alpha" else s.conv_ranks
+        if rank_counts and value == Counter(rank_counts).most_common(1)[0][0]:
+            note += "; alpha equal to the rank is also what an alpha of 0 or None gives (LoRAModule)"
+        out.append(Setting(name=name, value=float(value), source=f"{label}:alpha_tensors", origin="inferred",
+                           note=note))
+    return out
+
+
 def _shape_settings(s: LoraShapes, alphas: dict[str, float], label: str, ev: Evidence) -> list[Setting]:
     out: list[Setting] = []
     names_src, shapes_src = f"{label}:tensor_names", f"{label}:tensor_shapes"
@@ -270,18 +288,7 @@ def _shape_settings(s: LoraShapes, alphas: dict[str, float], label: str, ev: Evi
         if ranks:
             value, note = _summary(ranks, "rank")
             out.append(Setting(name=name, value=value, source=shapes_src, origin="inferred", note=note))
-    for name, mods in (("network_alpha", s.linear_modules), ("conv_alpha", s.conv_modules)):
-        vals = [alphas[m + ".alpha"] for m in mods if m + ".alpha" in alphas]
-        if not vals:
-            continue
-        value, note = _summary(vals, "alpha")
-        if len(vals) < len(mods):
-            note += f" (read for {len(vals)} of {len(mods)} modules)"
-        rank_counts = s.ranks if name == "network_alpha" else s.conv_ranks
-        if rank_counts and value == Counter(rank_counts).most_common(1)[0][0]:
-            note += "; alpha equal to the rank is also what an alpha of 0 or None gives (LoRAModule)"
-        out.append(Setting(name=name, value=float(value), source=f"{label}:alpha_tensors", origin="inferred",
-                           note=note))
+    out += _alpha_settings(s, alphas, label)
     if s.format != "kohya" and not s.alpha_tensors and s.ranks:
         # diffusers/peft files usually carry no alpha: loaders (diffusers, ComfyUI) then scale by 1 (alpha = rank)
         value, _ = _summary(s.ranks, "rank")
