@@ -53,7 +53,8 @@ _SDXL_UNET: dict[str, Any] = dict(
 )
 # Text encoders (transformers CLIPTextConfig values kohya builds: model_util / sdxl_model_util)
 _CLIP_L: dict[str, Any] = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12)
-_OPENCLIP_H: dict[str, Any] = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23)  # SD2 drops the last layer
+# SD2 drops the last layer
+_OPENCLIP_H: dict[str, Any] = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23)
 _OPENCLIP_BIGG: dict[str, Any] = dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32)
 
 _TEXT_ENCODERS: dict[str, list[tuple[str, dict]]] = {

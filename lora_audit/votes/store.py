@@ -190,9 +190,9 @@ class VoteStore:
         return {v.key for v in self.votes(voter=voter, kind=kind)}
 
 
-_ROW_TYPES: dict[str, type | tuple[type, ...]] = {"comparison_id": str, "prompt": str, "seed": int, "mode": str, "shown": str, "choice": str,
-              "notes": str, "voter": str, "kind": str, "judge": (str, type(None)), "created_at": str,
-              "undone_at": (str, type(None))}
+_ROW_TYPES: dict[str, type | tuple[type, ...]] = {
+    "comparison_id": str, "prompt": str, "seed": int, "mode": str, "shown": str, "choice": str, "notes": str,
+    "voter": str, "kind": str, "judge": (str, type(None)), "created_at": str, "undone_at": (str, type(None))}
 
 
 def _row(r: tuple, path: Path | str = FILE) -> Vote:
