@@ -51,7 +51,7 @@ def infer_dim(size: str, arch: str | None, as_json: bool, limit: int) -> None:
         click.echo(f"no kohya LoRA layout fits {size}")
         return
     dit = any(c.layout for c in cands[:limit])
-    rows = [[c.arch, c.network_dim, c.save_precision, "yes" if c.text_encoder else "no", c.conv_dim or "-",
+    rows = [[c.arch, str(c.network_dim), c.save_precision, "yes" if c.text_encoder else "no", str(c.conv_dim or "-"),
              f"{c.expected_bytes:,}", f"{c.delta_bytes:+,}"] + ([c.layout or "-"] if dit else [])
             for c in cands[:limit]]
     click.echo(table(rows, ["arch", "dim", "precision", "text encoder", "conv dim", "expected bytes", "delta"]

@@ -34,7 +34,7 @@ def audit_runs(paths: list[str | Path], good: list[str] | None = None, bad: list
     from lora_audit.votes.summary import link_comparison
 
     inputs = [str(p) for p in paths]
-    result = audit(load_runs(inputs), good or None, bad or None, weights=weights, sd_scripts=sd_scripts,
+    result = audit(load_runs(list(paths)), good or None, bad or None, weights=weights, sd_scripts=sd_scripts,
                    report_date=report_date)
     path = Path(out) if out else default_report_path(inputs)
     # compare overrides; else every comparison of the study, wherever compare --study wrote it
