@@ -175,7 +175,7 @@ def _where_change(name: str, base_run: Run, other_run: Run, base: Param | None, 
         from lora_audit.evidence.dataset_toml import dataset_differences, dataset_signature
 
         da, db = base_run.facts.datasets, other_run.facts.datasets
-        if not da or not db:
+        if not da or not db or isinstance(da, str) or isinstance(db, str):  # a str: an unreadable-dataset marker
             return None
         words = dataset_differences(dataset_signature(da, _run_dir(base_run)),
                                     dataset_signature(db, _run_dir(other_run)))
