@@ -28,7 +28,7 @@ def test_more_launches_than_the_cap_is_one_line(tmp_path, suffix):
     over.write_text("".join(LAUNCH[suffix].format(i=i) for i in range(MAX_LAUNCHES + 1)), newline="")
     r = CliRunner().invoke(main, ["inspect", str(over)])
     assert r.exit_code == 2
-    assert r.output.startswith(f"error: {over}:{MAX_LAUNCHES + 1}: more than {MAX_LAUNCHES} commands launching")
+    assert r.output.startswith(f"error: {over}:{MAX_LAUNCHES + 1}: more than {MAX_LAUNCHES} training commands")
     assert r.output.count("\n") == 1 and "Traceback" not in r.output
 
 

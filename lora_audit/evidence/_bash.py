@@ -28,7 +28,7 @@ from lora_audit.evidence._bash_lexer import Lexer, Word
 from lora_audit.evidence._bash_parse import AndOr, Case, FuncDef, Group, If, Loop, Node, Parser, Pipeline, Simple
 from lora_audit.evidence._bash_values import RT, BVal, freeze, joined, merge
 from lora_audit.evidence._script import ARG_MAX, Command, Lines, check_launches
-from lora_audit.evidence.invocation import Token, find_training_command, may_launch
+from lora_audit.evidence.invocation import Token, launches_training, may_launch
 from lora_audit.model import Note
 
 _DECLARE = {"export", "declare", "typeset", "local", "readonly"}
@@ -320,8 +320,8 @@ class BashTokenizer(ScriptFiles):
         if self._conds:
             cmd.notes.append(Note(message="this command runs only " + "; ".join(self._conds) + ": the script "
                                           "cannot tell", source=f"{self.label}:{n.line}"))
-        if find_training_command(cmd.words) is None and not any(find_training_command(w) for w, _ in cmd.variants):
-            return  # only commands that launch a script are wanted: the others are not kept (bounded memory)
+        if not launches_training(cmd.words):
+            return  # only training commands are wanted (shell.training_evidence): the others are not kept
         if n.too_long or sum(len(t.text) + 1 for t in cmd.words) > ARG_MAX:
             cmd.error = EvidenceError(f"the command is longer than ARG_MAX ({ARG_MAX:,} characters of arguments): "
                                       "bash cannot start it ('Argument list too long')", self.label, n.line)

@@ -14,7 +14,7 @@ from itertools import repeat
 
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence._script import Command, Value, arith, check_launches
-from lora_audit.evidence.invocation import Token, find_training_command
+from lora_audit.evidence.invocation import Token, launches_training
 from lora_audit.model import Note
 
 _C = tuple[str, int]  # a character and its line
@@ -59,8 +59,8 @@ class BatchTokenizer:
                 if self.delayed:
                     stripped = self._bang(stripped, cmd)
                 cmd.words, cmd.error = _argv(stripped, self.label)
-                if find_training_command(cmd.words) is None:
-                    continue  # only commands that launch a script are wanted (bounded memory)
+                if not launches_training(cmd.words):
+                    continue  # only training commands are wanted (shell.training_evidence): bounded memory
                 cmd.variables = [{**v, "value": v["value"].text()} for v in cmd.variables]  # text only when kept
                 stray = [w for w in cmd.words[1:] if w.text.upper() == "REM" or w.text.startswith("::")]
                 if stray:

@@ -16,7 +16,7 @@ from lora_audit.evidence._powershell_scan import ESCAPES, VAR, C, Scanner
 from lora_audit.evidence._powershell_cond import evaluate as _ps_evaluate
 from lora_audit.evidence._script import (WINDOWS_COMMAND_LINE, Command, Value, check_launches,
                                           commented_continuation)
-from lora_audit.evidence.invocation import Token, find_training_command
+from lora_audit.evidence.invocation import Token, launches_training
 from lora_audit.model import Note
 
 _ASSIGN = re.compile(r"(?:\[[^\]\n]+\]\s*)*\$(?:\{([^}\n]+)\}|(?:(env|global|script|local|private):)?([A-Za-z_]\w*))"
@@ -74,7 +74,7 @@ class PowerShellTokenizer(Scanner):
                 self._param_block(m)
                 continue
             cmd = self._command()
-            if cmd.words and find_training_command(cmd.words) is not None:  # only those wanted (bounded memory)
+            if cmd.words and launches_training(cmd.words):  # only training commands are wanted (bounded memory)
                 if self._conds:
                     self._note(cmd.notes, "this command runs only " + "; ".join(self._conds) + ": the script "
                                           "cannot tell", self.pos - 1)

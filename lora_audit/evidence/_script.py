@@ -25,16 +25,16 @@ from lora_audit.model import Note
 # cmd.exe's own line limit (8,191) is _batch._CMD_MAX.
 ARG_MAX = 2 * 1024 * 1024
 WINDOWS_COMMAND_LINE = 32767
-# Commands that launch a Python script kept from one script (one Evidence each): a file of thousands is generated,
-# not a training record, and would hold memory without bound.
+# Training commands kept from one script (one Evidence each): a file of thousands is generated, not a record of
+# training runs, and would hold memory without bound.
 MAX_LAUNCHES = 1000
 
 
 def check_launches(kept: list, label: str, line: int) -> None:
-    """One line when a script holds more than MAX_LAUNCHES commands that launch a Python script."""
+    """One line when a script holds more than MAX_LAUNCHES training commands."""
     if len(kept) >= MAX_LAUNCHES:
-        raise EvidenceError(f"more than {MAX_LAUNCHES} commands launching a Python script in one file: lora-audit "
-                            "reads at most that many (one run's evidence holds a few)", label, line)
+        raise EvidenceError(f"more than {MAX_LAUNCHES} training commands in one file: lora-audit reads at most that "
+                            "many (one run's evidence holds a few)", label, line)
 
 
 # One character of a word: (text, line, kind). LIT is taken as written; SPLIT came from an unquoted expansion and

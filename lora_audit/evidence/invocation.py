@@ -55,6 +55,17 @@ def may_launch(head: str) -> bool:
     return name in ("accelerate", "accelerate.exe") or name.endswith(".py") or _PYTHON.fullmatch(name) is not None
 
 
+# kohya's training entry points (train_network.py, sdxl_train_network.py, sdxl_train.py, flux_train_network.py,
+# train_db.py, fine_tune.py ...); helper scripts (captioning, resizing, merging) are not training runs.
+TRAINING_NAME = re.compile(r"(^|_)train(_|\.py$)|^fine_tune\.py$", re.IGNORECASE)
+
+
+def launches_training(words: list[Token]) -> bool:
+    """Whether a command launches one of kohya's training scripts (what a script reader keeps)."""
+    found = find_training_command(words)
+    return found is not None and TRAINING_NAME.search(found[0]) is not None
+
+
 def find_training_command(words: list[Token]) -> tuple[str, list[Token], dict[str, Any]] | None:
     """Find ``script.py`` in a command and return (script basename, its arguments, launcher facts).
 

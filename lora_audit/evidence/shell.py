@@ -17,15 +17,18 @@ from lora_audit.evidence._batch import BatchTokenizer
 from lora_audit.evidence._powershell import PowerShellTokenizer
 from lora_audit.evidence._script import Command, read_script, unique_notes
 from lora_audit.errors import EvidenceError
-from lora_audit.evidence.invocation import CREATED_FILES, Token, find_training_command, resolve_invocation
+from lora_audit.evidence.invocation import (
+    CREATED_FILES,
+    TRAINING_NAME,
+    Token,
+    find_training_command,
+    resolve_invocation,
+)
 from lora_audit.kohya.catalog import catalog
 from lora_audit.model import Alternative, Evidence, Note, Setting
 
 Tokenizer = BashTokenizer | BatchTokenizer | PowerShellTokenizer
 KINDS = {"shell": BashTokenizer, "bat": BatchTokenizer, "ps1": PowerShellTokenizer}
-# kohya's training entry points (train_network.py, sdxl_train_network.py, sdxl_train.py, flux_train_network.py,
-# train_db.py, fine_tune.py ...); helper scripts (captioning, resizing, merging) are not training runs.
-_TRAINING_NAME = re.compile(r"(^|_)train(_|\.py$)|^fine_tune\.py$", re.IGNORECASE)
 
 
 def script_kind(path: Path) -> str:
@@ -73,7 +76,7 @@ def training_evidence(commands: list[Command], path: Path, kind: str, label: str
         if found is None:
             continue
         script, args, facts = found
-        if not _TRAINING_NAME.search(script):
+        if not TRAINING_NAME.search(script):
             continue
         if cmd.error is not None:
             raise cmd.error
