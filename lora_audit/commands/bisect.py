@@ -96,11 +96,11 @@ def _judge_command(verdict: str):
                 raise EvidenceError(f"name the VARIANTs that are {verdict}, or give --from-votes DIR")
             _print_bisect(st.status_json(st.judge(Path(study), verdict, list(variants))), as_json, Path(study))
             return
-        from lora_audit.votes.verdicts import verdicts_from_votes
+        from lora_audit.votes.verdicts import verdicts_from_votes, verdicts_to_record
 
+        # the votes become verdicts here; the bisection takes verdicts and knows nothing of votes
         rows = verdicts_from_votes(Path(study), Path(votes_dir), threshold, kind, list(variants) or None)
-        chosen = [r["variant"] for r in rows if r["verdict"] == verdict]
-        unsure = [r["variant"] for r in rows if r["verdict"] == "unsure" and verdict != "unsure"]
+        chosen, unsure = verdicts_to_record(rows, verdict)
         if not as_json:
             for r in rows:
                 rate = (f"wins {r['wins']} of {r['n']} against base ({100 * r['win_rate']:.0f}%, 95% CI "

@@ -47,3 +47,11 @@ def verdicts_from_votes(study: Path, folder: Path, threshold: float = 0.6, kind:
             ("good" if h["win_rate"] >= threshold else "bad")
         out.append({"variant": vid, "model": row, "kind": kind, "threshold": threshold, "verdict": verdict, **h})
     return out
+
+
+def verdicts_to_record(rows: list[dict], verdict: str) -> tuple[list[str], list[str]]:
+    """``bisect good|bad|unsure --from-votes``: of :func:`verdicts_from_votes`' rows, (the variants the votes mark
+    ``verdict``, those they mark unsure instead: recorded unsure, never forced good or bad)."""
+    chosen = [r["variant"] for r in rows if r["verdict"] == verdict]
+    unsure = [r["variant"] for r in rows if r["verdict"] == "unsure" and verdict != "unsure"]
+    return chosen, unsure
