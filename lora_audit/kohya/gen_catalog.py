@@ -10,13 +10,15 @@ Helper calls are followed with their literal arguments bound, so ``if support_dr
 ``train_util.add_training_arguments(parser, False)`` is decided as argparse would see it (``fine_tune.py`` has no
 ``--prior_loss_weight``).
 
-Usage: python -m lora_audit.kohya.gen_catalog PATH/TO/sd-scripts [--commit SHA] [--out lora_audit/kohya/data/catalog.json]
+Usage: python -m lora_audit.kohya.gen_catalog PATH/TO/sd-scripts [--commit SHA]
+       [--out lora_audit/kohya/data/catalog.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import subprocess
 import sys
@@ -48,26 +50,24 @@ class _Module:
         self.constants: dict[str, object] = {}
         for node in self.tree.body:
             if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-                try:
+                with contextlib.suppress(Exception):  # not a literal: not a constant we can bind
                     self.constants[node.targets[0].id] = ast.literal_eval(node.value)
-                except Exception:
-                    pass
         # name -> module file, name -> (module file, function name)
         self.module_aliases: dict[str, Path] = {}
         self.function_aliases: dict[str, tuple[Path, str]] = {}
-        for node in ast.walk(self.tree):
-            if isinstance(node, ast.Import):
-                for a in node.names:
+        for imp in ast.walk(self.tree):
+            if isinstance(imp, ast.Import):
+                for a in imp.names:
                     f = self._file_for(a.name)
                     if f:
                         self.module_aliases[a.asname or a.name] = f
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                for a in node.names:
-                    sub = self._file_for(f"{node.module}.{a.name}")
+            elif isinstance(imp, ast.ImportFrom) and imp.module:
+                for a in imp.names:
+                    sub = self._file_for(f"{imp.module}.{a.name}")
                     if sub:
                         self.module_aliases[a.asname or a.name] = sub
                         continue
-                    f = self._file_for(node.module)
+                    f = self._file_for(imp.module)
                     if f:
                         self.function_aliases[a.asname or a.name] = (f, a.name)
 
@@ -82,10 +82,8 @@ def _bind(fn: ast.FunctionDef, call: ast.Call, caller: _Module, caller_bindings:
     out: dict = {}
     defaults = fn.args.defaults
     for p, d in zip(params[len(params) - len(defaults):], defaults):
-        try:
+        with contextlib.suppress(Exception):
             out[p] = ast.literal_eval(d)
-        except Exception:
-            pass
     for p, a in zip(params, call.args):
         value = _value(a, caller, caller_bindings)
         if value is not _UNKNOWN:
@@ -132,7 +130,7 @@ def _decide(test: ast.AST, bindings: dict) -> bool | None:
 class _Walker(ast.NodeVisitor):
     """Visits a function body: add_argument calls, calls of other helpers, and ``if``s decided by bindings."""
 
-    def __init__(self, collector: "_Collector", module: _Module, seen: set, bindings: dict):
+    def __init__(self, collector: _Collector, module: _Module, seen: set, bindings: dict):
         self.c, self.module, self.seen, self.bindings = collector, module, seen, bindings
 
     def visit_body(self, stmts: list[ast.stmt]) -> None:
@@ -207,7 +205,8 @@ class _Collector:
             return
         kw = {k.arg: k.value for k in call.keywords if k.arg}
         long_flags = [f for f in flags if f.startswith("--")]
-        dest = _literal(kw["dest"], module)[0] if "dest" in kw else (long_flags or flags)[0].lstrip("-").replace("-", "_")
+        dest = (_literal(kw["dest"], module)[0] if "dest" in kw
+                else (long_flags or flags)[0].lstrip("-").replace("-", "_"))
         action = _literal(kw["action"], module)[0] if "action" in kw else "store"
         entry = {
             "name": dest,
@@ -256,25 +255,25 @@ def dataset_schema(root: Path) -> dict:
                 name = node.targets[0].id if isinstance(node.targets[0], ast.Name) else None
                 if not name or not name.endswith("_SCHEMA"):
                     continue
-                group = {}
-                for k, v in zip(node.value.keys, node.value.values):
+                group: dict[str, str] = {}
+                for k, v in zip(node.value.keys, node.value.values, strict=True):
                     if isinstance(k, ast.Call):  # Required("image_dir")
                         k = k.args[0]
-                    if isinstance(k, ast.Constant):
+                    if isinstance(k, ast.Constant) and isinstance(k.value, str):
                         t = ast.unparse(v)
                         if "twodim" in t:
                             t = ("scalar_or_pair:" if "scalar" in t else "pair:") + t.split(",")[-1].strip(" )")
                         group[k.value] = t
                 schemas[name] = group
-            elif cls.name.endswith("Params") and isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-                if node.value is not None:
-                    try:
-                        value = ast.literal_eval(node.value)
-                    except Exception:
-                        continue
-                    if isinstance(value, tuple) and len(value) == 1:  # `x: str = (",",)` is a tuple in kohya's source
-                        value = value[0]
-                    defaults.setdefault(cls.name, {})[node.target.id] = value
+            elif (cls.name.endswith("Params") and isinstance(node, ast.AnnAssign)
+                  and isinstance(node.target, ast.Name) and node.value is not None):
+                try:
+                    value = ast.literal_eval(node.value)
+                except Exception:
+                    continue
+                if isinstance(value, tuple) and len(value) == 1:  # `x: str = (",",)` is a tuple in kohya's source
+                    value = value[0]
+                defaults.setdefault(cls.name, {})[node.target.id] = value
     return {"schemas": schemas, "defaults": defaults}
 
 
