@@ -73,3 +73,14 @@ def test_launch_in_a_thread_leaves_handlers_alone(tmp_path, caller_handlers):
     assert "error" not in out, out.get("error")
     assert "result" in out
     assert signal.getsignal(signal.SIGINT) is caller_handlers
+
+
+def test_public_launch_study_restores_the_callers_handlers(tmp_path, caller_handlers):
+    """The documented API (`lora_audit.launch_study`) as a Python program calls it."""
+    import lora_audit
+
+    result = lora_audit.launch_study(_study(tmp_path / "study"), Options(check_python=False))
+    assert result  # the summary `launch --json` prints
+    assert (tmp_path / "study" / "v1" / "output" / "lora.safetensors").exists()
+    assert signal.getsignal(signal.SIGINT) is caller_handlers
+    assert signal.getsignal(signal.SIGTERM) is caller_handlers
