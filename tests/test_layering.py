@@ -18,7 +18,7 @@ LAYERS: list[set[str]] = [
     {"model"},                                  # the boxes: Run, Param, Evidence...
     {"kohya", "sd_scripts_version"},           # what we know of sd-scripts (may describe values as Settings)
     {"evidence"},                               # evidence files -> Run
-    {"derive", "curves", "weights", "loaders"},  # facts of one run or one LoRA file (loaders: diffusers pipelines)
+    {"derive", "curves", "weights", "spectra", "loaders"},  # facts of one run or LoRA file (loaders: pipelines)
     {"diff"},                                   # Run, Run -> RunDiff
     {"rules"},                                  # RunDiff -> Findings
     {"ablate", "study_model"},                  # Findings -> AblationPlan -> Variants (study.toml, variant.json)
