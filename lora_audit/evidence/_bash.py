@@ -24,9 +24,10 @@ from itertools import product
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence._bash_expand import _MAX_DEPTH, _assigns, _describe, _describe_all, _word_text
 from lora_audit.evidence._bash_files import ScriptFiles
-from lora_audit.evidence._bash_lexer import Lexer, Word
+from lora_audit.evidence._bash_lexer import Lexer
 from lora_audit.evidence._bash_parse import AndOr, Case, FuncDef, Group, If, Loop, Node, Parser, Pipeline, Simple
 from lora_audit.evidence._bash_values import RT, BVal, freeze, joined, merge
+from lora_audit.evidence._bash_words import Word
 from lora_audit.evidence._script import ARG_MAX, Command, Lines, check_launches
 from lora_audit.evidence.invocation import Token, launches_training, may_launch
 from lora_audit.model import Note
@@ -53,7 +54,7 @@ class BashTokenizer(ScriptFiles):
         enabled = gc.isenabled()
         gc.disable()  # millions of small objects, none cyclic: the collector's passes would make parsing quadratic
         try:
-            nodes = Parser(Lexer(text, Lines(text, first_line), self.label).iter_items()).iter_parse()
+            nodes = Parser(Lexer(text, Lines(text, first_line), self.label).lines()).iter_parse()
             try:
                 for node in nodes:  # each top-level command runs as soon as it is read
                     self._node(node)

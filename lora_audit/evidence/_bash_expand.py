@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 from lora_audit.evidence._bash_cond import evaluate
-from lora_audit.evidence._bash_lexer import Part, Word
 from lora_audit.evidence._bash_parse import AndOr, Node, Pipeline, Simple
 from lora_audit.evidence._bash_values import (
     BREAK,
@@ -21,6 +20,7 @@ from lora_audit.evidence._bash_values import (
     compact,
     split_fields,
 )
+from lora_audit.evidence._bash_words import Part, Word
 from lora_audit.evidence._script import Command, arith, is_script_dir
 from lora_audit.evidence.invocation import Token
 from lora_audit.model import Note

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence._bash_expand import _MAX_DEPTH, Expander, _word_text
-from lora_audit.evidence._bash_lexer import Lexer, Redir, Word
+from lora_audit.evidence._bash_lexer import Lexer, Redir
 from lora_audit.evidence._bash_parse import Node, Parser
 from lora_audit.evidence._bash_values import BREAK, RT, CreatedFile
+from lora_audit.evidence._bash_words import Word
 from lora_audit.evidence._script import Lines
 from lora_audit.model import Note
 
@@ -50,7 +51,7 @@ class ScriptFiles(Expander):
         self._sourcing.append(label)
         self.label = label
         try:
-            for node in Parser(Lexer(text, Lines(text, first), label).iter_items()).iter_parse():
+            for node in Parser(Lexer(text, Lines(text, first), label).lines()).iter_parse():
                 if self._repeating:
                     self._repeated += 1
                 self._node(node)

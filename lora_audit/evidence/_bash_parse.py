@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from lora_audit.evidence._bash_lexer import Item, Op, Redir, Word
+from lora_audit.evidence._bash_lexer import Item, Op, Redir
+from lora_audit.evidence._bash_words import Word
 from lora_audit.evidence._script import ARG_MAX
 from lora_audit.model import Note
 
@@ -83,8 +84,8 @@ _CASE_ENDS = {";;", ";&", ";;&"}
 class Parser:
     """Reads items from an iterator, keeping only those of the construct being read (bounded memory)."""
 
-    def __init__(self, items: Iterable[Item]):
-        self._source: Iterator[Item] = iter(items)
+    def __init__(self, lines: Iterable[list[Item]]):
+        self._source: Iterator[list[Item]] = iter(lines)  # the lexer's items, a line at a time
         self.items: list[Item] = []
         self.i = 0
         self.pending: list[Note] = []
@@ -97,7 +98,7 @@ class Parser:
             nxt = next(self._source, None)
             if nxt is None:
                 return False
-            items.append(nxt)
+            items.extend(nxt)
         return True
 
     def _peek(self) -> Item | None:

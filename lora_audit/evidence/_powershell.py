@@ -12,10 +12,9 @@ from __future__ import annotations
 import re
 
 from lora_audit.errors import EvidenceError
-from lora_audit.evidence._powershell_scan import ESCAPES, VAR, C, Scanner
 from lora_audit.evidence._powershell_cond import evaluate as _ps_evaluate
-from lora_audit.evidence._script import (WINDOWS_COMMAND_LINE, Command, Value, check_launches,
-                                          commented_continuation)
+from lora_audit.evidence._powershell_scan import ESCAPES, VAR, C, Scanner
+from lora_audit.evidence._script import WINDOWS_COMMAND_LINE, Command, Value, check_launches, commented_continuation
 from lora_audit.evidence.invocation import Token, launches_training
 from lora_audit.model import Note
 

@@ -12,11 +12,11 @@ import re
 import tempfile
 from pathlib import Path, PurePosixPath
 
+from lora_audit.errors import EvidenceError
 from lora_audit.evidence._bash import BashTokenizer
 from lora_audit.evidence._batch import BatchTokenizer
 from lora_audit.evidence._powershell import PowerShellTokenizer
 from lora_audit.evidence._script import Command, read_script, unique_notes
-from lora_audit.errors import EvidenceError
 from lora_audit.evidence.invocation import (
     CREATED_FILES,
     TRAINING_NAME,
