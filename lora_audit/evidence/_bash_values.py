@@ -19,7 +19,7 @@ _MAX_LABEL = 240  # characters of a "when" description
 _MAX_PIECES = 64  # runs of text kept with their own line in one value
 
 
-@dataclass
+@dataclass(eq=False)  # a value is the same value only as the same object (merge compares them so)
 class BVal:
     """A variable: one item (a string) or several (an array), or, when conditional, its possible values."""
 
@@ -122,15 +122,15 @@ def merge(results: list[tuple[dict[str, BVal], str]], degrade: bool = False) -> 
     first = results[0][0]
     if len(results) == 1:
         return first
-    merged: dict[str, BVal] = {}
-    names = dict.fromkeys(k for state, _ in results for k in state)
-    for name in names:
+    # the names a branch left different (item views compare as sets of (name, value object), at C speed; BVal
+    # hashes by identity): the others are taken as they are
+    changed: set[str] = set()
+    for state, _ in results[1:]:
+        if state is not first:
+            changed.update(k for k, _ in first.items() ^ state.items())
+    merged = {k: v for k, v in first.items() if k not in changed} if changed else dict(first)
+    for name in sorted(changed):
         values = [(state.get(name), when) for state, when in results]
-        v0 = values[0][0]
-        if all(v is v0 for v, _ in values):
-            if v0 is not None:
-                merged[name] = v0
-            continue
         if degrade:
             line = next((v.line for v, _ in values if v is not None), 0)
             merged[name] = BVal(items=[[(f"${{{name}}}", line, RT)]], line=line, notes=[Note(
