@@ -84,9 +84,17 @@ class Lines:
     def __init__(self, text: str, first_line: int = 1):
         self._newlines = [m.start() for m in re.finditer("\n", text)]
         self.first = first_line
+        self._lo, self._hi, self._line = 0, -1, first_line  # the last line asked for: positions lo..hi
 
     def __call__(self, pos: int) -> int:
-        return self.first + bisect_left(self._newlines, pos)
+        if self._lo <= pos <= self._hi:  # readers ask for the same line many times in a row
+            return self._line
+        nl = self._newlines
+        i = bisect_left(nl, pos)
+        self._lo = nl[i - 1] + 1 if i else 0
+        self._hi = nl[i] if i < len(nl) else 1 << 62
+        self._line = self.first + i
+        return self._line
 
 
 def fields(chars: list[Char], line: int, keep_empty: bool) -> list[Token]:
