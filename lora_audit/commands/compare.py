@@ -50,7 +50,9 @@ def _progress_printer():
               help="A file with one prompt a line.")
 @click.option("--seeds", default="42,43,44", show_default=True, help="Seeds: 42,43,44 or 42-45.")
 @click.option("--steps", type=click.IntRange(1, 1000), default=20, show_default=True)
-@click.option("--cfg", type=click.FloatRange(0, 50), default=7.0, show_default=True)
+@click.option("--cfg", type=click.FloatRange(0, 50), default=None,
+              help="Guidance scale (default 7; FLUX.1-dev: its distilled guidance, default 3.5; FLUX.1-schnell has "
+                   "none).")
 @click.option("--size", default="512x512", show_default=True, help="WxH, multiples of 8.")
 @click.option("--scheduler", type=click.Choice(_SCHEDULERS), default=None,
               help="Sampler (default: the model's own).")
@@ -71,7 +73,7 @@ def _progress_printer():
 @one_line_errors
 def compare(base: Path | None, model_config: Path | None, loras: tuple[str, ...], study: Path | None, epochs: bool,
             strengths: str, prompt_texts: tuple[str, ...], prompts_file: Path | None, seeds: str, steps: int,
-            cfg: float, size: str, scheduler: str | None, negative: str, device: str, dtype: str, batch: int,
+            cfg: float | None, size: str, scheduler: str | None, negative: str, device: str, dtype: str, batch: int,
             out: Path | None, clip_model: Path | None, reference: Path | None, quiet: bool, as_json: bool) -> None:
     """Generate the same prompts and seeds with the base model and each LoRA (at each strength), from identical
     starting noise, and measure how each LoRA moves the images; writes images, grids, comparison.json/.csv and

@@ -81,6 +81,8 @@ def load_base(s: Settings, model_config: Path | None = None):
     dtype = resolve_dtype(s.dtype, device)
     pipe = load_pipeline(Path(s.base), dtype, model_config)
     arch = pipeline_arch(pipe)
+    if s.cfg is None:  # the model's own default: diffusers' pipelines use 7.0, FluxPipeline 3.5 (distilled guidance)
+        s.cfg = 3.5 if arch == "flux" and pipe.transformer.config.guidance_embeds else 0.0 if arch == "flux" else 7.0
     if arch in FLOW_ARCHES:
         _check_flow_settings(s, arch)
     if s.scheduler:

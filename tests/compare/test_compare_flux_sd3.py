@@ -50,7 +50,7 @@ def flux_run(models, tmp_path_factory):
     peft = write_diffusers_flux(d / "peft.safetensors")
     out = tmp_path_factory.mktemp("flux_out")
     r = _compare("--base", str(models["flux"]), "--lora", f"{kohya}@0,1", "--lora", str(zero), "--lora", str(peft),
-                 "--cfg", "3.5", "--out", str(out), *FAST)
+                 "--out", str(out), *FAST)  # no --cfg: FLUX.1-dev's own 3.5
     assert r.exit_code == 0, r.output
     return out, r.output
 
@@ -76,14 +76,15 @@ def test_flux_settings_are_recorded(flux_run):
     bm = data["metadata"]["base_model"]
     assert bm["arch"] == "flux" and bm["pipeline"] == "FluxPipeline"
     s = bm["sampling"]
-    assert s["guidance"].startswith("distilled guidance 3.5")
+    assert s["guidance"].startswith("distilled guidance 3.5") and data["metadata"]["settings"]["cfg"] == 3.5
     assert s["max_sequence_length"] == 64  # the pipeline's 512, capped by the tiny T5 tokenizer's 64
     assert s["scheduler_shift"]["use_dynamic_shifting"] is True and s["scheduler_shift"]["max_shift"] == 1.15
     report = (out / "report.md").read_text()
     assert "Flow matching: distilled guidance 3.5" in report and "max_sequence_length 64" in report
     with Image.open(out / "images/p01/kohya_1/seed1.png") as im:
-        assert "<lora:kohya:1>" in im.text["parameters"] and "Sampler: FlowMatchEulerDiscreteScheduler" in \
-            im.text["parameters"]
+        params = im.text["parameters"]
+    assert "<lora:kohya:1>" in params and "Sampler: FlowMatchEulerDiscreteScheduler" in params
+    assert "CFG scale: 3.5" in params
 
 
 @pytest.mark.slow
