@@ -30,7 +30,7 @@ def unique_labels(specs: list[LoraSpec]) -> list[LoraSpec]:
 def comparison_settings(*, base: Path | str | None = None, loras: list[str] | tuple[str, ...] = (),
                         prompts: list[str] | tuple[str, ...] = (), prompts_file: Path | str | None = None,
                         study: Path | str | None = None, epochs: bool = False, strengths: str = "1",
-                        seeds: str = "42,43,44", steps: int = 20, cfg: float = 7.0, size: str = "512x512",
+                        seeds: str = "42,43,44", steps: int = 20, cfg: float | None = None, size: str = "512x512",
                         scheduler: str | None = None, negative: str = "", device: str = "auto", dtype: str = "auto",
                         batch: int = 1, out: Path | str | None = None, clip_model: Path | str | None = None,
                         reference: Path | str | None = None) -> tuple[Settings, Path, list[str]]:
@@ -39,7 +39,8 @@ def comparison_settings(*, base: Path | str | None = None, loras: list[str] | tu
     ``epochs``: also every per-epoch file of each LoRA and variant (``name-000001.safetensors`` ...), and
     comparison.json gets the best epoch of each (``compare.epochs``). Returns (settings, output folder, the
     study's variants with no LoRA yet).
-    Default output: ``<study>/compare``, else ``reports/compare``."""
+    Default output: ``<study>/compare``, else ``reports/compare``. ``cfg`` None: the model's own (7; FLUX.1-dev's
+    distilled guidance 3.5)."""
     specs: list[LoraSpec] = [parse_lora(t) for t in loras]
     if epochs:  # each LoRA's per-epoch files beside it, compared like LoRAs; the best epoch is picked (epochs.py)
         from lora_audit.compare.epochs import epoch_specs
@@ -68,9 +69,10 @@ def comparison_settings(*, base: Path | str | None = None, loras: list[str] | tu
     if reference is not None and clip_model is None:
         raise EvidenceError("--reference needs --clip-model DIR (the embeddings the distance is measured in)")
     width, height = parse_size(size)
-    settings = Settings(base=base_path, prompts=texts, seeds=parse_seeds(seeds), steps=steps, cfg=cfg, width=width,
+    settings = Settings(base=base_path, prompts=texts, seeds=parse_seeds(seeds), steps=steps, width=width,
                         height=height, scheduler=scheduler, negative=negative, device=device, dtype=dtype,
                         batch=batch, loras=unique_labels(specs))
+    settings.cfg = cfg  # type: ignore[assignment]  # None: compare.pipeline.load_base sets the model's own
     return settings, folder or Path("reports") / "compare", missing
 
 
