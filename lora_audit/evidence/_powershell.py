@@ -13,30 +13,25 @@ import re
 
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence._powershell_cond import evaluate as _ps_evaluate
-from lora_audit.evidence._powershell_scan import ESCAPES, VAR, C, Scanner
-from lora_audit.evidence._script import WINDOWS_COMMAND_LINE, Command, Value, check_launches, commented_continuation
+from lora_audit.evidence._powershell_expr import Expressions
+from lora_audit.evidence._powershell_scan import ESCAPES, VAR, C
+from lora_audit.evidence._script import Command, Value, check_launches, commented_continuation
 from lora_audit.evidence.invocation import Token, launches_training
 from lora_audit.model import Note
 
 _ASSIGN = re.compile(r"(?:\[[^\]\n]+\]\s*)*\$(?:\{([^}\n]+)\}|(?:(env|global|script|local|private):)?([A-Za-z_]\w*))"
                      r"[ \t]*(\+?=)(?!=)", re.IGNORECASE)
 _PARAM = re.compile(r"(?:\[[^\]\n]*\]\s*)*param\s*\(", re.IGNORECASE)
-_BARE = re.compile(r"[^\s,;)#|}+(\"'$]+")  # a number or a bare word in expression mode
 _REDIRECT = re.compile(r"(\d|\*)?>>?(&\d)?")
 _SPLAT = re.compile(r"@([A-Za-z_]\w*)")
 _IF = re.compile(r"if\s*\(", re.IGNORECASE)
 _ELSE = re.compile(r"\s*else(if\s*\()?", re.IGNORECASE)
 _METHOD = re.compile(r"(?:\[void\]\s*|\$null\s*=\s*)?\$([A-Za-z_]\w*)\.(Add|AddRange)\(", re.IGNORECASE)
-_NEW_LIST = re.compile(r"(?:\[(?:System\.Collections\.)?(?:ArrayList|Generic\.List\[[^\]]*\])\]::new\(\s*\)|"
-                       r"New-Object\s+(?:-TypeName\s+)?(?:System\.Collections\.)?(?:ArrayList|Generic\.List\[[^\]]*\])"
-                       r"(?:\s*\(\s*\))?)", re.IGNORECASE)
-_CAST = re.compile(r"\[[A-Za-z_][\w.]*(?:\[[^\]]*\])?\]\s*(?=[@$\"'\d(])")
 _BLANK_TO_EOL = re.compile(r"[ \t]*(#.*)?(\n|$)")
 _WORD_STOP = " \t\n;|}"
-_STATEMENT_END = "\n;|}#"
 
 
-class PowerShellTokenizer(Scanner):
+class PowerShellTokenizer(Expressions):
     """Runs a script's assignments in order and yields its other statements as commands of words."""
 
     def commands(self, text: str, first_line: int = 1) -> list[Command]:
@@ -199,46 +194,6 @@ class PowerShellTokenizer(Scanner):
         return "".join(c for c, _ in chars)
 
     # -- $list.Add(...) / .AddRange(...) ---------------------------------------------------------------------------
-    def _method(self, m: re.Match) -> None:
-        """``[void]$a.Add(x)``, ``$a.Add(x) | Out-Null``, ``$null = $a.AddRange(@(...))``: append to the list."""
-        name, method = m.group(1).lower(), m.group(2).lower()
-        line = self.line_of(self.pos)
-        self.pos = m.end()
-        scratch = Command(words=[])
-        items: list[list[C]] = []
-        concat = False
-        while self.pos < self.end:
-            self._skip_blanks(newlines=True)
-            if self._peek() == ")":
-                self.pos += 1
-                break
-            got = self._item(scratch)
-            if got is None:
-                stop = self._matching(m.end() - 1)
-                raw = self.t[self.pos:stop - 1].strip()
-                self._note(scratch.notes, f"{raw!r} is not evaluated: kept as written", self.pos)
-                items.append([(c, line) for c in raw])
-                self.pos = stop
-                break
-            new, _ = got
-            if concat and items:
-                items[-1] = items[-1] + [c for item in new for c in item]
-            else:
-                items.extend(new)
-            self._skip_blanks(newlines=True)
-            concat = self._peek() == "+"
-            if concat or self._peek() == ",":
-                self.pos += 1
-        if method == "add" and len(items) > 1:
-            items = [[c for item in items for c in (item + [(" ", line)])][:-1]]  # one element: an array as text
-        old = self.vars.get(name)
-        if old is None:
-            self._note(scratch.notes, f"${m.group(1)} is not created in the script before .{m.group(2)}()", line)
-            old = Value(items=[], line=line, array=True)
-        self.vars[name] = _extended(old, items, scratch.notes, self._shared, self.label)
-        stop = self._statement_end(self.pos)
-        self.pos = stop  # `| Out-Null` and the like
-
     def _skip_between_statements(self) -> None:
         while self.pos < self.end:
             self._skip_blanks(newlines=True)
@@ -248,164 +203,6 @@ class PowerShellTokenizer(Scanner):
                 return
 
     # -- statements -----------------------------------------------------------------------------------------------
-    def _assignment(self, m: re.Match) -> None:
-        braced, scope, name, op = m.groups()
-        key = (braced or ((scope + ":") if scope and scope.lower() == "env" else "") + name).lower()
-        line = self.line_of(self.pos)
-        self.pos = m.end()
-        scratch = Command(words=[])
-        items, array = self._expression(scratch)
-        rhs = self.t[m.end():self.pos].split("#")[0].strip()
-        kind = ("number" if re.fullmatch(r"-?\d+(\.\d+)?([eE]-?\d+)?", rhs) else
-                "bool" if rhs.lower() in ("$true", "$false") else "string")
-        value = Value(items=items, line=line, array=array, notes=scratch.notes, kind=kind)
-        old = self.vars.get(key)
-        if op == "+=" and old is not None:
-            if old.array or array:
-                value = _extended(old, items, scratch.notes, self._shared, self.label)
-            else:
-                value = Value(items=[old.items[0] + (items[0] if items else [])], line=old.line,
-                              notes=old.notes + scratch.notes)
-        self.vars[key] = value
-
-    def _param_block(self, m: re.Match) -> None:
-        """``param([int]$Dim = 32, ...)``: the defaults are what the script runs with unless its caller says."""
-        open_pos = m.end() - 1
-        self.pos = m.end()
-        while True:
-            self._skip_blanks(newlines=True)
-            c = self._peek()
-            if not c:
-                raise EvidenceError("unterminated param( block", self.label, self.line_of(open_pos))
-            if c == ")":
-                self.pos += 1
-                return
-            if c == "[":
-                self.pos = self._matching_square(self.pos)
-                continue
-            v = VAR.match(self.t, self.pos)
-            if not v:
-                self.pos += 1  # a comma, an attribute's leftovers
-                continue
-            self.pos = v.end()
-            self._skip_blanks(newlines=True)
-            if self._peek() != "=":
-                continue
-            self.pos += 1
-            self._skip_blanks(newlines=True)
-            scratch = Command(words=[])
-            got = self._item(scratch)
-            if got is None:
-                continue
-            name = (v.group(1) or v.group(2)).lower()
-            self._note(scratch.notes, f"{v.group(0)} is a parameter of the script: its default is used (a caller "
-                                      "could have passed another value)", v.start())
-            items, array = got
-            self.vars[name] = Value(items=items, line=self.line_of(v.start()), array=array, notes=scratch.notes)
-
-    def _expression(self, cmd: Command) -> tuple[list[list[C]], bool]:
-        """The right side of an assignment: items (one, or several for an array) and whether it is an array."""
-        start = self.pos
-        items: list[list[C]] = []
-        array, concat = False, False
-        self._skip_blanks(newlines=True)
-        while self.pos < self.end:
-            got = self._item(cmd)
-            if got is None:
-                break
-            new, is_array = got
-            array = array or is_array
-            if concat and items and not array:
-                items[-1] = items[-1] + [c for item in new for c in item]
-            else:
-                items.extend(new)
-            concat = False
-            self._skip_blanks()
-            c = self._peek()
-            if c == ",":
-                array = True
-            elif c == "+":
-                concat = True
-            elif not c or c in _STATEMENT_END:
-                return items, array
-            else:
-                break
-            self.pos += 1
-            self._skip_blanks(newlines=True)
-        # something we do not evaluate (a cmdlet call, a method, an operator): keep the text as written
-        stop = self._statement_end(start)
-        raw = self.t[start:stop].strip()
-        self._note(cmd.notes, f"{raw!r} is not evaluated: the value is kept as written", start)
-        self.pos = stop
-        return [[(c, self.line_of(start)) for c in raw]], False
-
-    def _item(self, cmd: Command) -> tuple[list[list[C]], bool] | None:
-        """One value in expression mode: a string, a number or bare word, a variable, an @(...) array."""
-        c, pos = self._peek(), self.pos
-        m = _NEW_LIST.match(self.t, pos)
-        if m:  # [System.Collections.ArrayList]::new(), New-Object System.Collections.ArrayList: an empty list
-            self.pos = m.end()
-            return [], True
-        m = _CAST.match(self.t, pos)
-        if m:  # [System.Collections.ArrayList]@(...), [string]$x, [int]5: the value after the cast
-            self.pos = m.end()
-            return self._item(cmd)
-        if self.t.startswith("@(", pos):
-            return self._array(cmd), True
-        if self.t.startswith(('@"\n', "@'\n"), pos):
-            return [self._here_string(cmd)], False
-        if c == '"':
-            return [self._double(cmd)], False
-        if c == "'":
-            return [self._single()], False
-        if c == "$":
-            m = VAR.match(self.t, pos)
-            if m:
-                self.pos = m.end()
-                value = self._lookup(m, cmd)
-                if value is None:
-                    return [[(ch, self.line_of(pos)) for ch in m.group(0)]], False
-                return [list(item) for item in value.items], value.array
-            return None
-        m = _BARE.match(self.t, pos)
-        if m and not (self._after_word(m.end())):
-            self.pos = m.end()
-            return [[(ch, self.line_of(pos)) for ch in m.group(0)]], False
-        return None
-
-    def _after_word(self, i: int) -> bool:
-        """True when a bare word is followed by another word: a command call, not a value."""
-        while i < self.end and self.t[i] in " \t":
-            i += 1
-        return i < self.end and self.t[i] not in ",+\n;)#|}"
-
-    def _array(self, cmd: Command) -> list[list[C]]:
-        open_pos = self.pos
-        self.pos += 2
-        items: list[list[C]] = []
-        while True:
-            self._skip_blanks(newlines=True)
-            if self.pos >= self.end:
-                raise EvidenceError("unterminated array: @( is never closed", self.label, self.line_of(open_pos))
-            c = self._peek()
-            if c == ")":
-                self.pos += 1
-                return items
-            if c in ",;":
-                self.pos += 1
-                continue
-            got = self._item(cmd)
-            if got is None:
-                stop = self._statement_end(self.pos)
-                close = self.t.find(")", self.pos)
-                stop = min(stop, close) if close >= 0 else stop
-                raw = self.t[self.pos:stop].strip()
-                self._note(cmd.notes, f"{raw!r} in an array is not evaluated: kept as written", self.pos)
-                items.append([(ch, self.line_of(self.pos)) for ch in raw])
-                self.pos = max(stop, self.pos + 1)
-                continue
-            items.extend(got[0])
-
     def _command(self) -> Command:
         cmd = Command(words=[])
         continued = False
@@ -524,23 +321,3 @@ def _ps_merge(states: list[tuple[dict[str, Value], str]]) -> dict[str, Value]:
             message=f"${name} depends on a branch the script cannot decide: {texts}", source=None)])
     return merged
 
-
-def _extended(old: Value, items: list[list[C]], notes: list[Note], shared: set[int], label: str) -> Value:
-    """An array with items appended: in place (linear over many appends) unless a branch copy shares it."""
-    if id(old) in shared:
-        old = Value(items=list(old.items), line=old.line, array=True, notes=list(old.notes), runtime=old.runtime,
-                    size=old.size)
-    if old.size < 0:
-        old.size = sum(len(item) + 1 for item in old.items)
-    old.size += sum(len(item) + 1 for item in items)
-    if old.size > WINDOWS_COMMAND_LINE:  # no program could be started with it: not kept (bounded memory)
-        if not old.runtime or old.items:
-            old.notes.append(Note(message=f"the list grows past {WINDOWS_COMMAND_LINE:,} characters, the longest "
-                                          "command line Windows starts a program with: its value is not kept",
-                                  source=f"{label}:{old.line}"))
-        old.items, old.runtime = [], True
-        return old
-    old.items.extend(items)
-    old.array = True
-    old.notes.extend(notes)
-    return old
