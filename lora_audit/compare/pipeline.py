@@ -138,7 +138,8 @@ def load_lora(pipe, spec: LoraSpec, adapter: str) -> LoadedLora:
             n *= d
         params += n
     modules = sum(1 for k in header.tensors if k.endswith((".lora_down.weight", ".lora_A.weight", ".down.weight")))
-    kohya_dit = want in FLOW_ARCHES and any(k.endswith(".lora_down.weight") for k in header.tensors)
+    kohya_dit = want in FLOW_ARCHES and any(k.startswith(("lora_unet_", "lora_te")) and k.endswith(".lora_down.weight")
+                                            for k in header.tensors)  # other layouts: diffusers' own converters
     if kohya_dit:
         source, matched = _kohya_dit_state_dict(pipe, path, want)
     else:
@@ -171,6 +172,9 @@ def _kohya_dit_state_dict(pipe, path: Path, arch: str) -> tuple[dict[str, Any], 
         raise EvidenceError(f"LoRA does not fit this {arch} model: {n} of {n + len(conv.matched)} modules are of "
                             f"another width (first: {conv.wrong_width[0]}); made for a model of another size?",
                             str(path))
+    if not conv.matched:
+        raise EvidenceError(f"LoRA does not fit this {arch} model: none of its {len(conv.unmatched)} modules is one "
+                            f"of the model's (first: {conv.unmatched[0]})", str(path))
     return conv.state_dict, len(conv.matched)
 
 

@@ -141,3 +141,9 @@ def test_flux_schnell_ignores_cfg_and_says_so(tmp_path):
     assert imgs[0] == imgs[1]
     s = json.loads((out / "comparison.json").read_text())["metadata"]["base_model"]["sampling"]
     assert s["guidance"].startswith("none: no guidance embedding") and s["scheduler_shift"]["shift"] == 1.0
+
+
+def test_kohya_lora_with_no_module_of_the_model_is_refused(models, tmp_path):
+    t5_only = write_kohya(tmp_path / "t5.safetensors", [n for n in flux_names(t5=True) if n[0].startswith("lora_te3")])
+    r = _compare("--base", str(models["flux"]), "--lora", str(t5_only), "--out", str(tmp_path / "o"), *FAST)
+    assert r.exit_code == 2 and "none of its 7 modules is one of the model's" in r.output
