@@ -2,14 +2,17 @@
 
 Used by tests and ``benchmarks/bench_bisect.py --prove`` to show where the issue's bound
 min(k, c·⌈log2(k/c)⌉ + c + 1) cannot be met when the search does not know c: no strategy at all, not only the one
-``group_testing`` computes. Small k only (k = 7 takes a minute or two; k = 8 far longer).
+``group_testing`` computes. Small k only: k = 7 in about a second; at k = 8 a feasible answer comes in seconds, an
+infeasible one with the interaction check in minutes, and some stay open.
 
 Model (classical adaptive group testing, "OR" model, Du & Hwang, *Combinatorial Group Testing and Its
 Applications*, 2nd ed., World Scientific 2000, ch. 1-2): the hypotheses are the sets D of culprits (any size,
 not empty: the bad run is bad), a test of a group S is bad exactly when S meets D. The knowledge state is the set
 of hypotheses still consistent with the verdicts (a bitmask). A search is done when one hypothesis is left. The
 budgets say, per c = 1..3, how many tests a search may use on any D of size c; other D are unconstrained (any
-finish will do). ``feasible`` is the AND-OR search: some test whose both answers stay feasible, memoised by state.
+finish will do). ``feasible`` is the AND-OR search: some test whose both answers stay feasible, memoised by state,
+with two exact cuts: changes no test so far has told apart are interchangeable (one test per class of them), and
+Kraft's inequality on the leaves (a constrained hypothesis needs its own leaf within its budget).
 
 Hypotheses with 5+ culprits need not be modelled: when D (size <= 3) and some E (size >= 5) are both consistent,
 so is D plus one element of E \\ D (size <= 4), so ruling out the size-4 hypotheses rules out the larger ones.
@@ -23,6 +26,7 @@ from __future__ import annotations
 import itertools
 import math
 import sys
+import time
 from functools import lru_cache
 
 
@@ -51,10 +55,14 @@ def _space(k: int, interactions: bool) -> tuple[tuple[int, ...], tuple[int, ...]
     return tuple(bad), tuple(cls), (1 << len(hyps)) - 1
 
 
-def feasible(k: int, budgets: tuple[int, int, int], interactions: bool = False) -> bool:
+def feasible(k: int, budgets: tuple[int, int, int], interactions: bool = False,
+             seconds: float | None = None) -> bool:
     """Is there an adaptive search over k changes that identifies every culprit set of size c = 1..3 within
-    ``budgets[c-1]`` tests, not knowing c (and, with ``interactions``, telling them from groups bad only together)?"""
+    ``budgets[c-1]`` tests, not knowing c (and, with ``interactions``, telling them from groups bad only together)?
+    Past ``seconds`` of work: TimeoutError (the question stays open)."""
     bad, cls, everything = _space(k, interactions)
+    stop = None if seconds is None else time.monotonic() + seconds
+    calls = [0]
     memo: dict[tuple[int, tuple[int, ...]], bool] = {}  # recursion depth: at most max(budgets)
     full = (1 << k) - 1
 
@@ -64,12 +72,20 @@ def feasible(k: int, budgets: tuple[int, int, int], interactions: bool = False) 
         need = [s & m for m in cls]
         if not any(need):
             return True
-        for c in range(3):  # leaves of class c at depth <= left[c]: at most 2^left[c] of them
-            if need[c] and (left[c] <= 0 or bin(need[c]).count("1") > 1 << left[c]):
-                return False
+        if any(need[c] and left[c] <= 0 for c in range(3)):
+            return False
+        # Kraft: the leaves of a binary tree satisfy sum 2^-depth <= 1; class-c leaves sit at depth <= left[c], and
+        # any other hypothesis left needs a leaf of its own (so the sum must then stay below 1)
+        top = max(left)
+        kraft = sum(bin(need[c]).count("1") << (top - left[c]) for c in range(3))
+        if kraft > 1 << top or (kraft == 1 << top and s != need[0] | need[1] | need[2]):
+            return False
         key = (s, left)
         if key in memo:
             return memo[key]
+        calls[0] += 1
+        if stop is not None and not calls[0] % 4096 and time.monotonic() > stop:
+            raise TimeoutError(f"k={k} {budgets}: not settled in {seconds:.0f} s")
         nxt = tuple(x - 1 for x in left)
         ok = False
         # changes that every test so far treated alike are interchangeable: a test is tried once per how many it
