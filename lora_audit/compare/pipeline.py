@@ -140,11 +140,11 @@ def load_lora(pipe, spec: LoraSpec, adapter: str) -> LoadedLora:
     modules = sum(1 for k in header.tensors if k.endswith((".lora_down.weight", ".lora_A.weight", ".down.weight")))
     kohya_dit = want in FLOW_ARCHES and any(k.startswith(("lora_unet_", "lora_te")) and k.endswith(".lora_down.weight")
                                             for k in header.tensors)  # other layouts: diffusers' own converters
+    source: dict[str, Any] | str = str(path)
     if kohya_dit:
         source, matched = _kohya_dit_state_dict(pipe, path, want)
     else:
         _check_diffusers_fit(pipe, header.tensors, want, path)
-        source = str(path)
     try:
         pipe.load_lora_weights(source, adapter_name=adapter, use_safetensors=True)
     except (ValueError, KeyError, RuntimeError, OSError) as e:

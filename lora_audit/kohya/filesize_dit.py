@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from lora_audit.kohya import filesize as fs
+from lora_audit.kohya.lora_layout import Module
 from lora_audit.kohya.lora_layout_dit import DitModule, Layout, anima_modules, flux_modules, layouts
 
 DIT_ARCHES = ("flux", "sd3", "lumina", "hunyuan_image", "anima")
@@ -59,7 +60,7 @@ def anima_llm_adapter_modules() -> tuple[DitModule, ...]:
 class Fixed:
     """Modules a layout trains at ranks of their own (FLUX in_dims), whatever network_dim is."""
 
-    modules: tuple[tuple[DitModule, int], ...] = ()
+    modules: tuple[tuple[Module, int], ...] = ()
 
     def params(self) -> int:
         return sum(m.params_per_rank() * r for m, r in self.modules)

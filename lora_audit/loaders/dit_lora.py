@@ -147,7 +147,8 @@ def convert(tensors: dict[str, Any], pipe: Any, arch: str) -> Converted:
         if any(m is None for m in mods):
             out.unmatched.append(name)
             continue
-        if (down.ndim != 2 or up.ndim != 2 or down.shape[1] != mods[0].in_features or up.shape[0] != sum(widths)
+        first: Any = mods[0]
+        if (down.ndim != 2 or up.ndim != 2 or down.shape[1] != first.in_features or up.shape[0] != sum(widths)
                 or up.shape[1] != down.shape[0]):
             out.wrong_width.append(name)
             continue

@@ -143,7 +143,9 @@ def _dreambooth_dirs(a: SimpleNamespace, images: TrainImages) -> dict[str, Any]:
 
 
 def _user_config_datasets(images: TrainImages) -> dict[str, Any]:
-    datasets, tag_frequency, dirs = [], {}, {}
+    datasets: list[Any] = []
+    tag_frequency: dict[str, Any] = {}
+    dirs: dict[str, Any] = {}
     for ds in images.datasets:
         enabled = ds.buckets_of.enabled
         subsets = []

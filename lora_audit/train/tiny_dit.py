@@ -17,7 +17,7 @@ from typing import Any
 
 DIT_ARCHES: tuple[str, ...] = ("flux", "flux-schnell", "sd3")
 
-_CLIP_L = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+_CLIP_L: dict[str, Any] = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
            "max_position_embeddings": 77, "hidden_act": "quick_gelu", "projection_dim": 32}
 _CLIP_G = {**_CLIP_L, "hidden_size": 48, "intermediate_size": 96, "projection_dim": 48, "hidden_act": "gelu"}
 # T5 v1.1 encoder (gated GELU, relative attention); d_model is the width of the transformer's text stream. For SD3 it
@@ -41,7 +41,7 @@ _VAE_SCALE = {"flux": {"scaling_factor": 0.3611, "shift_factor": 0.1159},
 _FLUX = {"patch_size": 1, "in_channels": 64, "num_layers": 1, "num_single_layers": 1, "attention_head_dim": 16,
          "num_attention_heads": 2, "joint_attention_dim": _T5_WIDTH["flux"],
          "pooled_projection_dim": _CLIP_L["hidden_size"], "axes_dims_rope": (4, 6, 6)}
-_SD3 = {"sample_size": 4, "patch_size": 2, "in_channels": 16, "out_channels": 16, "num_layers": 2,
+_SD3: dict[str, Any] = {"sample_size": 4, "patch_size": 2, "in_channels": 16, "out_channels": 16, "num_layers": 2,
         "attention_head_dim": 16, "num_attention_heads": 2, "joint_attention_dim": _T5_WIDTH["sd3"],
         "caption_projection_dim": 32, "pooled_projection_dim": _CLIP_L["projection_dim"] + _CLIP_G["projection_dim"],
         "pos_embed_max_size": 16, "dual_attention_layers": (0,), "qk_norm": "rms_norm"}
@@ -77,7 +77,7 @@ def make_tiny_dit(path: Path, arch: str, seed: int) -> None:
         torch.manual_seed(seed * 1000 + k)
 
     def clip(sub: str, cfg: dict, cls: Any, pad: str | None = None) -> tuple[Any, Any]:
-        vocab = write_tokenizer(path / sub, **({"pad_token": pad} if pad else {}))
+        vocab = write_tokenizer(path / sub, pad_token=pad) if pad else write_tokenizer(path / sub)
         tok = CLIPTokenizer.from_pretrained(path / sub, local_files_only=True)
         ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
         return tok, cls(CLIPTextConfig(vocab_size=vocab, **cfg, **ids))

@@ -49,8 +49,8 @@ def _learn_merges(words: list[str], n_merges: int) -> list[tuple[str, str]]:
     merges: list[tuple[str, str]] = []
     for _ in range(n_merges):
         pairs: Counter[tuple[str, str]] = Counter()
-        for syms, freq in vocab.items():
-            for a, b in zip(syms, syms[1:]):
+        for word, freq in vocab.items():
+            for a, b in zip(word, word[1:]):
                 pairs[(a, b)] += freq
         if not pairs:
             break
@@ -58,14 +58,15 @@ def _learn_merges(words: list[str], n_merges: int) -> list[tuple[str, str]]:
         best = max(pairs.items(), key=lambda kv: (kv[1], kv[0]))[0]
         merges.append(best)
         merged: Counter[tuple[str, ...]] = Counter()
-        for syms, freq in vocab.items():
-            out, i = [], 0
-            while i < len(syms):
-                if i + 1 < len(syms) and (syms[i], syms[i + 1]) == best:
-                    out.append(syms[i] + syms[i + 1])
+        for word, freq in vocab.items():
+            out: list[str] = []
+            i = 0
+            while i < len(word):
+                if i + 1 < len(word) and (word[i], word[i + 1]) == best:
+                    out.append(word[i] + word[i + 1])
                     i += 2
                 else:
-                    out.append(syms[i])
+                    out.append(word[i])
                     i += 1
             merged[tuple(out)] += freq
         vocab = merged
