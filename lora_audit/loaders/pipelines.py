@@ -101,6 +101,10 @@ def _single_file_class(path: Path) -> Any:
 
     check_weights_file(path, "single-file checkpoint")
     names = read_header(path).tensors
+    for marker, arch in ((".double_blocks.", "FLUX.1"), (".joint_blocks.", "SD3")):
+        if any(marker in f".{k}" for k in names):
+            raise EvidenceError(f"a single-file {arch} checkpoint is not supported yet: give its diffusers folder "
+                                "(model_index.json, transformer/, vae/, text encoders)", str(path))
     sdxl = any(k.startswith("conditioner.embedders.1") for k in names)
     return StableDiffusionXLPipeline if sdxl else StableDiffusionPipeline
 

@@ -147,3 +147,12 @@ def test_kohya_lora_with_no_module_of_the_model_is_refused(models, tmp_path):
     t5_only = write_kohya(tmp_path / "t5.safetensors", [n for n in flux_names(t5=True) if n[0].startswith("lora_te3")])
     r = _compare("--base", str(models["flux"]), "--lora", str(t5_only), "--out", str(tmp_path / "o"), *FAST)
     assert r.exit_code == 2 and "none of its 7 modules is one of the model's" in r.output
+
+
+def test_single_file_flux_checkpoint_is_refused_in_one_line(tmp_path):
+    from dit_loras import write_lora
+
+    ckpt = write_lora(tmp_path / "flux1-dev.safetensors", {"double_blocks.0.img_attn.qkv.weight": ("BF16", [9, 3]),
+                                                            "single_blocks.0.linear1.weight": ("BF16", [4, 3])})
+    r = _compare("--base", str(ckpt), "--out", str(tmp_path / "o"), *FAST)
+    assert r.exit_code == 2 and "single-file FLUX.1 checkpoint is not supported yet" in r.output
