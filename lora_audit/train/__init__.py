@@ -1,8 +1,9 @@
-"""The embedded trainer: tiny SD1.x/SDXL models, a toy dataset, and a kohya-config-compatible LoRA trainer.
+"""The embedded trainer: tiny models (SD1.x/SDXL; FLUX.1/SD3 for comparisons), a toy dataset, and a
+kohya-config-compatible LoRA trainer (SD1.x/SDXL).
 
 Heavy imports (torch, diffusers, peft) happen on first use, so ``import lora_audit.train`` stays light.
 
-- ``make_tiny_model(path, arch="sd15", seed=0) -> Path``
+- ``make_tiny_model(path, arch="sd15", seed=0) -> Path`` (arch: sd15, sdxl, flux, flux-schnell, sd3)
 - ``make_toy_dataset(path, images=8, repeats=10, ...) -> ToyDataset``
 - ``train(argv, base_dir=None, ignore_unsupported=False) -> TrainResult``
 - ``plan_training(argv, base_dir=None, ignore_unsupported=False) -> TrainPlan`` (checks only; no torch)
