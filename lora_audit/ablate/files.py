@@ -21,12 +21,15 @@ import re
 import tomllib
 import unicodedata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tomlkit
 
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence._io import read_bytes
+
+if TYPE_CHECKING:
+    from lora_audit.study_model import Study
 
 STUDY_FILE = "study.toml"
 RUNNER = "lora-audit-run.sh"  # the tool's runner: a name no user's script has (train.sh is the user's)
@@ -125,7 +128,7 @@ def parse_toml(text: str, path: Path, what: str = "a TOML file") -> dict:
                             str(path)) from None
 
 
-def read_study_meta(study: Path):
+def read_study_meta(study: Path) -> Study:
     """study.toml of a study ``ablate`` wrote (it names its good run): ``lora_audit.study_model.load_study``."""
     from lora_audit.study_model import load_study
 
