@@ -14,9 +14,10 @@ Independent culprits each make the run bad alone (a group is bad when it holds o
 is tried, for every k = 4..16 and c = 1..3. bound = min(k, c·⌈log2(k/c)⌉ + c + 1) (issue 19); margin = bound -
 worst. The search does not know c, so one strategy serves all c at once. ``--prove`` asks the exact minimax of
 ``lora_audit.ablate.gt_exact``, for each cell over the bound at k <= 8, whether ANY adaptive search could do one
-training better there while keeping the other cells (never past k): at k = 6, 7 and (8, c = 1) none can. Interacting culprits are bad only all together (a pair, a
-triple): every set for k <= --exhaustive-interacting, --sample seeded sets above; "old" is the progressive search
-alone (method progressive, state files from before group testing), side by side on the same sets.
+training better there while keeping the other cells (never past k): at k = 6, 7 and (8, c = 1) none can.
+Interacting culprits are bad only all together (a pair, a triple): every set for k <= --exhaustive-interacting,
+--sample seeded sets above; "old" is the progressive search alone (method progressive, state files from before
+group testing), side by side on the same sets.
 
 Noisy oracles (--trials seeded sets per cell, k = 8 and 16, independent culprits): each verdict flipped with
 probability 0.1 or 0.2, or answered `unsure` with probability 0.2 (asked again with another seed): how often the
@@ -59,7 +60,7 @@ def _independent(k, c, parallel):
     counts, wrong = [], 0
     for hidden in itertools.combinations(changes, c):
         h = frozenset(hidden)
-        found, n = _bisect(changes, lambda s: "bad" if s & h else "good", parallel)
+        found, n = _bisect(changes, lambda s, h=h: "bad" if s & h else "good", parallel)
         wrong += set(found) != h
         counts.append(n)
     return max(counts), statistics.fmean(counts), wrong
@@ -74,7 +75,7 @@ def _interacting(k, c, rng, args):
     for hidden in sets:
         h = frozenset(hidden)
         for method, out in (("group-testing", new), ("progressive", old)):
-            found, n = _bisect(changes, lambda s: "bad" if h <= s else "good", args.parallel, method)
+            found, n = _bisect(changes, lambda s, h=h: "bad" if h <= s else "good", args.parallel, method)
             wrong += set(found) != h
             out.append(n)
     return (max(new), statistics.fmean(new)), (max(old), statistics.fmean(old)), wrong, len(sets) < len(every)

@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Generator, Iterable, Sequence
+from collections.abc import Generator, Iterable, Sequence
 
 from lora_audit.ablate.verdict import Verdict, VerdictLike, as_verdicts
 
@@ -92,7 +92,7 @@ class Facts:
         for v in as_verdicts(verdicts):
             c = self.count.setdefault(frozenset(v.changes), [0, 0, 0])
             c[{"good": 0, "bad": 1, "unsure": 2}[v.verdict]] += 1
-        self.good = [frozenset()] + [s for s, c in self.count.items() if c[0] > c[1]]
+        self.good: list[frozenset[str]] = [frozenset()] + [s for s, c in self.count.items() if c[0] > c[1]]
         self.bad = [self.all] + [s for s, c in self.count.items() if c[1] > c[0]]
 
     def answer(self, s: frozenset[str]) -> str | None:
@@ -149,7 +149,8 @@ def simulate(changes: Sequence[str], bad, parallel: int = 1) -> tuple[Outcome, i
         rounds += 1
         for q in step.queries:
             v = bad(frozenset(q.changes))
-            verdicts.append(Verdict(changes=q.changes, verdict=v if isinstance(v, str) else "bad" if v else "good"))
+            word = v if isinstance(v, str) else "bad" if v else "good"
+            verdicts.extend(as_verdicts([(q.changes, word)]))
 
 
 # --- the search, as a generator of rounds -------------------------------------------------------------------------

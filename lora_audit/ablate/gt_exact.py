@@ -111,7 +111,8 @@ def feasible(k: int, budgets: tuple[int, int, int], interactions: bool = False,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m lora_audit.ablate.gt_exact K [c1,c2,c3] [--interactions]``: is the bound (or the budgets) feasible?"""
+    """``python -m lora_audit.ablate.gt_exact K [c1,c2,c3] [--interactions]``: can any search meet the bound (or the
+    budgets)? Exit 0 if so, 1 if not."""
     args = list(sys.argv[1:] if argv is None else argv)
     inter = "--interactions" in args
     args = [a for a in args if a != "--interactions"]

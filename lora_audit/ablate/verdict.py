@@ -7,7 +7,8 @@ the one loader, which turns a damaged file into one line).
 
 from __future__ import annotations
 
-from typing import Iterable, Literal, Sequence, Union
+from collections.abc import Iterable, Sequence
+from typing import Literal, cast
 
 from pydantic import BaseModel, ConfigDict
 
@@ -25,7 +26,7 @@ class Verdict(BaseModel):
     test: str = ""  # the variant id (r<round>-<letter>), where it came from a bisection
 
 
-VerdictLike = Union[Verdict, tuple[Sequence[str], str]]
+VerdictLike = Verdict | tuple[Sequence[str], str]
 
 
 def as_verdicts(items: Iterable[VerdictLike]) -> list[Verdict]:
@@ -38,5 +39,5 @@ def as_verdicts(items: Iterable[VerdictLike]) -> list[Verdict]:
         changes, word = v
         if word not in ("good", "bad", "unsure"):
             raise ValueError(f"verdict must be 'good', 'bad' or 'unsure', got {word!r}")
-        out.append(Verdict(changes=tuple(changes), verdict=word))
+        out.append(Verdict(changes=tuple(changes), verdict=cast(Judgement, word)))
     return out
