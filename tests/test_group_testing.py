@@ -9,7 +9,9 @@ import pytest
 from lora_audit.ablate import group_testing as gt
 from lora_audit.ablate.bisect import advance, pending, record, start, trainings
 
-# cells where the minimax program needs trainings over min(k, c·⌈log2(k/c)⌉ + c + 1): (k, c) -> extra
+# cells where the minimax program needs trainings over min(k, c·⌈log2(k/c)⌉ + c + 1): (k, c) -> extra. Not knowing c
+# costs them: at k = 6, 7 (and k = 8, c = 1 with the interaction check) no search can do better while keeping the
+# other cells within k (ablate.gt_exact; see test_where_the_bound_cannot_be_met_no_search_can_meet_it)
 OVER = {(6, 1): 1, (7, 1): 2, (8, 1): 1, (8, 2): 1, (11, 3): 1, (12, 3): 1, (14, 2): 1, (15, 1): 1, (16, 1): 1,
         (16, 3): 1}
 
