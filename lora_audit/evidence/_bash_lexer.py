@@ -67,13 +67,17 @@ class Lexer(WordReader):
         return [it for batch in self.lines() for it in batch]
 
     def lines(self) -> Iterator[list[Item]]:
-        """The items a line at a time (each list ends with its newline, and the notes its heredocs gave): read
-        lazily, so a long script is never held as items all at once."""
+        """The items a line at a time (a list ends with its newline and the notes its heredocs gave, or after 1,024
+        items): read lazily, so a long script is never held as items all at once."""
         t, end, line_of = self.text, self.end, self.line_of
         match = _ITEM.match
         batch: list[Item] = []
         add = batch.append
         while self.pos < end:
+            if len(batch) >= 1024:  # a command continued over thousands of lines is handed on in parts as well
+                yield batch
+                batch = []
+                add = batch.append
             m = match(t, self.pos, end)
             kind = m.lastgroup if m is not None else None
             if self._in_test and kind not in ("blank", "nl"):
