@@ -67,7 +67,7 @@ t, c = time.perf_counter(), time.process_time()
 try:
     got = f"{len(parse_shell(sys.argv[1]))} evidence"
 except EvidenceError as e:
-    got = "error: " + str(e).rsplit(": ", 1)[-1][:40]
+    got = "error: " + e.message[:60]
 print(json.dumps({"s": time.perf_counter() - t, "cpu": time.process_time() - c, "got": got,
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
