@@ -21,6 +21,8 @@ _C = tuple[str, int]  # a character and its line
 _POSITIONAL = re.compile(r"%(~[a-z$:]*)?([0-9*])", re.IGNORECASE)
 # variables cmd makes up on the fly: their value depends on the moment the script ran
 _CMD_MAX = 8191  # the longest command line cmd.exe accepts (and so the longest value a `set` line can give)
+_REM = re.compile(r"rem(\s|$|[.,;=/])", re.IGNORECASE)
+_VERB = re.compile(r'[^\s/"=]*')
 _DYNAMIC = {"CD", "DATE", "TIME", "RANDOM", "ERRORLEVEL", "CMDCMDLINE", "CMDEXTVERSION"}
 
 
@@ -34,7 +36,7 @@ class BatchTokenizer:
         out: list[Command] = []
         for chars, notes, line_text in self._logical_lines(text, first_line):
             s = line_text.lstrip(" \t@")
-            if not s or s.startswith(":") or re.match(r"rem(\s|$|[.,;=/])", s, re.IGNORECASE):
+            if not s or s.startswith(":") or _REM.match(s):
                 continue  # REM and :: comments, :labels
             # cmd expands %VAR% on the whole line before running any of its commands
             pieces = _split(chars)
@@ -45,7 +47,7 @@ class BatchTokenizer:
             for cmd_chars, cmd in expanded:
                 stripped = _strip(cmd_chars)
                 text = "".join([c for c, _ in stripped[:256]])  # the verb and setlocal's options are at the start
-                verb = re.match(r'[^\s/"=]*', text).group(0).lower()
+                verb = _VERB.match(text).group(0).lower()  # type: ignore[union-attr]
                 if not verb:
                     continue
                 if verb == "rem":
@@ -108,15 +110,19 @@ class BatchTokenizer:
     # -- expansion ------------------------------------------------------------------------------------------------
     def _percent(self, chars: list[_C], cmd: Command) -> list[_C]:
         """``%VAR%``, ``%%``, ``%~dp0`` (the script's folder), ``%1`` as cmd expands them in a batch file."""
+        text = "".join([c for c, _ in chars])
+        if "%" not in text:
+            return chars  # nothing to expand (the common command)
         out: list[_C] = []
         notes = cmd.notes
-        text = "".join(c for c, _ in chars)
         i = 0
         while i < len(chars):
             c, line = chars[i]
             if c != "%":
-                out.append(chars[i])
-                i += 1
+                j = text.find("%", i)  # the run up to the next %, at once
+                j = len(chars) if j < 0 else j
+                out.extend(chars[i:j])
+                i = j
                 continue
             if text.startswith("%%", i):
                 out.append(("%", line))
