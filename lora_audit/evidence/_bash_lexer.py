@@ -18,6 +18,8 @@ from lora_audit.model import Note
 _OPERATORS = (";;&", ";;", ";&", "&&", "||", "|&", ";", "&", "|", "(", ")")
 _FD = re.compile(r"\d*")  # the file descriptor number of a redirection (2>&1)
 _REDIRECTS = ("<<<", "<<-", "&>>", "<<", ">>", "<>", ">&", "<&", ">|", "&>", ">", "<")
+_REDIRECT = re.compile(r"(\d*)(<<<|<<-|&>>|<<|>>|<>|>&|<&|>\||&>|>|<)[ \t]*")  # _REDIRECTS, in their order
+_BARE_TARGET = re.compile(r"[^ \t\n;&|()<>\\'\"$`]+(?=[ \t\n;&|()<>]|$)")
 # what an item starts with, outside [[ ]]: the cases read without a step per character (anything else, or no
 # match, goes through Lexer._other)
 _ITEM = re.compile(r"""
@@ -182,17 +184,18 @@ class Lexer(WordReader):
 
     def _redirect(self) -> Redir:
         line = self.line_of(self.pos)
-        fd_end = _FD.match(self.text, self.pos, self.end).end()
-        fd = self.text[self.pos:fd_end]
-        self.pos = fd_end
-        op = next(o for o in _REDIRECTS if self.text.startswith(o, self.pos))
-        self.pos += len(op)
-        while self.pos < self.end and self.text[self.pos] in " \t":
-            self.pos += 1
+        m = _REDIRECT.match(self.text, self.pos, self.end)
+        fd, op = m.group(1), m.group(2)  # type: ignore[union-attr]
+        self.pos = m.end()  # type: ignore[union-attr]
         redir = Redir(op=op, fd=fd, target=None, line=line)
         if self.pos >= self.end or self.text[self.pos] in METACHARS:
             return redir
-        redir.target = self._word(assign_ok=False)  # the file name (or heredoc delimiter)
+        bare = _BARE_TARGET.match(self.text, self.pos, self.end)
+        if bare:  # the common file name: no quote, escape or expansion
+            redir.target = Word.bare(bare.group(0), self.line_of(self.pos))
+            self.pos = bare.end()
+        else:
+            redir.target = self._word(assign_ok=False)  # the file name (or heredoc delimiter)
         if op in ("<<", "<<-"):
             redir.heredoc = Heredoc(body="", line=0, expand=not redir.target.quoted,
                                     delimiter=redir.target.literal() or "".join(p.raw for p in redir.target.parts))
