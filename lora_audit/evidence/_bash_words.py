@@ -188,10 +188,13 @@ class WordReader:
 
     def _lit(self, word: Word, text: str, pos: int, quoted: bool) -> None:
         seg = (text, self.line_of(pos))
-        if word.parts and word.parts[-1].kind == "lit" and word.parts[-1].quoted == quoted:
-            word.parts[-1].segs.append(seg)
-        else:
-            word.parts.append(Part("lit", quoted, seg[1], segs=[seg]))
+        parts = word._parts
+        if parts:
+            last = parts[-1]
+            if last.kind == "lit" and last.quoted == quoted:
+                last.segs.append(seg)
+                return
+        word.parts.append(Part("lit", quoted, seg[1], segs=[seg]))
 
     def _single(self, word: Word) -> None:
         start = self.pos
@@ -244,8 +247,13 @@ class WordReader:
 
     def _dollar(self, word: Word, quoted: bool) -> None:
         t, start = self.text, self.pos
-        nxt = self._peek(1)
         line = self.line_of(start)
+        m = _NAME.match(t, start + 1, self.end)
+        if m:  # the common case first: $NAME
+            word.parts.append(Part("var", quoted, line, raw=t[start:m.end()], name=m.group(0)))
+            self.pos = m.end()
+            return
+        nxt = self._peek(1)
         if nxt == "{":
             end = self._matching(start + 1, "{", "}")
             word.parts.append(self._braced(start, end, quoted))
@@ -260,10 +268,6 @@ class WordReader:
         elif nxt == '"' and not quoted:  # $"...": locale translation, otherwise a double-quoted string
             self.pos += 1
             self._double(word)
-        elif nxt and (nxt.isascii() and (nxt.isalpha() or nxt == "_")):
-            m = _NAME.match(t, start + 1, self.end)
-            word.parts.append(Part("var", quoted, line, raw=t[start:m.end()], name=m.group(0)))
-            self.pos = m.end()
         elif nxt and ((nxt.isascii() and nxt.isdigit()) or nxt in "@*#?$!-"):
             word.parts.append(Part("var", quoted, line, raw=t[start:start + 2], name=nxt))
             self.pos += 2
