@@ -2,7 +2,7 @@
 (ofat), every culprit set tried, then with noisy verdicts.
 
     python benchmarks/bench_bisect.py                 # k = 4..16 changes, 1..3 hidden culprits (~1-2 min)
-    python benchmarks/bench_bisect.py --prove         # also the exact minimax proofs for the cells over the bound
+    python benchmarks/bench_bisect.py --prove         # also the exact minimax on the cells over the bound (~10 min)
     python benchmarks/bench_bisect.py --strict        # exit 1 where a cell is over the issue's bound itself
 
 What is counted: every variant bisect asks the user to train (lora_audit.ablate.bisect, method group-testing,
@@ -14,7 +14,7 @@ Independent culprits each make the run bad alone (a group is bad when it holds o
 is tried, for every k = 4..16 and c = 1..3. bound = min(k, c·⌈log2(k/c)⌉ + c + 1) (issue 19); margin = bound -
 worst. The search does not know c, so one strategy serves all c at once. ``--prove`` asks the exact minimax of
 ``lora_audit.ablate.gt_exact``, for each cell over the bound at k <= 8, whether ANY adaptive search could do one
-training better there while keeping the other cells (never past k): at k = 6, 7 and (8, c = 1) none can.
+training better there while keeping the other cells (never past k): at k = 6, 7 and 8 none can (~10 min).
 Interacting culprits are bad only all together (a pair, a triple): every set for k <= --exhaustive-interacting,
 --sample seeded sets above; "old" is the progressive search alone (method progressive, state files from before
 group testing), side by side on the same sets.
