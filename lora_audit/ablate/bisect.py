@@ -39,13 +39,15 @@ the rest, so the bisection ends even on noisy, non-monotone verdicts: they are f
 from __future__ import annotations
 
 import math
-from functools import lru_cache
-from typing import Callable, Literal
+from collections.abc import Callable
+from functools import cache
+from typing import Literal, cast
 
 from pydantic import BaseModel, Field
 
 from lora_audit.ablate import group_testing as gt
 from lora_audit.ablate.verdict import Judgement, Verdict
+
 MAX_RETRIES = gt.MAX_UNSURE  # re-tests of one variant judged unsure before the search stops with it open
 
 
@@ -121,25 +123,26 @@ def record(state: BisectState, test_id: str, verdict: str) -> BisectState:
     """The verdict of one test of the current round (a new verdict replaces one not yet used by ``advance``)."""
     if verdict not in ("good", "bad", "unsure"):
         raise ValueError(f"verdict must be 'good', 'bad' or 'unsure', got {verdict!r}")
+    judgement = cast(Judgement, verdict)  # checked just above
     if any(t.id == test_id for t in state.controls):
         new = state.model_copy(deep=True)
-        next(t for t in new.controls if t.id == test_id).verdict = verdict
+        next(t for t in new.controls if t.id == test_id).verdict = judgement
         new.basis = _basis(new) if new.status == "found" else []
         return new
     if state.status == "found":
         raise ValueError(f"the bisection is finished (culprits: {', '.join(state.culprits)}); "
                          f"{test_id} cannot be judged any more")
     current = state.rounds[-1] if state.rounds else None
-    for rnd in state.rounds:
+    for rnd in state.rounds[:-1]:  # the rounds before the current one (none when there is no round)
         for t in rnd.tests:
-            if t.id == test_id and rnd is not current:
+            if t.id == test_id and current is not None:
                 raise ValueError(f"{test_id} belongs to round {rnd.number}, whose verdicts are already used; "
                                  f"the current round is {current.number}: {_ids(current)}")
     if current is None or test_id not in {t.id for t in current.tests}:
         raise ValueError(f"unknown test {test_id!r}; the current round"
                          + (f" is {current.number}: {_ids(current)}" if current else " has none"))
     new = state.model_copy(deep=True)
-    next(t for t in new.rounds[-1].tests if t.id == test_id).verdict = verdict
+    next(t for t in new.rounds[-1].tests if t.id == test_id).verdict = judgement
     return new
 
 
@@ -227,7 +230,7 @@ class _Knowledge:
             for t in rnd.tests:
                 if t.verdict in ("good", "bad"):
                     (self.trained_bad if t.verdict == "bad" else self.trained_good).append(frozenset(t.changes))
-        self.good = [frozenset()] + self.trained_good
+        self.good: list[frozenset[str]] = [frozenset()] + self.trained_good
         self.bad = [self.all] + self.trained_bad
 
     def is_bad(self, s: frozenset[str]) -> bool:
@@ -303,7 +306,7 @@ def _advance_group_testing(state: BisectState) -> BisectState | None:
     progressive search (changes bad only together), which then goes on from the groups found."""
     step = gt.next_step(state.changes, verdicts(state), state.parallel)
     if step.outcome is None:
-        asked = {}
+        asked: dict[frozenset[str], int] = {}
         for r in state.rounds:
             for t in r.tests:
                 asked[frozenset(t.changes)] = asked.get(frozenset(t.changes), 0) + 1
@@ -379,7 +382,7 @@ def _probes(lo: int, hi: int, parallel: int) -> list[int]:
     return cuts
 
 
-@lru_cache(maxsize=None)
+@cache
 def _reach(rounds: int, budget: int, parallel: int) -> int:
     """How many candidates ``rounds`` rounds of at most ``parallel`` tests, ``budget`` tests in all, can resolve."""
     if rounds == 0 or budget == 0:
@@ -443,7 +446,7 @@ def _basis(state: BisectState) -> list[str]:
     """What the answer rests on: for each group the verdicts that make it bad and minimal, then whether reverting
     them was trained, then how noisy the verdicts were (unsure, contradictions, control replicates)."""
     tests = [t for r in state.rounds for t in r.tests]
-    judged = {}
+    judged: dict[frozenset[str], list[Test]] = {}
     for t in tests:
         if t.verdict in ("good", "bad"):
             judged.setdefault(frozenset(t.changes), []).append(t)

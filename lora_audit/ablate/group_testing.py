@@ -38,9 +38,9 @@ a tie: it is asked again too.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from functools import lru_cache
 from collections.abc import Generator, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
 
 from lora_audit.ablate.verdict import Verdict, VerdictLike, as_verdicts
 
@@ -283,7 +283,7 @@ def _solve(k: int) -> tuple[int, int, int]:
     return _SLACK[k] if k in _SLACK else _search_slack(k)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _search_slack(k: int) -> tuple[int, int, int]:
     """Per culprit count c = 1..3, the fewest trainings over ``bound`` with which the minimax program is feasible at
     k changes: none where possible, else the smallest total."""
@@ -304,7 +304,7 @@ def _budget(k: int, d: tuple[int, int, int], c: int) -> int:
     return min(k, bound(k, c) + d[c - 1])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _move(k: int, d: tuple[int, int, int], f: int, m: int, b: int, counts: frozenset[int], spent: int,
           inf1: bool) -> tuple[int, int] | None:
     """The first test (s of the known-bad group, t of the others) that keeps every count within budget."""
@@ -315,7 +315,7 @@ def _move(k: int, d: tuple[int, int, int], f: int, m: int, b: int, counts: froze
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _feasible(k: int, d: tuple[int, int, int], f: int, m: int, b: int, counts: frozenset[int], spent: int,
               inf1: bool) -> bool:
     """Can every culprit count in ``counts`` still finish within its budget from here? (The first culprit found

@@ -44,7 +44,7 @@ def save_png(img: Image.Image, path: Path, parameters: str) -> bytes:
 def read_parameters(path: Path) -> str | None:
     try:
         with Image.open(path) as im:
-            return im.text.get("parameters")  # type: ignore[attr-defined]
+            return im.text.get("parameters")  # PNG text chunks (PIL is untyped here: pyproject's mypy overrides)
     except (OSError, ValueError):
         return None
 

@@ -27,7 +27,7 @@ def jpeg_bytes(img: Image.Image, quality: int = 90) -> int:
 
 
 def palette_size(a: np.ndarray) -> int:
-    flat = a.reshape(-1, a.shape[-1]).astype(np.uint32)
+    flat: np.ndarray = a.reshape(-1, a.shape[-1]).astype(np.uint32)
     return int(np.unique((flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]).size)
 
 
@@ -36,7 +36,7 @@ def grid_fit(a: np.ndarray, k: int) -> float:
     k×k flat cells (pixel art upscaled k times), near 0 when blocks explain nothing. Phase 0 (cells from the
     top-left corner), which is where an upscaled sprite's cells sit."""
     h, w = (a.shape[0] // k) * k, (a.shape[1] // k) * k
-    x = a[:h, :w].astype(np.float64)
+    x: np.ndarray = a[:h, :w].astype(np.float64)
     var = x.var()
     if var == 0:
         return 1.0

@@ -18,7 +18,7 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
-def check_out_folder(out: Path, inputs: list[Path]) -> None:
+def check_out_folder(out: Path, inputs: list[Path | None]) -> None:
     """--out must be absent, empty, or a comparison of this tool (it has comparison.json, or the journal of an
     interrupted one), and not inside any input folder (the base model, its config, CLIP weights, references) nor
     one of the input files."""

@@ -73,10 +73,12 @@ def _varint(b: bytes, i: int) -> tuple[int, int]:
 
 def fields(b: bytes) -> list[tuple[int, int, Any]]:
     """(field number, wire type, value) of one protobuf message: varint -> int, 64/32-bit -> bytes, length -> bytes."""
-    out, i = [], 0
+    out: list[tuple[int, int, Any]] = []
+    i = 0
     while i < len(b):
         key, i = _varint(b, i)
         num, wt = key >> 3, key & 7
+        v: int | bytes
         if wt == 0:
             v, i = _varint(b, i)
         elif wt == 1:
@@ -187,7 +189,8 @@ def read_records(path: str | os.PathLike, warnings: list[str]) -> list[bytes]:
     # the data checksum costs a pure-Python CRC over every byte (~1 s per 3 MB); a long run's file is checked by
     # its length checksums (and the protobuf decoding) only
     check_data = size <= CHECK_DATA_BYTES
-    out, i = [], 0
+    out: list[bytes] = []
+    i = 0
     while i < len(data):
         if i + 12 > len(data):
             warnings.append(f"{label}: cut record at byte {i} (still being written?)")

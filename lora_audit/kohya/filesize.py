@@ -63,7 +63,9 @@ def tensors(arch: Arch, network_dim: int, save_precision: str, text_encoder: boo
     dtype = _dtype(save_precision)
     out: list[tuple[str, str, list[int]]] = []
     for m in modules(arch, text_encoder=text_encoder, unet=unet, conv=conv_dim is not None):
-        down, up = m.shapes(conv_dim if m.is_conv3x3 else network_dim)
+        rank = conv_dim if m.is_conv3x3 else network_dim
+        assert rank is not None  # modules(conv=False) yields no 3x3 conv module
+        down, up = m.shapes(rank)
         out += [(f"{m.name}.alpha", dtype, []), (f"{m.name}.lora_down.weight", dtype, down),
                 (f"{m.name}.lora_up.weight", dtype, up)]
     return out
@@ -254,11 +256,11 @@ def candidates(size: str | int, arch: str | None = None) -> list[Candidate]:
     found.sort(key=lambda t: t[0])
     # group fits that are equally close (within the metadata estimate's uncertainty), then order each group by prior
     groups: list[list[tuple[int, tuple, Candidate]]] = []
-    for item in found:
-        if groups and item[0] - groups[-1][0][0] < _SAME_FIT_BYTES:
-            groups[-1].append(item)
+    for fit in found:
+        if groups and fit[0] - groups[-1][0][0] < _SAME_FIT_BYTES:
+            groups[-1].append(fit)
         else:
-            groups.append([item])
+            groups.append([fit])
     return [c for g in groups for _, _, c in sorted(g, key=lambda t: t[1])]
 
 

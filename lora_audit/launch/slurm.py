@@ -29,16 +29,15 @@ import shlex
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from lora_audit.errors import EvidenceError
 from lora_audit.launch import executor, logparse
 from lora_audit.launch.procs import marker
 from lora_audit.launch.state import SLURM_SLOT, Attempt, StudyState, _alive, db_path
-from lora_audit.launch.variants import (Variant, disk_attempts, find_outputs, link_outputs,
-                                        set_aside, trained_elsewhere)
+from lora_audit.launch.variants import Variant, disk_attempts, find_outputs, link_outputs, set_aside, trained_elsewhere
 
 # states a job leaves only by ending (squeue's %T; man squeue "JOB STATE CODES")
 LIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",
@@ -439,6 +438,8 @@ class SlurmLauncher(executor.Launcher):
 
     def _progress_of(self, st: StudyState, a: Attempt) -> None:
         """Step, epoch, loss and ETA from the running job's log (on the shared filesystem), as a local run's."""
+        if not a.log:  # the caller checks; an attempt without a log has no progress to read
+            return
         p = logparse.progress(logparse.read_tail(Path(a.log)))
         if p.step is None and p.epoch is None:
             return

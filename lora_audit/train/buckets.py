@@ -52,6 +52,8 @@ class Buckets:
                 reso = min(self.predefined, key=lambda r: abs(r[0] / r[1] - aspect))  # first of the nearest
             scale = reso[1] / height if aspect > reso[0] / reso[1] else reso[0] / width
             return reso, (int(width * scale + 0.5), int(height * scale + 0.5))
+        steps = self.steps
+        assert steps is not None  # bucket_no_upscale is only read when enable_bucket is on (__init__)
         if width * height > self.max_area:
             rw = math.sqrt(self.max_area * aspect)
             rh = self.max_area / rw
@@ -65,15 +67,16 @@ class Buckets:
                 resized = (int(bh * aspect + 0.5), bh)
         else:
             resized = (width, height)
-        reso = (resized[0] - resized[0] % self.steps, resized[1] - resized[1] % self.steps)
+        reso = (resized[0] - resized[0] % steps, resized[1] - resized[1] % steps)
         if min(reso) <= 0:
             raise EvidenceError(f"a {width}x{height} image gets an empty bucket with bucket_no_upscale and "
-                                f"bucket_reso_steps {self.steps} (kohya fails the same way)")
+                                f"bucket_reso_steps {steps} (kohya fails the same way)")
         return reso, resized
 
     def _round(self, x: float) -> int:
-        x = int(x + 0.5)
-        return x - x % self.steps
+        assert self.steps is not None  # only called on the bucket_no_upscale path, which implies enable_bucket
+        n = int(x + 0.5)
+        return n - n % self.steps
 
 
 def _adjust_min_max(resolution: Size, lo: int, hi: int, steps: int) -> tuple[int, int]:
@@ -91,9 +94,11 @@ def _adjust_min_max(resolution: Size, lo: int, hi: int, steps: int) -> tuple[int
     return lo, hi
 
 
-def crop_ltrb(bucket: Size, image: Size) -> tuple[int, int, float, float]:
+def crop_ltrb(bucket: Size, image: Size) -> tuple[float, float, float, float]:
     """``BucketManager.get_crop_ltrb``: the crop SDXL is conditioned on (Stability AI's preprocessing)."""
     bucket_ar, image_ar = bucket[0] / bucket[1], image[0] / image[1]
+    rw: float
+    rh: float
     if bucket_ar > image_ar:
         rw, rh = bucket[1] * image_ar, bucket[1]
     else:

@@ -10,6 +10,7 @@ Dataset-config keys (per dataset / per subset) are listed apart, under kohya's d
 
 from __future__ import annotations
 
+# (a word list: it reads better as text than as 80 quoted strings, hence the noqa below)
 IMPLEMENTED: frozenset[str] = frozenset("""
 pretrained_model_name_or_path config_file dataset_config train_data_dir output_dir output_name logging_dir log_prefix
 log_with log_tracker_name
@@ -26,7 +27,7 @@ ip_noise_gamma ip_noise_gamma_random_strength min_snr_gamma debiased_estimation_
 min_timestep max_timestep prior_loss_weight
 mixed_precision save_precision save_model_as save_every_n_epochs save_last_n_epochs save_n_epoch_ratio
 no_metadata training_comment metadata_title metadata_author metadata_description metadata_license metadata_tags
-""".split())
+""".split())  # noqa: SIM905
 
 # Values the builtin trainer implements for parameters that name a component (compared case-insensitively where
 # kohya compares so: optimizer_type is lower-cased by train_util.get_optimizer).
@@ -76,4 +77,4 @@ image_dir num_repeats class_tokens caption_extension shuffle_caption keep_tokens
 secondary_separator caption_prefix caption_suffix caption_dropout_rate caption_dropout_every_n_epochs
 caption_tag_dropout_rate batch_size resolution enable_bucket bucket_no_upscale bucket_reso_steps min_bucket_reso
 max_bucket_reso prior_loss_weight cache_info
-""".split())
+""".split())  # noqa: SIM905

@@ -237,7 +237,7 @@ def _loop(ses: _Session, optimizer: Any, scheduler: Any, log: Any, echo: Callabl
     """The epochs: optimizer steps at each accumulation boundary, logs, epoch saves, the final save; Ctrl-C stops
     with what was saved."""
     import torch
-    from tqdm import tqdm
+    from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]  # no stubs unless types-tqdm is installed
 
     from lora_audit.train.logs import LossRecorder
 
