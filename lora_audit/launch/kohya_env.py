@@ -137,6 +137,15 @@ def resolve(scripts: list[str], sd_scripts: str | os.PathLike | None = None, pyt
     ``scripts`` are the training scripts the variants run (``train_network.py``, ...); ``recorded`` is the
     checkout study.toml names (used only when it holds them); ``global_option`` is the CLI's ``--sd-scripts``."""
     scripts = sorted(set(scripts)) or ["train_network.py"]
+    dir_, dir_from = _pick_checkout(scripts, sd_scripts, recorded, global_option)
+    env = KohyaEnv(dir_, None, sd_scripts_from=dir_from)
+    _pick_python(env, python)
+    return env
+
+
+def _pick_checkout(scripts: list[str], sd_scripts: str | os.PathLike | None, recorded: str | None,
+                   global_option: str | os.PathLike | None) -> tuple[Path, str]:
+    """The first candidate checkout holding every script, and where it came from (``resolve``'s order)."""
     how = ("give --sd-scripts DIR (or set LORA_AUDIT_SD_SCRIPTS), or fetch the submodule: "
            "git submodule update --init sd-scripts")
     candidates: list[tuple[Path, str]] = []
@@ -163,9 +172,12 @@ def resolve(scripts: list[str], sd_scripts: str | os.PathLike | None = None, pyt
             tried = " nor ".join(str(p) for p, _ in candidates)
             raise EvidenceError(f"no sd-scripts checkout with {', '.join(scripts)} ({tried}); {how}")
         raise EvidenceError(f"sd-scripts {path} ({origin}) {what}; {how}")
-    dir_, dir_from = chosen
+    return chosen
 
-    env = KohyaEnv(dir_, None, sd_scripts_from=dir_from)
+
+def _pick_python(env: KohyaEnv, python: str | os.PathLike | None) -> None:
+    """Set ``env``'s Python: --python, $LORA_AUDIT_KOHYA_PYTHON, the checkout's venv, else accelerate on PATH."""
+    dir_ = env.sd_scripts
     if python:
         env.python, env.python_from = _executable(str(python)), "--python"
     elif os.environ.get(ENV_PYTHON):
@@ -185,7 +197,6 @@ def resolve(scripts: list[str], sd_scripts: str | os.PathLike | None = None, pyt
             raise EvidenceError(f"no Python for kohya: {dir_} has no venv/ or .venv/ and there is no `accelerate` "
                                 "on PATH; give --python PATH/TO/python (or set LORA_AUDIT_KOHYA_PYTHON) of the "
                                 "environment where sd-scripts' requirements are installed")
-    return env
 
 
 def _executable(value: str) -> Path:

@@ -76,15 +76,43 @@ def failure(text: str, exit_code: int | None) -> str | None:
     records = kohya_records(text)
     saved = any(r.message.startswith("model saved") for r in records)
     # an out-of-memory error caught and survived (a run that saved its LoRA and exited 0) is no failure
-    for ln in lines if exit_code or not saved else []:
+    oom = _out_of_memory(lines) if exit_code or not saved else None
+    if oom is not None:
+        return oom
+    if any(_NAN.search(ln) for ln in lines):
+        return "NaN/inf loss"
+    bad_args = _argparse_error(lines)
+    if bad_args is not None:
+        return bad_args
+    exc = _root_exception(lines) if exit_code else None  # an exception that ended the run; exit 0: it did not
+    if exc is not None:
+        # kohya often logs what it was doing as an ERROR record, then re-raises (config_util: "Invalid user
+        # config", "Error on parsing TOML config file"): both say more than either
+        err = next((_english(r.message) for r in reversed(records) if r.level in ("ERROR", "CRITICAL")), None)
+        return f"{err} ({exc})"[:_MAX] if err and not exc.startswith("missing file") else exc
+    if not exit_code and saved:
+        return None
+    said = _record_reason(records, exit_code)
+    if said is not None:
+        return said
+    shell = _shell_error(lines)
+    if shell is not None:
+        return shell
+    return _exit_reason(exit_code)
+
+
+def _out_of_memory(lines: list[str]) -> str | None:
+    for ln in lines:
         if _OOM.search(ln):
             return "CUDA out of memory"
-    for ln in lines if exit_code or not saved else []:
+    for ln in lines:
         m = _CPU_OOM.search(ln)
         if m:
             return f"CPU out of memory: {m.group(0)}"[:_MAX]
-    if any(_NAN.search(ln) for ln in lines):
-        return "NaN/inf loss"
+    return None
+
+
+def _argparse_error(lines: list[str]) -> str | None:
     for ln in lines:
         m = _ARGPARSE.search(ln)
         if m:
@@ -94,25 +122,29 @@ def failure(text: str, exit_code: int | None) -> str | None:
             if kind.startswith("argument "):
                 return f"bad argument {kind[9:]}: {what}"[:_MAX]
             return f"missing argument: {what}"[:_MAX]
-    exc = _root_exception(lines) if exit_code else None  # an exception that ended the run; exit 0: it did not
-    if exc is not None:
-        # kohya often logs what it was doing as an ERROR record, then re-raises (config_util: "Invalid user
-        # config", "Error on parsing TOML config file"): both say more than either
-        err = next((_english(r.message) for r in reversed(records) if r.level in ("ERROR", "CRITICAL")), None)
-        return f"{err} ({exc})"[:_MAX] if err and not exc.startswith("missing file") else exc
-    if not exit_code and saved:
-        return None
+    return None
+
+
+def _record_reason(records: list[Record], exit_code: int | None) -> str | None:
     for r in reversed(records):  # kohya said why and returned (exit code 0) or exited
         if r.level in ("ERROR", "CRITICAL"):
             return _english(r.message)[:_MAX]
         missing = _NOT_FOUND_RECORD.match(r.message)
         if missing and exit_code:
             return f"missing file: {missing.group(1)}"[:_MAX]
+    return None
+
+
+def _shell_error(lines: list[str]) -> str | None:
     for ln in lines:
         m = _BASH.match(ln)
         if m:
             what, why = m.group(1), m.group(2)
             return f"missing file: {what}" if why == "No such file or directory" else f"{why}: {what}"
+    return None
+
+
+def _exit_reason(exit_code: int | None) -> str | None:
     if not exit_code:
         return None
     if exit_code < 0:

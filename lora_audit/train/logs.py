@@ -45,7 +45,8 @@ class StepLog:
             args.log_tracker_name or "network_train")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.lr_names = lr_names
-        self._file = open(self.dir / "loss.csv", "w", newline="", encoding="utf-8")
+        # held open for the whole training (a row per step) and closed by close(): no with-block can span that
+        self._file = open(self.dir / "loss.csv", "w", newline="", encoding="utf-8")  # noqa: SIM115
         self._csv = csv.writer(self._file)
         self._csv.writerow(["step", "epoch", "loss/current", "loss/average"] + [f"lr/{n}" for n in lr_names])
         self._tb = None

@@ -8,6 +8,7 @@ attributes, after the trigger tokens.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from PIL import Image
@@ -38,6 +39,36 @@ def _shade(c: Color, f: float) -> Color:
     return tuple(max(0, min(255, int(v * f))) for v in c)  # type: ignore[return-value]
 
 
+def _draw_hair(rect: Callable[[int, int, int, int, Color], None], hair: str, hc: Color) -> None:
+    if hair == "short hair":
+        rect(6, 4, 17, 7, hc)
+    elif hair == "mohawk":
+        rect(10, 1, 13, 7, hc)
+    elif hair == "long hair":
+        rect(5, 4, 18, 7, hc)
+        rect(5, 8, 6, 21, hc)
+        rect(17, 8, 18, 21, hc)
+    elif hair == "cap":
+        rect(6, 3, 17, 7, hc)
+        rect(16, 7, 20, 8, _shade(hc, 0.7))
+    elif hair == "beanie":
+        rect(6, 2, 17, 7, hc)
+        rect(6, 7, 17, 7, _shade(hc, 0.6))
+
+
+def _draw_extras(rect: Callable[[int, int, int, int, Color], None], put: Callable[[int, int, Color], None],
+                 extras: list[str]) -> None:
+    if "sunglasses" in extras:
+        rect(7, 11, 16, 13, _OUTLINE)
+        rect(8, 12, 10, 12, (60, 60, 60))
+        rect(13, 12, 15, 12, (60, 60, 60))
+    if "earring" in extras:
+        put(6, 15, (255, 216, 0))
+    if "cigarette" in extras:
+        rect(14, 16, 19, 16, (220, 220, 220))
+        put(19, 15, (200, 200, 200))
+
+
 def draw_sprite(rng: random.Random) -> Sprite:
     bg_name, skin_name = rng.choice(sorted(BACKGROUNDS)), rng.choice(sorted(SKINS))
     hair, hair_color_name = rng.choice(HAIRS), rng.choice(sorted(HAIR_COLORS))
@@ -65,29 +96,8 @@ def draw_sprite(rng: random.Random) -> Sprite:
         put(x, 12, _OUTLINE)
         put(x + 1, 12, (255, 255, 255) if skin_name != "alien" else (90, 90, 200))
     rect(10, 16, 13, 16, _shade(skin, 0.55))  # mouth
-    if hair == "short hair":
-        rect(6, 4, 17, 7, hc)
-    elif hair == "mohawk":
-        rect(10, 1, 13, 7, hc)
-    elif hair == "long hair":
-        rect(5, 4, 18, 7, hc)
-        rect(5, 8, 6, 21, hc)
-        rect(17, 8, 18, 21, hc)
-    elif hair == "cap":
-        rect(6, 3, 17, 7, hc)
-        rect(16, 7, 20, 8, _shade(hc, 0.7))
-    elif hair == "beanie":
-        rect(6, 2, 17, 7, hc)
-        rect(6, 7, 17, 7, _shade(hc, 0.6))
-    if "sunglasses" in extras:
-        rect(7, 11, 16, 13, _OUTLINE)
-        rect(8, 12, 10, 12, (60, 60, 60))
-        rect(13, 12, 15, 12, (60, 60, 60))
-    if "earring" in extras:
-        put(6, 15, (255, 216, 0))
-    if "cigarette" in extras:
-        rect(14, 16, 19, 16, (220, 220, 220))
-        put(19, 15, (200, 200, 200))
+    _draw_hair(rect, hair, hc)
+    _draw_extras(rect, put, extras)
 
     image = Image.new("RGB", (GRID, GRID))
     image.putdata([c for row in px for c in row])
