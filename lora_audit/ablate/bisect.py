@@ -260,15 +260,9 @@ def _advance(state: BisectState) -> BisectState:
         if state.phase == "done":
             return _finish(state)
         if state.phase == "rest":
-            found = _ordered(state, [c for g in state.groups for c in g])
-            rest = [c for c in state.changes if c not in found]
-            s = frozenset(rest)
-            if not rest or (kb.is_good(s) and not kb.is_bad(s)):
-                state.phase = "done"
-            elif kb.is_bad(s):
-                state.phase, state.fixed, state.pool = "search", [], rest
-            else:
-                return _new_round(state, [(rest, f"is the bad run still bad with {_and(found)} reverted?")])
+            asked = _step_rest(state, kb)
+            if asked is not None:
+                return asked
             continue
         if kb.all in kb.trained_good:
             return _not_reproduced(state)
@@ -442,15 +436,60 @@ def _finish(state: BisectState) -> BisectState:
     return state
 
 
+def _step_rest(state: BisectState, kb: _Knowledge) -> BisectState | None:
+    """Phase "rest" (after a group was found): the changes outside every group found so far are done when good,
+    searched when bad, else asked about (the new round, returned)."""
+    found = _ordered(state, [c for g in state.groups for c in g])
+    rest = [c for c in state.changes if c not in found]
+    s = frozenset(rest)
+    if not rest or (kb.is_good(s) and not kb.is_bad(s)):
+        state.phase = "done"
+    elif kb.is_bad(s):
+        state.phase, state.fixed, state.pool = "search", [], rest
+    else:
+        return _new_round(state, [(rest, f"is the bad run still bad with {_and(found)} reverted?")])
+    return None
+
+
 def _basis(state: BisectState) -> list[str]:
     """What the answer rests on: for each group the verdicts that make it bad and minimal, then whether reverting
     them was trained, then how noisy the verdicts were (unsure, contradictions, control replicates)."""
     tests = [t for r in state.rounds for t in r.tests]
+    out, assumed = _groups_basis(state, tests)
+    unsure = [t.id for t in tests if t.verdict == "unsure"]
+    noisy = [n for n in state.notes if "judged good but holds every change" in n]
+    ctl = [t for t in state.controls if t.verdict in ("good", "bad")]
+    ctl_bad = [t.id for t in ctl if t.verdict == "bad"]
+    level = "sure" if not assumed else "likely (rests on independent culprits)"
+    if unsure or noisy or ctl_bad:
+        level = "uncertain"
+    if any("stays open" in n or "stayed unsure" in n for n in state.notes):
+        level = "undecided"
+    if unsure:
+        out.append(f"{len(unsure)} verdict(s) unsure ({', '.join(unsure[:6])}), asked again with another seed")
+    if noisy:
+        out.append(f"{len(noisy)} pair(s) of verdicts contradict each other (see the notes)")
+    if ctl:
+        from lora_audit.votes.stats import wilson
+
+        lo, hi = wilson(len(ctl_bad), len(ctl))
+        out.append(f"control replicates: {len(ctl_bad)} of {len(ctl)} judged bad (the good run with other seeds): "
+                   f"seed noise alone flips a verdict in {100 * lo:.0f}-{100 * hi:.0f}% of trainings (95% CI)")
+    elif state.controls:
+        out.append(f"control replicates: none judged yet of {len(state.controls)} "
+                   f"({', '.join(t.id for t in state.controls)}): seed noise not measured")
+    out.append(f"how sure: {level}")
+    return out
+
+
+def _groups_basis(state: BisectState, tests: list[Test]) -> tuple[list[str], bool]:
+    """``_basis``'s lines on each group and on the changes outside them, and whether any rests on independence."""
     judged: dict[frozenset[str], list[Test]] = {}
     for t in tests:
         if t.verdict in ("good", "bad"):
             judged.setdefault(frozenset(t.changes), []).append(t)
-    out, assumed = [], False
+    out: list[str] = []
+    assumed = False
     for g in state.groups:
         own = judged.get(frozenset(g), [])
         bad = [t.id for t in own if t.verdict == "bad"]
@@ -479,30 +518,7 @@ def _basis(state: BisectState) -> list[str]:
             assumed = True
             out.append("the other changes were cleared group by group (each judged good), never trained all "
                        "together: an interaction among them would go unseen (rests on independence)")
-    unsure = [t.id for t in tests if t.verdict == "unsure"]
-    noisy = [n for n in state.notes if "judged good but holds every change" in n]
-    ctl = [t for t in state.controls if t.verdict in ("good", "bad")]
-    ctl_bad = [t.id for t in ctl if t.verdict == "bad"]
-    level = "sure" if not assumed else "likely (rests on independent culprits)"
-    if unsure or noisy or ctl_bad:
-        level = "uncertain"
-    if any("stays open" in n or "stayed unsure" in n for n in state.notes):
-        level = "undecided"
-    if unsure:
-        out.append(f"{len(unsure)} verdict(s) unsure ({', '.join(unsure[:6])}), asked again with another seed")
-    if noisy:
-        out.append(f"{len(noisy)} pair(s) of verdicts contradict each other (see the notes)")
-    if ctl:
-        from lora_audit.votes.stats import wilson
-
-        lo, hi = wilson(len(ctl_bad), len(ctl))
-        out.append(f"control replicates: {len(ctl_bad)} of {len(ctl)} judged bad (the good run with other seeds): "
-                   f"seed noise alone flips a verdict in {100 * lo:.0f}-{100 * hi:.0f}% of trainings (95% CI)")
-    elif state.controls:
-        out.append(f"control replicates: none judged yet of {len(state.controls)} "
-                   f"({', '.join(t.id for t in state.controls)}): seed noise not measured")
-    out.append(f"how sure: {level}")
-    return out
+    return out, assumed
 
 
 def _inconsistencies(state: BisectState) -> list[str]:

@@ -157,6 +157,23 @@ def simulate(changes: Sequence[str], bad, parallel: int = 1) -> tuple[Outcome, i
 
 
 def _search(items: list[str], parallel: int, facts: Facts) -> Generator[list[Query], dict, Outcome]:
+    """The whole search: classify every change (one query a round), then train what the answer rests on."""
+    classified = yield from _classify(items)
+    if isinstance(classified, Outcome):
+        return classified
+    found, alone, spent = classified
+    return (yield from _verify(items, parallel, facts, found, alone, spent))
+
+
+def _undecided(items: list[str], found: list[str], alone: list[str], q: Query, what: str) -> Outcome:
+    return Outcome(_ordered(items, found), undecided=q, tested_alone=_ordered(items, alone),
+                   reason=f"the verdicts on {what} stayed unsure (or split) after {MAX_UNSURE + 1} trainings")
+
+
+def _classify(items: list[str]) -> Generator[list[Query], dict, Outcome | tuple[list[str], list[str], int]]:
+    """Split groups (by the minimax plan while the verdicts allow, else plainly in halves) until every change is a
+    culprit or cleared: (culprits found, those judged bad alone, trainings spent), or the Outcome when a query
+    stays unsure."""
     k = len(items)
     pool = list(items)  # not yet classified, in order
     group = list(items)  # known to hold a culprit (the bad run): always a part of ``pool``
@@ -166,11 +183,6 @@ def _search(items: list[str], parallel: int, facts: Facts) -> Generator[list[Que
     spent = 0
     planned = k <= _PLAN_MAX_K
     cap = k  # after a group stayed unsure: ask at most this many changes at once (route around it)
-
-    def undecided(q: Query, what: str) -> Outcome:
-        return Outcome(_ordered(items, found), undecided=q, tested_alone=_ordered(items, alone),
-                       reason=f"the verdicts on {what} stayed unsure (or split) after {MAX_UNSURE + 1} trainings")
-
     while pool:
         f, m, b = len(found), len(pool), len(group)
         inf1 = bool(found) and found[0] not in alone
@@ -193,7 +205,7 @@ def _search(items: list[str], parallel: int, facts: Facts) -> Generator[list[Que
             counts, cap = frozenset(), (s + t) // 2
             continue
         if ans is None:
-            return undecided(q, _and(q.changes) if len(q.changes) < 3 else "a group")
+            return _undecided(items, found, alone, q, _and(q.changes) if len(q.changes) < 3 else "a group")
         fits = frozenset(c for c in counts if _possible(ans, c - f, m, b, s, t))
         counts = fits
         if ans == "good":
@@ -216,7 +228,13 @@ def _search(items: list[str], parallel: int, facts: Facts) -> Generator[list[Que
         pool.remove(culprit)
         group = []
         counts = frozenset(c for c in counts if c >= len(found))
+    return found, alone, spent
 
+
+def _verify(items: list[str], parallel: int, facts: Facts, found: list[str], alone: list[str], spent: int
+            ) -> Generator[list[Query], dict, Outcome]:
+    """After ``_classify``: the trainings the answer rests on, then the Outcome."""
+    k = len(items)
     # what the answer rests on: train the single culprit alone if it was found by elimination (an interaction
     # would otherwise pass for it), then, as the budget of the count found allows, the others and the rest
     c = len(found)
@@ -238,7 +256,7 @@ def _search(items: list[str], parallel: int, facts: Facts) -> Generator[list[Que
         ans = yield batch
         for qq in batch:
             if ans[qq] is None:
-                return undecided(qq, _and(qq.changes) if len(qq.changes) < 3 else "the rest")
+                return _undecided(items, found, alone, qq, _and(qq.changes) if len(qq.changes) < 3 else "the rest")
             if qq is rest_q:
                 do_rest = False
                 if ans[qq] == "bad":  # hand over only what was trained alone
