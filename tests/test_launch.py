@@ -18,8 +18,8 @@ from click.testing import CliRunner
 
 from lora_audit.launch import logparse
 from lora_audit.launch.__main__ import main
-from lora_audit.launch.status import status_data
 from lora_audit.launch.state import StudyState, pid_alive
+from lora_audit.launch.status import status_data
 
 KEYS = {"id", "state", "attempts", "exit_code", "log", "outputs", "last_step", "last_loss", "failure"}
 
@@ -156,7 +156,8 @@ def test_gpu_slots_set_cuda_visible_devices(tmp_path):
     logs = [(study / v / "logs" / "attempt-1.log").read_text().splitlines() for v in "abc"]
     assert {log[-1] for log in logs} == {"gpu=0", "gpu=1"}
     for log in logs:  # the header says which slot, before anything the runner printed
-        assert log[0].startswith("# lora-audit launch: variant ") and f"({log[-1].replace('gpu', 'CUDA_VISIBLE_DEVICES')})" in log[0]
+        slot = log[-1].replace("gpu", "CUDA_VISIBLE_DEVICES")
+        assert log[0].startswith("# lora-audit launch: variant ") and f"({slot})" in log[0]
 
 
 # -- crash safety -------------------------------------------------------------------------------------------------
@@ -221,9 +222,10 @@ def test_two_launchers_never_run_a_variant_twice(tmp_path):
     b = launcher_process(study, "--max-parallel", "2")
     try:
         wait_for(lambda: list(states(study).values()).count("running") == 4, "both launchers running two each")
-    except AssertionError:
+    except AssertionError as err:
         (study / "gate").write_text("open")
-        raise AssertionError(f"{states(study)}\n{a.communicate(timeout=60)[0]}\n{b.communicate(timeout=60)[0]}")
+        outs = [proc.communicate(timeout=60)[0] for proc in (a, b)]
+        raise AssertionError(f"{states(study)}\n{outs[0]}\n{outs[1]}") from err
     (study / "gate").write_text("open")
     for p in (a, b):
         out, _ = p.communicate(timeout=120)

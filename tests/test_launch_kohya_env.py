@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import BAD, GOOD, write_run
+
 from lora_audit.cli import main as cli_main
 from lora_audit.launch.__main__ import main
 
@@ -88,7 +88,8 @@ def test_sd_scripts_and_python_given_at_launch_reach_the_runner(study, tmp_path)
     assert head[0].startswith(f"# lora-audit launch: variant {vid}, attempt 1, slot cpu0")
     assert head[1] == f"# lora-audit launch: sd-scripts: {sd} (--sd-scripts)"
     assert head[2] == f"# lora-audit launch: accelerate: {py} -m accelerate.commands.launch (--python)"
-    assert f"argv: [-m] [accelerate.commands.launch] [{sd}/train_network.py] [--config_file] [{study / vid}/config.toml]" in log
+    argv = f"[-m] [accelerate.commands.launch] [{sd}/train_network.py] [--config_file] [{study / vid}/config.toml]"
+    assert f"argv: {argv}" in log
     assert f"sd={sd}\npython={py}" in log
     assert json.loads(launch("status", str(study), "--json").output)["variants"][0]["state"] == "done"
 

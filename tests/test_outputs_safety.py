@@ -96,7 +96,8 @@ def test_compare_csv_and_report_escape_typed_text(tmp_path):
            "winner": "", "notes": "=1", "completed_at": "2026", "image": "images/a.png", "distance_to_base": 3.0,
            "metrics": {"sharpness": -1.5}}
     write_csv(SimpleNamespace(records=[rec]), tmp_path / "c.csv")
-    row, = csv.DictReader(open(tmp_path / "c.csv", newline=""))
+    with open(tmp_path / "c.csv", newline="") as fh:
+        row, = csv.DictReader(fh)
     assert row["prompt"] == "'" + FORMULAS[0] and row["model_name"] == "'@lora <b>x</b> @-1"
     assert row["lora"] == "'-evil.safetensors" and row["notes"] == "'=1"
     assert row["lora_strength"] == "-1.0" and row["sharpness"] == "-1.5"

@@ -23,8 +23,17 @@ from typing import Any
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
-from lora_audit.ablate.files import (RUNNER, STUDY_FILE, check_id, check_out, comment_text, commit,
-                                     parse_toml, read_study_meta, read_text)
+from lora_audit.ablate.files import (
+    RUNNER,
+    STUDY_FILE,
+    check_id,
+    check_out,
+    comment_text,
+    commit,
+    parse_toml,
+    read_study_meta,
+    read_text,
+)
 from lora_audit.ablate.layout import Layout, layout_of, source_of
 from lora_audit.ablate.plan import _NOT_CONFIG, AblationPlan, VariantSpec
 from lora_audit.ablate.toml_edit import Edit, TomlEditError, edit_toml, set_key

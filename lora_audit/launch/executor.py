@@ -15,16 +15,26 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from lora_audit.errors import EvidenceError
 from lora_audit.launch import kohya_env, logparse
 from lora_audit.launch.procs import die_with_parent, kill_orphans, marker, signal_group
 from lora_audit.launch.state import Attempt, StudyState, db_path
-from lora_audit.launch.variants import (Variant, complete_outputs, disk_attempts, final_output, find_outputs,
-                                        link_outputs, select, set_aside, study_variants, trained_elsewhere)
+from lora_audit.launch.variants import (
+    Variant,
+    complete_outputs,
+    disk_attempts,
+    final_output,
+    find_outputs,
+    link_outputs,
+    select,
+    set_aside,
+    study_variants,
+    trained_elsewhere,
+)
 from lora_audit.study_model import load_study
 
 
@@ -223,7 +233,7 @@ class Launcher:
                           failure="launcher stopped (error) while it ran")
             raise
 
-    def _schedule(self, st: StudyState, others: list[StudyState], lid: str, jobs: dict[int, "_Job"]) -> None:
+    def _schedule(self, st: StudyState, others: list[StudyState], lid: str, jobs: dict[int, _Job]) -> None:
         by_id = {v.id: v for v in self.variants}
         free = list(self.slots)
         last_progress = 0.0

@@ -159,7 +159,7 @@ class Attempt:
     slurm_state: str | None = None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> "Attempt":
+    def from_row(cls, row: sqlite3.Row) -> Attempt:
         """A row as we wrote it; a value edited by hand into the wrong type reads as unknown (None), not a crash."""
         d = {k: v for k, v in dict(row).items() if k in _FIELDS}
         try:

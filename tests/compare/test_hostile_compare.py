@@ -18,9 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
 
 from click.testing import CliRunner  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
+from train_helpers import tiny_model  # noqa: E402
 
 from lora_audit.cli import main  # noqa: E402
-from train_helpers import tiny_model  # noqa: E402
 
 FAST = ["--steps", "2", "--size", "64x64", "--seeds", "1", "--quiet"]
 

@@ -18,12 +18,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from click.testing import CliRunner  # noqa: E402
-from safetensors.torch import load_file, save_file  # noqa: E402
-
 from conftest import BAD, GOOD, write_run  # noqa: E402
-from lora_audit.cli import main  # noqa: E402
-from train_helpers import tiny_model  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
 from test_compare import _train  # noqa: E402
+from train_helpers import tiny_model  # noqa: E402
+
+from lora_audit.cli import main  # noqa: E402
 
 
 def test_compare_judge_stats_export_and_audit(tmp_path):

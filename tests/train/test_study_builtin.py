@@ -10,9 +10,9 @@ from click.testing import CliRunner
 
 pytest.importorskip("torch")
 
-from lora_audit.cli import main  # noqa: E402
-
 from train_helpers import tiny_model, toy_dataset, write_config  # noqa: E402
+
+from lora_audit.cli import main  # noqa: E402
 
 
 @pytest.mark.slow
@@ -31,7 +31,8 @@ def test_ablation_variant_trains_with_the_builtin_backend(tmp_path):
     variant = study / "ofat-network-dim"
     assert (variant / "dataset.toml").exists()
     env = {**os.environ, "LORA_AUDIT_PYTHON": sys.executable}
-    res = subprocess.run(["bash", str(variant / "lora-audit-run.sh")], capture_output=True, text=True, env=env, timeout=600)
+    res = subprocess.run(["bash", str(variant / "lora-audit-run.sh")], capture_output=True, text=True, env=env,
+                         timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
     lora = variant / "output" / "toy-ofat-network-dim.safetensors"
     assert lora.exists()

@@ -11,9 +11,9 @@ from click.testing import CliRunner
 sys.path.insert(0, str(Path(__file__).parent))
 from comparison_fixture import make_comparison  # noqa: E402
 
+from lora_audit.commands.stats import export_cmd  # noqa: E402
 from lora_audit.votes.data import load_folder  # noqa: E402
 from lora_audit.votes.export import export  # noqa: E402
-from lora_audit.commands.stats import export_cmd  # noqa: E402
 from lora_audit.votes.store import Vote, VoteStore  # noqa: E402
 
 GUIDE_HEADER = ("comparison_id,prompt,seed,model_name,base_model,lora,lora_strength,generation_time_s,winner,notes,"

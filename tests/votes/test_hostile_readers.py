@@ -91,7 +91,7 @@ SPECIAL_JSON = ["missing", "a directory", "a fifo", "a symlink to /dev/zero", "a
 
 def _store(folder: Path) -> None:
     store = VoteStore(folder)
-    for i in range(30):
+    for _ in range(30):
         store.add(Vote("cmp-001-1", "a knight", 1, "best-of", ("base", "lora_a", "lora_b"), "lora_a", "me",
                        notes="x" * 200))
 
@@ -210,7 +210,7 @@ def test_bad_comparison_json(tmp_path, runs, case):
         {"missing": lambda: None, "a directory": f.mkdir, "a fifo": lambda: os.mkfifo(f),
          "a symlink to /dev/zero": lambda: f.symlink_to("/dev/zero"),
          "a dangling symlink": lambda: f.symlink_to(tmp_path / "nowhere.json")}[case]()
-    for command, args in _commands(folder, runs, tmp_path).items():
+    for args in _commands(folder, runs, tmp_path).values():
         r = CliRunner().invoke(main, args)
         _assert_one_line(r, "comparison.json" if case != "missing" else "comparison")
 
@@ -239,7 +239,7 @@ def test_bad_votes_sqlite(tmp_path, runs, case):
         SQLITE_CASES[case](p)
     before = p.read_bytes() if p.is_file() else None
     commands = _commands(folder, runs, tmp_path)
-    for command, args in commands.items():
+    for args in commands.values():
         r = CliRunner().invoke(main, args)
         _assert_one_line(r, "votes.sqlite")
     if before is not None:

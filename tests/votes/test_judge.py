@@ -10,10 +10,10 @@ from click.testing import CliRunner
 sys.path.insert(0, str(Path(__file__).parent))
 from comparison_fixture import make_comparison  # noqa: E402
 
+from lora_audit.commands.stats import one_line_errors  # noqa: E402
 from lora_audit.errors import EvidenceError  # noqa: E402
 from lora_audit.votes.judge import cast_machine_votes  # noqa: E402
 from lora_audit.votes.stats import folder_stats  # noqa: E402
-from lora_audit.commands.stats import one_line_errors  # noqa: E402
 from lora_audit.votes.store import VoteStore  # noqa: E402
 
 METRICS = {"base": {"grid_fit": 0.5, "png_bytes": 300, "palette": 40},

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 from starlette.testclient import TestClient
 
-from lora_audit.errors import EvidenceError
 from lora_audit.commands.vote import vote as vote_cmd
+from lora_audit.errors import EvidenceError
 from lora_audit.votes.queue import shown_order
 from lora_audit.votes.server import MAX_NOTES, check_host, create_app
 from lora_audit.votes.store import VoteStore
@@ -192,7 +192,8 @@ def test_the_same_item_voted_twice_at_once_is_kept_once(folder):
     task = q.tasks[0]
     body = {"token": q.token(task), "order": q.order_signature(task), "choice": "tie"}
     with ThreadPoolExecutor(8) as pool:
-        codes = sorted(pool.map(lambda _: TestClient(app, base_url=LOCAL).post("/api/vote", json=body).status_code, range(8)))
+        codes = sorted(pool.map(lambda _: TestClient(app, base_url=LOCAL).post("/api/vote", json=body).status_code,
+                                range(8)))
     assert codes == [200] + [409] * 7
     assert len(VoteStore(folder).votes()) == 1
 

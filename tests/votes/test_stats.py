@@ -11,10 +11,18 @@ from click.testing import CliRunner
 sys.path.insert(0, str(Path(__file__).parent))
 from comparison_fixture import make_comparison  # noqa: E402
 
-from lora_audit.votes.data import load_folder  # noqa: E402
-from lora_audit.votes.stats import (bradley_terry, bt_prior_used, comparisons_needed, folder_stats,  # noqa: E402
-                                    sign_test, summarize, versus_base, wilson)
 from lora_audit.commands.stats import stats_cmd  # noqa: E402
+from lora_audit.votes.data import load_folder  # noqa: E402
+from lora_audit.votes.stats import (  # noqa: E402
+    bradley_terry,
+    bt_prior_used,
+    comparisons_needed,
+    folder_stats,
+    sign_test,
+    summarize,
+    versus_base,
+    wilson,
+)
 from lora_audit.votes.store import Vote, VoteStore  # noqa: E402
 
 

@@ -43,8 +43,8 @@ def _votes(folder: Path, wins: dict[str, tuple[int, int]], kind: str = "human") 
     """``wins[model] = (w, l)``: w pairwise votes for the model against base, l for base."""
     store = VoteStore(folder)
     i = 0
-    for model, (w, l) in wins.items():
-        for choice in [model] * w + ["base"] * l:
+    for model, (won, lost) in wins.items():
+        for choice in [model] * won + ["base"] * lost:
             i += 1
             store.add(Vote(f"cmp-001-{i}", "a knight", i, "pairwise", ("base", model), choice,
                            "me" if kind == "human" else "judge:grid_fit:max", kind=kind,
