@@ -13,10 +13,12 @@ study's files are rendered first, then written only if none of the files they re
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shlex
 import sys
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ from lora_audit.ablate.plan import _NOT_CONFIG, AblationPlan, VariantSpec
 from lora_audit.ablate.toml_edit import Edit, TomlEditError, edit_toml, set_key
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence._io import read_text as read_evidence
+from lora_audit.format import format_value
 from lora_audit.kohya.catalog import CATEGORIES, catalog, category
 from lora_audit.model import Run
 from lora_audit.study_model import Study, Variant
@@ -124,9 +127,9 @@ def _logs(run: Run | None, lay: Layout | None, log: bool) -> str | None:
     """Where logging_dir is set per variant: 'config', 'script', or None (not at all: nothing is added silently;
     the baseline had one, or --log asked for it)."""
     p = run.params.get("logging_dir") if run is not None else None
-    if p is not None and p.origin == "explicit":
-        where = lay.where(run, "logging_dir")[0] if lay is not None else None
-        return "script" if where == "script" and lay.config_from_script else "config"
+    if run is not None and p is not None and p.origin == "explicit":
+        in_script = lay is not None and lay.where(run, "logging_dir")[0] == "script" and lay.config_from_script
+        return "script" if in_script else "config"
     return "config" if log else None
 
 
@@ -153,7 +156,7 @@ def variant_config(base_text: str, v: VariantSpec, output_name: str, base_label:
         if run is not None and lay is not None and lay.where(run, c.param)[0] == "dataset":
             continue  # the dataset TOML's value wins over the config's: edited there (variant_dataset)
         edits.append(Edit(c.param, _toml_value(c.param, c.to), _removes(c, v.script),
-                          line_of(c.param), f"lora-audit {v.id}: was {c.from_!r}"
+                          line_of(c.param), f"lora-audit {v.id}: was {format_value(c.from_)}"
                           + (" (inferred value)" if c.to_origin == "inferred" else "")))
     outputs = [("output_dir", "output"), ("output_name", output_name)]
     if _logs(run, lay, log) == "config":
@@ -197,7 +200,7 @@ def variant_dataset(text: str, v: VariantSpec, run: Run, lay: Layout, label: str
 
 
 def runner_script(v: VariantSpec, backend: str, sd_scripts: str, has_dataset: bool,
-                  launcher: list[str] = (), flags: list[str] = (), run_dir: str | None = None,
+                  launcher: Sequence[str] = (), flags: Sequence[str] = (), run_dir: str | None = None,
                   logs: bool = False) -> str:
     """The tool's runner (``lora-audit-run.sh``): runs kohya (or the built-in trainer) on the variant's config,
     with the accelerate options the user wrote (``launcher``) and the script's own flags (``flags``, already
@@ -356,10 +359,8 @@ def render_variants(variants: list[VariantSpec], runs: dict[str, Run], out: Path
                 if dataset:
                     files[f"{folder}/dataset.toml"] = (read_evidence(dataset), False)
                 if lay.script is not None:
-                    try:
+                    with contextlib.suppress(EvidenceError):
                         files[f"{folder}/{_script_copy_name(lay.script)}"] = (read_evidence(lay.script), False)
-                    except EvidenceError:
-                        pass
             same = lay.config is not None and text == read_evidence(lay.config)
             bases[v.baseline] = (text, dataset, name, lay, same)
         text, dataset, base_name_file, lay, same = bases[v.baseline]
@@ -434,7 +435,7 @@ def _edited_script(run: Run, v: VariantSpec, d: Path, output_name: str, lay: Lay
         return None, {}
     path = lay.script
     lines = {}
-    for name, p in run.params.items():
+    for name in run.params:
         where, line = lay.where(run, name)
         if where == "script" and line is not None:
             lines[name] = line
@@ -449,7 +450,8 @@ def _edited_script(run: Run, v: VariantSpec, d: Path, output_name: str, lay: Lay
             edits[key] = (value, False)
     for key, copy in (("config_file", "config.toml"), ("dataset_config", "dataset.toml")):
         p = run.params.get(key)
-        if key in lines and p is not None and (Path(str(p.value)).name != copy or Path(str(p.value)).parent != Path(".")):
+        given = Path(str(p.value)) if p is not None else None
+        if key in lines and given is not None and (given.name != copy or given.parent != Path(".")):
             edits[key] = (str((d / copy).resolve()), False)
     try:
         text = edit_script(read_evidence(path), lay.script_kind or "shell", edits, lines)
@@ -466,8 +468,8 @@ def _edited_script(run: Run, v: VariantSpec, d: Path, output_name: str, lay: Lay
 
 
 def write_study(plan: AblationPlan, runs: dict[str, Run], out: Path, backend: str = "kohya",
-                sd_scripts: str = "sd-scripts", inputs: list[str | Path] = (), force: bool = False,
-                also: list[VariantSpec] = (), log: bool = False) -> list[Path]:
+                sd_scripts: str = "sd-scripts", inputs: Sequence[str | Path] = (), force: bool = False,
+                also: Sequence[VariantSpec] = (), log: bool = False) -> list[Path]:
     """Write the study folder; returns the variant folders. ``also``: variants written with it but not listed in
     study.toml (a bisection's first round, which bisect.json lists). ``log``: give every variant a logging_dir
     (``logs``) even where the baseline had none.
@@ -476,7 +478,7 @@ def write_study(plan: AblationPlan, runs: dict[str, Run], out: Path, backend: st
     ``inputs``; it is refused when it holds a different study, or when a file about to be replaced was edited since
     lora-audit wrote it (unless ``force``). Every file is rendered before anything is written."""
     out = Path(out)
-    check_out(out, [r.path for r in runs.values() if r.path] + list(inputs))
+    check_out(out, [*(r.path for r in runs.values() if r.path), *inputs])
     if (out / STUDY_FILE).is_file():
         old = read_study_meta(out)
         if old.good != plan.good or sorted(old.bad) != sorted(plan.bad):

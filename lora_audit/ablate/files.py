@@ -20,6 +20,7 @@ import os
 import re
 import tomllib
 import unicodedata
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +72,7 @@ def _inside(child: Path, parent: Path) -> bool:
         return False
 
 
-def check_out(out: Path, inputs: list[str | Path]) -> None:
+def check_out(out: Path, inputs: Sequence[str | Path]) -> None:
     """``--out``: a new folder, an empty one, or a study of this tool; never inside a folder given as evidence."""
     out = Path(out)
     label = str(out)
@@ -181,7 +182,8 @@ def commit(out: Path, files: dict[str, tuple[str, bool]], force: bool = False,
     study_path = out / STUDY_FILE
     old_text = read_text(study_path, "study.toml") if study_path.is_file() else None
     old = parse_toml(old_text, study_path, "study.toml") if old_text is not None else {}
-    recorded = old.get("written") if isinstance(old.get("written"), dict) else {}
+    written = old.get("written")
+    recorded: dict = written if isinstance(written, dict) else {}
     encoded = {rel: (_encode(rel, text, out), exe) for rel, (text, exe) in files.items()}
     edited = [rel for rel, (data, _) in encoded.items()
               if _edited(out / rel, data, recorded.get(rel) if isinstance(recorded.get(rel), str) else None)]

@@ -4,14 +4,16 @@ variants of the current round written as study folders. ``lora-audit bisect`` is
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ValidationError
 
 from lora_audit.ablate import bisect as bis
 from lora_audit.ablate.emit import write_study, write_variants
 from lora_audit.ablate.files import STUDY_CAP, check_id, comment_text, read_study_meta, read_text
-from lora_audit.ablate.plan import ChangeSet, ParamChange, _variant, change_sets, plan
+from lora_audit.ablate.plan import ChangeSet, ParamChange, VariantSpec, _variant, change_sets, plan
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence import load_run
 from lora_audit.model import Run
@@ -103,7 +105,7 @@ def _reseeded(good: Run, changes: list[ParamChange], retry: int) -> list[ParamCh
     return [c for c in changes if c.param != "seed"] + [moved]
 
 
-def _spec(t: bis.Test, good: Run, by_id: dict) -> object:
+def _spec(t: bis.Test, good: Run, by_id: dict) -> VariantSpec:
     return _variant(t.id, good, _reseeded(good, [ch for cid in t.changes for ch in by_id[cid].changes], t.retry),
                     t.changes, t.purpose)
 
@@ -112,7 +114,8 @@ def _write_round(study: Path, bs: BisectStudy, runs: dict[str, Run]) -> list[Pat
     meta = read_study_meta(study)
     for name in (bs.good, bs.bad):
         if name not in runs:
-            raise EvidenceError(f"study.toml has no run {comment_text(name)!s} in [runs]", str(Path(study) / "study.toml"))
+            raise EvidenceError(f"study.toml has no run {comment_text(name)!s} in [runs]",
+                                str(Path(study) / "study.toml"))
     by_id = {c.id: c for c in bs.change_sets}
     good = runs[bs.good]
     specs = [_spec(t, good, by_id) for t in bis.pending(bs.state)]
@@ -120,8 +123,9 @@ def _write_round(study: Path, bs: BisectStudy, runs: dict[str, Run]) -> list[Pat
 
 
 def start(good: Run, bad: Run, out: Path, parallel: int = 2, backend: str = "kohya",
-          sd_scripts: str = "sd-scripts", inputs: list[str | Path] = (), force: bool = False,
-          log: bool = False, replicates: int = 0, method: str = "group-testing") -> BisectStudy:
+          sd_scripts: str = "sd-scripts", inputs: Sequence[str | Path] = (), force: bool = False,
+          log: bool = False, replicates: int = 0,
+          method: Literal["progressive", "group-testing"] = "group-testing") -> BisectStudy:
     if os.path.lexists(bisect_file(out)):
         raise EvidenceError("a bisection is already under way here (bisect.json exists)", str(out))
     sets, _ = change_sets(good, bad)
