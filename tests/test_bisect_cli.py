@@ -4,11 +4,10 @@ import json
 import tomllib
 
 from click.testing import CliRunner
+from conftest import write_run
 
 from lora_audit.ablate import group_testing as gt
 from lora_audit.cli import main
-
-from conftest import write_run
 
 GOOD = """\
 pretrained_model_name_or_path = "m"
@@ -85,7 +84,8 @@ def test_bad_verdicts_are_one_line_errors(tmp_path):
     bad = write_run(tmp_path, "bad", BAD, "bad")
     study = tmp_path / "study"
     cli = CliRunner()
-    assert cli.invoke(main, ["bisect", "start", "--good", str(good), "--bad", str(bad), "--out", str(study)]).exit_code == 0
+    start = cli.invoke(main, ["bisect", "start", "--good", str(good), "--bad", str(bad), "--out", str(study)])
+    assert start.exit_code == 0
     r = cli.invoke(main, ["bisect", "good", "--study", str(study), "r9-z"])
     assert r.exit_code == 2 and "unknown test 'r9-z'" in r.output
     r = cli.invoke(main, ["bisect", "next", "--study", str(tmp_path)])

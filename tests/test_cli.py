@@ -6,10 +6,9 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from conftest import BAD, GOOD, write_run
 
 from lora_audit.cli import main
-
-from conftest import BAD, GOOD, write_run
 
 
 @pytest.fixture
@@ -51,7 +50,8 @@ def test_diff_text_and_json(cli, tmp_path):
     assert data["runs"] == ["a", "b"]
     ch = {c["param"]: c for c in data["changes"]}
     assert ch["network_dim"]["kind"] == "changed" and ch["network_dim"]["category"] == "Network"
-    assert ch["network_dim"]["values"]["a"] == {"value": 32, "origin": "explicit", "source": ch["network_dim"]["values"]["a"]["source"]}
+    dim_a = ch["network_dim"]["values"]["a"]
+    assert dim_a == {"value": 32, "origin": "explicit", "source": dim_a["source"]}
     assert {d["param"] for d in data["derived"]} >= {"effective_batch", "pixels_per_sample"}
     same = json.loads(cli.invoke(main, ["diff", "--json", "--all", str(a), str(b)]).output)
     assert any(c["kind"] == "same" for c in same["changes"])
