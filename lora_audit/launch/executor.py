@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from lora_audit.errors import EvidenceError
 from lora_audit.launch import kohya_env, logparse
@@ -67,7 +68,7 @@ class _Job:
     variant: Variant
     slot: Slot
     proc: subprocess.Popen
-    logfile: object
+    logfile: BinaryIO
     log: Path
     cancelled: bool = False
     last_echo: float = 0.0
@@ -84,7 +85,19 @@ def slots(opts: Options) -> list[Slot]:
 
 
 def _start(a: Attempt, v: Variant, slot: Slot, log: Path, kenv: kohya_env.KohyaEnv | None = None) -> _Job:
-    logfile = open(log, "xb")  # x: an attempt's log is never overwritten
+    # x: an attempt's log is never overwritten. Not a with-block: the file stays open as the child's stdout until
+    # _reap closes it; closed here when the child cannot be started.
+    logfile = open(log, "xb")  # noqa: SIM115
+    try:
+        proc = _spawn(a, v, slot, kenv, logfile)
+    except BaseException:
+        logfile.close()
+        raise
+    return _Job(a, v, slot, proc, logfile, log)
+
+
+def _spawn(a: Attempt, v: Variant, slot: Slot, kenv: kohya_env.KohyaEnv | None, logfile: BinaryIO) -> subprocess.Popen:
+    """Write the log's header lines and start the variant's runner with its output into ``logfile``."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "LORA_AUDIT_ATTEMPT": marker(a)}
     if slot.gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = slot.gpu
@@ -102,14 +115,8 @@ def _start(a: Attempt, v: Variant, slot: Slot, log: Path, kenv: kohya_env.KohyaE
     logfile.write("".join(f"# lora-audit launch: {h}".replace("\n", "\\n").replace("\r", "\\r") + "\n"
                           for h in header).encode("utf-8", "replace"))
     logfile.flush()
-    try:
-        proc = subprocess.Popen(["bash", v.runner], cwd=v.folder, stdout=logfile, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, start_new_session=True,
-                                preexec_fn=die_with_parent)
-    except OSError:
-        logfile.close()
-        raise
-    return _Job(a, v, slot, proc, logfile, log)
+    return subprocess.Popen(["bash", v.runner], cwd=v.folder, stdout=logfile, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, env=env, start_new_session=True, preexec_fn=die_with_parent)
 
 
 # -- the launcher -------------------------------------------------------------------------------------------------

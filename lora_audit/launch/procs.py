@@ -3,6 +3,7 @@ with ``LORA_AUDIT_ATTEMPT`` so that what a dead launcher left running can be fou
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -28,10 +29,8 @@ def marker(a: Attempt) -> str:
 
 
 def signal_group(proc: subprocess.Popen, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def kill_orphans(a: Attempt) -> int:
