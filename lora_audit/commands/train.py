@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from lora_audit.commands.support import echo_json, one_line_errors
+
+if TYPE_CHECKING:
+    from lora_audit.train.tiny_model import Arch
 
 
 @click.command("make-tiny-model")
@@ -25,11 +29,11 @@ from lora_audit.commands.support import echo_json, one_line_errors
                    "people download); PATH then serves as its --model-config folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @one_line_errors
-def make_tiny_model(path: Path, arch: str, seed: int, single_file: Path | None, as_json: bool) -> None:
+def make_tiny_model(path: Path, arch: Arch, seed: int, single_file: Path | None, as_json: bool) -> None:
     """Write a tiny diffusers pipeline (random weights, local tokenizer, no download) to PATH."""
     from lora_audit.train.tiny_model import make_tiny_model as make
 
-    out = make(path, arch, seed)  # type: ignore[arg-type]
+    out = make(path, arch, seed)
     if single_file is not None:
         from lora_audit.train.single_file import to_single_file
 

@@ -18,7 +18,7 @@ import codecs
 import errno
 import os
 import stat
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from lora_audit.errors import EvidenceError
 
@@ -233,20 +233,21 @@ def without_surrogates(obj: _T) -> _T:
     def fix(v: object) -> object:
         return _SURROGATE.sub("\ufffd", v) if isinstance(v, str) and _SURROGATE.search(v) else v
 
-    root = [obj]
-    stack: list[tuple[object, object]] = [(root, 0)]
+    root: list[Any] = [obj]
+    # (a dict or a list, a key or an index in it): the containers of parsed JSON
+    stack: list[tuple[Any, Any]] = [(root, 0)]
     while stack:
         container, key = stack.pop()
-        v = container[key]  # type: ignore[index]
+        v = container[key]
         if isinstance(v, dict):
             if any(isinstance(k, str) and _SURROGATE.search(k) for k in v):
                 v = {fix(k): x for k, x in v.items()}
-                container[key] = v  # type: ignore[index]
+                container[key] = v
             stack.extend((v, k) for k in v)
         elif isinstance(v, list):
             stack.extend((v, i) for i in range(len(v)))
         else:
-            container[key] = fix(v)  # type: ignore[index]
+            container[key] = fix(v)
     return root[0]
 
 

@@ -73,8 +73,10 @@ class Calls:
 
     def _update(self, c: ast.Call) -> bool:
         """``d.update(other)`` of two known dicts, the key sources carried over; False when not both are known."""
+        if not isinstance(c.func, ast.Attribute):  # the caller matched a dotted name ending in .update
+            return False
         try:
-            target, other = self.value(c.func.value), self.value(c.args[0])  # type: ignore[attr-defined]
+            target, other = self.value(c.func.value), self.value(c.args[0])
         except Unknown:
             target = other = None
         if not (isinstance(target, dict) and isinstance(other, dict)):

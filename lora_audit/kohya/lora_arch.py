@@ -88,8 +88,8 @@ def detect_arch(s: LoraShapes, md: dict[str, str]) -> None:
             s.layout_options.update(_flux_options(s))
         if s.parts.get("te3"):
             s.layout_options["train_t5xxl"] = True
-        _check_against_layout(s)
-        _check_against_metadata(s, md)
+        _check_against_layout(s, s.arch)
+        _check_against_metadata(s, s.arch, md)
         return
     for module, parts in s.modules.items():
         if s.canonical[module].endswith("attn2_to_k"):
@@ -120,8 +120,8 @@ def detect_arch(s: LoraShapes, md: dict[str, str]) -> None:
         s.warnings.append("the base architecture cannot be told from these keys")
         return
     s.arch_reason = reason
-    _check_against_layout(s)
-    _check_against_metadata(s, md)
+    _check_against_layout(s, s.arch)
+    _check_against_metadata(s, s.arch, md)
 
 
 def _flux_options(s: LoraShapes) -> dict[str, Any]:
@@ -161,7 +161,7 @@ def _expected_modules(s: LoraShapes) -> set[str] | None:
     return None
 
 
-def _check_against_layout(s: LoraShapes) -> None:
+def _check_against_layout(s: LoraShapes, arch: str) -> None:
     """Modules kohya's network would not create for this architecture suggest another trainer."""
     if s.kind not in ("LoRA", "LoCon", "DyLoRA") or s.format != "kohya":
         return
@@ -170,13 +170,13 @@ def _check_against_layout(s: LoraShapes) -> None:
         return
     extra = [m for m in s.modules if m not in expected]
     if extra:
-        module = KOHYA_MODULES.get(s.arch or "", "networks.lora")
+        module = KOHYA_MODULES.get(arch, "networks.lora")
         s.warnings.append(f"{len(extra)} modules are not ones kohya's {module} creates for "
-                          f"{ARCH_LABELS[s.arch]} (e.g. {extra[0]})")  # type: ignore[index]
+                          f"{ARCH_LABELS[arch]} (e.g. {extra[0]})")
 
 
-def _check_against_metadata(s: LoraShapes, md: dict[str, str]) -> None:
+def _check_against_metadata(s: LoraShapes, arch: str, md: dict[str, str]) -> None:
     says = trainers.from_metadata(md)
-    if says and says[0] != s.arch:
+    if says and says[0] != arch:
         s.warnings.append(f"{says[1]} says {ARCH_LABELS[says[0]]} but the tensors say "
-                          f"{ARCH_LABELS[s.arch]} ({s.arch_reason})")  # type: ignore[index]
+                          f"{ARCH_LABELS[arch]} ({s.arch_reason})")
