@@ -22,6 +22,7 @@ from fnmatch import fnmatchcase
 from itertools import product
 
 from lora_audit.errors import EvidenceError
+from lora_audit.evidence import _bash_fast
 from lora_audit.evidence._bash_expand import _MAX_DEPTH, _assigns, _describe, _describe_all, _word_text
 from lora_audit.evidence._bash_files import ScriptFiles
 from lora_audit.evidence._bash_lexer import Lexer
@@ -54,7 +55,9 @@ class BashTokenizer(ScriptFiles):
         enabled = gc.isenabled()
         gc.disable()  # millions of small objects, none cyclic: the collector's passes would make parsing quadratic
         try:
-            nodes = Parser(Lexer(text, Lines(text, first_line), self.label).lines()).iter_parse()
+            lexer = Lexer(text, Lines(text, first_line), self.label)
+            fast = _bash_fast.runner(lexer, self._simple) if _bash_fast.FAST else None
+            nodes = Parser(lexer.lines(), fast).iter_parse()
             try:
                 for node in nodes:  # each top-level command runs as soon as it is read
                     self._node(node)

@@ -7,7 +7,7 @@ Reserved words count only where bash reads them: as the first word of a command.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from lora_audit.evidence._bash_lexer import Item, Op, Redir
@@ -84,8 +84,9 @@ _CASE_ENDS = {";;", ";&", ";;&"}
 class Parser:
     """Reads items from an iterator, keeping only those of the construct being read (bounded memory)."""
 
-    def __init__(self, lines: Iterable[list[Item]]):
+    def __init__(self, lines: Iterable[list[Item]], fast: Callable[[], None] | None = None):
         self._source: Iterator[list[Item]] = iter(lines)  # the lexer's items, a line at a time
+        self._fast = fast  # called at the start of a top-level line (_bash_fast): runs the trivial lines there
         self.items: list[Item] = []
         self.i = 0
         self.pending: list[Note] = []
@@ -136,6 +137,8 @@ class Parser:
     def iter_parse(self) -> Iterator[Node]:
         """Top-level commands one at a time, each as soon as it is read."""
         while True:
+            if self._fast is not None and self._at_line_start():
+                self._fast()
             self._skip_newlines()
             del self.items[:self.i]  # what is read is done with
             self.i = 0
@@ -148,6 +151,19 @@ class Parser:
             node = self.and_or()
             if node is not None:
                 yield node
+
+    def _at_line_start(self) -> bool:
+        """Whether the lexer stands at the start of a line with nothing of the script pending here: all read is
+        done with but separators, the last item read is a newline (the lexer hands on a line ending there)."""
+        items = self.items
+        if self.pending:
+            return False
+        if not items:
+            return True
+        last = items[-1]
+        if last.__class__ is not Op or last.text != "\n":  # type: ignore[union-attr]
+            return False
+        return all(it.__class__ is Op and it.text in ("\n", ";") for it in items[self.i:])  # type: ignore[union-attr]
 
     def list_until(self, closers: set[str], case_arm: bool = False) -> list[Node]:
         out: list[Node] = []

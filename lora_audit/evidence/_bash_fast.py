@@ -1,0 +1,139 @@
+"""A fast path for the common trivial lines of a bash script, read without the general lexer and parser.
+
+At the top level, where the parser stands at the start of a line with nothing pending, a line that is blank, a
+comment, or ``;``-separated simple commands whose words are plain text, ``'...'``, ``"..."`` and ``$NAME``
+references only (no redirection, pipe, ``&&``, parenthesis, backslash, backtick, ``${``, ``$(``, reserved word or
+``[[``) is split into words here, built exactly as the word reader builds them (``_bash_words.WordReader._word``),
+and each command is handed to the executor's own ``_simple``: what the command does (assignments, builtins,
+training commands) is decided by the same code as on the general path. Any other line, and anything not certain,
+goes to the general path (``FAST = False`` turns this path off; the differential test compares the two).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from lora_audit.evidence._bash_lexer import Lexer
+from lora_audit.evidence._bash_parse import Simple
+from lora_audit.evidence._bash_words import Part, Word
+
+FAST = True  # module switch: False reads every line through the general lexer and parser
+
+_MAX_LINE = 4096  # longer lines take the general path (a command past ARG_MAX is marked there)
+# characters that make a line general: redirections, pipes, lists, groups, escapes, command substitution
+_GENERAL = re.compile(r"[\\`&|<>(){}]|\$\{|\$\(|\[\[|\]\]")
+_NAME_START = "[A-Za-z_]"
+_WORD = re.compile(rf"""(?!\#)(?:[^ \t\n;&|()<>\\'"$`]+|'[^'\n]*'|"(?:[^"\\$`\n]+|\${_NAME_START}[A-Za-z0-9_]*)*"
+                         |\${_NAME_START}[A-Za-z0-9_]*)+""", re.VERBOSE)
+_BLANK = re.compile(r"[ \t]*")
+_PIECE = re.compile(r"""(?P<plain>[^ \t\n;&|()<>\\'"$`]+)|'(?P<sq>[^'\n]*)'|"(?P<dq>[^"]*)"
+                        |\$(?P<var>[A-Za-z_][A-Za-z0-9_]*)""", re.VERBOSE)
+_DQ_PIECE = re.compile(r"(?P<text>[^$]+)|\$(?P<var>[A-Za-z_][A-Za-z0-9_]*)")
+_ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\+?)=")
+# words bash reads as reserved in command position (and `[[`, which the lexer reads a test after)
+_RESERVED = frozenset({"if", "then", "elif", "else", "fi", "do", "done", "case", "esac", "for", "select", "while",
+                       "until", "function", "{", "}", "!", "[[", "]]", "time", "coproc", "in"})
+
+
+def split_line(line: str, line_no: int) -> list[list[Word]] | None:
+    """The commands of one line (without its newline) as words, or None when the line needs the general path."""
+    if len(line) > _MAX_LINE or _GENERAL.search(line):
+        return None
+    cmds: list[list[Word]] = []
+    words: list[Word] = []
+    pos, n = _BLANK.match(line).end(), len(line)  # type: ignore[union-attr]
+    while pos < n:
+        c = line[pos]
+        if c == "#":  # a comment: at the start of a word only (a `#` inside a word is read by _WORD)
+            break
+        if c == ";":
+            if not words or line.startswith(";", pos + 1):
+                return None  # `;;` or an empty command: general path
+            cmds.append(words)
+            words = []
+            pos = _BLANK.match(line, pos + 1).end()  # type: ignore[union-attr]
+            continue
+        m = _WORD.match(line, pos)
+        if m is None:
+            return None
+        end = m.end()
+        if end < n and line[end] not in " \t;":
+            return None
+        word = _build(m.group(0), line_no)
+        if word is None or (not words and word.text in _RESERVED):
+            return None
+        words.append(word)
+        pos = _BLANK.match(line, end).end()  # type: ignore[union-attr]
+    if words:
+        cmds.append(words)
+    return cmds
+
+
+def _build(s: str, line: int) -> Word | None:
+    """The word as ``WordReader._word`` builds it (parts, quoting, ``NAME=``), or None if unsure."""
+    pos = 0
+    assign = None
+    m = _ASSIGNMENT.match(s)
+    if m:
+        assign = (m.group(1), m.group(2) == "+")
+        pos = m.end()
+    elif "'" not in s and '"' not in s and "$" not in s:
+        return Word.bare(s, line)  # the lexer's bare word
+    parts: list[Part] = []
+    quoted = False
+    for p in _PIECE.finditer(s, pos):
+        kind = p.lastgroup
+        if kind == "plain":
+            _lit(parts, p.group("plain"), line, False)
+        elif kind == "var":
+            parts.append(Part("var", False, line, raw="$" + p.group("var"), name=p.group("var")))
+        elif kind == "sq":  # WordReader._single: a part of its own, even empty
+            quoted = True
+            parts.append(Part("lit", True, line))
+            if p.group("sq"):
+                _lit(parts, p.group("sq"), line, True)
+        else:  # WordReader._double
+            quoted = True
+            parts.append(Part("lit", True, line))
+            for q in _DQ_PIECE.finditer(p.group("dq")):
+                if q.lastgroup == "var":
+                    parts.append(Part("var", True, line, raw="$" + q.group("var"), name=q.group("var")))
+                else:
+                    _lit(parts, q.group("text"), line, True)
+    word = Word(parts=parts, line=line, quoted=quoted, assign=assign)
+    if not quoted and assign is None and parts and all(p.kind == "lit" for p in parts):
+        return Word.bare("".join(t for p in parts for t, _ in p.segs), line)
+    return word
+
+
+def _lit(parts: list[Part], text: str, line: int, quoted: bool) -> None:
+    """WordReader._lit: a run of text joins the word's last part when that is literal text quoted alike."""
+    if parts:
+        last = parts[-1]
+        if last.kind == "lit" and last.quoted == quoted:
+            last.segs.append((text, line))
+            return
+    parts.append(Part("lit", quoted, line, segs=[(text, line)]))
+
+
+def runner(lexer: Lexer, simple: Callable[[Simple], object]) -> Callable[[], None]:
+    """What the parser calls at the start of a top-level line: runs the fast lines from there, moving the lexer on
+    past them, and stops at the first line that needs the general path."""
+
+    def run() -> None:
+        text, end = lexer.text, lexer.end
+        while lexer.pos < end:
+            pos = lexer.pos
+            nl = text.find("\n", pos, end)
+            if nl < 0:
+                return  # the last line, without a newline: the general path
+            line_no = lexer.line_of(pos)
+            cmds = split_line(text[pos:nl], line_no)
+            if cmds is None:
+                return
+            lexer.pos = nl + 1
+            for words in cmds:
+                simple(Simple(words, [], [], line_no))
+
+    return run

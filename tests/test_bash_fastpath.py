@@ -1,0 +1,112 @@
+"""The bash reader's fast path for trivial lines (_bash_fast) gives exactly what the general path gives.
+
+Scripts are drawn from a grammar of simple lines (assignments, appends, exports, arrays, comments, plain commands,
+references to earlier variables, lines mixed with ones that need the general path) ending in a kohya training
+command; each is read with the fast path on and off, and the commands, their notes and variants, and the evidence
+must be the same."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lora_audit.errors import EvidenceError
+from lora_audit.evidence import _bash_fast
+from lora_audit.evidence._bash import BashTokenizer
+from lora_audit.evidence.shell import parse_shell_text
+
+_NAMES = ["A", "B", "VAR", "OUT", "ARGS"]
+_WORDS = ["x", "--seed", "1", "a.toml", "/data/img", "it's", "b#c", "*.png", "~/m", "a=b", "--lr=1e-4"]
+
+
+def _ref(name: str) -> str:
+    return "$" + name
+
+
+_value = st.one_of(
+    st.sampled_from(_WORDS),
+    st.builds(lambda w: f'"{w} with space"', st.sampled_from(_WORDS)),
+    st.builds(lambda w: f"'{w}'", st.sampled_from(["x y", "$A", "", "a;b"])),
+    st.builds(_ref, st.sampled_from(_NAMES + ["UNSET"])),
+    st.builds(lambda n, w: f'"{w} ${n}"', st.sampled_from(_NAMES + ["UNSET"]), st.sampled_from(_WORDS)),
+    st.builds(lambda n, w: f"{w}${n}x", st.sampled_from(_NAMES), st.sampled_from(["pre", "a/"])),
+    st.sampled_from(['""', "''", "", '"$A$B"', "'a'\"b\"c"]),
+)
+_name = st.sampled_from(_NAMES)
+_line = st.one_of(
+    st.builds(lambda n, v: f"{n}={v}", _name, _value),
+    st.builds(lambda n, v: f"{n}+={v}", _name, _value),
+    st.builds(lambda n, v: f"export {n}={v}", _name, _value),
+    st.builds(lambda n, a, b: f"{n}+=({a} {b})", _name, _value, _value),
+    st.builds(lambda n, a: f"{n}=({a})", _name, _value),
+    st.builds(lambda v: f"# comment {v}", _value),
+    st.just(""),
+    st.just("   "),
+    st.builds(lambda a, b: f"mkdir -p {a} {b}", _value, _value),
+    st.builds(lambda a: f"echo {a}  # trailing comment", _value),
+    st.builds(lambda a, b: f"cp {a} {b}; {b}", _value, _value),
+    st.builds(lambda n, v: f"{n}={v} python tag.py {v}", _name, _value),
+    st.builds(lambda n, v: f"A{_ref(n)}=1; {n}={v}", _name, _value),
+    st.builds(lambda n: f"unset {n}", _name),
+    st.builds(lambda n: f"read {n}", _name),
+    st.builds(lambda n: f": {n}", _name),
+    st.builds(lambda n, v: f'if [ "${n}" = {v} ]; then B=1; else B=2; fi', _name, _value),
+    st.builds(lambda n: f'[ -f x ] && {n}=maybe', _name),
+    st.builds(lambda v: f"python train_network.py --x {v}", _value),
+    st.builds(lambda v: f"accelerate launch train_network.py --y {v};", _value),
+    st.builds(lambda n: f"f() {{ {n}=in_f; }}", _name),
+    st.just("f"),
+    st.builds(lambda n: f"{_ref(n)} --z", _name),
+    # random text of the characters that decide between the paths
+    st.text(alphabet="ab=+$#;'\" \t{}[]()&|<>\\`!", max_size=16),
+)
+_script = st.builds(
+    lambda lines, v: "\n".join(lines) + f'\naccelerate launch train_network.py --x "$VAR" --o {v} ${{ARGS[@]}}\n',
+    st.lists(_line, max_size=12), _value)
+
+
+def _read(text: str, fast: bool) -> object:
+    old = _bash_fast.FAST
+    _bash_fast.FAST = fast
+    try:
+        cmds = BashTokenizer("t.sh").commands(text)
+        try:
+            evidence = [e.model_dump() for e in parse_shell_text(text, Path("t.sh"))]
+        except EvidenceError as e:
+            evidence = ["error", e.message, e.line]  # type: ignore[list-item]
+        return [(c.words, [n.model_dump() for n in c.notes], c.variables, c.variants, c.created, repr(c.error))
+                for c in cmds], evidence
+    except EvidenceError as e:
+        return "error", e.message, e.line
+    finally:
+        _bash_fast.FAST = old
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_script)
+def test_fast_path_reads_as_the_general_path(text: str) -> None:
+    assert _read(text, True) == _read(text, False)
+
+
+@pytest.mark.parametrize("text", [
+    'V="value $W"; A$V=1\nEXTRA+=" --seed 1"\nexport OUT=/o\n# c\n\n'
+    'accelerate launch train_network.py --output_name "$V" $EXTRA "$OUT"\n',
+    "A=1\nA+=2\nB=(x 'y z')\nB+=(\"$A\")\naccelerate launch train_network.py ${B[@]} --a $A\n",
+])
+def test_fast_path_examples(text: str) -> None:
+    fast, general = _read(text, True), _read(text, False)
+    assert fast == general
+    assert fast[1] and fast[1][0] != "error"  # a training command was found, the same one
+
+
+def test_fast_path_is_taken_for_trivial_lines() -> None:
+    """The fast path reads the line itself (not only defers): blank, comments, assignments, plain commands."""
+    words = _bash_fast.split_line('A="x $B" C=1; mkdir -p "$OUT/s" # c', 3)
+    assert words is not None and [len(c) for c in words] == [2, 3]
+    assert words[0][0].assign == ("A", False) and words[1][0].text == "mkdir"
+    for general in ("a | b", "a && b", "x=$(date)", "cat <<EOF", "if x; then y; fi", "a\\", "{ a; }", "[[ a ]]",
+                    "a ;; b", "echo ${A:-x}", "echo `d`"):
+        assert _bash_fast.split_line(general, 1) is None, general
