@@ -104,14 +104,14 @@ class PowerShellTokenizer(Expressions):
             break
         end_pos = self.pos
         undecided: list[tuple[str, int, int]] = []
-        for cond, start, stop, line in clauses:
-            status = True if cond is None else _ps_evaluate(cond, self._cond_lookup, self._cond_expand)
+        for test, start, stop, line in clauses:
+            status = True if test is None else _ps_evaluate(test, self._cond_lookup, self._cond_expand)
             if status is False:
                 continue
             if status is True and not undecided:
                 self._block(start, stop, out)
                 break
-            what = "else" if cond is None else f"if ({cond.strip()}) (line {line})"
+            what = "else" if test is None else f"if ({test.strip()}) (line {line})"
             undecided.append((what, start, stop))
             if status is True:
                 break
@@ -226,8 +226,8 @@ class PowerShellTokenizer(Expressions):
                 self.pos += 1
             elif c == "&":
                 break
-            elif _REDIRECT.match(self.t, self.pos):
-                self._redirect(cmd)
+            elif redirect := _REDIRECT.match(self.t, self.pos):
+                self._redirect(redirect)
             elif self.t.startswith("--%", self.pos) and self._peek(3) in " \t\n":
                 nl = self.t.find("\n", self.pos)
                 stop = self.end if nl < 0 else nl
@@ -238,15 +238,15 @@ class PowerShellTokenizer(Expressions):
                 cmd.words.extend(self._argument(cmd))
         return cmd
 
-    def _redirect(self, cmd: Command) -> None:
-        m = _REDIRECT.match(self.t, self.pos)
+    def _redirect(self, m: re.Match) -> None:
         self.pos = m.end()
         if not m.group(2):
             self._skip_blanks()
             self._argument(Command(words=[]))  # the file name
 
-    def _argument(self, cmd: Command) -> list[Token]:
-        """One argument-mode word; an array (variable, @name splat, @(...)) gives one word per element."""
+    def _whole_array(self, cmd: Command) -> list[Token] | None:
+        """An argument that is one array as a whole (``@(...)``, ``$name``, ``@name``): one word per element;
+        None (and the position unchanged) when the argument is anything else."""
         pos = self.pos
         if self.t.startswith("@(", pos):
             items = self._array(cmd)
@@ -260,6 +260,14 @@ class PowerShellTokenizer(Expressions):
             if value is None or value.runtime:
                 return [Token(m.group(0), self.line_of(pos), runtime=True)]
             return [_tok(item, self.line_of(pos)) for item in value.items]
+        return None
+
+    def _argument(self, cmd: Command) -> list[Token]:
+        """One argument-mode word; an array (variable, @name splat, @(...)) gives one word per element."""
+        pos = self.pos
+        whole = self._whole_array(cmd)
+        if whole is not None:
+            return whole
         chars: list[C] = []
         quoted = False
         while self.pos < self.end:

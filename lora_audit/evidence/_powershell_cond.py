@@ -36,6 +36,8 @@ def evaluate(text: str, lookup: Lookup, expand: Callable[[str], str | None]) -> 
             break
         pos = m.end()
         kind = m.lastgroup
+        if kind is None:  # not reached: every alternative of _TOKEN is a named group
+            return None
         tokens.append((kind, m.group(kind)))
     try:
         p = _P(tokens, lookup, expand)
@@ -157,6 +159,8 @@ def _truth(v) -> bool:
 def _compare(left, op: str, right, case: bool) -> bool:
     if isinstance(left, list):
         raise _Unknown  # an array on the left filters: not a condition we read
+    a: float | str
+    b: float | str
     if isinstance(left, (int, float)) and not isinstance(left, bool):
         try:
             r = float(right) if not isinstance(right, (int, float)) else right
@@ -164,12 +168,11 @@ def _compare(left, op: str, right, case: bool) -> bool:
             return op == "ne"
         a, b = left, r
     else:
-        a = "" if left is None else str(left)
-        b = "" if right is None else str(right)
+        sa = "" if left is None else str(left)
+        sb = "" if right is None else str(right)
         if left is None and op in ("eq", "ne"):
             return (right is None) == (op == "eq")
-        if not case:
-            a, b = a.lower(), b.lower()
+        a, b = (sa, sb) if case else (sa.lower(), sb.lower())
     if op == "eq":
         return a == b
     if op == "ne":
