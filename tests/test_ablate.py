@@ -9,14 +9,13 @@ from pathlib import Path
 import pytest
 import toml
 from click.testing import CliRunner
+from conftest import BAD, GOOD, write_run
 
 from lora_audit.ablate.plan import change_sets, plan
 from lora_audit.cli import main
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence import load_run
 from lora_audit.kohya.catalog import catalog
-
-from conftest import BAD, GOOD, write_run
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "runs" / "examples" / "bespoke-punks"
 
@@ -41,8 +40,8 @@ output_name = "mine"
 
 
 def _changed_lines(a: str, b: str) -> list[str]:
-    return [l for l in difflib.unified_diff(a.splitlines(), b.splitlines(), lineterm="", n=0)
-            if l[:1] in "+-" and not l.startswith(("+++", "---")) and l[1:].strip()]
+    return [ln for ln in difflib.unified_diff(a.splitlines(), b.splitlines(), lineterm="", n=0)
+            if ln[:1] in "+-" and not ln.startswith(("+++", "---")) and ln[1:].strip()]
 
 
 def test_variant_of_a_toml_baseline_is_the_file_with_only_the_changed_lines(tmp_path):
@@ -54,15 +53,15 @@ def test_variant_of_a_toml_baseline_is_the_file_with_only_the_changed_lines(tmp_
     original = (good / "config.toml").read_text()
     variant = (out / "ofat-network-dim" / "config.toml").read_text()
     changed = _changed_lines(original, variant)
-    removed = [l for l in changed if l.startswith("-")]
-    added = [l for l in changed if l.startswith("+")]
+    removed = [ln for ln in changed if ln.startswith("-")]
+    added = [ln for ln in changed if ln.startswith("+")]
     # only network_dim and the per-variant output name/dir (no logging_dir: the run had none and --log was not given)
     assert removed == ["-network_dim = 32      # rank", '-output_name = "mine"']
-    assert {l.split("=")[0].strip("+ ") for l in added} == {"network_dim", "output_name", "output_dir"}
+    assert {ln.split("=")[0].strip("+ ") for ln in added} == {"network_dim", "output_name", "output_dir"}
     assert "+network_dim = 64      # rank" in added  # edited at its line: the user's comment kept
     assert "# my SD1.5 config" in variant and "[network]" in variant  # comments and sections kept
     control = (out / "control" / "config.toml").read_text()
-    assert {l.split("=")[0].strip("+- ") for l in _changed_lines(original, control)} == {"output_name", "output_dir"}
+    assert {ln.split("=")[0].strip("+- ") for ln in _changed_lines(original, control)} == {"output_name", "output_dir"}
     # --log: a logging_dir in every variant, recorded in variant.json's changes
     r = CliRunner().invoke(main, ["ablate", "--good", str(good), "--bad", str(bad), "--out", str(tmp_path / "s2"),
                                   "--log"])
@@ -190,14 +189,15 @@ def test_script_baseline_variant_is_the_script_with_only_the_changed_lines(tmp_p
     original = (EXAMPLE / "sd15_perfect" / "runpod_train_sd15.sh").read_text()
     edited = (out / "ofat-network-dim" / "runpod_train_sd15.sh").read_text()
     changed = _changed_lines(original, edited)
-    assert [l for l in changed if l.startswith("-")] == [
+    assert [ln for ln in changed if ln.startswith("-")] == [
         '-  --output_dir="$OUT_DIR" \\', '-  --output_name="$NAME" \\', "-  --network_dim=32 \\"]
     assert "+  --network_dim=128 \\" in changed
     removed = _changed_lines(original, (out / "ofat-shuffle-caption" / "runpod_train_sd15.sh").read_text())
     assert "-  --shuffle_caption \\" in removed and "-  --keep_tokens=2 \\" in removed
     arch = (out / "ofat-architecture" / "runpod_train_sd15.sh").read_text()
     assert "sdxl_train_network.py" in arch and "stable-diffusion-xl-base-1.0" in arch
-    assert json.loads((out / "ofat-network-dim" / "variant.json").read_text())["edited_script"] == "runpod_train_sd15.sh"
+    variant_json = json.loads((out / "ofat-network-dim" / "variant.json").read_text())
+    assert variant_json["edited_script"] == "runpod_train_sd15.sh"
 
 
 def test_edited_script_quotes_values_and_runs_nothing_else(tmp_path):

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_ablate_security import _bin, _run
 
 from lora_audit.cli import main
 from lora_audit.kohya.catalog import catalog
-
-from test_ablate_security import _bin, _run
 
 SDXL = """\
 accelerate launch --num_cpu_threads_per_process 2 sdxl_train_network.py \\

@@ -7,10 +7,9 @@ import tomllib
 
 import pytest
 from click.testing import CliRunner
+from conftest import BAD, GOOD, write_run
 
 from lora_audit.cli import main
-
-from conftest import BAD, GOOD, write_run
 
 
 def _one_line_error(r, *words):

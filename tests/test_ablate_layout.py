@@ -11,10 +11,9 @@ import tomllib
 from pathlib import Path
 
 from click.testing import CliRunner
+from test_ablate_security import _bin, _run
 
 from lora_audit.cli import main
-
-from test_ablate_security import _bin, _run
 
 SCRIPT = """\
 #!/usr/bin/env bash
@@ -80,8 +79,8 @@ def _diff_r(a: Path, b: Path) -> dict:
     out = {"only_in_variant": sorted(cmp.right_only), "only_in_baseline": sorted(cmp.left_only)}
     for name in cmp.common_files:
         left, right = (a / name).read_text().splitlines(), (b / name).read_text().splitlines()
-        lines = [l for l in difflib.unified_diff(left, right, lineterm="", n=0)
-                 if l[:1] in "+-" and not l.startswith(("+++", "---"))]
+        lines = [ln for ln in difflib.unified_diff(left, right, lineterm="", n=0)
+                 if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
         if lines:
             out[name] = lines
     return out
@@ -107,12 +106,13 @@ def test_common_layout_variants_are_the_users_files_edited_at_their_lines(tmp_pa
     d = _diff_r(base, study / "ofat-network-dim")
     assert d.pop("only_in_variant") == ["lora-audit-run.sh", "variant.json"] and d.pop("only_in_baseline") == []
     assert list(d) == ["config.toml"] and sorted(d["config.toml"]) == sorted([
-        "-network_dim = 32      # rank", *outputs, "+network_dim = 64      # rank", '+output_name = "mine-ofat-network-dim"'])
+        "-network_dim = 32      # rank", *outputs, "+network_dim = 64      # rank",
+        '+output_name = "mine-ofat-network-dim"'])
     # a value the dataset TOML sets is edited there (kohya takes it before the config's), comment kept
     d = _diff_r(base, study / "ofat-train-batch-size")
     assert d["dataset.toml"] == ["-batch_size = 4  # fits my 8 GB", "+batch_size = 2  # fits my 8 GB"]
     assert set(d) == {"only_in_variant", "only_in_baseline", "config.toml", "dataset.toml"}
-    assert [l for l in d["config.toml"] if "output" not in l] == []
+    assert [ln for ln in d["config.toml"] if "output" not in ln] == []
     # the control: only the per-variant output; no logging_dir was added
     d = _diff_r(base, study / "control")
     assert set(d) == {"only_in_variant", "only_in_baseline", "config.toml"} and len(d["config.toml"]) == 4
@@ -145,7 +145,7 @@ def test_script_flags_stay_flags_and_a_foreign_config_name_is_pointed_at_the_cop
     assert sorted(d["train.sh"]) == sorted(["-  --config_file 'my lora.toml' \\", "-  --network_dim=32 \\",
                                             f"+  --config_file={v.resolve() / 'config.toml'} \\",
                                             "+  --network_dim=64 \\"])
-    assert [l for l in d["config.toml"] if "output" not in l] == []  # network_dim is the script's, not the config's
+    assert [ln for ln in d["config.toml"] if "output" not in ln] == []  # network_dim is the script's, not the config's
     bindir, calls = _bin(tmp_path)
     (argv,) = _run(v / "lora-audit-run.sh", bindir, calls)
     i = argv.index("--config_file")

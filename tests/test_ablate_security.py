@@ -3,7 +3,6 @@
 ``accelerate`` and ``python`` that log their argv. Nothing else may run, and every value arrives literally."""
 
 import json
-import os
 import shlex
 import subprocess
 import tomllib
@@ -12,11 +11,11 @@ from pathlib import Path
 import pytest
 import tomlkit
 from click.testing import CliRunner
-from hypothesis import HealthCheck, Phase, given, settings, strategies as st
+from conftest import BAD
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 from lora_audit.cli import main
-
-from conftest import BAD
 
 CONTROL = [chr(c) for c in range(1, 32)] + ["\x7f"]
 META = list("$()`;'\"\\#&|<>*?~!{}[] =%^") + ["$(", "${", "`", "\n", "\r", "\r\n"]
@@ -227,7 +226,8 @@ def test_a_non_utf8_value_is_one_line_and_nothing_written(tmp_path):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "config.toml").write_text(BAD)
-    for args in (["--sd-scripts", str(tmp_path) + "/sd\udcff", "ablate"], ["ablate", "--sweep", "caption_extension=.t\udcffx"]):
+    for args in (["--sd-scripts", str(tmp_path) + "/sd\udcff", "ablate"],
+                 ["ablate", "--sweep", "caption_extension=.t\udcffx"]):
         r = CliRunner().invoke(main, [*args, "--good", str(good), "--bad", str(bad), "--out", str(tmp_path / "s")])
         assert r.exit_code == 2 and "not UTF-8" in r.output and "Traceback" not in r.output, r.output
         assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "s").exists()

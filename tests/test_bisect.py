@@ -40,7 +40,7 @@ def bound(k):
 def test_single_culprit_within_log2_plus_2_trainings_progressive(k, parallel):
     changes = CHANGES[:k]
     for culprit in changes:
-        state = run(changes, lambda s: culprit in s, parallel, PROG)
+        state = run(changes, lambda s, culprit=culprit: culprit in s, parallel, PROG)
         assert state.culprits == [culprit]
         assert state.groups == [[culprit]]
         assert trainings(state) <= bound(k), (culprit, log(state))
@@ -54,7 +54,7 @@ def test_single_culprit_group_testing_within_its_budget_and_sure(k, parallel):
     to stay within their bound), the culprit trained alone."""
     changes = CHANGES[:k]
     for culprit in changes:
-        state = run(changes, lambda s: culprit in s, parallel)
+        state = run(changes, lambda s, culprit=culprit: culprit in s, parallel)
         assert state.culprits == [culprit] and state.groups == [[culprit]]
         assert trainings(state) <= gt.bound(k, 1) + gt.slack(k, 1) <= k, (culprit, log(state))
         assert all(len(r.tests) <= parallel for r in state.rounds)
@@ -124,7 +124,7 @@ def test_every_group_is_minimal_and_reverting_them_fixes_the_run():
         k = rng.randint(2, 12)
         changes = CHANGES[:k]
         terms = [frozenset(rng.sample(changes, rng.randint(1, min(3, k)))) for _ in range(rng.randint(1, 3))]
-        bad = lambda s: any(t <= s for t in terms)  # noqa: E731
+        bad = lambda s, terms=terms: any(t <= s for t in terms)  # noqa: E731
         state = run(changes, bad, parallel=rng.randint(1, 3), method=PROG)
         for g in state.groups:
             assert bad(frozenset(g)) and not any(bad(frozenset(g) - {c}) for c in g), (terms, state.groups)

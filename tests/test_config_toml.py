@@ -131,7 +131,8 @@ def test_choice_outside_kohyas_is_flagged(tmp_path):
 def test_a_key_in_two_sections_takes_the_later_value_and_line(tmp_path):
     # train_util.read_config_from_file flattens the sections in file order: the later assignment wins
     p = tmp_path / "cfg.toml"
-    p.write_text('network_dim = 8\n\n[network]\nnetwork_dim = 16\n\n[override]\nnetwork_dim = 32\nlearning_rate = 1e-4\n')
+    p.write_text('network_dim = 8\n\n[network]\nnetwork_dim = 16\n\n'
+                 '[override]\nnetwork_dim = 32\nlearning_rate = 1e-4\n')
     ev = parse_config_toml(p)
     dims = [s for s in ev.settings if s.name == "network_dim"]
     assert [(s.value, s.source) for s in dims] == [(32, f"{p}:7")]

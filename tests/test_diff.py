@@ -1,7 +1,7 @@
+from conftest import write_run
+
 from lora_audit.diff import change_words, diff_runs
 from lora_audit.evidence import load_run
-
-from conftest import write_run
 
 
 def _by_param(d):
@@ -22,7 +22,8 @@ def test_diff_of_two_runs(two_runs):
     d = diff_runs([good, bad])
     c = _by_param(d)
     assert c["network_dim"].kind == "changed" and c["network_dim"].words == "DOUBLED 32→64"
-    assert c["multires_noise_iterations"].kind == "removed" and c["multires_noise_iterations"].words == "REMOVED (was 6)"
+    multires = c["multires_noise_iterations"]
+    assert multires.kind == "removed" and multires.words == "REMOVED (was 6)"
     assert c["mixed_precision"].words == "fp16→bf16"
     assert c["max_token_length"].words == "REMOVED (was 225; kohya's default 75)"
     assert "learning_rate" not in c  # 1e-4 == 0.0001

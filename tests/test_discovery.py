@@ -4,9 +4,9 @@ import json
 import textwrap
 
 from click.testing import CliRunner
-
 from conftest import BAD, GOOD
 from loras import write_lora
+
 from lora_audit.cli import main
 from lora_audit.evidence import load_run, load_runs
 from lora_audit.evidence.discovery import discover

@@ -24,7 +24,7 @@ def _check_all(k, c, sets, parallel=1):
     worst = 0
     for hidden in sets:
         h = frozenset(hidden)
-        out, n, _ = gt.simulate(_items(k), lambda s: bool(s & h), parallel)
+        out, n, _ = gt.simulate(_items(k), lambda s, h=h: bool(s & h), parallel)
         assert set(out.culprits) == h and not out.fallback and out.undecided is None, (k, hidden, out)
         assert set(out.tested_alone) | set(out.inferred) == h
         worst = max(worst, n)
@@ -154,7 +154,7 @@ def test_more_than_three_culprits_are_still_found():
         rng = random.Random(k)
         for _ in range(30):
             h = frozenset(rng.sample(_items(k), rng.randint(4, k)))
-            out, n, _ = gt.simulate(_items(k), lambda s: bool(s & h))
+            out, n, _ = gt.simulate(_items(k), lambda s, h=h: bool(s & h))
             assert set(out.culprits) == h, (k, sorted(h), out)
 
 

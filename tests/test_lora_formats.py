@@ -7,8 +7,8 @@ import json
 
 import pytest
 from click.testing import CliRunner
-
 from dit_loras import comfy_flux, diffusers_flux_modules, diffusers_sd3, kohya_flux, kohya_sd3, onetrainer_flux, peft
+
 from lora_audit.cli import main
 from lora_audit.evidence.safetensors_header import parse_safetensors
 from lora_audit.kohya.lora_layout_dit import flux_modules, sd3_modules
@@ -148,6 +148,7 @@ def test_flux_lora_metadata_gives_the_flow_matching_settings(tmp_path):
                                          ("hunyuan_image", "networks.lora_hunyuan_image")])
 def test_lumina_and_hunyuan_image_loras(tmp_path, arch, module):
     from dit_loras import kohya, write_lora
+
     from lora_audit.kohya.lora_layout_dit import hunyuan_image_modules, lumina_modules
 
     mods = lumina_modules(text_encoders="clip") if arch == "lumina" else hunyuan_image_modules()
@@ -190,6 +191,7 @@ def test_anima_lora_is_told_by_its_block_names(tmp_path):
 
 def test_anima_file_size(tmp_path):
     from dit_loras import kohya, write_lora
+
     from lora_audit.kohya.lora_layout_dit import anima_modules
 
     tensors, alphas = kohya(anima_modules(), 32, "BF16", 16.0)

@@ -3,6 +3,7 @@ warning, never a traceback, a hang or unbounded memory. The random side of this 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -321,10 +322,8 @@ def test_brackets_thousands_deep_in_a_notebook_cell_are_read_as_a_bad_line(tmp_p
     cell = {"cell_type": "code", "metadata": {}, "outputs": [],
             "source": ["!accelerate launch train_network.py --network_dim " + "(" * 5000 + "\n"]}
     p.write_text(json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
-    try:
+    with contextlib.suppress(EvidenceError):  # one line is fine too; a RecursionError is not
         parse_file(p)
-    except EvidenceError:
-        pass  # one line is fine too; a RecursionError is not
 
 
 @pytest.mark.parametrize("files", [

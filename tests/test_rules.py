@@ -1,9 +1,8 @@
 import pytest
+from conftest import GOOD, write_run
 
 from lora_audit.evidence import load_run
 from lora_audit.rules.engine import RuleError, find_suspects, load_rules
-
-from conftest import GOOD, write_run
 
 
 def _ids(findings):

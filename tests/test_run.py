@@ -1,11 +1,10 @@
 """load_run: merging evidence with provenance, conflicts, defaults only for whole invocations."""
 
 import pytest
+from conftest import GOOD, write_run
 
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence import load_run, load_runs
-
-from conftest import GOOD, write_run
 
 
 def test_whole_config_gets_kohya_defaults_marked_as_defaults(tmp_path):
@@ -37,7 +36,8 @@ def test_disagreeing_evidence_is_a_conflict_naming_both(tmp_path):
 def test_size_only_run_is_inferred_with_alternatives(tmp_path):
     d = tmp_path / "baby"
     d.mkdir()
-    (d / "run.toml").write_text('verdict = "bad"\narch = "sd15"\n[[artifacts]]\nname = "x.safetensors"\nsize = "72MB"\n')
+    (d / "run.toml").write_text('verdict = "bad"\narch = "sd15"\n'
+                                '[[artifacts]]\nname = "x.safetensors"\nsize = "72MB"\n')
     run = load_run(d)
     dim = run.params["network_dim"]
     assert dim.origin == "inferred"

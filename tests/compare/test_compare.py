@@ -20,11 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
 from click.testing import CliRunner  # noqa: E402
 from PIL import Image  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
+from train_helpers import tiny_model, toy_dataset, write_config  # noqa: E402
 
 from lora_audit.commands.compare import compare  # noqa: E402
 from lora_audit.compare.run import run_comparison  # noqa: E402
 from lora_audit.compare.spec import Settings, parse_lora  # noqa: E402
-from train_helpers import tiny_model, toy_dataset, write_config  # noqa: E402
 
 FAST = ["--steps", "2", "--size", "64x64", "--seeds", "1,2", "--quiet"]
 

@@ -12,6 +12,7 @@ those are failures instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -98,10 +99,8 @@ def _stop(pidfile: Path) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.1)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 @pytest.fixture(scope="session")

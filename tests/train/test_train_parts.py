@@ -7,10 +7,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from train_helpers import tiny_model  # noqa: E402
+
 from lora_audit.errors import EvidenceError  # noqa: E402
 from lora_audit.kohya.catalog import catalog  # noqa: E402
 from lora_audit.train import lora, schedule, text  # noqa: E402
-from train_helpers import tiny_model  # noqa: E402
 
 
 def kohya_args(**kw):

@@ -7,13 +7,13 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from click.testing import CliRunner  # noqa: E402
+from train_helpers import tiny_model, toy_dataset  # noqa: E402
 
 from lora_audit.cli import main  # noqa: E402
-from lora_audit.evidence.dataset_toml import parse_dataset_toml  # noqa: E402
 from lora_audit.errors import EvidenceError  # noqa: E402
+from lora_audit.evidence.dataset_toml import parse_dataset_toml  # noqa: E402
 from lora_audit.train.tiny_model import detect_arch, make_tiny_model  # noqa: E402
 from lora_audit.train.toy_dataset import TRIGGER, make_toy_dataset  # noqa: E402
-from train_helpers import tiny_model, toy_dataset  # noqa: E402
 
 
 def _files(folder):

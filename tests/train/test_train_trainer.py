@@ -12,12 +12,12 @@ torch = pytest.importorskip("torch")
 from click.testing import CliRunner  # noqa: E402
 from safetensors import safe_open  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
+from train_helpers import tiny_model, toy_dataset, write_config  # noqa: E402
 
 from lora_audit.cli import main  # noqa: E402
 from lora_audit.kohya.lora_layout import modules  # noqa: E402
 from lora_audit.train import noise as noise_module  # noqa: E402
 from lora_audit.train.trainer import train  # noqa: E402
-from train_helpers import tiny_model, toy_dataset, write_config  # noqa: E402
 
 SUFFIXES = (".lora_down.weight", ".lora_up.weight", ".alpha")
 
