@@ -31,6 +31,8 @@ _PIECE = re.compile(r"""(?P<plain>[^ \t\n;&|()<>\\'"$`]+)|'(?P<sq>[^'\n]*)'|"(?P
                         |\$(?P<var>[A-Za-z_][A-Za-z0-9_]*)""", re.VERBOSE)
 _DQ_PIECE = re.compile(r"(?P<text>[^$]+)|\$(?P<var>[A-Za-z_][A-Za-z0-9_]*)")
 _ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\+?)=")
+# a line that is one array assignment: NAME=( ... ) / NAME+=( ... ), its elements on the line
+_ARRAY_LINE = re.compile(r"[ \t]*([A-Za-z_][A-Za-z0-9_]*)(\+?)=\(([^()\n]*)\)[ \t]*(?:\#[^\n]*)?")
 # words bash reads as reserved in command position (and `[[`, which the lexer reads a test after)
 _RESERVED = frozenset({"if", "then", "elif", "else", "fi", "do", "done", "case", "esac", "for", "select", "while",
                        "until", "function", "{", "}", "!", "[[", "]]", "time", "coproc", "in"})
@@ -38,8 +40,11 @@ _RESERVED = frozenset({"if", "then", "elif", "else", "fi", "do", "done", "case",
 
 def split_line(line: str, line_no: int) -> list[list[Word]] | None:
     """The commands of one line (without its newline) as words, or None when the line needs the general path."""
-    if len(line) > _MAX_LINE or _GENERAL.search(line):
+    if len(line) > _MAX_LINE:
         return None
+    if _GENERAL.search(line):
+        array = _ARRAY_LINE.fullmatch(line)
+        return None if array is None else _array_line(array, line_no)
     cmds: list[list[Word]] = []
     words: list[Word] = []
     pos, n = _BLANK.match(line).end(), len(line)  # type: ignore[union-attr]
@@ -70,11 +75,31 @@ def split_line(line: str, line_no: int) -> list[list[Word]] | None:
     return cmds
 
 
-def _build(s: str, line: int) -> Word | None:
+def _array_line(m: re.Match[str], line_no: int) -> list[list[Word]] | None:
+    """``NAME=(a "b c")`` as WordReader._array reads it: the elements are words read without ``NAME=``."""
+    inner = m.group(3)
+    if _GENERAL.search(inner) or "#" in inner:
+        return None
+    elems: list[Word] = []
+    pos, n = _BLANK.match(inner).end(), len(inner)  # type: ignore[union-attr]
+    while pos < n:
+        w = _WORD.match(inner, pos)
+        if w is None or (w.end() < n and inner[w.end()] not in " \t"):
+            return None
+        elem = _build(w.group(0), line_no, assign_ok=False)
+        if elem is None:
+            return None
+        elems.append(elem)
+        pos = _BLANK.match(inner, w.end()).end()  # type: ignore[union-attr]
+    word = Word(parts=[], line=line_no, assign=(m.group(1), m.group(2) == "+"), array=elems)
+    return [[word]]
+
+
+def _build(s: str, line: int, assign_ok: bool = True) -> Word | None:
     """The word as ``WordReader._word`` builds it (parts, quoting, ``NAME=``), or None if unsure."""
     pos = 0
     assign = None
-    m = _ASSIGNMENT.match(s)
+    m = _ASSIGNMENT.match(s) if assign_ok else None
     if m:
         assign = (m.group(1), m.group(2) == "+")
         pos = m.end()

@@ -161,9 +161,9 @@ class Parser:
         if not items:
             return True
         last = items[-1]
-        if last.__class__ is not Op or last.text != "\n":  # type: ignore[union-attr]
+        if not isinstance(last, Op) or last.text != "\n":
             return False
-        return all(it.__class__ is Op and it.text in ("\n", ";") for it in items[self.i:])  # type: ignore[union-attr]
+        return all(isinstance(it, Op) and it.text in ("\n", ";") for it in items[self.i:])
 
     def list_until(self, closers: set[str], case_arm: bool = False) -> list[Node]:
         out: list[Node] = []
