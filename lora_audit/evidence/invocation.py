@@ -78,33 +78,43 @@ def find_training_command(words: list[Token]) -> tuple[str, list[Token], dict[st
         i += 1
     if i >= len(words):
         return None
-    facts: dict[str, Any] = {}
+    launched = _launcher(words, i)
+    if launched is None:
+        return None
+    launcher, rest = launched
+    facts: dict[str, Any] = {"launcher": launcher}
+    acc, j = _accelerate_options(rest)
+    if j >= len(rest):
+        return None
+    if acc:
+        facts["accelerate"] = acc
+    return _basename(rest[j].text), rest[j + 1:], facts
+
+
+def _launcher(words: list[Token], i: int) -> tuple[str, list[Token]] | None:
+    """How ``words[i]`` starts the script ('accelerate launch', 'python', 'direct') and the words after the
+    launcher itself; None when it is not a launcher (or ``python -m`` of another module)."""
     head = _basename(words[i].text).lower()
     rest = words[i + 1:]
     if head in ("accelerate", "accelerate.exe") and rest and rest[0].text == "launch":
-        facts["launcher"] = "accelerate launch"
-        rest = rest[1:]
-    elif _PYTHON.fullmatch(head):
-        facts["launcher"] = "python"
-        opts = []
+        return "accelerate launch", rest[1:]
+    if _PYTHON.fullmatch(head):
         while rest and rest[0].text.startswith("-") and not rest[0].text.endswith(".py"):
             if rest[0].text == "-m" and len(rest) > 1:
-                mod = rest[1].text
-                if mod.startswith("accelerate"):
-                    facts["launcher"] = "accelerate launch"
-                    rest = rest[2:]
-                    if rest and rest[0].text == "launch":
-                        rest = rest[1:]
-                    break
-                return None  # python -m something_else
-            opts.append(rest[0].text)
-            rest = rest[1:]
-    elif head.endswith(".py"):
-        facts["launcher"] = "direct"
-        rest = words[i:]
-    else:
-        return None
-    # accelerate options up to the script
+                if not rest[1].text.startswith("accelerate"):
+                    return None  # python -m something_else
+                rest = rest[2:]
+                return "accelerate launch", rest[1:] if rest and rest[0].text == "launch" else rest
+            rest = rest[1:]  # a Python option (-u, -X ...)
+        return "python", rest
+    if head.endswith(".py"):
+        return "direct", words[i:]
+    return None
+
+
+def _accelerate_options(rest: list[Token]) -> tuple[dict[str, Any], int]:
+    """The accelerate options before the script (``--num_processes 2``, ``--multi_gpu``...) and the index of
+    the first word that ends in .py (``len(rest)`` when none does)."""
     acc: dict[str, Any] = {}
     j = 0
     while j < len(rest) and not rest[j].text.endswith(".py"):
@@ -121,14 +131,11 @@ def find_training_command(words: list[Token]) -> tuple[str, list[Token], dict[st
                 acc[key] = rest[j + 1].text
                 j += 1
         j += 1
-    if j >= len(rest):
-        return None
-    if acc:
-        facts["accelerate"] = acc
-    return _basename(rest[j].text), rest[j + 1:], facts
+    return acc, j
 
 
-def _group_flags(args: list[Token], ev: Evidence, label: str) -> list[tuple[str, Token, list[Token] | None, str | None]]:
+def _group_flags(args: list[Token], ev: Evidence,
+                 label: str) -> list[tuple[str, Token, list[Token] | None, str | None]]:
     """Split words into (dest, flag token, value tokens or None for a bare flag, abbreviation note)."""
     cat = catalog()
     out = []
@@ -180,11 +187,36 @@ def resolve_invocation(script: str, args: list[Token], path: Path | str, kind: s
     """
     path = Path(path)
     label = label or str(path)
-    cat = catalog()
     ev = Evidence(path=label, kind=kind, script=script, complete=True, facts=dict(facts or {}))
     if script not in TRAINING_SCRIPTS:
         ev.warnings.append(Note(message=f"{script} is not one of {', '.join(TRAINING_SCRIPTS)}: its arguments are "
                                         "read with train_network.py's catalog", source=f"{label}"))
+    cli = _command_line(script, args, ev, label)
+    merged = _config_file(script, cli, path, ev, label)
+    for name, s in cli.items():
+        if name in merged and merged[name].value != s.value:
+            s = s.model_copy(update={"note": _join(s.note, f"overrides {merged[name].source} "
+                                                            f"({merged[name].value!r}): command line wins")})
+        merged[name] = s
+    if "dataset_config" in merged:
+        _dataset_config(merged, path, ev, label)
+    ev.settings = list(merged.values())
+    hidden = ev.facts.pop("notes_not_shown", 0)
+    if hidden:
+        ev.warnings.append(Note(message=f"{hidden} more notes on single arguments of this command are not shown "
+                                        f"(the first {_MAX_ARG_NOTES} are)", source=label))
+    return ev
+
+
+def _scripts_of(name: str) -> list[str]:
+    """The training scripts that have argument ``name`` (for a foreign flag or key: catalog().foreign said so)."""
+    arg = catalog().get(name)
+    return list(arg.scripts) if arg is not None else []
+
+
+def _command_line(script: str, args: list[Token], ev: Evidence, label: str) -> dict[str, Setting]:
+    """The command's flags typed as ``script``'s argparse types them (the last of a repeated flag kept)."""
+    cat = catalog()
     cli: dict[str, Setting] = {}
     for name, tok, values, abbrev in _group_flags(args, ev, label):
         src = f"{label}:{tok.line}"
@@ -192,7 +224,7 @@ def resolve_invocation(script: str, args: list[Token], path: Path | str, kind: s
         if foreign:
             # argparse of this script has no such option: "unrecognized arguments" (or an abbreviation error)
             _warn(ev, foreign, src, ("foreign_flags", {"flag": f"--{name}", "script": script,
-                                                      "scripts": list(cat.get(name).scripts), "source": src}))
+                                                      "scripts": _scripts_of(name), "source": src}))
         if tok.runtime or any(v.runtime for v in values or []):
             # the script computes it when it runs ($(...), an environment variable): shown as written, never typed
             shown = " ".join(v.text for v in values) if values else tok.text
@@ -207,74 +239,72 @@ def resolve_invocation(script: str, args: list[Token], path: Path | str, kind: s
         if name in cli:
             _warn(ev, f"--{name} given twice; argparse keeps the last ({cli[name].source} is overridden)", src)
         cli[name] = Setting(name=name, value=value, source=src, note=abbrev)
+    return cli
 
+
+def _config_file(script: str, cli: dict[str, Setting], path: Path, ev: Evidence, label: str) -> dict[str, Setting]:
+    """The settings of the ``--config_file`` the command names (none when it names none or it is missing)."""
     merged: dict[str, Setting] = {}
-    if "config_file" in cli:
-        cfg_name = str(cli["config_file"].value)
-        # read_config_from_file appends ".toml" when missing
-        cfg_name = cfg_name if cfg_name.endswith(".toml") else cfg_name + ".toml"
-        cfg_path = locate_file(cfg_name, path.parent)
-        if cfg_path is None:
-            ev.complete = False
-            ev.warnings.append(Note(message=f"config file {cfg_name} not found next to the script: its settings are "
-                                            "unknown", source=cli["config_file"].source))
-        else:
-            cfg = parse_config_toml(cfg_path, label=relative_label(cfg_path, path, label))
-            ev.includes.append(str(cfg_path))
-            ev.warnings.extend(cfg.warnings)
-            for k in ("ignored_keys", "mistyped"):
-                ev.facts.setdefault(k, []).extend(cfg.facts.get(k, []))
-            for s in cfg.settings:
-                foreign = cat.foreign(s.name, script)
-                if foreign:
-                    # read_config_from_file puts every key on the namespace; this script never reads this one
-                    ev.warnings.append(Note(message=foreign.replace("would refuse it", "ignores it silently in a "
-                                                                                          "config file"),
-                                            source=s.source))
-                    ev.facts.setdefault("foreign_keys", []).append(
-                        {"key": s.name, "value": s.value, "source": s.source, "script": script,
-                         "scripts": list(cat.get(s.name).scripts)})
-                    continue
-                merged[s.name] = s
-    for name, s in cli.items():
-        if name in merged and merged[name].value != s.value:
-            s = s.model_copy(update={"note": _join(s.note, f"overrides {merged[name].source} "
-                                                            f"({merged[name].value!r}): command line wins")})
-        merged[name] = s
+    if "config_file" not in cli:
+        return merged
+    cfg_name = str(cli["config_file"].value)
+    # read_config_from_file appends ".toml" when missing
+    cfg_name = cfg_name if cfg_name.endswith(".toml") else cfg_name + ".toml"
+    cfg_path = locate_file(cfg_name, path.parent)
+    if cfg_path is None:
+        ev.complete = False
+        ev.warnings.append(Note(message=f"config file {cfg_name} not found next to the script: its settings are "
+                                        "unknown", source=cli["config_file"].source))
+        return merged
+    cat = catalog()
+    cfg = parse_config_toml(cfg_path, label=relative_label(cfg_path, path, label))
+    ev.includes.append(str(cfg_path))
+    ev.warnings.extend(cfg.warnings)
+    for k in ("ignored_keys", "mistyped"):
+        ev.facts.setdefault(k, []).extend(cfg.facts.get(k, []))
+    for s in cfg.settings:
+        foreign = cat.foreign(s.name, script)
+        if foreign:
+            # read_config_from_file puts every key on the namespace; this script never reads this one
+            ev.warnings.append(Note(message=foreign.replace("would refuse it", "ignores it silently in a "
+                                                                                  "config file"),
+                                    source=s.source))
+            ev.facts.setdefault("foreign_keys", []).append(
+                {"key": s.name, "value": s.value, "source": s.source, "script": script,
+                 "scripts": _scripts_of(s.name)})
+            continue
+        merged[s.name] = s
+    return merged
 
-    if "dataset_config" in merged:
-        ds_name = str(merged["dataset_config"].value)
-        ds_path = locate_file(ds_name, path.parent)
-        if ds_path is None:
-            ev.complete = False
-            ev.warnings.append(Note(message=f"dataset config {ds_name} not found: dataset settings are unknown",
-                                    source=merged["dataset_config"].source))
-        else:
-            ds = parse_dataset_toml(ds_path, label=relative_label(ds_path, path, label))
-            ev.includes.append(str(ds_path))
-            ev.warnings.extend(ds.warnings)
-            argvals = {k: s.value for k, s in merged.items()}
-            resolved = ds.resolve(argvals, {k: s.source for k, s in merged.items()})
-            ev.facts["datasets"] = [r.model_dump() for r in resolved]
-            for s in run_settings(ds, resolved):
-                if s.name in merged and merged[s.name].value != s.value and s.source != merged[s.name].source:
-                    s = s.model_copy(update={"note": _join(s.note, f"overrides {merged[s.name].source} "
-                                                                    f"({merged[s.name].value!r}): kohya takes the "
-                                                                    "dataset config first")})
-                    ev.warnings.append(Note(message=f"{s.name} from the dataset config overrides "
-                                                    f"{merged[s.name].value!r} at {merged[s.name].source}",
-                                            source=s.source))
-                merged[s.name] = s
-            for ignored in ("train_data_dir", "reg_data_dir", "in_json"):
-                if ignored in merged:
-                    ev.warnings.append(Note(message=f"--{ignored} is ignored by kohya when a dataset config is given",
-                                            source=merged[ignored].source))
-    ev.settings = list(merged.values())
-    hidden = ev.facts.pop("notes_not_shown", 0)
-    if hidden:
-        ev.warnings.append(Note(message=f"{hidden} more notes on single arguments of this command are not shown "
-                                        f"(the first {_MAX_ARG_NOTES} are)", source=label))
-    return ev
+
+def _dataset_config(merged: dict[str, Setting], path: Path, ev: Evidence, label: str) -> None:
+    """Apply the ``dataset_config`` TOML to ``merged`` (in place): its values win, kohya reads it first."""
+    ds_name = str(merged["dataset_config"].value)
+    ds_path = locate_file(ds_name, path.parent)
+    if ds_path is None:
+        ev.complete = False
+        ev.warnings.append(Note(message=f"dataset config {ds_name} not found: dataset settings are unknown",
+                                source=merged["dataset_config"].source))
+        return
+    ds = parse_dataset_toml(ds_path, label=relative_label(ds_path, path, label))
+    ev.includes.append(str(ds_path))
+    ev.warnings.extend(ds.warnings)
+    argvals = {k: s.value for k, s in merged.items()}
+    resolved = ds.resolve(argvals, {k: s.source for k, s in merged.items()})
+    ev.facts["datasets"] = [r.model_dump() for r in resolved]
+    for s in run_settings(ds, resolved):
+        if s.name in merged and merged[s.name].value != s.value and s.source != merged[s.name].source:
+            s = s.model_copy(update={"note": _join(s.note, f"overrides {merged[s.name].source} "
+                                                            f"({merged[s.name].value!r}): kohya takes the "
+                                                            "dataset config first")})
+            ev.warnings.append(Note(message=f"{s.name} from the dataset config overrides "
+                                            f"{merged[s.name].value!r} at {merged[s.name].source}",
+                                    source=s.source))
+        merged[s.name] = s
+    for ignored in ("train_data_dir", "reg_data_dir", "in_json"):
+        if ignored in merged:
+            ev.warnings.append(Note(message=f"--{ignored} is ignored by kohya when a dataset config is given",
+                                    source=merged[ignored].source))
 
 
 def _warn(ev: Evidence, message: str, source: str, fact: tuple[str, dict] | None = None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from lora_audit.errors import EvidenceError
@@ -130,12 +131,17 @@ def _resolve(cmd: Command, script: str, args: list[Token], path: Path, kind: str
         return _relabel(ev, where)
 
 
+def _line_shift(label: str, first: int) -> Callable[[re.Match], str]:
+    """``<tmp>:N`` (line N of a written file) → the script's line that wrote it (the file starts at ``first``)."""
+    return lambda m: f"{label}:{first + int(m.group(1)) - 1}"
+
+
 def _relabel(ev: Evidence, where: dict[str, tuple[str, int, bool]]) -> Evidence:
     """Sources inside a written file → the script's lines that wrote them."""
     def fix(s: str) -> str:
         for tmp, (src_label, first, _) in where.items():
             if tmp in s:
-                s = re.sub(re.escape(tmp) + r":(\d+)", lambda m: f"{src_label}:{first + int(m.group(1)) - 1}", s)
+                s = re.sub(re.escape(tmp) + r":(\d+)", _line_shift(src_label, first), s)
                 s = s.replace(tmp, f"{src_label}:{first}")
         return s
 
@@ -185,7 +191,8 @@ def _conditional(ev: Evidence, cmd: Command, path: Path, kind: str, label: str) 
         # per value, the conditions every reading giving it shares (the others do not matter to this parameter)
         groups: dict[str, tuple[object, list[str], str | None]] = {}
         for s, (_, when) in zip(got, readings):
-            value = (cat.get(name).default if name in cat else None) if s is None else s.value
+            arg = cat.get(name) if s is None else None  # None when name is not in the catalog
+            value = (arg.default if arg is not None else None) if s is None else s.value
             key = repr(value)
             conds = [c for c in when.split("; ") if c]
             if key in groups:
