@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent / "votes"))
-
+# E402 below: these imports need the line above (tests/votes holds comparison_fixture)
 from comparison_fixture import make_comparison  # noqa: E402
 from conftest import BAD, GOOD, write_run  # noqa: E402
 
