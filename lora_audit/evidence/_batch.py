@@ -252,6 +252,40 @@ def _split(chars: list[_C]) -> list[list[_C]]:
     return out
 
 
+def _after_redirection(chars: list[_C], i: int) -> int:
+    """The index after the redirection starting at ``chars[i]`` (``>``, ``>>``, ``2>&1``, ``< file``): its
+    operator, the blanks after it, and its target word (quotes in it kept together)."""
+    i += 1
+    while i < len(chars) and chars[i][0] in "<>&":
+        i += 1
+    while i < len(chars) and chars[i][0] in " \t":
+        i += 1
+    q = False
+    while i < len(chars) and (q or chars[i][0] not in " \t"):
+        q = q != (chars[i][0] == '"')
+        i += 1
+    return i
+
+
+def _backslashes(chars: list[_C], i: int, cur: list[_C]) -> int:
+    """The run of backslashes at ``chars[i]`` as the C runtime reads it, appended to ``cur``: before a quote, 2n
+    give n and the quote toggles quoting (returned index at the quote), 2n+1 give n and a literal quote; else they
+    are literal. Returns the index after what was consumed."""
+    line = chars[i][1]
+    j = i
+    while j < len(chars) and chars[j][0] == "\\":
+        j += 1
+    n = j - i
+    if j < len(chars) and chars[j][0] == '"':
+        cur.extend([("\\", line)] * (n // 2))
+        if n % 2:
+            cur.append(('"', chars[j][1]))
+            return j + 1
+        return j  # the quote toggles in the caller
+    cur.extend(chars[i:j])
+    return j
+
+
 def _argv(chars: list[_C], label: str) -> tuple[list[Token], EvidenceError | None]:
     """Split a command as python.exe's C runtime does, after cmd removed ``^`` escapes and redirections."""
     words: list[Token] = []
@@ -278,30 +312,9 @@ def _argv(chars: list[_C], label: str) -> tuple[list[Token], EvidenceError | Non
             if len(cur) == 1 and cur[0][0].isdigit():
                 cur, started = [], False  # 2>...: the handle number
             flush()
-            i += 1
-            while i < len(chars) and chars[i][0] in "<>&":
-                i += 1
-            while i < len(chars) and chars[i][0] in " \t":
-                i += 1
-            q = False
-            while i < len(chars) and (q or chars[i][0] not in " \t"):
-                q = q != (chars[i][0] == '"')
-                i += 1
+            i = _after_redirection(chars, i)
         elif c == "\\":
-            j = i
-            while j < len(chars) and chars[j][0] == "\\":
-                j += 1
-            n = j - i
-            if j < len(chars) and chars[j][0] == '"':
-                cur.extend([("\\", line)] * (n // 2))
-                if n % 2:
-                    cur.append(('"', chars[j][1]))
-                    i = j + 1
-                else:
-                    i = j  # the quote toggles below
-            else:
-                cur.extend(chars[i:j])
-                i = j
+            i = _backslashes(chars, i, cur)
             started = True
         elif c == '"':
             if in_quotes and i + 1 < len(chars) and chars[i + 1][0] == '"':
