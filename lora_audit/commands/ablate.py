@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from lora_audit.commands.support import echo_json, one_line_errors
-from lora_audit.errors import EvidenceError
 
 
 @click.command()
@@ -38,8 +37,6 @@ def ablate(ctx, runs, good, bads, strategy, sweeps, no_control, out, backend, se
 
     g, b = good_and_bad(list(runs), good, list(bads))
     seconds_per_step = seconds_per_step_option(seconds) if seconds else None
-    if seconds_per_step is not None and not (0 < seconds_per_step < float("inf")):
-        raise EvidenceError(f"--seconds-per-step must be a positive number of seconds, got {seconds_per_step:g}")
     p, folder = make_study(g, b, strategy, sweeps, control=not no_control, seconds_per_step=seconds_per_step,
                            include_inert=include_inert, out=out, backend=backend, inputs=list(runs), force=force,
                            log=log, sd_scripts=str(sd_scripts_path(ctx.obj.get("sd_scripts"))), write=not dry_run)

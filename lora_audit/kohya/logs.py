@@ -21,7 +21,14 @@ def seconds_per_step(text: str) -> float | None:
 
 
 def seconds_per_step_option(value: str) -> float:
-    """``--seconds-per-step``: a number, or a kohya log to read it from."""
+    """``--seconds-per-step``: a number, or a kohya log to read it from; a positive, finite number of seconds."""
+    s = _seconds_per_step_value(value)
+    if not (0 < s < float("inf")):
+        raise EvidenceError(f"--seconds-per-step must be a positive number of seconds, got {s:g}")
+    return s
+
+
+def _seconds_per_step_value(value: str) -> float:
     try:
         return float(value)
     except ValueError:
