@@ -234,6 +234,8 @@ def _assigns(parts: list[Part]) -> bool:
 
 def _word_text(w: Word) -> str:
     """The word about as written (for describing a condition)."""
+    if w.text is not None:
+        return w.text  # a bare word: its one unquoted literal part
     text = "".join("".join(t for t, _ in p.segs) if p.kind == "lit" else p.raw for p in w.parts)
     return f'"{text}"' if w.quoted and (not text or " " in text or "$" in text) else text
 

@@ -103,6 +103,9 @@ def _build(s: str, line: int, assign_ok: bool = True) -> Word | None:
     if m:
         assign = (m.group(1), m.group(2) == "+")
         pos = m.end()
+        rest = s[pos:]
+        if rest and "'" not in rest and '"' not in rest and "$" not in rest:  # NAME=text: one literal part
+            return Word(parts=[Part("lit", False, line, segs=[(rest, line)])], line=line, assign=assign)
     elif "'" not in s and '"' not in s and "$" not in s:
         return Word.bare(s, line)  # the lexer's bare word
     parts: list[Part] = []
