@@ -71,7 +71,6 @@ def run_comparison(s: Settings, out: Path, progress: Progress | None = None, mod
     noise, into ``out`` (finished images are reused); ``progress(done, total, what, eta)`` is called as it goes.
     Returns the comparison in memory; ``compare.export.write_all`` writes its files (``compare_loras`` does both)."""
     import numpy as np
-    import torch
     from PIL import Image
 
     out = Path(out)
@@ -84,11 +83,10 @@ def run_comparison(s: Settings, out: Path, progress: Progress | None = None, mod
     by_adapter = {lo.adapter: lo for lo in loras}
     latents = {seed: pl.initial_latents(pipe, seed, s.width, s.height) for seed in s.seeds}
     done = _journal(out)
-    journal = open(out / "journal.jsonl", "a", encoding="utf-8")
     total = len(rows) * len(s.prompts) * len(s.seeds)
     count, t_gen, n_gen = 0, 0.0, 0
     base_px: dict[tuple[int, int], Any] = {}
-    try:
+    with open(out / "journal.jsonl", "a", encoding="utf-8") as journal:
         for row in rows:
             lo = by_adapter.get(row.adapter)
             pl.activate(pipe, row.adapter or None, row.strength)
@@ -102,17 +100,7 @@ def run_comparison(s: Settings, out: Path, progress: Progress | None = None, mod
                     todo = [sd for sd in chunk if not _reusable(done, paths[sd], params[sd], out)]
                     times: dict[int, float] = {}
                     if todo:
-                        lat = torch.cat([latents[sd] for sd in todo]).to(device=device, dtype=dtype)
-                        gens = [torch.Generator("cpu").manual_seed(sd) for sd in todo]
-                        kw = pl.call_kwargs(pipe, s, prompt, len(todo)) | {"latents": lat, "generator": gens}
-                        if device == "cuda":
-                            torch.cuda.synchronize()
-                        t0 = time.perf_counter()
-                        with torch.inference_mode():
-                            result = pipe(**kw).images
-                        if device == "cuda":
-                            torch.cuda.synchronize()
-                        dt = (time.perf_counter() - t0) / len(todo)
+                        result, dt = _generate(pipe, s, prompt, [latents[sd] for sd in todo], todo, device, dtype)
                         t_gen, n_gen = t_gen + dt * len(todo), n_gen + len(todo)
                         for sd, im in zip(todo, result):
                             paths[sd].parent.mkdir(parents=True, exist_ok=True)
@@ -139,10 +127,26 @@ def run_comparison(s: Settings, out: Path, progress: Progress | None = None, mod
                     if progress:
                         eta = (t_gen / n_gen) * (total - count) if n_gen else None
                         progress(count, total, f"{row.label} | prompt {pi + 1} | seeds {chunk[0]}..{chunk[-1]}", eta)
-    finally:
-        journal.close()
     cmp.grids = write_grids(cmp)
     return cmp
+
+
+def _generate(pipe: Any, s: Settings, prompt: str, latents: list[Any], seeds: list[int], device: str,
+              dtype: Any) -> tuple[list[Any], float]:
+    """One batch: the images of ``seeds`` (each from its own initial ``latents``) and the seconds per image."""
+    import torch
+
+    lat = torch.cat(latents).to(device=device, dtype=dtype)
+    gens = [torch.Generator("cpu").manual_seed(sd) for sd in seeds]
+    kw = pl.call_kwargs(pipe, s, prompt, len(seeds)) | {"latents": lat, "generator": gens}
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        result = pipe(**kw).images
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return result, (time.perf_counter() - t0) / len(seeds)
 
 
 def _reusable(done: dict[str, dict[str, Any]], path: Path, params: str, out: Path) -> bool:
