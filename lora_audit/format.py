@@ -7,12 +7,14 @@ float keeps every digit it has (``0.0001``, ``1e-05``, ``16`` for 16.0, but ``0.
 rounded to six digits), a list is its items as the command line gives them (``--network_args a=1 b=2``: ``a=1 b=2``)
 and an empty one ``[]``. Stdlib only: every layer may use it.
 
-Also the CSV cells a spreadsheet will not run (``csv_cell``), the other place where values are written out.
+Also the CSV cells a spreadsheet will not run (``csv_cell``), the other place where values are written out, and
+text as a terminal line shows it (``one_line``: the console tables and the CLI's error lines).
 """
 
 from __future__ import annotations
 
 import math
+import unicodedata
 from typing import Any
 
 UNSET = "unset"
@@ -37,6 +39,20 @@ def format_float(value: float) -> str:
         return str(value)
     short = f"{value:g}"
     return short if float(short) == value else repr(value)
+
+
+def one_line(text: object) -> str:
+    """``text`` on one line, whatever a file name or value in it holds: line breaks and other control or format
+    characters (a terminal escape included) are shown escaped (``\\n``, ``\\x1b``); backslashes stay as written.
+    A run name or value from a file must not move the cursor or recolour the terminal."""
+    return "".join(ch if ch == " " or unicodedata.category(ch) not in _INVISIBLE
+                   else {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(ch) or
+                   (f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}" if ord(ch) < 0x10000
+                    else f"\\U{ord(ch):08x}")
+                   for ch in str(text))
+
+
+_INVISIBLE = {"Cc", "Cf", "Zl", "Zp"}
 
 
 # CSV cells that a spreadsheet will not run.

@@ -3,30 +3,17 @@
 from __future__ import annotations
 
 import json
-import unicodedata
 from functools import wraps
 from typing import Any
 
 import click
 
 from lora_audit.errors import EvidenceError
+from lora_audit.format import one_line
 
 ML_EXTRA = ("this command needs the ml extra: pip install torch==2.13.0 (the CPU wheel; pin it first), then "
             "pip install 'lora-audit[ml]'")
 HEAVY = ("torch", "diffusers", "transformers", "peft", "PIL", "numpy", "safetensors")
-
-
-def one_line(text: str) -> str:
-    """``text`` on one line, whatever a file name or value in it holds: line breaks and other control or format
-    characters (a terminal escape included) are shown escaped (``\\n``, ``\\x1b``); backslashes stay as written."""
-    return "".join(ch if ch == " " or unicodedata.category(ch) not in _INVISIBLE
-                   else {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(ch) or
-                   (f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}" if ord(ch) < 0x10000
-                    else f"\\U{ord(ch):08x}")
-                   for ch in text)
-
-
-_INVISIBLE = {"Cc", "Cf", "Zl", "Zp"}
 
 
 def one_line_errors(fn):

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import unicodedata
-
-from lora_audit.format import format_value
+from lora_audit.format import format_value, one_line
 from lora_audit.kohya.catalog import CATEGORIES, category
 from lora_audit.model import Run
 
 
-def _shown(text: object) -> str:
-    """Text as the terminal should show it: line breaks, terminal escapes and other control or format characters
-    escaped (``\\n``, ``\\x1b``), as commands.support.one_line shows them in an error line (a run name or value
-    from a file must not move the cursor or recolour the terminal)."""
-    return "".join(ch if ch == " " or unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp")
-                   else {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(ch) or
-                   (f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}" if ord(ch) < 0x10000
-                    else f"\\U{ord(ch):08x}")
-                   for ch in str(text))
-
-
 def table(rows: list[list[str]], headers: list[str]) -> str:
-    rows, headers = [[_shown(c) for c in r] for r in rows], [_shown(h) for h in headers]
+    rows, headers = [[one_line(c) for c in r] for r in rows], [one_line(h) for h in headers]
     widths = [max(len(str(r[i])) for r in rows + [headers]) for i in range(len(headers))]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()
     out = [line, "  ".join("-" * w for w in widths)]
@@ -30,8 +17,8 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
 
 
 def render_run(run: Run, show_all: bool = False) -> str:
-    out = [_shown(f"run {run.name}  verdict: {run.verdict}  script: {run.script or 'unknown'}")]
-    out.append(_shown("evidence: " + ", ".join(f"{e.path} ({e.kind})" for e in run.evidence)))
+    out = [one_line(f"run {run.name}  verdict: {run.verdict}  script: {run.script or 'unknown'}")]
+    out.append(one_line("evidence: " + ", ".join(f"{e.path} ({e.kind})" for e in run.evidence)))
     groups: dict[str, list[list[str]]] = {}
     hidden = 0
     for name, p in sorted(run.params.items()):
@@ -51,18 +38,18 @@ def render_run(run: Run, show_all: bool = False) -> str:
     if run.conflicts:
         out.append("\nconflicts:")
         for c in run.conflicts:
-            out.append(_shown(f"  {c.param}: " + " vs ".join(f"{format_value(v.value)} ({v.source})"
+            out.append(one_line(f"  {c.param}: " + " vs ".join(f"{format_value(v.value)} ({v.source})"
                                                              for v in c.values)))
     if run.warnings:
         out.append("\nwarnings:")
         for w in run.warnings:
-            out.append(_shown(f"  {w.source + ': ' if w.source else ''}{w.message}"))
+            out.append(one_line(f"  {w.source + ': ' if w.source else ''}{w.message}"))
     return "\n".join(out)
 
 
 def render_diff(d) -> str:
     """A table per category: parameter, each run's value (origin), the change in words."""
-    out = [_shown(f"baseline: {d.runs[0]}")]
+    out = [one_line(f"baseline: {d.runs[0]}")]
     rows_by_cat: dict[str, list[list[str]]] = {}
     origin_mark = {"explicit": "", "default": " (default)", "inferred": " (inferred)", "unknown": "?"}
     for c in d.changes + [x.model_copy(update={"category": "Derived"}) for x in d.derived]:
@@ -81,7 +68,7 @@ def render_diff(d) -> str:
 
 
 def render_plan(p) -> str:
-    out = [_shown(f"plan: {p.strategy}, good {p.good}, bad {', '.join(p.bad)}")]
+    out = [one_line(f"plan: {p.strategy}, good {p.good}, bad {', '.join(p.bad)}")]
     atomic = [c for c in p.change_sets if c.atomic_reason]
     for c in atomic:
         out.append(f"atomic change set {c.id} ({', '.join(c.params)}): {c.atomic_reason}")
