@@ -75,6 +75,7 @@ def load_pipeline(base: Path, dtype: Any, model_config: Path | None = None) -> A
             if not (base / "model_index.json").is_file():
                 raise EvidenceError("not a diffusers model folder (no model_index.json)", str(base))
             check_model_folder(base, "base model folder")
+            _refuse_unsupported(base)
             pipe = DiffusionPipeline.from_pretrained(base, torch_dtype=dtype, local_files_only=True,
                                                      use_safetensors=True)  # never a pickle, not even as fallback
         elif base.is_file():
@@ -92,6 +93,25 @@ def load_pipeline(base: Path, dtype: Any, model_config: Path | None = None) -> A
     if type(pipe).__name__ not in PIPELINE_ARCH:
         raise EvidenceError(f"unsupported pipeline {type(pipe).__name__}: {SUPPORTED} only", str(base))
     return pipe
+
+
+# pipelines diffusers has for the other sd-scripts trainers; compare does not drive them yet
+_NOT_YET = {"Lumina2Pipeline": "Lumina", "LuminaPipeline": "Lumina", "Lumina2Text2ImgPipeline": "Lumina",
+            "HunyuanImagePipeline": "HunyuanImage", "HunyuanDiTPipeline": "HunyuanDiT", "ChromaPipeline": "Chroma"}
+
+
+def _refuse_unsupported(base: Path) -> None:
+    """One line before anything is loaded when the folder's pipeline is not one compare drives (loading a whole
+    Lumina or HunyuanImage pipeline only to refuse it would cost minutes and gigabytes)."""
+    try:
+        cls = json.loads((base / "model_index.json").read_text(encoding="utf-8")).get("_class_name", "")
+    except (OSError, ValueError, AttributeError) as e:
+        raise EvidenceError(f"model_index.json is not a JSON object: {e}", str(base / "model_index.json")) from None
+    if not isinstance(cls, str) or cls in PIPELINE_ARCH:
+        return
+    family = _NOT_YET.get(cls)
+    what = f"{family} ({cls})" if family else str(cls)
+    raise EvidenceError(f"compare does not support {what} models yet: {SUPPORTED} only", str(base))
 
 
 def _single_file_class(path: Path) -> Any:
