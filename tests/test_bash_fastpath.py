@@ -60,8 +60,13 @@ _line = st.one_of(
     st.builds(lambda n: f"f() {{ {n}=in_f; }}", _name),
     st.just("f"),
     st.builds(lambda n: f"{_ref(n)} --z", _name),
+    st.builds(lambda a, b: f"cd {a} && ls -la | grep {b} > list.txt", _value, _value),
+    st.builds(lambda a, n: f"echo {a} >> log.txt 2>&1 || {n}=failed", _value, _name),
+    st.builds(lambda n, v: f"true && {n}={v}; false || {n}+={v}", _name, _value),
+    st.builds(lambda v: f"grep -q x f && python train_network.py --q {v} | tee log", _value),
+    st.builds(lambda n: f"[ -z \"${n}\" ] && {n}=default", _name),
     # random text of the characters that decide between the paths
-    st.text(alphabet="ab=+$#;'\" \t{}[]()&|<>\\`!", max_size=16),
+    st.text(alphabet="ab12=+$#;'\" \t{}[]()&|<>\\`!", max_size=16),
 )
 _script = st.builds(
     lambda lines, v: "\n".join(lines) + f'\naccelerate launch train_network.py --x "$VAR" --o {v} ${{ARGS[@]}}\n',
@@ -103,10 +108,13 @@ def test_fast_path_examples(text: str) -> None:
 
 
 def test_fast_path_is_taken_for_trivial_lines() -> None:
-    """The fast path reads the line itself (not only defers): blank, comments, assignments, plain commands."""
-    words = _bash_fast.split_line('A="x $B" C=1; mkdir -p "$OUT/s" # c', 3)
-    assert words is not None and [len(c) for c in words] == [2, 3]
-    assert words[0][0].assign == ("A", False) and words[1][0].text == "mkdir"
-    for general in ("a | b", "a && b", "x=$(date)", "cat <<EOF", "if x; then y; fi", "a\\", "{ a; }", "[[ a ]]",
-                    "a ;; b", "echo ${A:-x}", "echo `d`"):
+    """The fast path reads the line itself (not only defers): blank, comments, assignments, plain commands, lists
+    and pipelines of them."""
+    nodes = _bash_fast.split_line('A="x $B" C=1; mkdir -p "$OUT/s" # c', 3)
+    assert nodes is not None and [len(n.words) for n in nodes] == [2, 3]  # type: ignore[union-attr]
+    assert nodes[0].words[0].assign == ("A", False) and nodes[1].words[0].text == "mkdir"  # type: ignore[union-attr]
+    nodes = _bash_fast.split_line("cd /d && ls -la | grep png > list.txt 2>&1", 1)
+    assert nodes is not None and len(nodes) == 1 and type(nodes[0]).__name__ == "AndOr"
+    for general in ("a | ", "a &", "a |& b", "x=$(date)", "cat <<EOF", "if x; then y; fi", "a\\", "{ a; }",
+                    "[[ a ]]", "a ;; b", "echo ${A:-x}", "echo `d`", 'echo > "$F"', "a && ", "! a"):
         assert _bash_fast.split_line(general, 1) is None, general

@@ -56,7 +56,7 @@ class BashTokenizer(ScriptFiles):
         gc.disable()  # millions of small objects, none cyclic: the collector's passes would make parsing quadratic
         try:
             lexer = Lexer(text, Lines(text, first_line), self.label)
-            fast = _bash_fast.runner(lexer, self._simple) if _bash_fast.FAST else None
+            fast = _bash_fast.runner(lexer, self._node) if _bash_fast.FAST else None
             nodes = Parser(lexer.lines(), fast).iter_parse()
             try:
                 for node in nodes:  # each top-level command runs as soon as it is read

@@ -14,15 +14,17 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from lora_audit.evidence._bash_lexer import Lexer
-from lora_audit.evidence._bash_parse import Simple
+from lora_audit.evidence._bash_lexer import _BARE_TARGET, _REDIRECT, Lexer, Redir
+from lora_audit.evidence._bash_parse import AndOr, Node, Pipeline, Simple
 from lora_audit.evidence._bash_words import Part, Word
 
 FAST = True  # module switch: False reads every line through the general lexer and parser
 
 _MAX_LINE = 4096  # longer lines take the general path (a command past ARG_MAX is marked there)
 # characters that make a line general: redirections, pipes, lists, groups, escapes, command substitution
-_GENERAL = re.compile(r"[\\`&|<>(){}]|\$\{|\$\(|\[\[|\]\]")
+_GENERAL = re.compile(r"[\\`(){}]|\$\{|\$\(|\[\[|\]\]|<<|<&|&>|<>|>\|")
+_OP = re.compile(r"&&|\|\||[|;]")
+_SIMPLE_REDIRS = frozenset({">", ">>", ">&", "<"})
 _NAME_START = "[A-Za-z_]"
 _WORD = re.compile(rf"""(?!\#)(?:[^ \t\n;&|()<>\\'"$`]+|'[^'\n]*'|"(?:[^"\\$`\n]+|\${_NAME_START}[A-Za-z0-9_]*)*"
                          |\${_NAME_START}[A-Za-z0-9_]*)+""", re.VERBOSE)
@@ -38,44 +40,100 @@ _RESERVED = frozenset({"if", "then", "elif", "else", "fi", "do", "done", "case",
                        "until", "function", "{", "}", "!", "[[", "]]", "time", "coproc", "in"})
 
 
-def split_line(line: str, line_no: int) -> list[list[Word]] | None:
-    """The commands of one line (without its newline) as words, or None when the line needs the general path."""
+def split_line(line: str, line_no: int) -> list[Node] | None:
+    """The commands of one line (without its newline) as the parser's nodes, or None when the line needs the
+    general path."""
     if len(line) > _MAX_LINE:
         return None
     if _GENERAL.search(line):
         array = _ARRAY_LINE.fullmatch(line)
-        return None if array is None else _array_line(array, line_no)
-    cmds: list[list[Word]] = []
-    words: list[Word] = []
+        words = None if array is None else _array_line(array, line_no)
+        return None if words is None else [Simple(words, [], [], line_no)]
+    items = _items(line, line_no)
+    return None if items is None else _nodes(items, line_no)
+
+
+def _items(line: str, line_no: int) -> list[Word | Redir | str] | None:
+    """Words, simple redirections (``>``, ``>>``, ``<``, ``2>&1`` to a bare name) and ``;``/``&&``/``||``/``|``,
+    as the lexer reads them; None for anything else."""
+    items: list[Word | Redir | str] = []
     pos, n = _BLANK.match(line).end(), len(line)  # type: ignore[union-attr]
     while pos < n:
         c = line[pos]
         if c == "#":  # a comment: at the start of a word only (a `#` inside a word is read by _WORD)
             break
-        if c == ";":
-            if not words or line.startswith(";", pos + 1):
-                return None  # `;;` or an empty command: general path
-            cmds.append(words)
-            words = []
-            pos = _BLANK.match(line, pos + 1).end()  # type: ignore[union-attr]
-            continue
-        m = _WORD.match(line, pos)
-        if m is None:
-            return None
-        end = m.end()
-        if end < n and line[end] not in " \t;":
-            return None
-        word = _build(m.group(0), line_no)
-        if word is None or (not words and word.text in _RESERVED):
-            return None
-        words.append(word)
+        if c in ";&|":
+            m = _OP.match(line, pos)  # a lone `&`, `|&` and `;;` are not matched whole: general path
+            if m is None or line.startswith(("|&", ";;", "&&&"), pos):
+                return None
+            items.append(m.group(0))
+            end = m.end()
+        elif c in "<>" or ("0" <= c <= "9" and _REDIRECT.match(line, pos)):
+            r = _REDIRECT.match(line, pos)
+            t = _BARE_TARGET.match(line, r.end()) if r is not None and r.group(2) in _SIMPLE_REDIRS else None
+            if t is None:
+                return None
+            items.append(Redir(op=r.group(2), fd=r.group(1), target=Word.bare(t.group(0), line_no),  # type: ignore
+                               line=line_no))
+            end = t.end()
+        else:
+            m = _WORD.match(line, pos)
+            if m is None:
+                return None
+            end = m.end()
+            if end < n and line[end] not in " \t;&|<>":
+                return None
+            word = _build(m.group(0), line_no)
+            if word is None:
+                return None
+            items.append(word)
         pos = _BLANK.match(line, end).end()  # type: ignore[union-attr]
-    if words:
-        cmds.append(words)
-    return cmds
+    return items
 
 
-def _array_line(m: re.Match[str], line_no: int) -> list[list[Word]] | None:
+def _nodes(items: list[Word | Redir | str], line_no: int) -> list[Node] | None:
+    """``;``-separated ``&&``/``||`` lists of pipelines of simple commands, as Parser.and_or builds them."""
+    nodes: list[Node] = []
+    words: list[Word] = []
+    redirs: list[Redir] = []
+    pipe: list[Node] = []
+    first: Node | None = None
+    rest: list[tuple[str, Node]] = []
+    op = ""
+    if items and items[-1] == ";":
+        items = items[:-1]  # the `;` ending the line
+    if not items:
+        return nodes
+    for it in [*items, ";"]:
+        if isinstance(it, Word):
+            if not words and not redirs and it.text in _RESERVED:
+                return None
+            words.append(it)
+            continue
+        if isinstance(it, Redir):
+            redirs.append(it)
+            continue
+        if not words:  # an operator with no command before it (`a | | b`, a leading `;`): general path
+            return None
+        pipe.append(Simple(words, redirs, [], line_no))
+        words, redirs = [], []
+        if it == "|":
+            continue
+        node = pipe[0] if len(pipe) == 1 else Pipeline(pipe)
+        pipe = []
+        if first is None:
+            first = node
+        else:
+            rest.append((op, node))
+        if it == ";":
+            nodes.append(AndOr(first, rest) if rest else first)
+            first, rest = None, []
+        else:
+            op = it
+    return nodes
+
+
+def _array_line(m: re.Match[str], line_no: int) -> list[Word] | None:
     """``NAME=(a "b c")`` as WordReader._array reads it: the elements are words read without ``NAME=``."""
     inner = m.group(3)
     if _GENERAL.search(inner) or "#" in inner:
@@ -92,7 +150,7 @@ def _array_line(m: re.Match[str], line_no: int) -> list[list[Word]] | None:
         elems.append(elem)
         pos = _BLANK.match(inner, w.end()).end()  # type: ignore[union-attr]
     word = Word(parts=[], line=line_no, assign=(m.group(1), m.group(2) == "+"), array=elems)
-    return [[word]]
+    return [word]
 
 
 def _build(s: str, line: int, assign_ok: bool = True) -> Word | None:
@@ -145,7 +203,7 @@ def _lit(parts: list[Part], text: str, line: int, quoted: bool) -> None:
     parts.append(Part("lit", quoted, line, segs=[(text, line)]))
 
 
-def runner(lexer: Lexer, simple: Callable[[Simple], object]) -> Callable[[], None]:
+def runner(lexer: Lexer, run_node: Callable[[Node], object]) -> Callable[[], None]:
     """What the parser calls at the start of a top-level line: runs the fast lines from there, moving the lexer on
     past them, and stops at the first line that needs the general path."""
 
@@ -157,11 +215,11 @@ def runner(lexer: Lexer, simple: Callable[[Simple], object]) -> Callable[[], Non
             if nl < 0:
                 return  # the last line, without a newline: the general path
             line_no = lexer.line_of(pos)
-            cmds = split_line(text[pos:nl], line_no)
-            if cmds is None:
+            nodes = split_line(text[pos:nl], line_no)
+            if nodes is None:
                 return
             lexer.pos = nl + 1
-            for words in cmds:
-                simple(Simple(words, [], [], line_no))
+            for node in nodes:
+                run_node(node)
 
     return run
