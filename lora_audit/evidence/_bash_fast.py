@@ -28,6 +28,7 @@ _SIMPLE_REDIRS = frozenset({">", ">>", ">&", "<"})
 _NAME_START = "[A-Za-z_]"
 _WORD = re.compile(rf"""(?!\#)(?:[^ \t\n;&|()<>\\'"$`]+|'[^'\n]*'|"(?:[^"\\$`\n]+|\${_NAME_START}[A-Za-z0-9_]*)*"
                          |\${_NAME_START}[A-Za-z0-9_]*)+""", re.VERBOSE)
+_WORD_BLANK = re.compile(rf"({_WORD.pattern})(?=[ \t;&|<>]|$)[ \t]*", re.VERBOSE)
 _BLANK = re.compile(r"[ \t]*")
 _PIECE = re.compile(r"""(?P<plain>[^ \t\n;&|()<>\\'"$`]+)|'(?P<sq>[^'\n]*)'|"(?P<dq>[^"]*)"
                         |\$(?P<var>[A-Za-z_][A-Za-z0-9_]*)""", re.VERBOSE)
@@ -77,16 +78,15 @@ def _items(line: str, line_no: int) -> list[Word | Redir | str] | None:
                                line=line_no))
             end = t.end()
         else:
-            m = _WORD.match(line, pos)
+            m = _WORD_BLANK.match(line, pos)  # the word, ending where the lexer ends it, and the blanks after
             if m is None:
                 return None
-            end = m.end()
-            if end < n and line[end] not in " \t;&|<>":
-                return None
-            word = _build(m.group(0), line_no)
+            word = _build(m.group(1), line_no)
             if word is None:
                 return None
             items.append(word)
+            pos = m.end()
+            continue
         pos = _BLANK.match(line, end).end()  # type: ignore[union-attr]
     return items
 
