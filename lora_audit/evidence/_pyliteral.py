@@ -9,22 +9,27 @@ from __future__ import annotations
 
 import ast
 import operator
-import posixpath
 import re
 from collections.abc import Callable
-from collections.abc import Set as AbstractSet
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-_MAX_LEN = 100_000
-_ASSIGNED: ContextVar[AbstractSet[str]] = ContextVar("assigned", default=frozenset())
-# how a call to one of the notebook's own functions is valued (set by the notebook reader while it evaluates)
-CALL_HOOK: ContextVar[Callable[[str, ast.Call], Any] | None] = ContextVar("call_hook", default=None)
+from lora_audit.evidence._pybase import (
+    _ASSIGNED,
+    _MAX_LEN,
+    CALL_HOOK,
+    UNKNOWN_VALUE,
+    TomlText,
+    Unknown,
+    _check,
+    _dotted,
+    iterate,
+)
+from lora_audit.evidence._pybuiltins import _call
 
+# read from here by the notebook reader (_pywalk, _pycalls, notebook, _pysession)
+__all__ = ["CALL_HOOK", "UNKNOWN_VALUE", "Env", "TomlText", "Unknown", "bind", "evaluate", "iterate"]
 
-class Unknown(Exception):
-    """The expression's value is not known from the notebook's text alone."""
 
 
 @dataclass
@@ -64,40 +69,6 @@ _CMP: dict[type, Callable[[Any, Any], bool]] = {
     ast.GtE: operator.ge, ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
     ast.Is: lambda a, b: a is b, ast.IsNot: lambda a, b: a is not b,
 }
-_FUNCS: dict[str, Callable[..., Any]] = {"int": int, "float": float, "str": str, "bool": bool, "len": len,
-                                         "round": round, "min": min, "max": max, "abs": abs, "repr": repr}
-
-
-def _format(value: Any, spec: str = "") -> str:
-    if any(len(d) > 3 for d in re.findall(r"\d+", spec)):
-        raise Unknown("format width")
-    return format(value, spec)
-
-
-_FUNCS["format"] = _format
-_STR_METHODS = {"strip", "lstrip", "rstrip", "lower", "upper", "replace", "split", "join", "title",
-                "startswith", "endswith"}
-_PATH_FUNCS: dict[str, Callable[..., Any]] = {"join": posixpath.join, "basename": posixpath.basename,
-                                              "dirname": posixpath.dirname}
-
-
-def _check(v: Any) -> Any:
-    if isinstance(v, (str, list, tuple, dict)) and len(v) > _MAX_LEN:
-        raise Unknown("too large")
-    return v
-
-
-def _dotted(node: ast.AST) -> str | None:
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-        return ".".join(reversed(parts))
-    return None
-
-
 def evaluate(node: ast.AST, env: Env, label: str | None = None, line_offset: int = 0) -> Any:
     """The value of an expression of literals and known variables; raises Unknown otherwise."""
     token = _ASSIGNED.set(env.assigned)
@@ -262,35 +233,6 @@ _NODES: dict[type, Callable[[_Evaluator, Any], Any]] = {
 }
 
 
-class TomlText:
-    """``toml.dumps(data)``: the TOML text of a dict, kept as the dict (written to a file, it is that config)."""
-
-    def __init__(self, data: Any):
-        self.data = data
-
-
-class _UnknownValue:
-    """A dict entry whose value is not known: left out of a config the notebook writes, with a warning."""
-
-    def __repr__(self) -> str:
-        return "<unknown>"
-
-
-UNKNOWN_VALUE = _UnknownValue()
-
-
-_MAX_ITEMS = 1000
-
-
-def iterate(value: Any) -> list[Any]:
-    """The items a ``for`` over a known value goes through (bounded); Unknown for anything else."""
-    if isinstance(value, dict):
-        value = list(value)
-    if isinstance(value, (list, tuple, str, range)) and len(value) <= _MAX_ITEMS:
-        return list(value)
-    raise Unknown("iterable")
-
-
 def bind(target: ast.AST, item: Any, env: Env, source: str) -> None:
     """``for target in ...``: a name or a tuple of names."""
     if isinstance(target, ast.Name):
@@ -327,117 +269,3 @@ def _comprehension(n: ast.DictComp | ast.ListComp | ast.SetComp, ev: Callable[[a
     return out_d if isinstance(n, ast.DictComp) else out_l
 
 
-_TYPES = {"dict": dict, "list": list, "str": str, "int": int, "float": float, "bool": bool, "tuple": tuple}
-
-
-def _call(n: ast.Call, ev: Callable[[ast.AST], Any]) -> Any:
-    if any(isinstance(a, ast.Starred) for a in n.args):
-        raise Unknown("*args")
-    name = _dotted(n.func)
-    for step in _CALLS:  # each gives the value, raises Unknown, or says it is not its kind of call (_NOT_MINE)
-        v = step(n, name, ev)
-        if v is not _NOT_MINE:
-            return v
-    raise Unknown(name or "call")
-
-
-_NOT_MINE = object()
-_Ev = Callable[[ast.AST], Any]
-
-
-def _notebook_function(n: ast.Call, name: str | None, ev: _Ev) -> Any:
-    hook = CALL_HOOK.get()
-    if hook is not None and isinstance(n.func, ast.Name):
-        try:
-            return hook(n.func.id, n)
-        except Unknown:
-            if n.func.id not in _FUNCS and n.func.id not in ("isinstance", "list", "tuple", "enumerate", "sorted",
-                                                              "range", "globals"):
-                raise
-    return _NOT_MINE
-
-
-def _toml_dumps(n: ast.Call, name: str | None, ev: _Ev) -> Any:
-    if name in ("toml.dumps", "tomlkit.dumps", "tomli_w.dumps", "rtoml.dumps") and n.args:
-        data = ev(n.args[0])
-        if isinstance(data, dict):
-            return TomlText(data)
-        raise Unknown(name)
-    return _NOT_MINE
-
-
-def _globals(n: ast.Call, name: str | None, ev: _Ev) -> Any:
-    if name == "globals" and not n.args:
-        # `"x" not in globals()` (a notebook's first-run guards): the names assigned so far, read in order
-        return {k: None for k in _ASSIGNED.get()}
-    return _NOT_MINE
-
-
-def _isinstance(n: ast.Call, name: str | None, ev: _Ev) -> Any:
-    if name == "isinstance" and len(n.args) == 2:
-        obj = ev(n.args[0])
-        kinds = n.args[1].elts if isinstance(n.args[1], ast.Tuple) else [n.args[1]]
-        types = tuple(_TYPES[k.id] for k in kinds if isinstance(k, ast.Name) and k.id in _TYPES)
-        if len(types) != len(kinds):
-            raise Unknown("isinstance")
-        return isinstance(obj, types)
-    return _NOT_MINE
-
-
-def _sequence(n: ast.Call, name: str | None, ev: _Ev) -> Any:
-    if name in ("list", "tuple", "enumerate", "sorted") and len(n.args) == 1 and not n.keywords:
-        items = iterate(ev(n.args[0]))
-        return list(enumerate(items)) if name == "enumerate" else sorted(items) if name == "sorted" else (
-            tuple(items) if name == "tuple" else items)
-    if name == "range" and 1 <= len(n.args) <= 3:
-        r = range(*[ev(a) for a in n.args])
-        if len(r) > _MAX_ITEMS:
-            raise Unknown("range")
-        return r
-    return _NOT_MINE
-
-
-def _dict_method(n: ast.Call, name: str | None, ev: _Ev) -> Any:
-    if isinstance(n.func, ast.Attribute) and n.func.attr in ("items", "keys", "values", "get") and \
-            _dotted(n.func) not in ("os.environ.get",):
-        obj = ev(n.func.value)
-        if isinstance(obj, dict):
-            if n.func.attr == "get":
-                args = [ev(a) for a in n.args]
-                return obj.get(*args)
-            return list(getattr(obj, n.func.attr)())
-    return _NOT_MINE
-
-
-def _function(n: ast.Call, name: str | None, ev: _Ev) -> Any:
-    if name in _FUNCS and not n.keywords:
-        try:
-            return _FUNCS[name](*[ev(a) for a in n.args])
-        except (TypeError, ValueError, OverflowError):
-            raise Unknown(name) from None
-    if name and name.startswith(("os.path.", "posixpath.")) and name.rsplit(".", 1)[1] in _PATH_FUNCS:
-        args = [ev(a) for a in n.args]
-        if not all(isinstance(a, str) for a in args):
-            raise Unknown(name)
-        return _check(_PATH_FUNCS[name.rsplit(".", 1)[1]](*args))
-    return _NOT_MINE
-
-
-def _str_method(n: ast.Call, name: str | None, ev: _Ev) -> Any:
-    if isinstance(n.func, ast.Attribute) and n.func.attr in _STR_METHODS:
-        obj = ev(n.func.value)
-        if isinstance(obj, str):
-            args = [ev(a) for a in n.args]
-            kwargs = {k.arg: ev(k.value) for k in n.keywords if k.arg}
-            if n.func.attr == "replace" and len(args) >= 2 and len(obj) * max(1, len(str(args[1]))) > _MAX_LEN:
-                raise Unknown("too large")
-            if n.func.attr == "join" and args and len(obj) * len(args[0]) > _MAX_LEN:
-                raise Unknown("too large")
-            try:
-                return _check(getattr(obj, n.func.attr)(*args, **kwargs))
-            except (TypeError, ValueError, KeyError, IndexError):
-                raise Unknown(n.func.attr) from None
-    return _NOT_MINE
-
-
-_CALLS = (_notebook_function, _toml_dumps, _globals, _isinstance, _sequence, _dict_method, _function, _str_method)
