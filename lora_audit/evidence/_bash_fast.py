@@ -15,27 +15,30 @@ import re
 from collections.abc import Callable
 
 from lora_audit.evidence._bash_lexer import _BARE_TARGET, _REDIRECT, Lexer, Redir
-from lora_audit.evidence._bash_parse import AndOr, Node, Pipeline, Simple
+from lora_audit.evidence._bash_parse import AndOr, If, Node, Pipeline, Simple
 from lora_audit.evidence._bash_words import Part, Word
 
 FAST = True  # module switch: False reads every line through the general lexer and parser
 
 _MAX_LINE = 4096  # longer lines take the general path (a command past ARG_MAX is marked there)
 # characters that make a line general: redirections, pipes, lists, groups, escapes, command substitution
-_GENERAL = re.compile(r"[\\`(){}]|\$\{|\$\(|\[\[|\]\]|<<|<&|&>|<>|>\|")
+_GENERAL = re.compile(r"[\\`{}]|\$\{|\$\(|\[\[|\]\]|<<|<&|&>|<>|>\|")
 _OP = re.compile(r"&&|\|\||[|;]")
 _SIMPLE_REDIRS = frozenset({">", ">>", ">&", "<"})
 _NAME_START = "[A-Za-z_]"
-_WORD = re.compile(rf"""(?!\#)(?:[^ \t\n;&|()<>\\'"$`]+|'[^'\n]*'|"(?:[^"\\$`\n]+|\${_NAME_START}[A-Za-z0-9_]*)*"
-                         |\${_NAME_START}[A-Za-z0-9_]*)+""", re.VERBOSE)
+# the longest word there, never given back (atomic, possessive: no backtracking, linear in the line's length)
+_WORD = re.compile(rf"""(?!\#)(?>(?:[^ \t\n;&|()<>\\'"$`]++|'[^'\n]*+'
+                         |"(?:[^"\\$`\n]++|\${_NAME_START}[A-Za-z0-9_]*+)*+"|\${_NAME_START}[A-Za-z0-9_]*+)++)""",
+                   re.VERBOSE)
 _WORD_BLANK = re.compile(rf"({_WORD.pattern})(?=[ \t;&|<>]|$)[ \t]*", re.VERBOSE)
 _BLANK = re.compile(r"[ \t]*")
 _PIECE = re.compile(r"""(?P<plain>[^ \t\n;&|()<>\\'"$`]+)|'(?P<sq>[^'\n]*)'|"(?P<dq>[^"]*)"
                         |\$(?P<var>[A-Za-z_][A-Za-z0-9_]*)""", re.VERBOSE)
 _DQ_PIECE = re.compile(r"(?P<text>[^$]+)|\$(?P<var>[A-Za-z_][A-Za-z0-9_]*)")
 _ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\+?)=")
-# a line that is one array assignment: NAME=( ... ) / NAME+=( ... ), its elements on the line
-_ARRAY_LINE = re.compile(r"[ \t]*([A-Za-z_][A-Za-z0-9_]*)(\+?)=\(([^()\n]*)\)[ \t]*(?:\#[^\n]*)?")
+# an array assignment NAME=( ... ) / NAME+=( ... ) with its elements on the line, and the blanks after it
+_ARRAY = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\+?)=\(([^()\n]*)\)(?=[ \t;&|<>]|$)[ \t]*")
+_IF_WORDS = frozenset({"if", "then", "elif", "else", "fi"})
 # words bash reads as reserved in command position (and `[[`, which the lexer reads a test after)
 _RESERVED = frozenset({"if", "then", "elif", "else", "fi", "do", "done", "case", "esac", "for", "select", "while",
                        "until", "function", "{", "}", "!", "[[", "]]", "time", "coproc", "in"})
@@ -47,17 +50,20 @@ def split_line(line: str, line_no: int) -> list[Node] | None:
     if len(line) > _MAX_LINE:
         return None
     if _GENERAL.search(line):
-        array = _ARRAY_LINE.fullmatch(line)
-        words = None if array is None else _array_line(array, line_no)
-        return None if words is None else [Simple(words, [], [], line_no)]
+        return None
     items = _items(line, line_no)
-    return None if items is None else _nodes(items, line_no)
+    if items is None:
+        return None
+    if items and isinstance(items[0], Word) and items[0].text == "if":
+        return _if_node(items, line_no)
+    return _nodes(items, line_no)
 
 
 def _items(line: str, line_no: int) -> list[Word | Redir | str] | None:
     """Words, simple redirections (``>``, ``>>``, ``<``, ``2>&1`` to a bare name) and ``;``/``&&``/``||``/``|``,
     as the lexer reads them; None for anything else."""
     items: list[Word | Redir | str] = []
+    paren = "(" in line  # an array assignment to read (any other `(` is the general path's)
     pos, n = _BLANK.match(line).end(), len(line)  # type: ignore[union-attr]
     while pos < n:
         c = line[pos]
@@ -77,6 +83,13 @@ def _items(line: str, line_no: int) -> list[Word | Redir | str] | None:
             items.append(Redir(op=r.group(2), fd=r.group(1), target=Word.bare(t.group(0), line_no),  # type: ignore
                                line=line_no))
             end = t.end()
+        elif paren and (a := _ARRAY.match(line, pos)) is not None:
+            word = _array(a, line_no)
+            if word is None:
+                return None
+            items.append(word)
+            pos = a.end()
+            continue
         else:
             m = _WORD_BLANK.match(line, pos)  # the word, ending where the lexer ends it, and the blanks after
             if m is None:
@@ -133,7 +146,55 @@ def _nodes(items: list[Word | Redir | str], line_no: int) -> list[Node] | None:
     return nodes
 
 
-def _array_line(m: re.Match[str], line_no: int) -> list[Word] | None:
+def _if_node(items: list[Word | Redir | str], line_no: int) -> list[Node] | None:
+    """``if C; then B; [elif C; then B;] [else B;] fi`` on one line, as Parser._if builds it: the keywords at
+    the start of a ``;``-separated part only, every list not empty, nothing after ``fi``."""
+    parts: list[tuple[str, list[Word | Redir | str]]] = []
+    for seg in _segments(items):
+        head = seg[0] if seg else None
+        if isinstance(head, Word) and head.text in _IF_WORDS:
+            parts.append((head.text, seg[1:]))
+        elif not parts or not seg:
+            return None
+        else:
+            parts[-1][1].extend([";", *seg])
+    if len(parts) < 3 or parts[-1] != ("fi", []):
+        return None
+    clauses: list[tuple[list[Node], list[Node], int]] = []
+    orelse: list[Node] | None = None
+    body_parts = parts[:-1]
+    i = 0
+    while i < len(body_parts):
+        kw, rest = body_parts[i]
+        if kw == ("elif" if clauses else "if") and i + 1 < len(body_parts) and body_parts[i + 1][0] == "then":
+            cond, body = _nodes(rest, line_no), _nodes(body_parts[i + 1][1], line_no)
+            if not cond or not body:
+                return None
+            clauses.append((cond, body, line_no))
+            i += 2
+        elif kw == "else" and clauses and i == len(body_parts) - 1:
+            orelse = _nodes(rest, line_no)
+            if not orelse:
+                return None
+            i += 1
+        else:
+            return None
+    return [If(clauses, orelse)]
+
+
+def _segments(items: list[Word | Redir | str]) -> list[list[Word | Redir | str]]:
+    segs: list[list[Word | Redir | str]] = [[]]
+    for it in items:
+        if it == ";":
+            segs.append([])
+        else:
+            segs[-1].append(it)
+    if not segs[-1]:
+        segs.pop()  # the `;` ending the line
+    return segs
+
+
+def _array(m: re.Match[str], line_no: int) -> Word | None:
     """``NAME=(a "b c")`` as WordReader._array reads it: the elements are words read without ``NAME=``."""
     inner = m.group(3)
     if _GENERAL.search(inner) or "#" in inner:
@@ -150,7 +211,7 @@ def _array_line(m: re.Match[str], line_no: int) -> list[Word] | None:
         elems.append(elem)
         pos = _BLANK.match(inner, w.end()).end()  # type: ignore[union-attr]
     word = Word(parts=[], line=line_no, assign=(m.group(1), m.group(2) == "+"), array=elems)
-    return [word]
+    return word
 
 
 def _build(s: str, line: int, assign_ok: bool = True) -> Word | None:
