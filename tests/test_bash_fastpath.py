@@ -73,7 +73,7 @@ _line = st.one_of(
     st.builds(lambda v: f"grep -q x f && python train_network.py --q {v} | tee log", _value),
     st.builds(lambda n: f"[ -z \"${n}\" ] && {n}=default", _name),
     # random text of the characters that decide between the paths
-    st.text(alphabet="ab12=+$#;'\" \t{}[]()&|<>\\`!", max_size=16),
+    st.text(alphabet="ab12=+$#;\r'\" \t{}[]()&|<>\\`!", max_size=16),
 )
 _script = st.builds(
     lambda lines, v: "\n".join(lines) + f'\naccelerate launch train_network.py --x "$VAR" --o {v} ${{ARGS[@]}}\n',

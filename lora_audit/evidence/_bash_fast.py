@@ -218,7 +218,7 @@ def _build(s: str, line: int, assign_ok: bool = True) -> Word | None:
     """The word as ``WordReader._word`` builds it (parts, quoting, ``NAME=``), or None if unsure."""
     pos = 0
     assign = None
-    m = _ASSIGNMENT.match(s) if assign_ok else None
+    m = _ASSIGNMENT.match(s) if assign_ok and "=" in s else None
     if m:
         assign = (m.group(1), m.group(2) == "+")
         pos = m.end()
@@ -270,17 +270,19 @@ def runner(lexer: Lexer, run_node: Callable[[Node], object]) -> Callable[[], Non
 
     def run() -> None:
         text, end = lexer.text, lexer.end
-        while lexer.pos < end:
-            pos = lexer.pos
-            nl = text.find("\n", pos, end)
+        pos = lexer.pos
+        line_no = lexer.line_of(pos)
+        find = text.find
+        while pos < end:
+            nl = find("\n", pos, end)
             if nl < 0:
                 return  # the last line, without a newline: the general path
-            line_no = lexer.line_of(pos)
             nodes = split_line(text[pos:nl], line_no)
             if nodes is None:
                 return
-            lexer.pos = nl + 1
+            pos = lexer.pos = nl + 1
             for node in nodes:
                 run_node(node)
+            line_no += 1  # each fast line is one line of the script
 
     return run
