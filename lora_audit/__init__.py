@@ -25,7 +25,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from lora_audit.version import __version__ as __version__  # re-exported: lora_audit.__version__
 
 # name -> the module it lives in (imported on first use: module __getattr__, PEP 562)
 _API = {

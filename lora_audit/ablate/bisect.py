@@ -208,7 +208,7 @@ def _basis(state: BisectState) -> list[str]:
     if noisy:
         out.append(f"{len(noisy)} pair(s) of verdicts contradict each other (see the notes)")
     if ctl:
-        from lora_audit.votes.stats import wilson
+        from lora_audit.intervals import wilson
 
         lo, hi = wilson(len(ctl_bad), len(ctl))
         out.append(f"control replicates: {len(ctl_bad)} of {len(ctl)} judged bad (the good run with other seeds): "

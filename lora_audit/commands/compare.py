@@ -84,8 +84,10 @@ def compare(base: Path | None, model_config: Path | None, loras: tuple[str, ...]
         device=device, dtype=dtype, batch=batch, out=out, clip_model=clip_model, reference=reference)
     if missing:
         click.echo(f"note: no trained LoRA yet for: {', '.join(missing)}", err=True)
+    from lora_audit.votes.stats import row_votes
+
     result = compare_loras(settings, out, None if quiet else _progress_printer(), model_config, clip_model, reference,
-                           study, prompts_file)
+                           study, prompts_file, votes=row_votes(Path(out), "human") if Path(out).is_dir() else None)
     cmp, data, loss_plot = result.comparison, result.data, None
     if study is not None:  # the variants' loss curves, when they were launched, linked from the report
         from lora_audit.report.plots import add_study_loss_plot

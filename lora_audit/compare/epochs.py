@@ -56,28 +56,11 @@ def _order(epoch: int | None) -> float:
     return float("inf") if epoch is None else float(epoch)
 
 
-def _votes(folder: Path | None) -> dict[str, tuple[int, int]]:
-    """{row label: (times shown, wins)} from the human votes of a comparison folder ({} when it has none)."""
-    if folder is None:
-        return {}
-    from lora_audit.votes.stats import folder_votes
-
-    try:
-        votes = folder_votes(folder, "human")
-    except EvidenceError:
-        return {}
-    out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for v in votes:
-        for m in v.shown:
-            out[m][0] += 1
-            out[m][1] += v.winner == m
-    return {m: (a, w) for m, (a, w) in out.items()}
-
-
 def epoch_series(cmp: Any, stats: list[dict[str, Any]]) -> list[EpochSeries]:
     """One :class:`EpochSeries` per run's series of files in the comparison (rows of LoRAs whose files are
     ``name-NNNNNN`` epoch saves and the final ``name``, at one strength), each with its best epoch. ``stats``:
-    :func:`lora_audit.compare.export.model_stats`; ``cmp.out``: the folder whose votes count."""
+    :func:`lora_audit.compare.export.model_stats`; ``cmp.votes``: {row label: (times shown, wins)} of the human votes
+    on the comparison folder (:func:`lora_audit.votes.stats.row_votes`), handed in by the caller."""
     groups: dict[tuple[str, str, float], list[tuple[int | None, dict[str, Any]]]] = defaultdict(list)
     for st in stats:
         if not st.get("lora"):
@@ -86,7 +69,7 @@ def epoch_series(cmp: Any, stats: list[dict[str, Any]]) -> list[EpochSeries]:
         stem, n, kind = epoch_key(path)
         if kind in ("epoch", "final"):
             groups[(str(path.parent), stem, float(st["lora_strength"] or 0))].append((n, st))
-    votes = _votes(getattr(cmp, "out", None))
+    votes: dict[str, tuple[int, int]] = dict(getattr(cmp, "votes", None) or {})
     out = []
     for (_, stem, strength), rows in groups.items():
         if len(rows) < 2 or all(n is None for n, _ in rows):

@@ -10,6 +10,7 @@ diffusers, numpy and PIL are imported when :func:`compare_loras` runs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,12 +85,15 @@ class CompareResult:
 
 def compare_loras(settings: Settings, out: Path | str, progress=None, model_config: Path | str | None = None,
                   clip_model: Path | str | None = None, reference: Path | str | None = None,
-                  study: Path | str | None = None, prompts_file: Path | str | None = None) -> CompareResult:
+                  study: Path | str | None = None, prompts_file: Path | str | None = None,
+                  votes: Mapping[str, tuple[int, int]] | None = None) -> CompareResult:
     """Generate ``settings``' prompts and seeds with the base model and each LoRA (at each strength) from identical
     starting noise, measure how each LoRA moves the images (``clip_model``: also a CLIP score; ``reference``: a
     Fréchet distance), and write images, grids, comparison.json/.csv and report.md into ``out``. Every input is
     checked first (no pickle; nothing of the user's under ``out``). ``study``: the comparison is recorded in it (so
-    ``audit --study`` finds it; ``report.plots.add_study_loss_plot`` adds the variants' loss curves)."""
+    ``audit --study`` finds it; ``report.plots.add_study_loss_plot`` adds the variants' loss curves). ``votes``: {row
+    label: (times shown, wins)} of the human votes already on ``out`` (:func:`lora_audit.votes.stats.row_votes`),
+    which pick the best of a run's epochs first."""
     out = Path(out)
     opt = {k: Path(v) if v is not None else None for k, v in
            {"model_config": model_config, "clip_model": clip_model, "reference": reference,
@@ -100,6 +104,7 @@ def compare_loras(settings: Settings, out: Path | str, progress=None, model_conf
     from lora_audit.compare.run import run_comparison
 
     cmp = run_comparison(settings, out, progress, opt["model_config"])
+    cmp.votes = dict(votes or {})
     if opt["clip_model"] is not None:
         from lora_audit.compare.clip import add_clip_metrics
 

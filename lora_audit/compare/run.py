@@ -33,6 +33,9 @@ class ComparisonRun:
     grids: list[str] = field(default_factory=list)
     resumed: int = 0
     fd_clip: dict[str, float] = field(default_factory=dict)  # row label -> Fréchet distance (CLIP)
+    # row label -> (times shown, wins) in the human votes already on this folder, handed in by the caller (the votes
+    # come after compare in the flow: compare never reads votes.sqlite itself)
+    votes: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def _now() -> str:

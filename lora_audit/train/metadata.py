@@ -16,9 +16,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from lora_audit import __version__
 from lora_audit.train.data import TrainImages
 from lora_audit.train.options import TrainPlan
+from lora_audit.version import __version__
 
 # train_util.SS_METADATA_MINIMUM_KEYS: what --no_metadata still writes
 MINIMUM_KEYS = ("ss_v2", "ss_base_model_version", "ss_network_module", "ss_network_dim", "ss_network_alpha",

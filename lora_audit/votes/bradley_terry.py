@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-Z95 = 1.959963984540054  # the two-sided 95% normal quantile (every interval of votes.stats uses it)
+from lora_audit.intervals import Z95
 
 
 def bradley_terry(pairs: list[tuple[str, str, float]], z: float = Z95, tol: float = 1e-12,

@@ -19,7 +19,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from lora_audit.errors import EvidenceError
-from lora_audit.votes.bradley_terry import Z95, bradley_terry, bt_prior_used
+from lora_audit.intervals import Z95, wilson
+from lora_audit.votes.bradley_terry import bradley_terry, bt_prior_used
 from lora_audit.votes.data import ComparisonFolder, load_folder
 from lora_audit.votes.store import BOTH_BAD, KINDS, TIE, Vote, VoteStore, has_votes
 
@@ -32,16 +33,19 @@ GUIDE_READINGS = {
 }
 
 
-def wilson(k: float, n: float, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a proportion k/n ((0, 1) when n is 0)."""
-    if n <= 0:
-        return 0.0, 1.0
-    p = k / n
-    z2 = z * z
-    denom = 1 + z2 / n
-    center = (p + z2 / (2 * n)) / denom
-    half = z / denom * math.sqrt(max(p * (1 - p) / n + z2 / (4 * n * n), 0.0))
-    return max(0.0, center - half), min(1.0, center + half)
+def row_votes(folder: Path, kind: str = "human") -> dict[str, tuple[int, int]]:
+    """{row label: (times shown, wins)} of the votes on a comparison folder ({} when it has none or they cannot be
+    read): what ``compare --epochs`` weighs epochs by, handed to :func:`lora_audit.compare.job.compare_loras`."""
+    try:
+        votes = folder_votes(folder, kind)
+    except EvidenceError:
+        return {}
+    out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for v in votes:
+        for m in v.shown:
+            out[m][0] += 1
+            out[m][1] += v.winner == m
+    return {m: (a, w) for m, (a, w) in out.items()}
 
 
 def sign_test(wins: int, losses: int) -> float:

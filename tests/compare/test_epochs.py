@@ -19,6 +19,7 @@ from lora_audit.compare.schema import Comparison  # noqa: E402
 from lora_audit.compare.spec import LoraSpec  # noqa: E402
 from lora_audit.errors import EvidenceError  # noqa: E402
 from lora_audit.votes.data import load_folder  # noqa: E402
+from lora_audit.votes.stats import row_votes  # noqa: E402
 from lora_audit.votes.store import Vote, VoteStore  # noqa: E402
 
 
@@ -74,7 +75,9 @@ def test_human_votes_pick_the_epoch_when_every_epoch_has_some(tmp_path):
     for it in cf.items:
         st.add(Vote(it.comparison_id, it.prompt, it.seed, "best-of", ("toy e1", "toy e2", "toy"), "toy e1", "alice"))
         st.add(Vote(it.comparison_id, it.prompt, it.seed, "best-of", ("toy e1", "toy e2", "toy"), "toy e2", "bob"))
-    [s] = epoch_series(SimpleNamespace(out=d), _stats(tmp_path, clip={"toy e1": 1.0, "toy e2": 2.0, "toy": 3.0}))
+    votes = row_votes(d, "human")  # what the compare command hands in (compare itself never reads votes.sqlite)
+    [s] = epoch_series(SimpleNamespace(out=d, votes=votes),
+                       _stats(tmp_path, clip={"toy e1": 1.0, "toy e2": 2.0, "toy": 3.0}))
     assert s.metric == "human_win_rate" and (s.best, s.best_epoch) == ("toy e1", 1)  # 2 of 4 each: the earlier
     assert [(e.votes, e.wins) for e in s.epochs] == [(4, 2), (4, 2), (4, 0)]
 
