@@ -30,6 +30,7 @@ _NAME_START = "[A-Za-z_]"
 _WORD = re.compile(rf"""(?!\#)(?>(?:[^ \t\n;&|()<>\\'"$`]++|'[^'\n]*+'
                          |"(?:[^"\\$`\n]++|\${_NAME_START}[A-Za-z0-9_]*+)*+"|\${_NAME_START}[A-Za-z0-9_]*+)++)""",
                    re.VERBOSE)
+_BARE_BLANK = re.compile(r"(?!\#)([^ \t\n;&|()<>\\'\"$`]++)(?=[ \t;&|<>]|$)[ \t]*")
 _WORD_BLANK = re.compile(rf"({_WORD.pattern})(?=[ \t;&|<>]|$)[ \t]*", re.VERBOSE)
 _BLANK = re.compile(r"[ \t]*")
 _PIECE = re.compile(r"""(?P<plain>[^ \t\n;&|()<>\\'"$`]+)|'(?P<sq>[^'\n]*)'|"(?P<dq>[^"]*)"
@@ -91,6 +92,11 @@ def _items(line: str, line_no: int) -> list[Word | Redir | str] | None:
             pos = a.end()
             continue
         else:
+            m = _BARE_BLANK.match(line, pos)  # the common case: no quote or $ (and no NAME=): the lexer's bare word
+            if m is not None and "=" not in (text := m.group(1)):
+                items.append(Word.bare(text, line_no))
+                pos = m.end()
+                continue
             m = _WORD_BLANK.match(line, pos)  # the word, ending where the lexer ends it, and the blanks after
             if m is None:
                 return None
