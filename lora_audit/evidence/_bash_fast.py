@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import cast
 
 from lora_audit.evidence._bash_lexer import _BARE_TARGET, _REDIRECT, Lexer, Redir
 from lora_audit.evidence._bash_parse import AndOr, If, Node, Pipeline, Simple
@@ -52,18 +53,26 @@ def split_line(line: str, line_no: int) -> list[Node] | None:
         return None
     if _GENERAL.search(line):
         return None
-    items = _items(line, line_no)
-    if items is None:
+    read = _items(line, line_no)
+    if read is None:
         return None
-    if items and isinstance(items[0], Word) and items[0].text == "if":
+    items, words_only = read
+    if not items:
+        return []
+    head = items[0]
+    if words_only:  # one simple command (the common case): as Parser.simple builds it
+        words = cast(list[Word], items)
+        return None if words[0].text in _RESERVED else [Simple(words, [], [], line_no)]
+    if isinstance(head, Word) and head.text == "if":
         return _if_node(items, line_no)
     return _nodes(items, line_no)
 
 
-def _items(line: str, line_no: int) -> list[Word | Redir | str] | None:
+def _items(line: str, line_no: int) -> tuple[list[Word | Redir | str], bool] | None:
     """Words, simple redirections (``>``, ``>>``, ``<``, ``2>&1`` to a bare name) and ``;``/``&&``/``||``/``|``,
-    as the lexer reads them; None for anything else."""
+    as the lexer reads them, and whether they are words only; None for anything else."""
     items: list[Word | Redir | str] = []
+    words_only = True
     paren = "(" in line  # an array assignment to read (any other `(` is the general path's)
     pos, n = _BLANK.match(line).end(), len(line)  # type: ignore[union-attr]
     while pos < n:
@@ -76,6 +85,7 @@ def _items(line: str, line_no: int) -> list[Word | Redir | str] | None:
                 return None
             items.append(m.group(0))
             end = m.end()
+            words_only = False
         elif c in "<>" or ("0" <= c <= "9" and _REDIRECT.match(line, pos)):
             r = _REDIRECT.match(line, pos)
             t = _BARE_TARGET.match(line, r.end()) if r is not None and r.group(2) in _SIMPLE_REDIRS else None
@@ -84,6 +94,7 @@ def _items(line: str, line_no: int) -> list[Word | Redir | str] | None:
             items.append(Redir(op=r.group(2), fd=r.group(1), target=Word.bare(t.group(0), line_no),  # type: ignore
                                line=line_no))
             end = t.end()
+            words_only = False
         elif paren and (a := _ARRAY.match(line, pos)) is not None:
             word = _array(a, line_no)
             if word is None:
@@ -107,7 +118,7 @@ def _items(line: str, line_no: int) -> list[Word | Redir | str] | None:
             pos = m.end()
             continue
         pos = _BLANK.match(line, end).end()  # type: ignore[union-attr]
-    return items
+    return items, words_only
 
 
 def _nodes(items: list[Word | Redir | str], line_no: int) -> list[Node] | None:
