@@ -15,10 +15,12 @@ branch it comes from), and a command using it is expanded once per combination (
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import re
 from collections.abc import Callable
 from fnmatch import fnmatchcase
+from functools import partial
 from itertools import product
 
 from lora_audit.errors import EvidenceError
@@ -34,6 +36,9 @@ from lora_audit.evidence.invocation import Token, launches_training, may_launch
 from lora_audit.model import Note
 
 _DECLARE = {"export", "declare", "typeset", "local", "readonly"}
+# builtins that change nothing the reader keeps (their status: true)
+_NOOPS = frozenset({"cd", "echo", "printf", "mkdir", "set", "shift", "return", "break", "continue", "trap", "wait",
+                    "pushd", "popd", "sleep", "shopt", "umask", "ulimit", "alias"})
 _QUERY = {"command", "which", "type", "hash", "grep", "egrep", "fgrep", "pgrep", "compgen"}  # status unknown
 _MAX_VARIANTS = 16  # combinations of conditional values expanded for one command
 # commands run again by loops and function calls, in all: past it a loop runs its body once as if it could not tell
@@ -67,10 +72,8 @@ class BashTokenizer(ScriptFiles):
                 if name not in self.called:  # a function never called: its commands are still evidence
                     self.called.add(name)
                     self._conds.append(f"function {name} is never called in the script")
-                    try:
+                    with contextlib.suppress(_Exit):
                         self._block(body)
-                    except _Exit:
-                        pass
                     self._conds.pop()
         except RecursionError:  # "((((" thousands deep, from any caller (scripts, notes, notebooks): one line
             raise EvidenceError("brackets or substitutions nested too deeply to read", self.label, first_line) from None
@@ -94,7 +97,7 @@ class BashTokenizer(ScriptFiles):
         if isinstance(n, AndOr):
             return self._and_or(n)
         if isinstance(n, Pipeline):
-            status = True
+            status: bool | None = True
             for c in n.cmds:
                 status = self._node(c)
             return _neg(status) if n.negate else status
@@ -128,7 +131,7 @@ class BashTokenizer(ScriptFiles):
                 status = self._node(node)
             elif runs is None:
                 what = f"{'the command before' if op == '&&' else 'the command before fails'} ({_describe(n.first)})"
-                self._branches([(f"{op} after {what}", lambda node=node: self._node(node))], exhaustive=False,
+                self._branches([(f"{op} after {what}", partial(self._node, node))], exhaustive=False,
                                otherwise=f"{what} decides otherwise")
                 status = None
         return status
@@ -141,8 +144,8 @@ class BashTokenizer(ScriptFiles):
             if status is None:
                 what = f"`{_describe_all(cond)}` (line {line})"
                 rest = clauses[k + 1:]
-                self._branches([(f"if {what} is true", lambda body=body: self._block(body)),
-                                (f"if {what} is false", lambda: self._if(rest, orelse))], exhaustive=True)
+                self._branches([(f"if {what} is true", partial(self._block, body)),
+                                (f"if {what} is false", partial(self._if, rest, orelse))], exhaustive=True)
                 return None
         return self._block(orelse) if orelse is not None else True
 
@@ -152,7 +155,7 @@ class BashTokenizer(ScriptFiles):
         for patterns, body in n.arms:
             pats = [self._pattern(p) for p in patterns]
             if subject is not None and all(p is not None for p in pats):
-                if any(fnmatchcase(subject, p) for p in pats):  # type: ignore[arg-type]
+                if any(fnmatchcase(subject, p) for p in pats if p is not None):
                     return self._block(body)
                 continue
             arms.append((pats, body))
@@ -161,7 +164,7 @@ class BashTokenizer(ScriptFiles):
         names = ", ".join("|".join(p or "?" for p in pats) for pats, _ in arms)
         what = f"case {_word_text(n.subject)} (line {n.line})"
         self._branches([(f"{what} takes {'|'.join(p or '?' for p in pats)})",
-                         lambda body=body: self._block(body)) for pats, body in arms],
+                         partial(self._block, body)) for pats, body in arms],
                        exhaustive=any("*" in pats for pats, _ in arms), otherwise=f"{what} matches none of {names}")
         return None
 
@@ -261,9 +264,13 @@ class BashTokenizer(ScriptFiles):
 
     def _builtin(self, head: str, words: list[Word], n: Simple, notes: list[Note]) -> object:
         if head in _DECLARE:
-            for w in words[1:]:
-                if w.assign:
-                    self._assign(w, notes)
+            for w in (w for w in words[1:] if w.assign):
+                self._assign(w, notes)
+            return True
+        if head in _NOOPS:
+            return True
+        if head == "read":
+            self._read(words)
             return True
         if head == "unset":
             for w in words[1:]:
@@ -282,20 +289,18 @@ class BashTokenizer(ScriptFiles):
             return self._test(head, words[1:], notes)
         if head == "exit":
             raise _Exit
-        if head in ("cd", "echo", "printf", "mkdir", "set", "shift", "return", "break", "continue", "trap", "wait",
-                    "pushd", "popd", "read", "sleep", "shopt", "umask", "ulimit", "alias"):
-            if head == "read":
-                for w in words[1:]:
-                    name = w.plain()
-                    if name and re.fullmatch(r"[A-Za-z_]\w*", name):  # typed at a prompt: unknown here
-                        self.vars[name] = BVal(items=[[(f"${name}", w.line, RT)]], line=w.line)
-            return True
         if head in ("cat", "tee") and any(r.heredoc for r in n.redirs):
             self._heredoc_file(head, words, n.redirs, notes)
             return True
         if head in self.funcs:
             return self._call(head, words, notes)
         return _NOT_BUILTIN
+
+    def _read(self, words: list[Word]) -> None:
+        for w in words[1:]:
+            name = w.plain()
+            if name and re.fullmatch(r"[A-Za-z_]\w*", name):  # typed at a prompt: unknown here
+                self.vars[name] = BVal(items=[[(f"${name}", w.line, RT)]], line=w.line)
 
     def _emit(self, words: list[Word], n: Simple, notes: list[Note]) -> None:
         self._used, self._picks = {}, {}
