@@ -4,7 +4,8 @@ Three steps, as in bash: the lexer (``_bash_lexer``) reads words keeping ``$VAR`
 the parser (``_bash_parse``) groups them into commands, ``&&``/``||`` lists, ``if``/``case``/loops and functions;
 this executor walks them in order, keeping the variables the script assigns (``VAR=``, ``export``, arrays, ``+=``),
 taking the branch bash takes when the condition is known from the script (``_bash_cond``), and expanding each
-command's words with the values known at that point.
+command's words with the values known at that point. Trivial top-level lines (assignments, plain commands, one-line
+``if``) are split into the same nodes by ``_bash_fast`` without the lexer and parser, and run here all the same.
 
 Only variables set in the script are known: the real environment is never read. What only the machine or the
 moment the script ran could tell (``$(...)``, an environment variable, ``$1``, a file test) is kept as written and
