@@ -8,6 +8,7 @@ must be the same."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence import _bash_fast
 from lora_audit.evidence._bash import BashTokenizer
+from lora_audit.evidence._bash_parse import AndOr, If, Simple
 from lora_audit.evidence.shell import parse_shell_text
 
 _NAMES = ["A", "B", "VAR", "OUT", "ARGS"]
@@ -80,7 +82,7 @@ _script = st.builds(
     st.lists(_line, max_size=12), _value)
 
 
-def _read(text: str, fast: bool) -> object:
+def _read(text: str, fast: bool) -> Any:
     old = _bash_fast.FAST
     _bash_fast.FAST = fast
     try:
@@ -118,12 +120,14 @@ def test_fast_path_is_taken_for_trivial_lines() -> None:
     """The fast path reads the line itself (not only defers): blank, comments, assignments, plain commands, lists
     and pipelines of them."""
     nodes = _bash_fast.split_line('A="x $B" C=1; mkdir -p "$OUT/s" # c', 3)
-    assert nodes is not None and [len(n.words) for n in nodes] == [2, 3]  # type: ignore[union-attr]
-    assert nodes[0].words[0].assign == ("A", False) and nodes[1].words[0].text == "mkdir"  # type: ignore[union-attr]
+    assert nodes is not None and all(isinstance(n, Simple) for n in nodes)
+    simple = [n for n in nodes if isinstance(n, Simple)]
+    assert [len(n.words) for n in simple] == [2, 3]
+    assert simple[0].words[0].assign == ("A", False) and simple[1].words[0].text == "mkdir"
     nodes = _bash_fast.split_line("cd /d && ls -la | grep png > list.txt 2>&1", 1)
-    assert nodes is not None and len(nodes) == 1 and type(nodes[0]).__name__ == "AndOr"
+    assert nodes is not None and len(nodes) == 1 and isinstance(nodes[0], AndOr)
     nodes = _bash_fast.split_line('if [ "$V" = x ]; then A+=(--v2); elif [ -f a ]; then B=1; C=2; else D=3; fi', 1)
-    assert nodes is not None and type(nodes[0]).__name__ == "If" and len(nodes[0].clauses) == 2  # type: ignore
+    assert nodes is not None and isinstance(nodes[0], If) and len(nodes[0].clauses) == 2
     for general in ("a | ", "a &", "a |& b", "x=$(date)", "cat <<EOF", "if x; then y; fi; z", "a\\", "{ a; }",
                     "[[ a ]]", "a ;; b", "echo ${A:-x}", "echo `d`", 'echo > "$F"', "a && ", "! a", "f() { a; }",
                     "a (b)", "if a; then fi", "if a; then if b; then c; fi; fi", "if a; else b; fi", "A=(x)y"):
