@@ -283,9 +283,11 @@ def test_sigint_stops_with_exit_130_and_saved_epochs_intact(tmp_path):
 
     write_config(tmp_path, tiny_model("sd15"), toy_dataset().dataset_toml, "max_train_epochs = 200\n"
                  "save_every_n_epochs = 1\n")
+    # Ctrl-C as in a terminal: a test run in the background (`cmd &` in a script) inherits SIGINT ignored, and
+    # Python then installs no KeyboardInterrupt handler in the child; give the child the default disposition.
     proc = subprocess.Popen([sys.executable, "-m", "lora_audit.train", "--config_file", "config.toml",
                              "--no-progress"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     for line in proc.stdout:
         lines.append(line)
