@@ -26,7 +26,15 @@ from itertools import product
 
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence import _bash_fast
-from lora_audit.evidence._bash_expand import _MAX_DEPTH, _assigns, _describe, _describe_all, _word_text
+from lora_audit.evidence._bash_expand import (
+    _MAX_DEPTH,
+    Desc,
+    _assigns,
+    _describe,
+    _describe_all,
+    _word_text,
+    desc_text,
+)
 from lora_audit.evidence._bash_files import ScriptFiles
 from lora_audit.evidence._bash_lexer import Lexer
 from lora_audit.evidence._bash_parse import AndOr, Case, FuncDef, Group, If, Loop, Node, Parser, Pipeline, Simple
@@ -143,10 +151,10 @@ class BashTokenizer(ScriptFiles):
             if status is True:
                 return self._block(body)
             if status is None:
-                what = f"`{_describe_all(cond)}` (line {line})"
-                rest = clauses[k + 1:]
-                self._branches([(f"if {what} is true", partial(self._block, body)),
-                                (f"if {what} is false", partial(self._if, rest, orelse))], exhaustive=True)
+                rest = clauses[k + 1:]  # the descriptions are written only when one is kept (most never are)
+                self._branches([(partial(_if_desc, cond, line, "true"), partial(self._block, body)),
+                                (partial(_if_desc, cond, line, "false"), partial(self._if, rest, orelse))],
+                               exhaustive=True)
                 return None
         return self._block(orelse) if orelse is not None else True
 
@@ -200,13 +208,14 @@ class BashTokenizer(ScriptFiles):
                        exhaustive=False, otherwise=f"the {n.kind} loop at line {n.line} does not run")
         return None
 
-    def _branches(self, branches: list[tuple[str, Callable[[], object]]], exhaustive: bool,
+    def _branches(self, branches: list[tuple[Desc, Callable[[], object]]], exhaustive: bool,
                   otherwise: str = "") -> None:
-        """Run each branch on its own copy of the variables, then merge the copies (conditional values)."""
+        """Run each branch on its own copy of the variables, then merge the copies (conditional values). A branch's
+        description may be a function writing it: called only when a note or a conditional value keeps it."""
         base = self.vars
         freeze(base)
         self._forks += 1
-        results: list[tuple[dict[str, BVal], str]] = []
+        results: list[tuple[dict[str, BVal], Desc]] = []
         for desc, run in branches:
             self.vars = dict(base)
             self._conds.append(desc)
@@ -222,7 +231,8 @@ class BashTokenizer(ScriptFiles):
         if not results:
             self.vars = base
             raise _Exit
-        self.vars = merge(results, degrade=self._forks > _MAX_FORKS)
+        degrade = self._forks > _MAX_FORKS  # then merge writes no description
+        self.vars = merge([(state, "" if degrade else desc_text(desc)) for state, desc in results], degrade=degrade)
 
     # -- one simple command ---------------------------------------------------------------------------------------
     def _simple(self, n: Simple) -> bool | None:
@@ -328,8 +338,9 @@ class BashTokenizer(ScriptFiles):
                 cmd.variants.append((toks, when))
             self._picks = {}
         if self._conds:
-            cmd.notes.append(Note(message="this command runs only " + "; ".join(self._conds) + ": the script "
-                                          "cannot tell", source=f"{self.label}:{n.line}"))
+            conds = "; ".join(map(desc_text, self._conds))
+            cmd.notes.append(Note(message=f"this command runs only {conds}: the script cannot tell",
+                                  source=f"{self.label}:{n.line}"))
         if not launches_training(cmd.words):
             return  # only training commands are wanted (shell.training_evidence): the others are not kept
         if n.too_long or sum(len(t.text) + 1 for t in cmd.words) > ARG_MAX:
@@ -372,6 +383,10 @@ class BashTokenizer(ScriptFiles):
 
 
 _NOT_BUILTIN = object()
+
+
+def _if_desc(cond: list[Node], line: int, outcome: str) -> str:
+    return f"if `{_describe_all(cond)}` (line {line}) is {outcome}"
 
 
 def _neg(v: bool | None) -> bool | None:

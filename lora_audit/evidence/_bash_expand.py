@@ -5,6 +5,7 @@ the executor (``_bash.BashTokenizer``) lives here, in the base class it builds o
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from lora_audit.evidence._bash_cond import evaluate
@@ -26,6 +27,12 @@ from lora_audit.evidence.invocation import Token
 from lora_audit.model import Note
 
 _MAX_DEPTH = 16  # nested function calls and sourced files
+# an undecidable branch described: its text, or a function writing it when it is kept (most never are)
+Desc = str | Callable[[], str]
+
+
+def desc_text(d: Desc) -> str:
+    return d if isinstance(d, str) else d()
 
 
 class Expander:
@@ -40,7 +47,7 @@ class Expander:
         self.files: dict[str, CreatedFile] = {}
         self.sourced: list[str] = []
         self.out: list[Command] = []
-        self._conds: list[str] = []  # the undecidable branches the walk is in
+        self._conds: list[Desc] = []  # the undecidable branches the walk is in
         self._picks: dict[str, int] = {}
         self._used: dict[str, int] = {}
         self._depth = 0

@@ -73,7 +73,7 @@ def _items(line: str, line_no: int) -> tuple[list[Word | Redir | str], bool] | N
     as the lexer reads them, and whether they are words only; None for anything else."""
     items: list[Word | Redir | str] = []
     words_only = True
-    paren = "(" in line  # an array assignment to read (any other `(` is the general path's)
+    paren = "=(" in line  # an array assignment to read (any other `(` is the general path's)
     pos, n = _BLANK.match(line).end(), len(line)  # type: ignore[union-attr]
     while pos < n:
         c = line[pos]

@@ -161,45 +161,49 @@ def merge(results: list[tuple[dict[str, BVal], str]], degrade: bool = False) -> 
 def split_fields(pieces: list[Piece], line: int, keep_empty: bool) -> list[Token]:
     """Split expanded text into words: on blanks from unquoted expansions and on array element boundaries."""
     out: list[Token] = []
-    cur: list[str] = []
+    cur: list[str] = []  # the word being built (once started)
     cur_line = 0
-    cur_rt = False
-    started = False
-
-    def flush() -> None:
-        nonlocal cur, started, cur_rt
-        if started:
-            out.append(Token("".join(cur), cur_line, cur_rt))
-        cur, started, cur_rt = [], False, False
-
-    def add(text: str, ln: int, rt: bool) -> None:
-        nonlocal started, cur_line, cur_rt
-        if not started:
-            cur_line, started = ln, True
-        cur.append(text)
-        cur_rt = cur_rt or rt
-
+    cur_rt = started = False
     for text, ln, fl in pieces:
         if fl & BREAK:
-            flush()
-        elif fl & SPLIT:
-            pos = counted = 0  # newlines counted up to `counted` (incrementally: a long value stays linear)
-            for m in _IFS.finditer(text):
-                if m.start() > pos:
-                    ln += text.count("\n", counted, pos)
-                    counted = pos
-                    add(text[pos:m.start()], ln, False)
-                flush()
-                pos = m.end()
-            if pos < len(text):
-                ln += text.count("\n", counted, pos)
-                add(text[pos:], ln, False)
-        elif text or fl & RT:
-            add(text, ln, bool(fl & RT))
-    flush()
+            if started:
+                out.append(Token("".join(cur), cur_line, cur_rt))
+            cur, cur_rt, started = [], False, False
+        elif fl & SPLIT and _IFS.search(text):
+            cur, cur_line, started, cur_rt = _split_run(text, ln, out, cur, cur_line, started, cur_rt)
+        elif text or fl & (RT | SPLIT) == RT:  # a run not split (a splitting one without blanks is never runtime)
+            if not started:
+                cur_line, started = ln, True
+            cur.append(text)
+            cur_rt = cur_rt or fl & (RT | SPLIT) == RT
+    if started:
+        out.append(Token("".join(cur), cur_line, cur_rt))
     if not out and keep_empty:
         out.append(Token("", line))
     return out
+
+
+def _split_run(text: str, ln: int, out: list[Token], cur: list[str], cur_line: int, started: bool,
+               cur_rt: bool) -> tuple[list[str], int, bool, bool]:
+    """A splitting run with blanks in it: the word being built ends at each, new ones start after them."""
+    pos = counted = 0  # newlines counted up to `counted` (incrementally: a long value stays linear)
+    for m in _IFS.finditer(text):
+        if m.start() > pos:
+            ln += text.count("\n", counted, pos)
+            counted = pos
+            if not started:
+                cur_line, started = ln, True
+            cur.append(text[pos:m.start()])
+        if started:
+            out.append(Token("".join(cur), cur_line, cur_rt))
+        cur, cur_rt, started = [], False, False
+        pos = m.end()
+    if pos < len(text):
+        ln += text.count("\n", counted, pos)
+        if not started:
+            cur_line, started = ln, True
+        cur.append(text[pos:])
+    return cur, cur_line, started, cur_rt
 
 
 def joined(pieces: list[Piece], line: int) -> Token:
