@@ -262,8 +262,9 @@ class BashTokenizer(ScriptFiles):
     def _may_launch(self, words: list[Word], k: int) -> bool:
         """False when the command certainly launches no training script: its words are then not expanded (nothing
         of it is kept), unless expanding them assigns (``${X:=v}``)."""
-        if any(w.text is None and _assigns(w.parts) for w in words):
-            return True
+        for w in words:
+            if w.text is None and _assigns(w.parts):
+                return True
         head = words[k]
         if head.text is not None:
             return may_launch(head.text)

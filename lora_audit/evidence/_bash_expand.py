@@ -90,11 +90,17 @@ class Expander:
 
     def _expand(self, parts: list[Part], notes: list[Note], cmd: Command | None = None) -> list[Piece]:
         out: list[Piece] = []
+        add = out.append
         for p in parts:
-            if p.kind == "lit":
-                out.extend((t, ln, 0) for t, ln in p.segs)
-            elif p.kind == "sub":
+            kind = p.kind
+            if kind == "lit":
+                for t, ln in p.segs:
+                    add((t, ln, 0))
+            elif kind == "sub":
                 out.extend(self._substitution(p, notes))
+            elif p.op is None and (v := self.vars.get(p.name)) is not None and v.choices is None \
+                    and not p.name.isdigit():  # $NAME set to one value (the common case): what _variable gives
+                out.extend(self._value_pieces(p, v, notes, cmd))
             else:
                 out.extend(self._variable(p, notes, cmd))
         return out
