@@ -77,9 +77,11 @@ _line = st.one_of(
     # random text of the characters that decide between the paths
     st.text(alphabet="ab12=+$#;\r'\" \t{}[]()&|<>\\`!", max_size=16),
 )
+# the lines are repeated 1 to 3 times: a line met again is read from its template (_bash_fast.runner)
 _script = st.builds(
-    lambda lines, v: "\n".join(lines) + f'\naccelerate launch train_network.py --x "$VAR" --o {v} ${{ARGS[@]}}\n',
-    st.lists(_line, max_size=12), _value)
+    lambda lines, k, v: "\n".join(lines * k) + f'\naccelerate launch train_network.py --x "$VAR" --o {v} '
+                                                '${ARGS[@]}\n',
+    st.lists(_line, max_size=12), st.integers(1, 3), _value)
 
 
 def _read(text: str, fast: bool) -> Any:
@@ -139,3 +141,33 @@ def test_a_word_the_fast_path_cannot_end_is_refused_at_once() -> None:
     before the word pattern was atomic, 30 letters and a `(` took a minute, 60 would take years."""
     for line in ("a" * 60 + "(", "a$b" * 2000 + "(", '"' + "a$b" * 2000, "x " + "'" * 3001, "b" * 4000 + "`"):
         assert _bash_fast.split_line(line, 1) is None
+
+
+def _dump(x: Any) -> Any:
+    """A node, word or part as plain data (every slot and field), to compare two trees."""
+    if isinstance(x, (list, tuple)):
+        return [_dump(v) for v in x]
+    slots = getattr(type(x), "__slots__", None)
+    if slots is None or isinstance(x, (str, int)):
+        return x
+    return (type(x).__name__, {k: _dump(getattr(x, k)) for k in slots})
+
+
+@settings(max_examples=300, deadline=None)
+@given(_line)
+def test_a_template_moved_to_another_line_is_what_that_line_splits_into(line: str) -> None:
+    """_moved copies a fast line's nodes to another line exactly: the same tree split_line builds there."""
+    line = line.replace("\n", " ").replace("\r", " ")
+    here = _bash_fast.split_line(line, 3)
+    if here is None:
+        return
+    moved = [_bash_fast._moved(n, 11) for n in here]
+    assert _dump(moved) == _dump(_bash_fast.split_line(line, 11))
+    assert _dump(here) == _dump(_bash_fast.split_line(line, 3))  # the template itself is left as it was
+
+
+def test_repeated_lines_keep_their_own_line_numbers() -> None:
+    text = 'V="value $W"; A$V=1\n' * 3 + 'accelerate launch train_network.py --output_name "$V"\n'
+    (cmd,) = BashTokenizer("t.sh").commands(text)
+    assert [n.source for n in cmd.notes if "$W" in n.message] == ["t.sh:3"]
+    assert cmd.variables[0]["defined"] == "t.sh:3"

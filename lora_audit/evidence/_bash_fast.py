@@ -283,7 +283,31 @@ def _lit(parts: list[Part], text: str, line: int, quoted: bool) -> None:
 
 def runner(lexer: Lexer, run_node: Callable[[Node], object]) -> Callable[[], None]:
     """What the parser calls at the start of a top-level line: runs the fast lines from there, moving the lexer on
-    past them, and stops at the first line that needs the general path."""
+    past them, and stops at the first line that needs the general path.
+
+    A line met again (generated scripts repeat a few lines thousands of times) is split once more into a template
+    kept for it, and from then on its nodes are copies of the template moved to their line (``_moved``): the
+    same nodes split_line builds there, without reading the line again. Templates are never handed out (what runs
+    is always a fresh copy); at most _MEMO lines are remembered (then forgotten all at once), each of at most
+    _MEMO_LINE characters."""
+    seen: dict[str, list[Node] | bool | None] = {}  # line -> False (met once), its template, None (general)
+
+    def split(line: str, line_no: int) -> list[Node] | None:
+        if len(line) > _MEMO_LINE:
+            return split_line(line, line_no)
+        got = seen.get(line, _UNSEEN)
+        if isinstance(got, list):
+            return [_moved(n, line_no) for n in got]
+        if got is None:
+            return None
+        if len(seen) >= _MEMO:
+            seen.clear()
+        nodes = split_line(line, line_no)
+        if got is _UNSEEN:  # met once: handed on as split, only remembered as met (or as general)
+            seen[line] = False if nodes is not None else None
+            return nodes
+        seen[line] = nodes  # met a second time: this split is the template, the line gets a copy
+        return None if nodes is None else [_moved(n, line_no) for n in nodes]
 
     def run() -> None:
         text, end = lexer.text, lexer.end
@@ -294,7 +318,7 @@ def runner(lexer: Lexer, run_node: Callable[[Node], object]) -> Callable[[], Non
             nl = find("\n", pos, end)
             if nl < 0:
                 return  # the last line, without a newline: the general path
-            nodes = split_line(text[pos:nl], line_no)
+            nodes = split(text[pos:nl], line_no)
             if nodes is None:
                 return
             pos = lexer.pos = nl + 1
@@ -303,3 +327,38 @@ def runner(lexer: Lexer, run_node: Callable[[Node], object]) -> Callable[[], Non
             line_no += 1  # each fast line is one line of the script
 
     return run
+
+
+_UNSEEN = object()
+_MEMO, _MEMO_LINE = 4096, 400
+
+
+def _moved(n: Node, ln: int) -> Node:
+    """A fresh copy of a fast line's node with every line number (all the same on one line) set to ``ln``."""
+    if isinstance(n, Simple):  # the fast path's commands carry no notes and are never too long
+        return Simple([_moved_word(w, ln) for w in n.words], [_moved_redir(r, ln) for r in n.redirs], [], ln)
+    if isinstance(n, AndOr):
+        return AndOr(_moved(n.first, ln), [(op, _moved(x, ln)) for op, x in n.rest])
+    if isinstance(n, Pipeline):
+        return Pipeline([_moved(c, ln) for c in n.cmds], n.negate)
+    if isinstance(n, If):
+        return If([([_moved(c, ln) for c in cond], [_moved(b, ln) for b in body], ln) for cond, body, _ in n.clauses],
+                  None if n.orelse is None else [_moved(b, ln) for b in n.orelse])
+    raise TypeError(f"not a node of the fast path: {type(n).__name__}")
+
+
+def _moved_word(w: Word, ln: int) -> Word:
+    if w.text is not None:
+        return Word.bare(w.text, ln)
+    return Word(parts=[_moved_part(p, ln) for p in w.parts], line=ln, quoted=w.quoted, assign=w.assign,
+                array=None if w.array is None else [_moved_word(e, ln) for e in w.array])
+
+
+def _moved_part(p: Part, ln: int) -> Part:
+    return Part(p.kind, p.quoted, ln, segs=[(t, ln) for t, _ in p.segs], raw=p.raw, name=p.name, index=p.index,
+                op=p.op, arg=None if p.arg is None else [_moved_part(a, ln) for a in p.arg])
+
+
+def _moved_redir(r: Redir, ln: int) -> Redir:
+    return Redir(op=r.op, fd=r.fd, target=None if r.target is None else _moved_word(r.target, ln), line=ln,
+                 heredoc=r.heredoc)
