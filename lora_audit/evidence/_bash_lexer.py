@@ -159,7 +159,7 @@ class Lexer(WordReader):
         line = self.line_of(start)
         nl = self.text.find("\n", start, self.end)
         # the lines the user meant to continue the command: up to the first line not ending in `\`
-        orphans = []
+        orphans: list[int] = []
         i = nl + 1 if nl >= 0 else self.end
         while i < self.end and len(orphans) < 1000:
             j = self.text.find("\n", i, self.end)
@@ -178,7 +178,7 @@ class Lexer(WordReader):
 
     def _redirect_at(self, pos: int) -> bool:
         """``>``, ``2>&1``, ``&>`` ... (an fd number only directly before the operator)."""
-        after = _FD.match(self.text, pos, self.end).end()
+        after = _FD.match(self.text, pos, self.end).end()  # type: ignore[union-attr]
         return after < self.end and self.text.startswith(_REDIRECTS, after) and (
             self.text[after] in "<>" or self.text.startswith("&>", after))
 

@@ -222,8 +222,8 @@ class WordReader:
                 self._expanding_step(word, '$`"\\')
             else:  # the common case, inline: a run of plain characters
                 m = _PLAIN_DQ.match(t, self.pos, self.end)
-                self._lit(word, m.group(0), self.pos, quoted=True)
-                self.pos = m.end()
+                self._lit(word, m.group(0), self.pos, quoted=True)  # type: ignore[union-attr]
+                self.pos = m.end()  # type: ignore[union-attr]
         raise EvidenceError("unterminated double quote", self.label, self.line_of(start))
 
     def _expanding_step(self, word: Word, escapable: str) -> None:
@@ -363,6 +363,6 @@ class WordReader:
                 self._expanding_step(word, "$`\\")
             else:
                 m = _PLAIN_HEREDOC.match(t, self.pos, self.end)
-                self._lit(word, m.group(0), self.pos, quoted=True)
-                self.pos = m.end()
+                self._lit(word, m.group(0), self.pos, quoted=True)  # type: ignore[union-attr]
+                self.pos = m.end()  # type: ignore[union-attr]
         return word
