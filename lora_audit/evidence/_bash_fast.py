@@ -355,8 +355,9 @@ def _moved_word(w: Word, ln: int) -> Word:
 
 
 def _moved_part(p: Part, ln: int) -> Part:
-    return Part(p.kind, p.quoted, ln, segs=[(t, ln) for t, _ in p.segs], raw=p.raw, name=p.name, index=p.index,
-                op=p.op, arg=None if p.arg is None else [_moved_part(a, ln) for a in p.arg])
+    arg = p.arg
+    return Part(p.kind, p.quoted, ln, [(t, ln) for t, _ in p.segs], p.raw, p.name, p.index, p.op,
+                None if arg is None else [_moved_part(a, ln) for a in arg])
 
 
 def _moved_redir(r: Redir, ln: int) -> Redir:
