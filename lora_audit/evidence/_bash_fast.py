@@ -349,9 +349,9 @@ def _moved(n: Node, ln: int) -> Node:
 
 def _moved_word(w: Word, ln: int) -> Word:
     if w.text is not None:
-        return Word.bare(w.text, ln)
-    return Word(parts=[_moved_part(p, ln) for p in w.parts], line=ln, quoted=w.quoted, assign=w.assign,
-                array=None if w.array is None else [_moved_word(e, ln) for e in w.array])
+        return Word(None, ln, False, None, None, w.notes, w.text)  # Word.bare: its shared empty notes
+    return Word([_moved_part(p, ln) for p in w.parts], ln, w.quoted, w.assign,
+                None if w.array is None else [_moved_word(e, ln) for e in w.array])
 
 
 def _moved_part(p: Part, ln: int) -> Part:
