@@ -330,7 +330,7 @@ def runner(lexer: Lexer, run_node: Callable[[Node], object]) -> Callable[[], Non
 
 
 _UNSEEN = object()
-_MEMO, _MEMO_LINE = 4096, 400
+_MEMO, _MEMO_LINE = 1024, 256
 
 
 def _moved(n: Node, ln: int) -> Node:
