@@ -63,11 +63,9 @@ class Expander:
         if w.text is not None:  # a bare word: nothing to expand or split
             return [Token(w.text, w.line)]
         parts = w.parts
-        if all(p.kind == "lit" for p in parts):  # quoted text only: one field, as split_fields gives it
+        if w.quoted and all(p.kind == "lit" for p in parts):  # quoted text only: one field, as split_fields gives it
             segs = [s for p in parts for s in p.segs if s[0]]
-            if segs:
-                return [Token("".join(t for t, _ in segs), segs[0][1])]
-            return [Token("", w.line)] if w.quoted else []
+            return [Token("".join(t for t, _ in segs), segs[0][1])] if segs else [Token("", w.line)]
         self._at_empty = False
         pieces = self._expand(w.parts, notes if notes is not None else [], cmd)
         if self._at_empty and not "".join(t for t, _, _ in pieces):
