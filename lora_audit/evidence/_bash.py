@@ -28,6 +28,7 @@ from lora_audit.errors import EvidenceError
 from lora_audit.evidence import _bash_fast
 from lora_audit.evidence._bash_expand import (
     _MAX_DEPTH,
+    DROPPED,
     Desc,
     _assigns,
     _describe,
@@ -269,7 +270,7 @@ class BashTokenizer(ScriptFiles):
         if head.text is not None:
             return may_launch(head.text)
         self._used, self._picks = {}, {}
-        toks = self._fields(head, [], None)
+        toks = self._fields(head, DROPPED, None)
         if self._used or not toks:  # a conditional value (variants to expand): the whole command is read
             return True
         return may_launch(toks[0].text)

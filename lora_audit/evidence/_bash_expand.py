@@ -5,7 +5,7 @@ the executor (``_bash.BashTokenizer``) lives here, in the base class it builds o
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from lora_audit.evidence._bash_cond import evaluate
@@ -27,6 +27,20 @@ from lora_audit.evidence.invocation import Token
 from lora_audit.model import Note
 
 _MAX_DEPTH = 16  # nested function calls and sourced files
+
+
+class _Dropped(list[Note]):
+    """The notes of an expansion whose notes nobody keeps (a test's operands, a command name looked at only to see
+    whether it launches training): nothing is added, and the notes are not even written."""
+
+    def append(self, _: Note) -> None:
+        return None
+
+    def extend(self, _: Iterable[Note]) -> None:
+        return None
+
+
+DROPPED = _Dropped()
 # an undecidable branch described: its text, or a function writing it when it is kept (most never are)
 Desc = str | Callable[[], str]
 
@@ -167,15 +181,8 @@ class Expander:
             return [(t, ln, f if p.quoted else f | (0 if f & RT else SPLIT)) for t, ln, f in
                     self._expand(p.arg or [], notes, cmd)]
         if value is None:
-            if p.name.isdigit() or p.name in ("@", "*", "#"):
-                why = "is an argument given to the script when it ran"
-            elif p.name in ("?", "$", "!", "-"):
-                why = "is set by the shell when the script runs"
-            else:
-                why = "is not set in the script: the environment at run time decides"
-                if self.sourced:
-                    why += f" (the script sources {', '.join(self.sourced)}, which could not be read)"
-            self._note(notes, f"{p.raw} {why}: a runtime value, kept as written", p.line)
+            if notes is not DROPPED:
+                self._unset_note(p, notes)
             return [(p.raw, p.line, RT)]
         return self._value_pieces(p, value, notes, cmd)
 
@@ -200,7 +207,20 @@ class Expander:
             return []
         return [(t, ln, f | (0 if f & RT else split)) for t, ln, f in items[idx]]
 
+    def _unset_note(self, p: Part, notes: list[Note]) -> None:
+        if p.name.isdigit() or p.name in ("@", "*", "#"):
+            why = "is an argument given to the script when it ran"
+        elif p.name in ("?", "$", "!", "-"):
+            why = "is set by the shell when the script runs"
+        else:
+            why = "is not set in the script: the environment at run time decides"
+            if self.sourced:
+                why += f" (the script sources {', '.join(self.sourced)}, which could not be read)"
+        self._note(notes, f"{p.raw} {why}: a runtime value, kept as written", p.line)
+
     def _note(self, notes: list[Note], message: str, line: int) -> None:
+        if notes is DROPPED:
+            return
         notes.append(Note(message=message, source=f"{self.label}:{line}"))
 
     def _assign(self, w: Word, notes: list[Note]) -> None:
@@ -235,7 +255,7 @@ class Expander:
             if head == "[[":
                 args.append((self._string(w), w.quoted))
             else:
-                for tok in self._fields(w, notes):
+                for tok in self._fields(w, DROPPED):  # the notes of a test's operands are not kept
                     args.append((None if tok.runtime else tok.text, w.quoted))
 
         def var(name: str) -> bool | None:
