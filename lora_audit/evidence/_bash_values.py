@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from lora_audit.evidence._script import ARG_MAX
 from lora_audit.evidence.invocation import Token
@@ -133,8 +134,7 @@ def merge(results: list[tuple[dict[str, BVal], str]], degrade: bool = False) -> 
         values = [(state.get(name), when) for state, when in results]
         if degrade:
             line = next((v.line for v, _ in values if v is not None), 0)
-            merged[name] = BVal(items=[[(f"${{{name}}}", line, RT)]], line=line, notes=[Note(
-                message=f"${name} depends on more undecidable branches than are followed: unknown here")])
+            merged[name] = BVal(items=[[(f"${{{name}}}", line, RT)]], line=line, notes=[_unknown_note(name)])
             continue
         choices: list[tuple[BVal | None, str]] = []
         seen: dict[tuple | None, int] = {}
@@ -156,6 +156,13 @@ def merge(results: list[tuple[dict[str, BVal], str]], degrade: bool = False) -> 
             line = next((v.line for v, _ in choices if v is not None), 0)
             merged[name] = BVal(items=[], line=line, choices=choices)
     return merged
+
+
+@lru_cache(maxsize=1024)
+def _unknown_note(name: str) -> Note:
+    """The one note of a variable past _MAX_FORKS (the same text at every merge: written once; notes are never
+    changed in place)."""
+    return Note(message=f"${name} depends on more undecidable branches than are followed: unknown here")
 
 
 def split_fields(pieces: list[Piece], line: int, keep_empty: bool) -> list[Token]:
