@@ -96,7 +96,8 @@ def test_nested_loops_and_calls_finish(tmp_path):
 
 def test_a_loop_within_the_budget_still_runs_every_value(tmp_path):
     p = tmp_path / "train.sh"
-    p.write_text("ARGS=()\nfor d in 4 8 16; do ARGS+=(--network_dim $d); done\npython train_network.py \"${ARGS[@]}\"\n")
+    p.write_text("ARGS=()\nfor d in 4 8 16; do ARGS+=(--network_dim $d); done\n"
+                 "python train_network.py \"${ARGS[@]}\"\n")
     (ev,) = parse_shell(p)
     assert {s.name: s.value for s in ev.settings} == {"network_dim": 16}
     assert "--network_dim given twice" in messages(ev)
