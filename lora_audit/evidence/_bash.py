@@ -21,14 +21,13 @@ import gc
 import re
 from collections.abc import Callable
 from fnmatch import fnmatchcase
-from functools import partial
+from functools import lru_cache, partial
 from itertools import product
 
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence import _bash_fast
 from lora_audit.evidence._bash_expand import (
     _MAX_DEPTH,
-    DROPPED,
     Desc,
     _assigns,
     _describe,
@@ -42,7 +41,8 @@ from lora_audit.evidence._bash_parse import AndOr, Case, FuncDef, Group, If, Loo
 from lora_audit.evidence._bash_values import RT, BVal, freeze, joined, merge
 from lora_audit.evidence._bash_words import Word
 from lora_audit.evidence._script import ARG_MAX, Command, Lines, check_launches
-from lora_audit.evidence.invocation import Token, launches_training, may_launch
+from lora_audit.evidence.invocation import Token, launches_training
+from lora_audit.evidence.invocation import may_launch as _may_launch_name
 from lora_audit.model import Note
 
 _DECLARE = {"export", "declare", "typeset", "local", "readonly"}
@@ -270,10 +270,10 @@ class BashTokenizer(ScriptFiles):
         if head.text is not None:
             return may_launch(head.text)
         self._used, self._picks = {}, {}
-        toks = self._fields(head, DROPPED, None)
-        if self._used or not toks:  # a conditional value (variants to expand): the whole command is read
+        first = self._first_field(head)
+        if self._used or first is None:  # a conditional value (variants to expand): the whole command is read
             return True
-        return may_launch(toks[0].text)
+        return may_launch(first)
 
     def _builtin(self, head: str, words: list[Word], n: Simple, notes: list[Note]) -> object:
         if head in _DECLARE:
@@ -389,6 +389,10 @@ _NOT_BUILTIN = object()
 
 def _if_desc(cond: list[Node], line: int, outcome: str) -> str:
     return f"if `{_describe_all(cond)}` (line {line}) is {outcome}"
+
+
+# a pure test of one string, met with the same few command names again and again
+may_launch = lru_cache(maxsize=4096)(_may_launch_name)
 
 
 def _neg(v: bool | None) -> bool | None:

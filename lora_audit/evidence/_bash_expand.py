@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 from pathlib import Path
 
 from lora_audit.evidence._bash_cond import evaluate
@@ -19,6 +20,7 @@ from lora_audit.evidence._bash_values import (
     Piece,
     append_value,
     compact,
+    first_field,
     split_fields,
 )
 from lora_audit.evidence._bash_words import Part, Word
@@ -85,6 +87,18 @@ class Expander:
         if self._at_empty and not "".join(t for t, _, _ in pieces):
             return []  # "${args[@]}" of an empty array: no word at all
         return split_fields(pieces, w.line, keep_empty=w.quoted)
+
+    def _first_field(self, w: Word) -> str | None:
+        """The first word of what ``_fields(w, DROPPED)`` gives, or None when it gives no word."""
+        if w.text is not None or (w.quoted and all(p.kind == "lit" for p in w.parts)):
+            toks = self._fields(w, DROPPED)
+            return toks[0].text if toks else None
+        self._at_empty = False
+        pieces = self._expand(w.parts, DROPPED, None)
+        if self._at_empty and not "".join(t for t, _, _ in pieces):
+            return None
+        first = first_field(pieces)
+        return "" if first is None and w.quoted else first
 
     def _string(self, w: Word) -> str | None:
         """A word expanded without splitting (case subjects, test operands); None when known only at run time."""
@@ -202,21 +216,16 @@ class Expander:
                     out.append(sep)
                 out.extend((t, ln, f | (0 if f & RT else split)) for t, ln, f in item)
             return out
-        idx = int(p.index) if p.index and p.index.isdigit() else 0
+        if p.index is None:  # $NAME (the common case): its first item
+            return [(t, ln, f | (0 if f & RT else split)) for t, ln, f in items[0]] if items else []
+        idx = int(p.index) if p.index.isdigit() else 0
         if idx >= len(items):
             return []
         return [(t, ln, f | (0 if f & RT else split)) for t, ln, f in items[idx]]
 
     def _unset_note(self, p: Part, notes: list[Note]) -> None:
-        if p.name.isdigit() or p.name in ("@", "*", "#"):
-            why = "is an argument given to the script when it ran"
-        elif p.name in ("?", "$", "!", "-"):
-            why = "is set by the shell when the script runs"
-        else:
-            why = "is not set in the script: the environment at run time decides"
-            if self.sourced:
-                why += f" (the script sources {', '.join(self.sourced)}, which could not be read)"
-        self._note(notes, f"{p.raw} {why}: a runtime value, kept as written", p.line)
+        notes.append(Note(message=_unset_message(p.raw, p.name, ", ".join(self.sourced)),
+                          source=f"{self.label}:{p.line}"))
 
     def _note(self, notes: list[Note], message: str, line: int) -> None:
         if notes is DROPPED:
@@ -262,6 +271,20 @@ class Expander:
             return name in self.vars
 
         return evaluate(args, head == "[[", var)
+
+
+@lru_cache(maxsize=1024)
+def _unset_message(raw: str, name: str, sourced: str) -> str:
+    """What an unset ``$NAME`` (written ``raw``) gives, for a script that sources the files ``sourced``."""
+    if name.isdigit() or name in ("@", "*", "#"):
+        why = "is an argument given to the script when it ran"
+    elif name in ("?", "$", "!", "-"):
+        why = "is set by the shell when the script runs"
+    else:
+        why = "is not set in the script: the environment at run time decides"
+        if sourced:
+            why += f" (the script sources {sourced}, which could not be read)"
+    return f"{raw} {why}: a runtime value, kept as written"
 
 
 def _assigns(parts: list[Part]) -> bool:

@@ -336,7 +336,9 @@ _MEMO, _MEMO_LINE = 1024, 256
 def _moved(n: Node, ln: int) -> Node:
     """A fresh copy of a fast line's node with every line number (all the same on one line) set to ``ln``."""
     if isinstance(n, Simple):  # the fast path's commands carry no notes and are never too long
-        return Simple([_moved_word(w, ln) for w in n.words], [_moved_redir(r, ln) for r in n.redirs], [], ln)
+        redirs = n.redirs
+        return Simple([_moved_word(w, ln) for w in n.words], [_moved_redir(r, ln) for r in redirs] if redirs else [],
+                      [], ln)
     if isinstance(n, AndOr):
         return AndOr(_moved(n.first, ln), [(op, _moved(x, ln)) for op, x in n.rest])
     if isinstance(n, Pipeline):
@@ -355,8 +357,8 @@ def _moved_word(w: Word, ln: int) -> Word:
 
 
 def _moved_part(p: Part, ln: int) -> Part:
-    arg = p.arg
-    return Part(p.kind, p.quoted, ln, [(t, ln) for t, _ in p.segs], p.raw, p.name, p.index, p.op,
+    arg, segs = p.arg, p.segs
+    return Part(p.kind, p.quoted, ln, [(t, ln) for t, _ in segs] if segs else [], p.raw, p.name, p.index, p.op,
                 None if arg is None else [_moved_part(a, ln) for a in arg])
 
 

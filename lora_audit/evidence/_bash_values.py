@@ -190,6 +190,33 @@ def split_fields(pieces: list[Piece], line: int, keep_empty: bool) -> list[Token
     return out
 
 
+def first_field(pieces: list[Piece]) -> str | None:
+    """The text of the first word split_fields gives (its ``keep_empty`` aside), or None when it gives none: the
+    same reading, stopped at the end of that word (a command name is all that is looked at)."""
+    cur: list[str] = []
+    started = False
+    for text, _, fl in pieces:
+        if fl & BREAK:
+            if started:
+                break
+        elif fl & SPLIT and _IFS.search(text):
+            pos = 0
+            for m in _IFS.finditer(text):
+                if m.start() > pos:
+                    cur.append(text[pos:m.start()])
+                    started = True
+                if started:
+                    return "".join(cur)
+                pos = m.end()
+            if pos < len(text):
+                cur.append(text[pos:])
+                started = True
+        elif text or fl & (RT | SPLIT) == RT:
+            started = True
+            cur.append(text)
+    return "".join(cur) if started else None
+
+
 def _split_run(text: str, ln: int, out: list[Token], cur: list[str], cur_line: int, started: bool,
                cur_rt: bool) -> tuple[list[str], int, bool, bool]:
     """A splitting run with blanks in it: the word being built ends at each, new ones start after them."""
