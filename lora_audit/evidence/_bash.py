@@ -71,7 +71,7 @@ class BashTokenizer(ScriptFiles):
         gc.disable()  # millions of small objects, none cyclic: the collector's passes would make parsing quadratic
         try:
             lexer = Lexer(text, Lines(text, first_line), self.label)
-            fast = _bash_fast.runner(lexer, self._node) if _bash_fast.FAST else None
+            fast = _bash_fast.runner(lexer, self._node, self._simple) if _bash_fast.FAST else None
             nodes = Parser(lexer.lines(), fast).iter_parse()
             try:
                 for node in nodes:  # each top-level command runs as soon as it is read
@@ -264,8 +264,10 @@ class BashTokenizer(ScriptFiles):
         """False when the command certainly launches no training script: its words are then not expanded (nothing
         of it is kept), unless expanding them assigns (``${X:=v}``)."""
         for w in words:
-            if w.text is None and _assigns(w.parts):
-                return True
+            if w.text is None:
+                for p in w.parts:  # only a part with an operator can assign (what _assigns looks at)
+                    if (p.op is not None or p.arg) and _assigns([p]):
+                        return True
         head = words[k]
         if head.text is not None:
             return may_launch(head.text)

@@ -281,9 +281,11 @@ def _lit(parts: list[Part], text: str, line: int, quoted: bool) -> None:
     parts.append(Part("lit", quoted, line, segs=[(text, line)]))
 
 
-def runner(lexer: Lexer, run_node: Callable[[Node], object]) -> Callable[[], None]:
+def runner(lexer: Lexer, run_node: Callable[[Node], object],
+           run_simple: Callable[[Simple], object]) -> Callable[[], None]:
     """What the parser calls at the start of a top-level line: runs the fast lines from there, moving the lexer on
-    past them, and stops at the first line that needs the general path.
+    past them, and stops at the first line that needs the general path (``run_simple``: what ``run_node`` does
+    with a simple command, called without the dispatch).
 
     A line met again (generated scripts repeat a few lines thousands of times) is split once more into a template
     kept for it, and from then on its nodes are copies of the template moved to their line (``_moved``): the
@@ -323,7 +325,10 @@ def runner(lexer: Lexer, run_node: Callable[[Node], object]) -> Callable[[], Non
                 return
             pos = lexer.pos = nl + 1
             for node in nodes:
-                run_node(node)
+                if type(node) is Simple:
+                    run_simple(node)
+                else:
+                    run_node(node)
             line_no += 1  # each fast line is one line of the script
 
     return run

@@ -199,17 +199,16 @@ def first_field(pieces: list[Piece]) -> str | None:
         if fl & BREAK:
             if started:
                 break
-        elif fl & SPLIT and _IFS.search(text):
-            pos = 0
-            for m in _IFS.finditer(text):
-                if m.start() > pos:
-                    cur.append(text[pos:m.start()])
-                    started = True
-                if started:
-                    return "".join(cur)
-                pos = m.end()
-            if pos < len(text):
-                cur.append(text[pos:])
+        elif fl & SPLIT and (m := _IFS.search(text)) is not None:
+            if m.start() or started:  # the word ends at the first blanks
+                cur.append(text[:m.start()])
+                return "".join(cur)
+            rest = text[m.end():]  # leading blanks, no word started: the word starts after them
+            m = _IFS.search(rest)
+            if m is not None:
+                return rest[:m.start()]
+            if rest:
+                cur.append(rest)
                 started = True
         elif text or fl & (RT | SPLIT) == RT:
             started = True

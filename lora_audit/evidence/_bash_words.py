@@ -82,8 +82,9 @@ class Word:
         if len(parts) == 1 and parts[0].kind == "lit":
             segs = parts[0].segs
             return segs[0][0] if len(segs) == 1 else "".join(t for t, _ in segs)
-        if any(p.kind != "lit" for p in parts):
-            return None
+        for p in parts:
+            if p.kind != "lit":
+                return None
         return "".join(t for p in parts for t, _ in p.segs)
 
     def literal(self) -> str | None:
