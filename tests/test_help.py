@@ -72,6 +72,11 @@ def test_command_has_help_and_a_readme_row(path, cmd):
         f"lora-audit {' '.join(path)} has no row in README.md's command table")
     if not isinstance(cmd, click.Group):
         assert path in IN_TABLE, f"lora-audit {' '.join(path)} has no row in README.md's command table"
+        bare = [p.opts[0] for p in cmd.params if isinstance(p, click.Option) and not p.hidden and not p.help]
+        assert not bare, f"lora-audit {' '.join(path)}: options without help text: {bare}"
+        for p in cmd.params:  # what --help prints for each option
+            if isinstance(p, click.Option) and not p.hidden:
+                assert p.opts[0] in result.output
 
 
 def test_every_readme_row_is_a_command():

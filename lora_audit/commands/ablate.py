@@ -11,11 +11,14 @@ from lora_audit.commands.support import echo_json, one_line_errors
 @click.argument("runs", nargs=-1, type=click.Path())
 @click.option("--good", required=True, help="The good run (a folder, or a name among RUNS).")
 @click.option("--bad", "bads", multiple=True, help="A bad run (repeatable; default: RUNS with verdict bad).")
-@click.option("--strategy", type=click.Choice(["ofat", "reverse", "groups"]), default="ofat", show_default=True)
+@click.option("--strategy", type=click.Choice(["ofat", "reverse", "groups"]), default="ofat", show_default=True,
+              help="ofat: each change alone on the good run; reverse: each change undone on the bad run; groups: "
+                   "every change of one category (network, optimizer, ...) together on the good run.")
 @click.option("--sweep", "sweeps", multiple=True, metavar="PARAM=V1,V2,...", help="Also sweep a parameter.")
 @click.option("--no-control", is_flag=True, help="Leave out the control variant (the good run unchanged).")
 @click.option("--out", type=click.Path(file_okay=False), help="Study folder (default: runs/<good>-vs-<bad>).")
-@click.option("--backend", type=click.Choice(["kohya", "builtin"]), default="kohya", show_default=True)
+@click.option("--backend", type=click.Choice(["kohya", "builtin"]), default="kohya", show_default=True,
+              help="kohya: scripts for your sd-scripts; builtin: the embedded CPU trainer (lora-audit train).")
 @click.option("--seconds-per-step", "seconds",
               help="For the GPU-hours estimate: a number, or a kohya log to read it from.")
 @click.option("--dry-run", is_flag=True, help="Print the plan, write nothing.")

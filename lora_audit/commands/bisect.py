@@ -46,7 +46,8 @@ def _print_bisect(data: dict, as_json: bool, study: Path) -> None:
 @click.option("--bad", required=True, help="The bad run (a folder, or a name among RUNS).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Study folder.")
 @click.option("--parallel", default=2, show_default=True, help="Variants per round (trained side by side).")
-@click.option("--backend", type=click.Choice(["kohya", "builtin"]), default="kohya", show_default=True)
+@click.option("--backend", type=click.Choice(["kohya", "builtin"]), default="kohya", show_default=True,
+              help="kohya: scripts for your sd-scripts; builtin: the embedded CPU trainer (lora-audit train).")
 @click.option("--force", is_flag=True, help="Regenerate files of an existing study even where they were edited.")
 @click.option("--log", is_flag=True, help="Give every variant a logging_dir (logs/) even if the baseline had none.")
 @click.option("--replicates", type=click.IntRange(0, 100), default=0, show_default=True,
@@ -55,7 +56,7 @@ def _print_bisect(data: dict, as_json: bool, study: Path) -> None:
 @click.option("--method", type=click.Choice(["group-testing", "progressive"]), default="group-testing",
               show_default=True, help="group-testing: never more trainings than one change at a time; progressive: "
                                       "the earlier search, trains every claim (interactions, single culprits).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
 @click.pass_context
 @one_line_errors
 def bisect_start(ctx, runs, good, bad, out, parallel, backend, force, log, replicates, method, as_json):
@@ -79,14 +80,15 @@ def _judge_command(verdict: str):
                                        verdict] + " --threshold are marked " + verdict + "; a variant whose 95% "
                                      "interval holds the threshold is marked unsure, never forced good or bad."))
     @click.argument("variants", nargs=-1)
-    @click.option("--study", default=".", show_default=True, type=click.Path(file_okay=False))
+    @click.option("--study", default=".", show_default=True, type=click.Path(file_okay=False),
+                  help="The bisection's study folder.")
     @click.option("--from-votes", "votes_dir", type=click.Path(file_okay=False), default=None,
                   help="A comparison folder with votes (lora-audit compare --study, then lora-audit vote).")
     @click.option("--threshold", type=click.FloatRange(0, 1), default=0.6, show_default=True,
                   help="With --from-votes: the win rate against base that counts as good (the guide's 60%).")
     @click.option("--kind", type=click.Choice(["human", "machine"]), default=None,
                   help="With --from-votes: whose votes (default human, machine when there are no human votes).")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
     @one_line_errors
     def command(variants, study, votes_dir, threshold, kind, as_json):
         from lora_audit.ablate import study as st
@@ -127,8 +129,9 @@ _judge_command("unsure")
 
 
 @bisect.command("next")
-@click.option("--study", default=".", show_default=True, type=click.Path(file_okay=False))
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--study", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="The bisection's study folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
 @one_line_errors
 def bisect_next(study, as_json):
     """The variants to train now (or the result)."""
@@ -138,8 +141,9 @@ def bisect_next(study, as_json):
 
 
 @bisect.command("log")
-@click.option("--study", default=".", show_default=True, type=click.Path(file_okay=False))
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--study", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="The bisection's study folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
 @one_line_errors
 def bisect_log(study, as_json):
     """Every round, variant and verdict so far."""

@@ -49,7 +49,8 @@ def _progress_printer():
 @click.option("--prompts", "prompts_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="A file with one prompt a line.")
 @click.option("--seeds", default="42,43,44", show_default=True, help="Seeds: 42,43,44 or 42-45.")
-@click.option("--steps", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--steps", type=click.IntRange(1, 1000), default=20, show_default=True,
+              help="Sampling steps per image (the same for every row).")
 @click.option("--cfg", type=click.FloatRange(0, 50), default=None,
               help="Guidance scale (default 7; FLUX.1-dev: its distilled guidance, default 3.5; FLUX.1-schnell has "
                    "none).")
@@ -57,8 +58,10 @@ def _progress_printer():
 @click.option("--scheduler", type=click.Choice(_SCHEDULERS), default=None,
               help="Sampler (default: the model's own).")
 @click.option("--negative", default="", help="Negative prompt, the same for every image.")
-@click.option("--device", type=click.Choice(["auto", "cuda", "mps", "cpu"]), default="auto", show_default=True)
-@click.option("--dtype", type=click.Choice(["auto", "fp16", "bf16", "fp32"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cuda", "mps", "cpu"]), default="auto", show_default=True,
+              help="auto: cuda, else mps, else cpu.")
+@click.option("--dtype", type=click.Choice(["auto", "fp16", "bf16", "fp32"]), default="auto", show_default=True,
+              help="auto: fp16 on cuda, fp32 elsewhere (CPU half precision is slow and not bit-stable).")
 @click.option("--batch", type=click.IntRange(1, 64), default=1, show_default=True, help="Seeds per pipeline call.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Output folder (default <study>/compare or reports/compare). Finished images are kept and "
