@@ -27,14 +27,23 @@ SCHEDULE_SHAPES = {"constant": {"constant"}, "constant_with_warmup": {"warmup th
                                   "warmup then polynomial decay"}}
 
 
-def run_curves(folder: str | os.PathLike | None) -> Curves | None:
-    """The curves of a run folder: its event files, else the avr_loss of its console logs, else None."""
+def _attempt_number(p: Path) -> int:
+    digits = "".join(ch for ch in p.stem.rsplit("-", 1)[-1] if ch.isdigit())
+    return int(digits) if digits else -1
+
+
+def run_curves(folder: str | os.PathLike | None, latest_attempt_first: bool = False) -> Curves | None:
+    """The curves of a run folder: its event files, else the avr_loss of its console logs, else None.
+    ``latest_attempt_first``: a launched variant's ``logs/attempt-N.log`` are tried from the highest N down."""
     if folder is None or not Path(folder).is_dir():
         return None
     curves = read_curves(folder)
     if curves is not None:
         return curves
-    for log in find_logs(folder):
+    logs = find_logs(folder)
+    if latest_attempt_first:
+        logs = sorted(logs, key=_attempt_number, reverse=True)
+    for log in logs:
         try:
             found = read_log(log)
         except EvidenceError:

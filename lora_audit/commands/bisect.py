@@ -70,6 +70,12 @@ def bisect_start(ctx, runs, good, bad, out, parallel, backend, force, log, repli
     _print_bisect(st.status_json(bs), as_json, Path(out))
 
 
+# the options every bisect subcommand after start shares
+_study_option = click.option("--study", default=".", show_default=True, type=click.Path(file_okay=False),
+                             help="The bisection's study folder.")
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
+
+
 def _judge_command(verdict: str):
     @bisect.command(verdict, help=(f"Mark trained VARIANTs {verdict}; writes the next round when this one is done. "
                                    + ("unsure: the judge cannot tell; the search never branches on it, it asks again "
@@ -80,15 +86,14 @@ def _judge_command(verdict: str):
                                        verdict] + " --threshold are marked " + verdict + "; a variant whose 95% "
                                      "interval holds the threshold is marked unsure, never forced good or bad."))
     @click.argument("variants", nargs=-1)
-    @click.option("--study", default=".", show_default=True, type=click.Path(file_okay=False),
-                  help="The bisection's study folder.")
+    @_study_option
     @click.option("--from-votes", "votes_dir", type=click.Path(file_okay=False), default=None,
                   help="A comparison folder with votes (lora-audit compare --study, then lora-audit vote).")
     @click.option("--threshold", type=click.FloatRange(0, 1), default=0.6, show_default=True,
                   help="With --from-votes: the win rate against base that counts as good (the guide's 60%).")
     @click.option("--kind", type=click.Choice(["human", "machine"]), default=None,
                   help="With --from-votes: whose votes (default human, machine when there are no human votes).")
-    @click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
+    @_json_option
     @one_line_errors
     def command(variants, study, votes_dir, threshold, kind, as_json):
         from lora_audit.ablate import study as st
@@ -129,9 +134,8 @@ _judge_command("unsure")
 
 
 @bisect.command("next")
-@click.option("--study", default=".", show_default=True, type=click.Path(file_okay=False),
-              help="The bisection's study folder.")
-@click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
+@_study_option
+@_json_option
 @one_line_errors
 def bisect_next(study, as_json):
     """The variants to train now (or the result)."""
@@ -141,9 +145,8 @@ def bisect_next(study, as_json):
 
 
 @bisect.command("log")
-@click.option("--study", default=".", show_default=True, type=click.Path(file_okay=False),
-              help="The bisection's study folder.")
-@click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
+@_study_option
+@_json_option
 @one_line_errors
 def bisect_log(study, as_json):
     """Every round, variant and verdict so far."""

@@ -182,29 +182,12 @@ def audit_loss_plot(a, report: str | os.PathLike) -> Path | None:
     return png
 
 
-def _attempt_number(p: Path) -> int:
-    digits = "".join(ch for ch in p.stem.rsplit("-", 1)[-1] if ch.isdigit())
-    return int(digits) if digits else -1
-
-
 def variant_curves(folder: str | os.PathLike) -> Curves | None:
     """A launched variant's curves: its TensorBoard events (``ablate --log``: logging_dir is the variant's logs/),
     else the printed ``avr_loss`` of its latest attempt log that has one (``logs/attempt-N.log``, launch's)."""
-    from lora_audit.errors import EvidenceError
-    from lora_audit.evidence.kohya_log import find_logs, read_log
-    from lora_audit.evidence.tensorboard import read_curves
+    from lora_audit.curves import run_curves
 
-    curves = read_curves(folder)
-    if curves is not None:
-        return curves
-    for log in sorted(find_logs(folder), key=_attempt_number, reverse=True):
-        try:
-            found = read_log(log)
-        except EvidenceError:
-            continue
-        if found is not None:
-            return found
-    return None
+    return run_curves(folder, latest_attempt_first=True)
 
 
 def study_loss_plot(study: str | os.PathLike, out: str | os.PathLike, name: str = "loss.png") -> dict | None:
