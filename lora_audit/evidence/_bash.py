@@ -23,6 +23,7 @@ from collections.abc import Callable
 from fnmatch import fnmatchcase
 from functools import lru_cache, partial
 from itertools import product
+from typing import Any
 
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence import _bash_fast
@@ -94,44 +95,44 @@ class BashTokenizer(ScriptFiles):
 
     # -- walking the nodes ----------------------------------------------------------------------------------------
     def _block(self, nodes: list[Node]) -> bool | None:
+        """Runs the nodes in order; the status of the last (what ``_node`` does for each, without the call)."""
         if self._repeating:
             self._repeated += len(nodes)
         status: bool | None = True
+        run = _RUN
         for n in nodes:
-            status = self._node(n)
+            status = run[n.__class__](self, n)
         return status
 
     def _node(self, n: Node) -> bool | None:
-        if isinstance(n, Simple):
-            return self._simple(n)
-        if isinstance(n, AndOr):
-            return self._and_or(n)
-        if isinstance(n, Pipeline):
-            status: bool | None = True
-            for c in n.cmds:
-                status = self._node(c)
-            return _neg(status) if n.negate else status
-        if isinstance(n, If):
-            return self._if(n.clauses, n.orelse)
-        if isinstance(n, Case):
-            return self._case(n)
-        if isinstance(n, Loop):
-            return self._loop(n)
-        if isinstance(n, Group):
-            if n.subshell:
-                saved = dict(self.vars)
-                freeze(saved)
-                try:
-                    return self._block(n.body)
-                except _Exit:
-                    return None  # `( ...; exit )` leaves the subshell only
-                finally:
-                    self.vars = saved
-            return self._block(n.body)
-        if isinstance(n, FuncDef):
-            self.funcs[n.name] = n.body
-            return True
+        """Runs one node: the method for its class (``_RUN``: one dict look-up instead of a chain of isinstance
+        tests; nodes are the parser's classes themselves, never subclasses of them)."""
+        return _RUN[n.__class__](self, n)
+
+    def _pipeline(self, n: Pipeline) -> bool | None:
+        status: bool | None = True
+        for c in n.cmds:
+            status = self._node(c)
+        return _neg(status) if n.negate else status
+
+    def _group(self, n: Group) -> bool | None:
+        if n.subshell:
+            saved = dict(self.vars)
+            freeze(saved)
+            try:
+                return self._block(n.body)
+            except _Exit:
+                return None  # `( ...; exit )` leaves the subshell only
+            finally:
+                self.vars = saved
+        return self._block(n.body)
+
+    def _funcdef(self, n: FuncDef) -> bool | None:
+        self.funcs[n.name] = n.body
         return True
+
+    def _run_if(self, n: If) -> bool | None:
+        return self._if(n.clauses, n.orelse)
 
     def _and_or(self, n: AndOr) -> bool | None:
         status = self._node(n.first)
@@ -171,11 +172,9 @@ class BashTokenizer(ScriptFiles):
             arms.append((pats, body))
         if not arms:
             return True
-        names = ", ".join("|".join(p or "?" for p in pats) for pats, _ in arms)
-        what = f"case {_word_text(n.subject)} (line {n.line})"
-        self._branches([(f"{what} takes {'|'.join(p or '?' for p in pats)})",
-                         partial(self._block, body)) for pats, body in arms],
-                       exhaustive=any("*" in pats for pats, _ in arms), otherwise=f"{what} matches none of {names}")
+        self._branches([(partial(_case_desc, n, pats), partial(self._block, body)) for pats, body in arms],
+                       exhaustive=any("*" in pats for pats, _ in arms),
+                       otherwise=partial(_case_none_desc, n, [pats for pats, _ in arms]))
         return None
 
     def _loop(self, n: Loop) -> bool | None:
@@ -194,8 +193,7 @@ class BashTokenizer(ScriptFiles):
                     self._repeating -= 1
                 return True
             self.vars[n.var] = BVal(items=[[(f"${n.var}", n.line, RT)]], line=n.line)
-            self._branches([(f"the {n.kind} loop at line {n.line} runs", lambda: self._block(n.body))],
-                           exhaustive=False, otherwise=f"the {n.kind} loop at line {n.line} does not run")
+            self._loop_branch(n)
             return None
         status = self._block(n.cond)
         if n.kind == "until":
@@ -205,30 +203,37 @@ class BashTokenizer(ScriptFiles):
         if status is True:  # `while true; do ...; break; done`: the body once
             self._block(n.body)
             return True
-        self._branches([(f"the {n.kind} loop at line {n.line} runs", lambda: self._block(n.body))],
-                       exhaustive=False, otherwise=f"the {n.kind} loop at line {n.line} does not run")
+        self._loop_branch(n)
         return None
 
+    def _loop_branch(self, n: Loop) -> None:
+        """A loop whose number of runs is unknown: its body once, as a branch that may not be taken."""
+        self._branches([(partial(_loop_desc, n, "runs"), partial(self._block, n.body))], exhaustive=False,
+                       otherwise=partial(_loop_desc, n, "does not run"))
+
     def _branches(self, branches: list[tuple[Desc, Callable[[], object]]], exhaustive: bool,
-                  otherwise: str = "") -> None:
+                  otherwise: Desc = "") -> None:
         """Run each branch on its own copy of the variables, then merge the copies (conditional values). A branch's
-        description may be a function writing it: called only when a note or a conditional value keeps it."""
+        description may be a function writing it: called only when a note or a conditional value keeps it. When
+        the branches may all be skipped (not exhaustive), the variables as they were are one more state to merge
+        (``base`` itself: merge changes only the first state)."""
         base = self.vars
         freeze(base)
         self._forks += 1
         results: list[tuple[dict[str, BVal], Desc]] = []
+        conds = self._conds
         for desc, run in branches:
             self.vars = dict(base)
-            self._conds.append(desc)
+            conds.append(desc)
             try:
                 run()
                 results.append((self.vars, desc))
             except _Exit:
                 pass  # the script ends in this branch: what it set there never reaches the commands after
             finally:
-                self._conds.pop()
+                conds.pop()
         if not exhaustive:
-            results.append((dict(base), otherwise))
+            results.append((base, otherwise))
         if not results:
             self.vars = base
             raise _Exit
@@ -238,10 +243,6 @@ class BashTokenizer(ScriptFiles):
     # -- one simple command ---------------------------------------------------------------------------------------
     def _simple(self, n: Simple) -> bool | None:
         words = n.words
-        notes = list(n.notes)
-        for w in words:
-            if w.notes:
-                notes.extend(w.notes)
         if not words:
             return True
         k = 0
@@ -249,15 +250,15 @@ class BashTokenizer(ScriptFiles):
             k += 1
         if k == len(words):
             for w in words:
-                self._assign(w, notes)
+                self._assign(w)
             return True
         head = words[k].plain()
         if k == 0 and head is not None:
-            handled = self._builtin(head, words, n, notes)
+            handled = self._builtin(head, words, n)
             if handled is not _NOT_BUILTIN:
                 return handled  # type: ignore[return-value]
         if self._may_launch(words, k):
-            self._emit(words, n, notes)
+            self._emit(words, n, _notes(n))
         return None if head in _QUERY else True
 
     def _may_launch(self, words: list[Word], k: int) -> bool:
@@ -277,10 +278,12 @@ class BashTokenizer(ScriptFiles):
             return True
         return may_launch(first)
 
-    def _builtin(self, head: str, words: list[Word], n: Simple, notes: list[Note]) -> object:
+    def _builtin(self, head: str, words: list[Word], n: Simple) -> object:
+        """What a builtin (or a function of the script) does, or _NOT_BUILTIN. The notes of the command's words are
+        gathered only by the builtins that expand words into them."""
         if head in _DECLARE:
             for w in (w for w in words[1:] if w.assign):
-                self._assign(w, notes)
+                self._assign(w)
             return True
         if head in _NOOPS:
             return True
@@ -292,23 +295,24 @@ class BashTokenizer(ScriptFiles):
                 self.vars.pop(w.plain() or "", None)
             return True
         if head in ("source", ".") and len(words) > 1:
-            self._source(words[1], notes)
+            self._source(words[1], _notes(n))
             return True
         if head in (":", "true"):
+            notes = _notes(n)
             for w in words[1:]:
                 self._fields(w, notes)  # `: ${DIM:=32}` assigns through its expansion
             return True
         if head == "false":
             return False
         if head in ("[", "test", "[["):
-            return self._test(head, words[1:], notes)
+            return self._test(head, words[1:])
         if head == "exit":
             raise _Exit
         if head in ("cat", "tee") and any(r.heredoc for r in n.redirs):
-            self._heredoc_file(head, words, n.redirs, notes)
+            self._heredoc_file(head, words, n.redirs, _notes(n))
             return True
         if head in self.funcs:
-            return self._call(head, words, notes)
+            return self._call(head, words, _notes(n))
         return _NOT_BUILTIN
 
     def _read(self, words: list[Word]) -> None:
@@ -387,10 +391,39 @@ class BashTokenizer(ScriptFiles):
 
 
 _NOT_BUILTIN = object()
+# what _node runs for each class of node
+_RUN: dict[type, Callable[[BashTokenizer, Any], bool | None]] = {
+    Simple: BashTokenizer._simple, AndOr: BashTokenizer._and_or, Pipeline: BashTokenizer._pipeline,
+    If: BashTokenizer._run_if, Case: BashTokenizer._case, Loop: BashTokenizer._loop, Group: BashTokenizer._group,
+    FuncDef: BashTokenizer._funcdef}
+
+
+def _notes(n: Simple) -> list[Note]:
+    """The notes of a command and of its words (a new list: a command kept adds its own)."""
+    notes = list(n.notes)
+    for w in n.words:
+        if w.notes:
+            notes.extend(w.notes)
+    return notes
 
 
 def _if_desc(cond: list[Node], line: int, outcome: str) -> str:
     return f"if `{_describe_all(cond)}` (line {line}) is {outcome}"
+
+
+def _case_desc(n: Case, pats: list[str | None]) -> str:
+    """A case's arm taken: ``case "$M" (line 3) takes a|b)`` (a pattern known only at run time: ``?``)."""
+    return f"case {_word_text(n.subject)} (line {n.line}) takes {'|'.join(p or '?' for p in pats)})"
+
+
+def _case_none_desc(n: Case, arms: list[list[str | None]]) -> str:
+    """None of a case's arms (their patterns) taken."""
+    names = ", ".join("|".join(p or "?" for p in pats) for pats in arms)
+    return f"case {_word_text(n.subject)} (line {n.line}) matches none of {names}"
+
+
+def _loop_desc(n: Loop, outcome: str) -> str:
+    return f"the {n.kind} loop at line {n.line} {outcome}"
 
 
 # a pure test of one string, met with the same few command names again and again

@@ -232,7 +232,7 @@ class Expander:
             return
         notes.append(Note(message=message, source=f"{self.label}:{line}"))
 
-    def _assign(self, w: Word, notes: list[Note]) -> None:
+    def _assign(self, w: Word) -> None:
         name, append = w.assign  # type: ignore[misc]
         scratch: list[Note] = []
         if w.array is not None:
@@ -254,23 +254,21 @@ class Expander:
                 value = append_value(old, value, name, self.label)
         self.vars[name] = value
 
-    def _test(self, head: str, words: list[Word], notes: list[Note]) -> bool | None:
+    def _test(self, head: str, words: list[Word]) -> bool | None:
         if head == "[" and words and words[-1].plain() == "]":
             words = words[:-1]
         if head == "[[" and words and words[-1].plain() == "]]":
             words = words[:-1]
         args: list[tuple[str | None, bool]] = []
         for w in words:
-            if head == "[[":
+            if w.text is not None:  # a bare word (operators, most operands): its text, what both readings give
+                args.append((w.text, w.quoted))
+            elif head == "[[":
                 args.append((self._string(w), w.quoted))
             else:
                 for tok in self._fields(w, DROPPED):  # the notes of a test's operands are not kept
                     args.append((None if tok.runtime else tok.text, w.quoted))
-
-        def var(name: str) -> bool | None:
-            return name in self.vars
-
-        return evaluate(args, head == "[[", var)
+        return evaluate(args, head == "[[", self.vars.__contains__)  # `-v NAME`: set in the script
 
 
 @lru_cache(maxsize=1024)

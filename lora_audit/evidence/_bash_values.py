@@ -20,7 +20,7 @@ _MAX_LABEL = 240  # characters of a "when" description
 _MAX_PIECES = 64  # runs of text kept with their own line in one value
 
 
-@dataclass(eq=False)  # a value is the same value only as the same object (merge compares them so)
+@dataclass(eq=False, slots=True)  # a value is the same value only as the same object (merge compares them so)
 class BVal:
     """A variable: one item (a string) or several (an array), or, when conditional, its possible values."""
 
@@ -119,43 +119,65 @@ def _label(text: str) -> str:
 
 def merge(results: list[tuple[dict[str, BVal], str]], degrade: bool = False) -> dict[str, BVal]:
     """The variables after branches: the same where every branch agrees, conditional where they differ (past
-    _MAX_FORKS undecidable branches in one script: simply unknown, so a script of thousands stays linear)."""
+    _MAX_FORKS undecidable branches in one script: simply unknown, so a script of thousands stays linear).
+
+    The states are the branches' own copies, no longer used: the first one becomes the result (the names left
+    different moved to its end, in sorted order), so a merge costs the names that differ, not all the names."""
     first = results[0][0]
     if len(results) == 1:
         return first
-    # the names a branch left different (item views compare as sets of (name, value object), at C speed; BVal
-    # hashes by identity): the others are taken as they are
-    changed: set[str] = set()
-    for state, _ in results[1:]:
-        if state is not first:
-            changed.update(k for k, _ in first.items() ^ state.items())
-    merged = {k: v for k, v in first.items() if k not in changed} if changed else dict(first)
-    for name in sorted(changed):
-        values = [(state.get(name), when) for state, when in results]
-        if degrade:
-            line = next((v.line for v, _ in values if v is not None), 0)
-            merged[name] = BVal(items=[[(f"${{{name}}}", line, RT)]], line=line, notes=[_unknown_note(name)])
+    changed = _changed(first, results)
+    merged = first
+    for name in sorted(changed) if len(changed) > 1 else changed:
+        if degrade:  # unknown, on the line of the first branch's value
+            line = 0
+            for state, _ in results:
+                if (v := state.get(name)) is not None:
+                    line = v.line
+                    break
+            merged.pop(name, None)  # set again at the end (where a name set in a branch only would be)
+            merged[name] = BVal([[(f"${{{name}}}", line, RT)]], line, notes=[_unknown_note(name)])
             continue
-        choices: list[tuple[BVal | None, str]] = []
-        seen: dict[tuple | None, int] = {}
-        for v, when in values:
-            for cv, cwhen in (v.choices if v is not None and v.choices is not None else [(v, "")]):
-                key = None if cv is None else cv.key()
-                label = f"{when}; {cwhen}" if cwhen and when else (when or cwhen)
-                if key in seen:
-                    i = seen[key]
-                    choices[i] = (choices[i][0], _label(f"{choices[i][1]} or {label}"))
-                elif len(choices) < _MAX_CHOICES:
-                    seen[key] = len(choices)
-                    choices.append((cv, _label(label)))
-        if len(choices) == 1 and choices[0][0] is not None:
-            merged[name] = choices[0][0]
-        elif len(choices) == 1:
-            continue
+        choices = _choices([(state.get(name), when) for state, when in results])
+        merged.pop(name, None)
+        if len(choices) == 1:
+            if choices[0][0] is not None:  # (None: unset in every branch)
+                merged[name] = choices[0][0]
         else:
             line = next((v.line for v, _ in choices if v is not None), 0)
             merged[name] = BVal(items=[], line=line, choices=choices)
     return merged
+
+
+def _changed(first: dict[str, BVal], results: list[tuple[dict[str, BVal], str]]) -> set[str]:
+    """The names some branch left different from the first (item views compare as sets of (name, value object),
+    at C speed; BVal hashes by identity): the others are taken as they are."""
+    if len(results) == 2:  # an if/else, a loop that may not run: the common case, one symmetric difference
+        other = results[1][0]
+        return {k for k, _ in first.items() ^ other.items()} if other is not first else set()
+    changed: set[str] = set()
+    for state, _ in results[1:]:
+        if state is not first:
+            changed.update(k for k, _ in first.items() ^ state.items())
+    return changed
+
+
+def _choices(values: list[tuple[BVal | None, str]]) -> list[tuple[BVal | None, str]]:
+    """A variable's possible values after branches (``values``: its value in each, None for unset, and when): the
+    values of the same text as one, with all their whens; a conditional value's own choices flattened."""
+    choices: list[tuple[BVal | None, str]] = []
+    seen: dict[tuple | None, int] = {}
+    for v, when in values:
+        for cv, cwhen in (v.choices if v is not None and v.choices is not None else [(v, "")]):
+            key = None if cv is None else cv.key()
+            label = f"{when}; {cwhen}" if cwhen and when else (when or cwhen)
+            if key in seen:
+                i = seen[key]
+                choices[i] = (choices[i][0], _label(f"{choices[i][1]} or {label}"))
+            elif len(choices) < _MAX_CHOICES:
+                seen[key] = len(choices)
+                choices.append((cv, _label(label)))
+    return choices
 
 
 @lru_cache(maxsize=1024)
