@@ -15,10 +15,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lora_audit.errors import EvidenceError
-from lora_audit.evidence import _bash_fast
+from lora_audit.evidence import _bash, _bash_fast, _bash_templates
 from lora_audit.evidence._bash import BashTokenizer
-from lora_audit.evidence._bash_parse import AndOr, If, Simple
+from lora_audit.evidence._bash_lexer import Lexer
+from lora_audit.evidence._bash_parse import AndOr, If, Parser, Simple
+from lora_audit.evidence._script import Lines
 from lora_audit.evidence.shell import parse_shell_text
+from lora_audit.model import Note
 
 _NAMES = ["A", "B", "VAR", "OUT", "ARGS"]
 _WORDS = ["x", "--seed", "1", "a.toml", "/data/img", "it's", "b#c", "*.png", "~/m", "a=b", "--lr=1e-4"]
@@ -84,6 +87,67 @@ _script = st.builds(
     st.lists(_line, max_size=12), st.integers(1, 3), _value)
 
 
+# -- multi-line compound commands (_bash_templates): blocks repeated at other lines are read from templates --------
+# An inner statement: its first line is indented, the lines after it (heredoc bodies, continuations) are not.
+_stmt = st.one_of(
+    st.builds(lambda n, v: f"{n}={v}", _name, _value),
+    st.builds(lambda n, v: f"{n}+=({v} x)", _name, _value),
+    st.builds(lambda v: f"python train_network.py --a {v}", _value),
+    st.builds(lambda n: f'accelerate launch train_network.py --output_name "${n}" --seed=${n}', _name),
+    st.builds(lambda n: f'cat > c.toml <<EOF\nlr = "${n}"\nEOF', _name),
+    st.builds(lambda n: f"python train_network.py \\\n  --dim ${n} \\\n  --b 2", _name),
+    st.builds(lambda n, v: f"[[ -n ${n} && ${n} == {v} ]] && {n}=t", _name, _value),
+    st.builds(lambda n: f"true &&\n  {n}=after_and", _name),
+    st.sampled_from(["# a comment $A", ":", "f", "g x", "break", "echo a\\ ", "cat <<-'E'\n\tx $B\n\tE",
+                     "python train_network.py \\\n# cut\n  --orphan", "unset A", "exit", "echo $(date) ${A:-d}",
+                     "echo <<EOF", "{ B=in_group; }", "cat <<EOF\nnever closed", "echo [[ x"]),
+)
+_cond = st.one_of(st.builds(lambda n, v: f'[ "${n}" = {v} ]', _name, _value),
+                  st.sampled_from(["true", "false", "[ -f x ]", "[[ $B == x* ]]", "grep -q a b", "! true"]))
+# what follows a block's closing word on its line
+_after = st.sampled_from(["", "", "", " && echo ok", " | tee log", " &&\n  B=after", "; echo x", " &", " # c",
+                          " || A=2", " > out.txt", ";", " && f", " | cat", " \\\n# cut"])
+
+
+def _body(stmts: list[str]) -> str:
+    return "\n".join("  " + s for s in stmts) if stmts else "  :"
+
+
+_stmts = st.lists(_stmt, min_size=1, max_size=3)
+
+
+def _blocks(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    body = st.lists(st.one_of(_stmt, inner), min_size=1, max_size=3).map(_body)
+    return st.one_of(
+        st.builds(lambda c, b, c2, b2, e, a: f"if {c}; then\n{b}\nelif {c2}; then\n{b2}\nelse\n{e}\nfi{a}",
+                  _cond, body, _cond, body, body, _after),
+        st.builds(lambda c, b, a: f"if {c}\nthen\n{b}\nfi{a}", _cond, body, _after),
+        st.builds(lambda v, b, a: f"for i in {v} 2; do\n{b}\ndone{a}", _value, body, _after),
+        st.builds(lambda c, b, a: f"while {c}; do\n{b}\ndone{a}", _cond, body, _after),
+        st.builds(lambda n, v, s, b, s2, a: f'case "${n}" in\n  a|{v}) {s} ;;\n  *.png)\n{b}\n    ;;\n'
+                                           f"  *) {s2};;\nesac{a}", _name, _value, _stmt, body, _stmt, _after),
+        st.builds(lambda b, a: f"{{\n{b}\n}}{a}", body, _after),
+        st.builds(lambda b, a: f"(\n{b}\n){a}", body, _after),
+        st.builds(lambda b: f"f() {{\n{b}\n}}", body),
+        st.builds(lambda b: f"function g {{\n{b}\n}}", body),
+    )
+
+
+_block = st.recursive(_blocks(st.nothing()), _blocks, max_leaves=4)
+
+
+@st.composite
+def _block_script(draw: st.DrawFn) -> str:
+    """A few blocks (and simple lines), each used several times at different lines: a sequence of them repeated 3 to
+    5 times, each time after a different line (a block is a template from its third time)."""
+    pool = draw(st.lists(_block, min_size=1, max_size=3)) + draw(st.lists(_line, max_size=2))
+    order = draw(st.lists(st.integers(0, len(pool) - 1), min_size=1, max_size=6))
+    seps = draw(st.lists(st.one_of(_line, st.just("")), min_size=3, max_size=5))
+    v = draw(_value)
+    return "".join(sep + "\n" + "\n".join(pool[i] for i in order) + "\n" for sep in seps) + (
+        f'accelerate launch train_network.py --x "$VAR" --o {v}\n')
+
+
 def _read(text: str, fast: bool) -> Any:
     old = _bash_fast.FAST
     _bash_fast.FAST = fast
@@ -147,6 +211,8 @@ def _dump(x: Any) -> Any:
     """A node, word or part as plain data (every slot and field), to compare two trees."""
     if isinstance(x, (list, tuple)):
         return [_dump(v) for v in x]
+    if isinstance(x, Note):
+        return x.model_dump()
     slots = getattr(type(x), "__slots__", None)
     if slots is None or isinstance(x, (str, int)):
         return x
@@ -164,6 +230,128 @@ def test_a_template_moved_to_another_line_is_what_that_line_splits_into(line: st
     moved = [_bash_fast._moved(n, 11) for n in here]
     assert _dump(moved) == _dump(_bash_fast.split_line(line, 11))
     assert _dump(here) == _dump(_bash_fast.split_line(line, 3))  # the template itself is left as it was
+
+
+def _top_nodes(text: str, fast: bool) -> Any:
+    """Every top-level node the executor is handed, in order, as plain data (every line number included): from the
+    general parser, from fast lines and from templates."""
+    seen: list[Any] = []
+    real_parser, real_runner = _bash.Parser, _bash_fast.runner
+
+    class Recording(real_parser):  # type: ignore[misc,valid-type]
+        def iter_parse(self) -> Any:
+            for node in super().iter_parse():
+                seen.append(_dump(node))
+                yield node
+
+    def runner(lexer: Any, run_node: Any, run_simple: Any) -> Any:
+        def node(n: Any) -> Any:
+            seen.append(_dump(n))
+            return run_node(n)
+
+        def simple(n: Any) -> Any:
+            seen.append(_dump(n))
+            return run_simple(n)
+        return real_runner(lexer, node, simple)
+
+    old = _bash_fast.FAST
+    _bash.Parser, _bash_fast.runner, _bash_fast.FAST = Recording, runner, fast  # type: ignore[assignment,misc]
+    try:
+        BashTokenizer("t.sh").commands(text)
+    except EvidenceError as e:  # the general parser may read the failing line before running the one above it
+        return ("error", e.message, e.line)
+    finally:
+        _bash.Parser, _bash_fast.runner, _bash_fast.FAST = real_parser, real_runner, old  # type: ignore[misc]
+    return seen
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_block_script())
+def test_repeated_blocks_read_as_the_general_path(text: str) -> None:
+    """Multi-line compound commands (if/elif/else, loops, case, groups, functions, heredocs, [[ ]], comments,
+    continuations, && or | after the block) repeated at other lines: the executor is handed the same nodes, line
+    numbers included, and gives the same commands, notes, variants and evidence, with templates on and off."""
+    assert _top_nodes(text, True) == _top_nodes(text, False)
+    assert _read(text, True) == _read(text, False)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_block, st.integers(1, 40))
+def test_a_shifted_template_is_what_the_parser_reads_at_that_line(block: str, k: int) -> None:
+    """_bash_templates.shifted moves every line number (words, parts, segments, redirections, heredocs, clauses,
+    loops, cases, functions) and shares no node: the copy is the tree the parser reads k lines further down."""
+    def parse(t: str) -> list[Any]:
+        try:
+            return Parser(Lexer(t, Lines(t, 1), "t.sh").lines()).parse()
+        except EvidenceError:
+            return []
+    here, there = parse(block + "\n"), parse("\n" * k + block + "\n")
+    if not all(_bash_templates._clean(n, 0) for n in here):
+        return  # a note names its line in its text: such a tree never becomes a template
+    moved = [_bash_templates.shifted(n, k) for n in here]
+    assert _dump(moved) == _dump(there)
+    assert _dump(here) == _dump(parse(block + "\n"))  # the template is left as it was
+    ids = {id(x) for n in here for x in _objects(n)}
+    assert not ids & {id(x) for n in moved for x in _objects(n)}
+
+
+def _objects(x: Any) -> list[Any]:
+    """Every mutable object (node, word, part, redirection, heredoc, list) in a tree."""
+    if isinstance(x, list):
+        return [x, *(o for v in x for o in _objects(v))]
+    if isinstance(x, tuple):
+        return [o for v in x for o in _objects(v)]
+    slots = getattr(type(x), "__slots__", None)
+    if slots is None or isinstance(x, (str, int)):
+        return []
+    return [x, *(o for k in slots for o in _objects(getattr(x, k)))]
+
+
+@pytest.mark.parametrize("text", [
+    ("for i in 1 2; do\n  if [ \"$V\" = \"$i\" ]; then\n    case \"$M\" in\n      a) while [ -f stop ]; "
+     "do ARGS+=(--v2); done ;;\n      *) if [ -f x ]; then { EXTRA=\"--clip_skip 2\"; }; elif "
+     "[ \"$i\" = 2 ]; then N=$i; fi ;;\n    esac\n  fi\ndone\n") * 5
+    + 'accelerate launch train_network.py "${ARGS[@]}" $EXTRA --o "$N"\n',
+    'cat > "cfg.toml" <<EOF\n[general]\noutput_name = "$NAME"\nEOF\nNAME=b\n' * 4
+    + "accelerate launch train_network.py --config_file cfg.toml\n",
+    "f() {\n  A=$1\n}\nf x\n" * 3 + "if [ -n \"$A\" ]; then\n  python train_network.py --a \"$A\"\nfi\n" * 3,
+    # a block that leaves the lexer inside `[[` (the next line's `&&` is a word there) is never a template
+    "if true; then\n  echo [[ x\nfi\nA=1 && B=2 ]]\n" * 3 + "python train_network.py --a \"$A\" --b \"$B\"\n",
+    # the parser reads the line after `&& f` to see whether `f` opens `f()`: the command's span is not a template
+    "for i in 1; do\n  A=$i\ndone && f\nB=2\n" * 3 + "python train_network.py --a \"$A\" --b \"$B\"\n",
+    # a note read after `fi` goes to the next command: the block is not a template
+    "if true; then\n  A=1\nfi \\\n# cut\necho x\n" * 3 + "python train_network.py --a \"$A\"\n",
+])
+def test_repeated_block_examples(text: str) -> None:
+    assert _top_nodes(text, True) == _top_nodes(text, False)
+    fast = _read(text, True)
+    assert fast == _read(text, False)
+    assert fast[1] and fast[1][0] != "error"
+
+
+def test_a_block_met_again_is_not_read_again() -> None:
+    """From its third time, a repeated block is a template's copy: the lexer does not read it."""
+    block = "for i in 1 2; do\n  if [ \"$V\" = \"$i\" ]; then\n    N=$i\n  fi\ndone\n"
+    text = block * 6
+    read: list[int] = []
+    real = Lexer._other
+
+    def other(self: Lexer) -> Any:
+        read.append(self.line_of(self.pos))
+        return real(self)
+    Lexer._other = other  # type: ignore[method-assign]
+    try:
+        BashTokenizer("t.sh").commands(text)
+    finally:
+        Lexer._other = real  # type: ignore[method-assign]
+    assert read and max(read) <= 10  # `"$V"` read by the word reader in the first two blocks only
+
+
+def test_an_unclosed_test_keeps_the_next_lines_on_the_general_path() -> None:
+    """After `[[` with no `]]`, the lexer reads `&&` on the next lines as words of the test: no fast line there."""
+    text = "[[ a\nA=1 && B=2\nA=1 && B=2\npython train_network.py --x $A $B\n"
+    assert _read(text, True) == _read(text, False)
+    assert _top_nodes(text, True) == _top_nodes(text, False)
 
 
 def test_repeated_lines_keep_their_own_line_numbers() -> None:

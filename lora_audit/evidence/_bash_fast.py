@@ -15,8 +15,9 @@ import re
 from collections.abc import Callable
 from typing import cast
 
-from lora_audit.evidence._bash_lexer import _BARE_TARGET, _REDIRECT, Lexer, Redir
-from lora_audit.evidence._bash_parse import AndOr, If, Node, Pipeline, Simple
+from lora_audit.evidence._bash_lexer import _BARE_TARGET, _REDIRECT, Lexer, Op, Redir
+from lora_audit.evidence._bash_parse import AndOr, If, Node, Parser, Pipeline, Simple
+from lora_audit.evidence._bash_templates import Spans
 from lora_audit.evidence._bash_words import Part, Word
 
 FAST = True  # module switch: False reads every line through the general lexer and parser
@@ -281,8 +282,11 @@ def _lit(parts: list[Part], text: str, line: int, quoted: bool) -> None:
     parts.append(Part("lit", quoted, line, segs=[(text, line)]))
 
 
-def runner(lexer: Lexer, run_node: Callable[[Node], object],
-           run_simple: Callable[[Simple], object]) -> Callable[[], None]:
+def runner(lexer: Lexer, run_node: Callable[[Node], object], run_simple: Callable[[Simple], object]) -> Runner:
+    return Runner(lexer, run_node, run_simple)
+
+
+class Runner:
     """What the parser calls at the start of a top-level line: runs the fast lines from there, moving the lexer on
     past them, and stops at the first line that needs the general path (``run_simple``: what ``run_node`` does
     with a simple command, called without the dispatch).
@@ -291,12 +295,22 @@ def runner(lexer: Lexer, run_node: Callable[[Node], object],
     kept for it, and from then on its nodes are copies of the template moved to their line (``_moved``): the
     same nodes split_line builds there, without reading the line again. Templates are never handed out (what runs
     is always a fresh copy); at most _MEMO lines are remembered (then forgotten all at once), each of at most
-    _MEMO_LINE characters."""
-    seen: dict[str, list[Node] | bool | None] = {}  # line -> False (met once), its template, None (general)
+    _MEMO_LINE characters.
 
-    def split(line: str, line_no: int) -> list[Node] | None:
+    A whole top-level command the general path reads from such a line start, over several lines, is remembered by
+    its text the same way (``_bash_templates.Spans``; ``command_read``, which the parser calls after each top-level
+    command, tells its span): text met again from a line start is not read, its template's copy is run."""
+
+    def __init__(self, lexer: Lexer, run_node: Callable[[Node], object], run_simple: Callable[[Simple], object]):
+        self.lexer, self.run_node, self.run_simple = lexer, run_node, run_simple
+        self.seen: dict[str, list[Node] | bool | None] = {}  # line -> False (met once), its template, None (general)
+        self.spans = Spans()
+        self._start = self._start_line = -1  # where the general path takes over, at a clean line start
+
+    def split(self, line: str, line_no: int) -> list[Node] | None:
         if len(line) > _MEMO_LINE:
             return split_line(line, line_no)
+        seen = self.seen
         got = seen.get(line, _UNSEEN)
         if isinstance(got, list):
             return [_moved(n, line_no) for n in got]
@@ -311,18 +325,32 @@ def runner(lexer: Lexer, run_node: Callable[[Node], object],
         seen[line] = nodes  # met a second time: this split is the template, the line gets a copy
         return None if nodes is None else [_moved(n, line_no) for n in nodes]
 
-    def run() -> None:
+    def __call__(self) -> None:
+        lexer = self.lexer
+        self._start = -1
+        if not lexer.clean():  # e.g. after an unclosed `[[`: the lexer reads the next lines as words of the test
+            return
         text, end = lexer.text, lexer.end
         pos = lexer.pos
         line_no = lexer.line_of(pos)
-        find = text.find
+        find, split, match = text.find, self.split, self.spans.match
+        run_node, run_simple = self.run_node, self.run_simple
         while pos < end:
             nl = find("\n", pos, end)
             if nl < 0:
                 return  # the last line, without a newline: the general path
-            nodes = split(text[pos:nl], line_no)
+            line = text[pos:nl]
+            nodes = split(line, line_no)
             if nodes is None:
-                return
+                got = match(line, text, pos, end, line_no)
+                if got is None:
+                    self._start, self._start_line = pos, line_no
+                    return
+                node, size, lines = got
+                pos = lexer.pos = pos + size
+                line_no += lines
+                run_node(node)
+                continue
             pos = lexer.pos = nl + 1
             for node in nodes:
                 if type(node) is Simple:
@@ -331,7 +359,24 @@ def runner(lexer: Lexer, run_node: Callable[[Node], object],
                     run_node(node)
             line_no += 1  # each fast line is one line of the script
 
-    return run
+    def command_read(self, node: Node | None, parser: Parser) -> None:
+        """After the parser read a top-level command: if it is the first read from where ``__call__`` stopped and
+        both the parser and the lexer stand at the next line start with nothing read beyond it and nothing pending
+        (only the newline ending the command is left), its span of text is one ``Spans`` remembers."""
+        start = self._start
+        if start < 0:
+            return
+        self._start = -1
+        lexer = self.lexer
+        pos = lexer.pos
+        if node is None or parser.pending or pos >= lexer.end or not Spans.fits(start, pos) or not lexer.clean():
+            return
+        items, i = parser.items, parser.i
+        if len(items) != i + 1:
+            return
+        last = items[i]
+        if last.__class__ is Op and last.text == "\n":
+            self.spans.read(lexer.text[start:pos], self._start_line, node)
 
 
 _UNSEEN = object()

@@ -65,6 +65,11 @@ class Lexer(WordReader):
         self.pending: list[Note] = []
 
     # -- top level ------------------------------------------------------------------------------------------------
+    def clean(self) -> bool:
+        """Nothing read before carries over to the text at ``pos`` (at a line start): no heredoc body still to
+        read, no note to hand on, not between ``[[`` and ``]]``, no ``\\``-continuation."""
+        return not (self._heredocs or self.pending or self._in_test or self._continued)
+
     def items(self) -> list[Item]:
         return [it for batch in self.lines() for it in batch]
 

@@ -7,8 +7,9 @@ Reserved words count only where bash reads them: as the first word of a command.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from lora_audit.evidence._bash_lexer import Item, Op, Redir
 from lora_audit.evidence._bash_words import Word
@@ -81,10 +82,19 @@ _SEPARATORS = {";", "\n", "&"}
 _CASE_ENDS = {";;", ";&", ";;&"}
 
 
+class LineStarts(Protocol):
+    """The fast path (``_bash_fast.Runner``): called at the start of a top-level line with nothing pending (it runs
+    the lines it can read there), and told each top-level command read after that."""
+
+    def __call__(self) -> None: ...
+
+    def command_read(self, node: Node | None, parser: Parser) -> None: ...
+
+
 class Parser:
     """Reads items from an iterator, keeping only those of the construct being read (bounded memory)."""
 
-    def __init__(self, lines: Iterable[list[Item]], fast: Callable[[], None] | None = None):
+    def __init__(self, lines: Iterable[list[Item]], fast: LineStarts | None = None):
         self._source: Iterator[list[Item]] = iter(lines)  # the lexer's items, a line at a time
         self._fast = fast  # called at the start of a top-level line (_bash_fast): runs the trivial lines there
         self.items: list[Item] = []
@@ -149,6 +159,8 @@ class Parser:
                 self.i += 1  # a stray closer (fi, done, `)`) or operator at top level: skip it, read on
                 continue
             node = self.and_or()
+            if self._fast is not None:
+                self._fast.command_read(node, self)
             if node is not None:
                 yield node
 
