@@ -319,6 +319,8 @@ def _objects(x: Any) -> list[Any]:
     "if true; then\n  echo [[ x\nfi\nA=1 && B=2 ]]\n" * 3 + "python train_network.py --a \"$A\" --b \"$B\"\n",
     # the parser reads the line after `&& f` to see whether `f` opens `f()`: the command's span is not a template
     "for i in 1; do\n  A=$i\ndone && f\nB=2\n" * 3 + "python train_network.py --a \"$A\" --b \"$B\"\n",
+    # the lexer hands on 1,024 items of a long line at a time: a command ending just before the cut is no span
+    ("{ " + "x " * 1020 + "; }; echo hi\n") * 3 + "python train_network.py --a 1\n",
     # a note read after `fi` goes to the next command: the block is not a template
     "if true; then\n  A=1\nfi \\\n# cut\necho x\n" * 3 + "python train_network.py --a \"$A\"\n",
 ])

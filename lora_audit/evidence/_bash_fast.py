@@ -6,7 +6,9 @@ references only (no redirection, pipe, ``&&``, parenthesis, backslash, backtick,
 ``[[``) is split into words here, built exactly as the word reader builds them (``_bash_words.WordReader._word``),
 and each command is handed to the executor's own ``_simple``: what the command does (assignments, builtins,
 training commands) is decided by the same code as on the general path. Any other line, and anything not certain,
-goes to the general path (``FAST = False`` turns this path off; the differential test compares the two).
+goes to the general path (``FAST = False`` turns this path off; the differential test compares the two). A whole
+top-level command the general path read there (a multi-line ``for``/``if``/``case`` block, a heredoc), met again
+from a line start, is not read again: its template's copy runs (``_bash_templates``).
 """
 
 from __future__ import annotations
