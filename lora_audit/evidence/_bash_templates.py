@@ -24,7 +24,7 @@ from lora_audit.evidence._bash_parse import AndOr, Case, FuncDef, Group, If, Loo
 from lora_audit.evidence._bash_words import _NO_NOTES, Part, Word
 
 _SPAN_CHARS, _SPAN_LINES = 16384, 200
-_TEMPLATES, _TEMPLATE_CHARS, _PER_LINE = 256, 1 << 18, 4
+_TEMPLATES, _TEMPLATE_CHARS, _PER_LINE = 256, 1 << 18, 8
 _ONCE_CHARS = 1 << 20
 _MAX_DEPTH = 64  # nodes nested deeper are not templated (the copy is recursive)
 
