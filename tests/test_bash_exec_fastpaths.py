@@ -1,17 +1,25 @@
 """The executor's shortcuts give what its general path gives.
 
 ``_bash_cond.evaluate`` answers the common test forms (``[ X ]``, ``[ -f X ]``, ``[ A = B ]``) without the parser:
-on every small argument list it must give what ``_bash_cond.parse`` gives.
+on every small argument list it must give what ``_bash_cond.parse`` gives. A test's ``"$NAME"`` operand is read
+without the word expansion (``_quoted_var``): what both expansions give it. Past _MAX_FORKS, merges reuse one
+unknown value per (name, line): a branch appending to it must not change it for the others.
 """
 
 from __future__ import annotations
 
 from itertools import product
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lora_audit.evidence._bash import _MAX_FORKS, BashTokenizer
 from lora_audit.evidence._bash_cond import evaluate, parse
+from lora_audit.evidence._bash_expand import _GENERAL, DROPPED
+from lora_audit.evidence._bash_lexer import Lexer
+from lora_audit.evidence._bash_parse import Parser
+from lora_audit.evidence._script import Lines
 
 # the words a test's grammar gives a meaning to, and operands of every kind (empty, numbers, globs, runtime: None)
 _WORDS = ["!", "(", ")", "=", "==", "!=", "<", ">", "=~", "-nt", "-eq", "-ne", "-lt", "-ge", "-a", "-o", "&&", "||",
@@ -59,3 +67,38 @@ def test_the_direct_forms_answer_as_bash_does():
     assert evaluate([("-q", False), ("x", False)], False, never) is False  # unknown operator: an error
     assert evaluate([("", True)], False, never) is False
     assert evaluate([("=", True), ("=", False), ("=", False)], False, never) is True  # quoted: an operand
+
+
+_STATES = ["", "V=abc", "V=", "V=$(date)", 'V="a b"', "A=()", "A=(x y)", "V=1; V+=$(date)", "read V",
+           "if [ -f x ]; then V=1; else V=2; fi", 'V="${U:-d}"', "A=(); A+=(z)"]
+_OPERANDS = ['"$V"', '"${V}"', '"$A"', '"$V"x', '""$V', '"$1"', '"${V:-d}"', '"${A[@]}"', "'$V'", "$V", '"$V$V"',
+             '"x$V"', '"$U"', '"${A[1]}"']
+
+
+@pytest.mark.parametrize("state", _STATES)
+def test_a_quoted_variable_operand_is_what_both_expansions_give(state):
+    bt = BashTokenizer("t.sh")
+    bt.commands(state + "\n")
+    direct = 0
+    for text in _OPERANDS:
+        line = f"echo {text}\n"
+        (node,) = Parser(Lexer(line, Lines(line, 1), "t.sh").lines()).iter_parse()
+        word = node.words[1]  # type: ignore[union-attr]
+        got = bt._quoted_var(word)
+        if got is _GENERAL:
+            continue
+        direct += 1
+        (tok,) = bt._fields(word, DROPPED)
+        assert got == (None if tok.runtime else tok.text), (state, text)
+        assert got == bt._string(word), (state, text)
+    assert direct  # ("$U" at least): the shortcut is taken
+
+
+def test_an_unknown_value_reused_by_two_branches_is_not_changed_by_an_append_in_one():
+    """Past _MAX_FORKS the function's branch gives $A one unknown value in both arms of the if; the append in the
+    else arm leaves the then arm's value as it was, so the arms differ and $A after the if is unknown again."""
+    text = ("if [ -f f ]; then :; fi\n" * (_MAX_FORKS + 1) + "f() { if [ -f a ]; then A=1; fi; }\n"
+            "if [ -f o ]; then f; else f; A+=x; fi\n"
+            'accelerate launch train_network.py --output_name "$A"\n')
+    (cmd,) = BashTokenizer("t.sh").commands(text)
+    assert [(t.text, t.runtime) for t in cmd.words[-2:]] == [("--output_name", False), ("${A}", True)]

@@ -29,17 +29,15 @@ from lora_audit.errors import EvidenceError
 from lora_audit.evidence import _bash_fast
 from lora_audit.evidence._bash_expand import (
     _MAX_DEPTH,
-    Desc,
     _assigns,
     _describe,
     _describe_all,
     _word_text,
-    desc_text,
 )
 from lora_audit.evidence._bash_files import ScriptFiles
 from lora_audit.evidence._bash_lexer import Lexer
 from lora_audit.evidence._bash_parse import AndOr, Case, FuncDef, Group, If, Loop, Node, Parser, Pipeline, Simple
-from lora_audit.evidence._bash_values import RT, BVal, freeze, joined, merge
+from lora_audit.evidence._bash_values import RT, BVal, Desc, desc_text, freeze, joined, merge
 from lora_audit.evidence._bash_words import Word
 from lora_audit.evidence._script import ARG_MAX, Command, Lines, check_launches
 from lora_audit.evidence.invocation import Token, launches_training
@@ -237,8 +235,7 @@ class BashTokenizer(ScriptFiles):
         if not results:
             self.vars = base
             raise _Exit
-        degrade = self._forks > _MAX_FORKS  # then merge writes no description
-        self.vars = merge([(state, "" if degrade else desc_text(desc)) for state, desc in results], degrade=degrade)
+        self.vars = merge(results, self._unknowns if self._forks > _MAX_FORKS else None)
 
     # -- one simple command ---------------------------------------------------------------------------------------
     def _simple(self, n: Simple) -> bool | None:

@@ -5,7 +5,7 @@ the executor (``_bash.BashTokenizer``) lives here, in the base class it builds o
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from lora_audit.evidence._bash_values import (
     SPLIT,
     BVal,
     CreatedFile,
+    Desc,
     Piece,
     append_value,
     compact,
@@ -43,12 +44,6 @@ class _Dropped(list[Note]):
 
 
 DROPPED = _Dropped()
-# an undecidable branch described: its text, or a function writing it when it is kept (most never are)
-Desc = str | Callable[[], str]
-
-
-def desc_text(d: Desc) -> str:
-    return d if isinstance(d, str) else d()
 
 
 class Expander:
@@ -71,6 +66,7 @@ class Expander:
         self._sourcing: list[str] = []
         self._created: dict[str, tuple[str, str, int]] | None = None  # self.files as commands carry it
         self._forks = 0
+        self._unknowns: dict[tuple[str, int], BVal] = {}  # the values merges past _MAX_FORKS give (reused)
         self._repeating = 0  # inside a loop's iterations or a function call
         self._repeated = 0  # commands run there
 
@@ -101,20 +97,26 @@ class Expander:
         return "" if first is None and w.quoted else first
 
     def _string(self, w: Word) -> str | None:
-        """A word expanded without splitting (case subjects, test operands); None when known only at run time."""
-        pieces = self._expand(w.parts, [], None)
+        """A word expanded without splitting (case subjects, test operands); None when known only at run time.
+        The notes of its expansion are not kept."""
+        if w.text is not None:
+            return w.text  # a bare word: its text
+        pieces = self._expand(w.parts, DROPPED, None)
         if any(f & RT for _, _, f in pieces):
             return None
         return "".join(t for t, _, f in pieces if not f & BREAK)
 
     def _pattern(self, w: Word) -> str | None:
+        """A case pattern: the word's quoted glob characters escaped; None when known only at run time."""
+        if w.text is not None:
+            return w.text  # a bare word: its text, globs and all
         out = []
         for p in w.parts:
             if p.kind == "lit":
                 text = "".join(t for t, _ in p.segs)
                 out.append(re.sub(r"([*?\[])", r"[\1]", text) if p.quoted else text)
             else:
-                pieces = self._expand([p], [], None)
+                pieces = self._expand([p], DROPPED, None)
                 if any(f & RT for _, _, f in pieces):
                     return None
                 out.append("".join(t for t, _, _ in pieces))
@@ -263,12 +265,40 @@ class Expander:
         for w in words:
             if w.text is not None:  # a bare word (operators, most operands): its text, what both readings give
                 args.append((w.text, w.quoted))
+            elif (text := self._quoted_var(w)) is not _GENERAL:  # "$NAME": its value (None: runtime)
+                args.append((text, True))  # type: ignore[arg-type]
             elif head == "[[":
                 args.append((self._string(w), w.quoted))
             else:
                 for tok in self._fields(w, DROPPED):  # the notes of a test's operands are not kept
                     args.append((None if tok.runtime else tok.text, w.quoted))
         return evaluate(args, head == "[[", self.vars.__contains__)  # `-v NAME`: set in the script
+
+    def _quoted_var(self, w: Word) -> str | None | object:
+        """``"$NAME"`` (the whole word, quoted) as a test operand: its value's text, None when it holds a runtime
+        value or is unset, what both ``_fields`` and ``_string`` give it; _GENERAL for any other word, or for a
+        conditional value (its expansion records the variable as used)."""
+        parts = w.parts
+        if not w.quoted or not parts:
+            return _GENERAL
+        p = parts[-1]  # the one var part, after empty literal parts (the opening quote's)
+        if p.kind != "var" or p.op is not None or p.index is not None or not p.quoted or p.name.isdigit():
+            return _GENERAL
+        for q in parts[:-1]:
+            if q.kind != "lit" or q.segs:
+                return _GENERAL
+        v = self.vars.get(p.name)
+        if v is None:
+            return None  # unset: kept as written, a runtime value
+        if v.choices is not None:
+            return _GENERAL
+        if not v.items:
+            return ""
+        item = v.items[0]
+        return None if any(f & RT for _, _, f in item) else "".join(t for t, _, _ in item)
+
+
+_GENERAL = object()  # _quoted_var: the word needs the general expansion
 
 
 @lru_cache(maxsize=1024)

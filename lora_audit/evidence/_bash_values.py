@@ -4,6 +4,7 @@ conditional values (one per undecidable branch), and the merge of the variables 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -18,6 +19,13 @@ _IFS = re.compile(r"[ \t\n]+")
 _MAX_CHOICES = 8  # possible values kept for one conditional variable
 _MAX_LABEL = 240  # characters of a "when" description
 _MAX_PIECES = 64  # runs of text kept with their own line in one value
+_MAX_UNKNOWNS = 4096  # unknown values (past _MAX_FORKS) kept for reuse by one script's merges
+# an undecidable branch described: its text, or a function writing it when it is kept (most never are)
+Desc = str | Callable[[], str]
+
+
+def desc_text(d: Desc) -> str:
+    return d if isinstance(d, str) else d()
 
 
 @dataclass(eq=False, slots=True)  # a value is the same value only as the same object (merge compares them so)
@@ -117,9 +125,11 @@ def _label(text: str) -> str:
     return text if len(text) <= _MAX_LABEL else text[:_MAX_LABEL - 3] + "..."
 
 
-def merge(results: list[tuple[dict[str, BVal], str]], degrade: bool = False) -> dict[str, BVal]:
-    """The variables after branches: the same where every branch agrees, conditional where they differ (past
-    _MAX_FORKS undecidable branches in one script: simply unknown, so a script of thousands stays linear).
+def merge(results: list[tuple[dict[str, BVal], Desc]],
+          unknowns: dict[tuple[str, int], BVal] | None = None) -> dict[str, BVal]:
+    """The variables after branches (each branch's, and its description): the same where every branch agrees,
+    conditional where they differ (past _MAX_FORKS undecidable branches in one script, given the script's
+    ``unknowns``: simply unknown, so a script of thousands stays linear; the descriptions are then never written).
 
     The states are the branches' own copies, no longer used: the first one becomes the result (the names left
     different moved to its end, in sorted order), so a merge costs the names that differ, not all the names."""
@@ -128,17 +138,20 @@ def merge(results: list[tuple[dict[str, BVal], str]], degrade: bool = False) -> 
         return first
     changed = _changed(first, results)
     merged = first
+    whens: list[str] | None = None  # the descriptions, written once, when a conditional value needs them
     for name in sorted(changed) if len(changed) > 1 else changed:
-        if degrade:  # unknown, on the line of the first branch's value
+        if unknowns is not None:  # unknown, on the line of the first branch's value
             line = 0
             for state, _ in results:
                 if (v := state.get(name)) is not None:
                     line = v.line
                     break
             merged.pop(name, None)  # set again at the end (where a name set in a branch only would be)
-            merged[name] = BVal([[(f"${{{name}}}", line, RT)]], line, notes=[_unknown_note(name)])
+            merged[name] = _unknown(name, line, unknowns)
             continue
-        choices = _choices([(state.get(name), when) for state, when in results])
+        if whens is None:
+            whens = [desc_text(desc) for _, desc in results]
+        choices = _choices([(state.get(name), when) for (state, _), when in zip(results, whens)])
         merged.pop(name, None)
         if len(choices) == 1:
             if choices[0][0] is not None:  # (None: unset in every branch)
@@ -149,7 +162,7 @@ def merge(results: list[tuple[dict[str, BVal], str]], degrade: bool = False) -> 
     return merged
 
 
-def _changed(first: dict[str, BVal], results: list[tuple[dict[str, BVal], str]]) -> set[str]:
+def _changed(first: dict[str, BVal], results: list[tuple[dict[str, BVal], Desc]]) -> set[str]:
     """The names some branch left different from the first (item views compare as sets of (name, value object),
     at C speed; BVal hashes by identity): the others are taken as they are."""
     if len(results) == 2:  # an if/else, a loop that may not run: the common case, one symmetric difference
@@ -178,6 +191,20 @@ def _choices(values: list[tuple[BVal | None, str]]) -> list[tuple[BVal | None, s
                 seen[key] = len(choices)
                 choices.append((cv, _label(label)))
     return choices
+
+
+def _unknown(name: str, line: int, unknowns: dict[tuple[str, int], BVal]) -> BVal:
+    """``$name`` unknown, on ``line``: one object for each (name, line), reused by every merge of the script that
+    gives it, so that branches leaving such a value as it was leave the same object and the merges after them see
+    no change (the value they would write is that same value again). Created frozen: an append copies it, what it
+    holds never changes. At most _MAX_UNKNOWNS are kept (then forgotten all at once; new ones are equal)."""
+    v = unknowns.get((name, line))
+    if v is None:
+        if len(unknowns) >= _MAX_UNKNOWNS:
+            unknowns.clear()
+        v = unknowns[name, line] = BVal([[(f"${{{name}}}", line, RT)]], line, notes=[_unknown_note(name)],
+                                        frozen=True)
+    return v
 
 
 @lru_cache(maxsize=1024)
