@@ -97,14 +97,16 @@ class BashTokenizer(ScriptFiles):
         if self._repeating:
             self._repeated += len(nodes)
         status: bool | None = True
-        run = _RUN
         for n in nodes:
-            status = run[n.__class__](self, n)
+            status = self._simple(n) if n.__class__ is Simple else _RUN[n.__class__](self, n)
         return status
 
     def _node(self, n: Node) -> bool | None:
-        """Runs one node: the method for its class (``_RUN``: one dict look-up instead of a chain of isinstance
-        tests; nodes are the parser's classes themselves, never subclasses of them)."""
+        """Runs one node: a simple command (most nodes) directly, the others by the method for their class
+        (``_RUN``: one dict look-up instead of a chain of isinstance tests; nodes are the parser's classes
+        themselves, never subclasses of them)."""
+        if n.__class__ is Simple:
+            return self._simple(n)
         return _RUN[n.__class__](self, n)
 
     def _pipeline(self, n: Pipeline) -> bool | None:
@@ -277,7 +279,10 @@ class BashTokenizer(ScriptFiles):
 
     def _builtin(self, head: str, words: list[Word], n: Simple) -> object:
         """What a builtin (or a function of the script) does, or _NOT_BUILTIN. The notes of the command's words are
-        gathered only by the builtins that expand words into them."""
+        gathered only by the builtins that expand words into them. (The names tested are all different: the order
+        of the tests is only that of their frequency.)"""
+        if head in ("[", "test", "[["):
+            return self._test(head, words[1:])
         if head in _DECLARE:
             for w in (w for w in words[1:] if w.assign):
                 self._assign(w)
@@ -301,8 +306,6 @@ class BashTokenizer(ScriptFiles):
             return True
         if head == "false":
             return False
-        if head in ("[", "test", "[["):
-            return self._test(head, words[1:])
         if head == "exit":
             raise _Exit
         if head in ("cat", "tee") and any(r.heredoc for r in n.redirs):
