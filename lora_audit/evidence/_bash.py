@@ -30,9 +30,11 @@ from lora_audit.evidence import _bash_fast
 from lora_audit.evidence._bash_expand import (
     _MAX_DEPTH,
     _assigns,
+    _case_desc,
+    _case_none_desc,
     _describe,
-    _describe_all,
-    _word_text,
+    _if_desc,
+    _loop_desc,
 )
 from lora_audit.evidence._bash_files import ScriptFiles
 from lora_audit.evidence._bash_lexer import Lexer
@@ -405,25 +407,6 @@ def _notes(n: Simple) -> list[Note]:
         if w.notes:
             notes.extend(w.notes)
     return notes
-
-
-def _if_desc(cond: list[Node], line: int, outcome: str) -> str:
-    return f"if `{_describe_all(cond)}` (line {line}) is {outcome}"
-
-
-def _case_desc(n: Case, pats: list[str | None]) -> str:
-    """A case's arm taken: ``case "$M" (line 3) takes a|b)`` (a pattern known only at run time: ``?``)."""
-    return f"case {_word_text(n.subject)} (line {n.line}) takes {'|'.join(p or '?' for p in pats)})"
-
-
-def _case_none_desc(n: Case, arms: list[list[str | None]]) -> str:
-    """None of a case's arms (their patterns) taken."""
-    names = ", ".join("|".join(p or "?" for p in pats) for pats in arms)
-    return f"case {_word_text(n.subject)} (line {n.line}) matches none of {names}"
-
-
-def _loop_desc(n: Loop, outcome: str) -> str:
-    return f"the {n.kind} loop at line {n.line} {outcome}"
 
 
 # a pure test of one string, met with the same few command names again and again

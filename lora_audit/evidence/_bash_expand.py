@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from lora_audit.evidence._bash_cond import evaluate
-from lora_audit.evidence._bash_parse import AndOr, Node, Pipeline, Simple
+from lora_audit.evidence._bash_parse import AndOr, Case, Loop, Node, Pipeline, Simple
 from lora_audit.evidence._bash_values import (
     BREAK,
     RT,
@@ -341,3 +341,24 @@ def _describe(n: Node) -> str:
 def _describe_all(nodes: list[Node]) -> str:
     text = "; ".join(_describe(n) for n in nodes)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _if_desc(cond: list[Node], line: int, outcome: str) -> str:
+    """An if's branch taken (the branch descriptions are written only when kept: ``_bash.BashTokenizer._branches``)."""
+    return f"if `{_describe_all(cond)}` (line {line}) is {outcome}"
+
+
+def _case_desc(n: Case, pats: list[str | None]) -> str:
+    """A case's arm taken: ``case "$M" (line 3) takes a|b)`` (a pattern known only at run time: ``?``)."""
+    return f"case {_word_text(n.subject)} (line {n.line}) takes {'|'.join(p or '?' for p in pats)})"
+
+
+def _case_none_desc(n: Case, arms: list[list[str | None]]) -> str:
+    """None of a case's arms (their patterns) taken."""
+    names = ", ".join("|".join(p or "?" for p in pats) for pats in arms)
+    return f"case {_word_text(n.subject)} (line {n.line}) matches none of {names}"
+
+
+def _loop_desc(n: Loop, outcome: str) -> str:
+    """A loop run an unknown number of times: its body run, or not."""
+    return f"the {n.kind} loop at line {n.line} {outcome}"
