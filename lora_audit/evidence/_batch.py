@@ -9,8 +9,9 @@ Only variables set in the script are known: the real environment is never read.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import repeat
+from keyword import iskeyword
 
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence._script import Command, Value, arith, check_launches
@@ -23,6 +24,10 @@ _POSITIONAL = re.compile(r"%(~[a-z$:]*)?([0-9*])", re.IGNORECASE)
 _CMD_MAX = 8191  # the longest command line cmd.exe accepts (and so the longest value a `set` line can give)
 _REM = re.compile(r"rem(\s|$|[.,;=/])", re.IGNORECASE)
 _VERB = re.compile(r'[^\s/"=]*')
+_LEAD = " \t@("  # what a command's start may hold before its verb (``@python ...``, ``if exist x (python ...``)
+_CARET_BLANKS = re.compile(r"\^[ \t]+$")
+_SET_MODE = re.compile(r"/([ap])\s*", re.IGNORECASE)
+_NAME_STEP = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)([+-])(0|[1-9][0-9]{0,17})")  # set /a N=N+1 (a longer number: arith)
 _DYNAMIC = {"CD", "DATE", "TIME", "RANDOM", "ERRORLEVEL", "CMDCMDLINE", "CMDEXTVERSION"}
 
 
@@ -39,27 +44,30 @@ class BatchTokenizer:
             if not s or s.startswith(":") or _REM.match(s):
                 continue  # REM and :: comments, :labels
             # cmd expands %VAR% on the whole line before running any of its commands
-            pieces = _split(chars)
+            pieces = _split(chars, line_text)
             expanded = []
-            for i, piece in enumerate(pieces):
+            for i, (piece, piece_text) in enumerate(pieces):
                 cmd = Command(words=[], notes=list(notes) if i == len(pieces) - 1 else [])
-                expanded.append((self._percent(piece, cmd), cmd))
-            for cmd_chars, cmd in expanded:
-                stripped = _strip(cmd_chars)
-                text = "".join([c for c, _ in stripped[:256]])  # the verb and setlocal's options are at the start
+                expanded.append((*self._percent(piece, piece_text, cmd), cmd))
+            for cmd_chars, cmd_text, cmd in expanded:
+                # the characters and their text stay index for index alike (every character of a batch line, a
+                # variable's value included, is one character), so the text is sliced rather than joined again
+                lead = len(cmd_text) - len(cmd_text.lstrip(_LEAD))
+                text = cmd_text[lead:lead + 256]  # the verb and setlocal's options are at the start
                 verb = _VERB.match(text).group(0).lower()  # type: ignore[union-attr]
                 if not verb:
                     continue
                 if verb == "rem":
                     break
                 if verb == "set":
-                    self._set(stripped[3:], cmd.notes)
+                    self._set(cmd_chars[lead + 3:], cmd_text[lead + 3:], cmd.notes)
                     continue
+                stripped = cmd_chars[lead:]
                 if verb == "setlocal":
                     self.delayed = self.delayed or "enabledelayedexpansion" in text.lower()
                     continue
                 if self.delayed:
-                    stripped = self._bang(stripped, cmd)
+                    stripped = self._bang(stripped, cmd_text[lead:], cmd)
                 cmd.words, cmd.error = _argv(stripped, self.label)
                 if not launches_training(cmd.words):
                     continue  # only training commands are wanted (shell.training_evidence): bounded memory
@@ -83,17 +91,9 @@ class BatchTokenizer:
         for n, physical in enumerate(text.split("\n"), start=first_line):
             caret_end = False
             if "^" in physical:  # only a caret continues a line: the common line needs no look at each character
-                in_quotes, i, size = False, 0, len(physical)
-                while i < size:
-                    c = physical[i]
-                    if c == '"':
-                        in_quotes = not in_quotes
-                    elif c == "^" and not in_quotes:
-                        if i == size - 1:
-                            caret_end = True
-                        i += 1
-                    i += 1
-                if not caret_end and not in_quotes and re.search(r"\^[ \t]+$", physical):
+                caret_end, in_quotes = (_continues_unquoted(physical), False) if '"' not in physical else \
+                    _continues(physical)
+                if not caret_end and not in_quotes and _CARET_BLANKS.search(physical):
                     notes.append(Note(message="a ^ followed by spaces is not a line continuation: the command ends "
                                               "on this line", source=f"{self.label}:{n}"))
             if caret_end:
@@ -108,11 +108,11 @@ class BatchTokenizer:
             yield cur, notes, "".join(cur_text)
 
     # -- expansion ------------------------------------------------------------------------------------------------
-    def _percent(self, chars: list[_C], cmd: Command) -> list[_C]:
-        """``%VAR%``, ``%%``, ``%~dp0`` (the script's folder), ``%1`` as cmd expands them in a batch file."""
-        text = "".join([c for c, _ in chars])
+    def _percent(self, chars: list[_C], text: str, cmd: Command) -> tuple[list[_C], str]:
+        """``%VAR%``, ``%%``, ``%~dp0`` (the script's folder), ``%1`` as cmd expands them in a batch file; the
+        characters and their text (``text`` is that of ``chars``)."""
         if "%" not in text:
-            return chars  # nothing to expand (the common command)
+            return chars, text  # nothing to expand (the common command)
         out: list[_C] = []
         notes = cmd.notes
         i = 0
@@ -147,10 +147,9 @@ class BatchTokenizer:
             value = self._lookup(name, raw, line, cmd)
             out.extend(value if value is not None else [(ch, line) for ch in raw])
             i = close + 1
-        return out
+        return out, "".join([c for c, _ in out])
 
-    def _bang(self, chars: list[_C], cmd: Command) -> list[_C]:
-        text = "".join(c for c, _ in chars)
+    def _bang(self, chars: list[_C], text: str, cmd: Command) -> list[_C]:
         out: list[_C] = []
         i = 0
         for m in re.finditer(r"!([^!\s]+)!", text):
@@ -180,12 +179,13 @@ class BatchTokenizer:
         cmd.variables.append({"name": name, "value": value, "defined": f"{self.label}:{value.line}"})
         return list(value.items[0])
 
-    def _set(self, chars: list[_C], notes: list[Note]) -> None:
-        """``set NAME=value`` (value to the end, spaces and quotes included), ``set "NAME=value"``, ``set /a``."""
-        chars = _strip(chars)
-        text = "".join([c for c, _ in chars])
+    def _set(self, chars: list[_C], text: str, notes: list[Note]) -> None:
+        """``set NAME=value`` (value to the end, spaces and quotes included), ``set "NAME=value"``, ``set /a``;
+        ``text`` is that of ``chars``."""
+        lead = len(text) - len(text.lstrip(_LEAD))
+        chars, text = chars[lead:], text[lead:]
         line = chars[0][1] if chars else 0
-        m = re.match(r"/([ap])\s*", text, re.IGNORECASE)
+        m = _SET_MODE.match(text)
         mode = m.group(1).lower() if m else ""
         if m:
             chars, text = chars[m.end():], text[m.end():]
@@ -198,8 +198,8 @@ class BatchTokenizer:
         name, value = text[:eq], chars[eq + 1:]
         if mode == "a":
             name = name.strip()
-            n = arith("".join(c for c, _ in value).strip().strip('"'),
-                      lambda k: None if k.upper() not in self.vars else str(self.vars[k.upper()].text()))
+            n = _arith(text[eq + 1:].strip().strip('"'),
+                       lambda k: None if k.upper() not in self.vars else str(self.vars[k.upper()].text()))
             if n is None:
                 self.vars.pop(name.upper(), None)
                 return
@@ -217,19 +217,50 @@ class BatchTokenizer:
         self.vars[name.upper()] = Value(items=[value], line=value[0][1], notes=list(notes))
 
 
-def _strip(chars: list[_C]) -> list[_C]:
-    """Leading blanks, ``@`` and ``(`` of a command (``@python ...``, ``if exist x (python ...``)."""
-    i = 0
-    while i < len(chars) and chars[i][0] in " \t@(":
+def _continues(physical: str) -> tuple[bool, bool]:
+    """Whether a physical line ends in a ``^`` that continues it, and whether it ends inside quotes: cmd's reading,
+    character by character (``^`` escapes the next character outside quotes)."""
+    in_quotes, caret_end, i, size = False, False, 0, len(physical)
+    while i < size:
+        c = physical[i]
+        if c == '"':
+            in_quotes = not in_quotes
+        elif c == "^" and not in_quotes:
+            if i == size - 1:
+                caret_end = True
+            i += 1
         i += 1
-    return chars[i:]
+    return caret_end, in_quotes
 
 
-def _split(chars: list[_C]) -> list[list[_C]]:
-    """Split a logical line at ``&``, ``&&``, ``||``, ``|`` outside quotes (``^&`` and ``2>&1`` stay)."""
-    text = "".join([c for c, _ in chars])
+def _continues_unquoted(physical: str) -> bool:
+    """``_continues`` of a line without quotes: every ``^`` escapes the next character, so the line ends in an
+    unescaped ``^`` exactly when it ends in an odd run of them (no look at each character)."""
+    return (len(physical) - len(physical.rstrip("^"))) % 2 == 1
+
+
+def _arith(expr: str, lookup: Callable[[str], str | None]) -> int | None:
+    """``_script.arith``, with ``set /a N=N+1`` (a name, + or -, a decimal number) counted without Python's parser:
+    what ``arith`` gives for it (the name's value as ``int()`` reads it; None when unset or not a number)."""
+    m = _NAME_STEP.fullmatch(expr)
+    if m is None or iskeyword(m.group(1)):  # None, True, if ...: only the parser knows what they mean
+        return arith(expr, lookup)
+    v = lookup(m.group(1))
+    if v is None:
+        return None
+    try:
+        n = int(v.strip() or 0)
+    except ValueError:
+        return None
+    k = int(m.group(3))
+    return n + k if m.group(2) == "+" else n - k
+
+
+def _split(chars: list[_C], text: str) -> list[tuple[list[_C], str]]:
+    """Split a logical line at ``&``, ``&&``, ``||``, ``|`` outside quotes (``^&`` and ``2>&1`` stay); each piece
+    with its text (``text`` is that of ``chars``)."""
     if "&" not in text and "|" not in text:
-        return [chars]  # nothing to split at (the common case; long lines stay cheap)
+        return [(chars, text)]  # nothing to split at (the common case; long lines stay cheap)
     out: list[list[_C]] = []
     cur: list[_C] = []
     in_quotes, i = False, 0
@@ -249,7 +280,7 @@ def _split(chars: list[_C]) -> list[list[_C]]:
         cur.append(chars[i])
         i += 1
     out.append(cur)
-    return out
+    return [(piece, "".join([c for c, _ in piece])) for piece in out]
 
 
 def _after_redirection(chars: list[_C], i: int) -> int:
