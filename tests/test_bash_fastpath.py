@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lora_audit.errors import EvidenceError
-from lora_audit.evidence import _bash, _bash_fast, _bash_templates
+from lora_audit.evidence import _bash, _bash_copies, _bash_fast, _bash_templates
 from lora_audit.evidence._bash import BashTokenizer
 from lora_audit.evidence._bash_lexer import Lexer
 from lora_audit.evidence._bash_parse import AndOr, If, Parser, Simple
@@ -232,6 +232,33 @@ def test_a_template_moved_to_another_line_is_what_that_line_splits_into(line: st
     assert _dump(here) == _dump(_bash_fast.split_line(line, 3))  # the template itself is left as it was
 
 
+@settings(max_examples=300, deadline=None)
+@given(_line, _line)
+def test_a_template_copier_gives_what_the_line_splits_into(line: str, other: str) -> None:
+    """The copier written for a template (_bash_copies.copier) builds, at any line, the tree split_line builds
+    there, sharing no mutable object with the template nor with its other copies."""
+    line = (line + "; " + other).replace("\n", " ").replace("\r", " ")
+    here = _bash_fast.split_line(line, 3)
+    if here is None:
+        return
+    copy = _bash_copies.copier(here)
+    a, b = copy(11), copy(12)
+    assert _dump(a) == _dump(_bash_fast.split_line(line, 11)) and _dump(b) == _dump(_bash_fast.split_line(line, 12))
+    assert _dump(here) == _dump(_bash_fast.split_line(line, 3))
+    ids = {id(x) for n in here for x in _objects(n)}
+    a_ids = {id(x) for n in a for x in _objects(n)}
+    assert not ids & a_ids and not a_ids & {id(x) for n in b for x in _objects(n)}
+
+
+def test_a_copier_holds_no_script_text_in_its_source() -> None:
+    """Every value of the script reaches the copier as a global of its namespace, never as source text: a line
+    whose words look like Python code is copied as written."""
+    line = "X='\")]; import os #' Y=\"__import__('os')\" echo k0 ln \"$ln\" 'None'"
+    here = _bash_fast.split_line(line, 2)
+    assert here is not None
+    assert _dump(_bash_copies.copier(here)(9)) == _dump(_bash_fast.split_line(line, 9))
+
+
 def _top_nodes(text: str, fast: bool) -> Any:
     """Every top-level node the executor is handed, in order, as plain data (every line number included): from the
     general parser, from fast lines and from templates."""
@@ -354,6 +381,35 @@ def test_an_unclosed_test_keeps_the_next_lines_on_the_general_path() -> None:
     text = "[[ a\nA=1 && B=2\nA=1 && B=2\npython train_network.py --x $A $B\n"
     assert _read(text, True) == _read(text, False)
     assert _top_nodes(text, True) == _top_nodes(text, False)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_script)
+def test_templates_copied_by_their_copiers_read_as_the_general_path(text: str) -> None:
+    """With every template given its copier at its first copy, the fast path still reads as the general path."""
+    old = _bash_copies.COMPILE_AFTER
+    _bash_copies.COMPILE_AFTER = 1
+    try:
+        assert _read(text, True) == _read(text, False)
+    finally:
+        _bash_copies.COMPILE_AFTER = old
+
+
+def test_a_line_met_often_is_copied_by_its_copier() -> None:
+    """A line repeated past COMPILE_AFTER copies gets a copier; each repetition keeps its own line number."""
+    n = _bash_copies.COMPILE_AFTER + 5
+    text = 'V="value $W"; A$V=1\n' * n + 'accelerate launch train_network.py --output_name "$V"\n'
+    made: list[int] = []
+    real = _bash_copies.copier
+    _bash_fast.copier = lambda nodes: made.append(1) or real(nodes)  # type: ignore[assignment]
+    try:
+        (cmd,) = BashTokenizer("t.sh").commands(text)
+    finally:
+        _bash_fast.copier = real
+    assert made == [1]
+    assert [x.source for x in cmd.notes if "$W" in x.message] == [f"t.sh:{n}"]
+    assert cmd.variables[0]["defined"] == f"t.sh:{n}"
+    assert cmd.words[-1].text == "value $W" and cmd.words[-1].line == n  # the value written at line n
 
 
 def test_repeated_lines_keep_their_own_line_numbers() -> None:

@@ -17,6 +17,9 @@ import re
 from collections.abc import Callable
 from typing import cast
 
+from lora_audit.evidence import _bash_copies
+from lora_audit.evidence._bash_copies import copier
+from lora_audit.evidence._bash_copies import moved as _moved
 from lora_audit.evidence._bash_lexer import _BARE_TARGET, _REDIRECT, Lexer, Op, Redir
 from lora_audit.evidence._bash_parse import AndOr, If, Node, Parser, Pipeline, Simple
 from lora_audit.evidence._bash_templates import Spans
@@ -294,7 +297,7 @@ class Runner:
     with a simple command, called without the dispatch).
 
     A line met again (generated scripts repeat a few lines thousands of times) is split once more into a template
-    kept for it, and from then on its nodes are copies of the template moved to their line (``_moved``): the
+    kept for it, and from then on its nodes are copies of the template moved to their line (``_bash_copies``): the
     same nodes split_line builds there, without reading the line again. Templates are never handed out (what runs
     is always a fresh copy); at most _MEMO lines are remembered (then forgotten all at once), each of at most
     _MEMO_LINE characters.
@@ -305,7 +308,7 @@ class Runner:
 
     def __init__(self, lexer: Lexer, run_node: Callable[[Node], object], run_simple: Callable[[Simple], object]):
         self.lexer, self.run_node, self.run_simple = lexer, run_node, run_simple
-        self.seen: dict[str, list[Node] | bool | None] = {}  # line -> False (met once), its template, None (general)
+        self.seen: dict[str, _Template | bool | None] = {}  # line -> False (met once), its template, None (general)
         self.spans = Spans()
         self._start = self._start_line = -1  # where the general path takes over, at a clean line start
 
@@ -314,8 +317,8 @@ class Runner:
             return split_line(line, line_no)
         seen = self.seen
         got = seen.get(line, _UNSEEN)
-        if isinstance(got, list):
-            return [_moved(n, line_no) for n in got]
+        if got.__class__ is _Template:
+            return got.copy(line_no)
         if got is None:
             return None
         if len(seen) >= _MEMO:
@@ -324,8 +327,11 @@ class Runner:
         if got is _UNSEEN:  # met once: handed on as split, only remembered as met (or as general)
             seen[line] = False if nodes is not None else None
             return nodes
-        seen[line] = nodes  # met a second time: this split is the template, the line gets a copy
-        return None if nodes is None else [_moved(n, line_no) for n in nodes]
+        if nodes is None:
+            seen[line] = None
+            return None
+        template = seen[line] = _Template(nodes)  # met a second time: this split is the template, the line a copy
+        return template.copy(line_no)
 
     def __call__(self) -> None:
         lexer = self.lexer
@@ -385,35 +391,21 @@ _UNSEEN = object()
 _MEMO, _MEMO_LINE = 1024, 256
 
 
-def _moved(n: Node, ln: int) -> Node:
-    """A fresh copy of a fast line's node with every line number (all the same on one line) set to ``ln``."""
-    if isinstance(n, Simple):  # the fast path's commands carry no notes and are never too long
-        redirs = n.redirs
-        return Simple([_moved_word(w, ln) for w in n.words], [_moved_redir(r, ln) for r in redirs] if redirs else [],
-                      [], ln)
-    if isinstance(n, AndOr):
-        return AndOr(_moved(n.first, ln), [(op, _moved(x, ln)) for op, x in n.rest])
-    if isinstance(n, Pipeline):
-        return Pipeline([_moved(c, ln) for c in n.cmds], n.negate)
-    if isinstance(n, If):
-        return If([([_moved(c, ln) for c in cond], [_moved(b, ln) for b in body], ln) for cond, body, _ in n.clauses],
-                  None if n.orelse is None else [_moved(b, ln) for b in n.orelse])
-    raise TypeError(f"not a node of the fast path: {type(n).__name__}")
+class _Template:
+    """A line's nodes, copied to each line where it is met again: by walking them (``_bash_copies.moved``), then,
+    once copied COMPILE_AFTER times, by a copier written for them (``_bash_copies.copier``)."""
 
+    __slots__ = ("nodes", "uses", "make")
 
-def _moved_word(w: Word, ln: int) -> Word:
-    if w.text is not None:
-        return Word(None, ln, False, None, None, w.notes, w.text)  # Word.bare: its shared empty notes
-    return Word([_moved_part(p, ln) for p in w.parts], ln, w.quoted, w.assign,
-                None if w.array is None else [_moved_word(e, ln) for e in w.array])
+    def __init__(self, nodes: list[Node]):
+        self.nodes, self.uses = nodes, 0
+        self.make: Callable[[int], list[Node]] | None = None
 
-
-def _moved_part(p: Part, ln: int) -> Part:
-    arg, segs = p.arg, p.segs
-    return Part(p.kind, p.quoted, ln, [(t, ln) for t, _ in segs] if segs else [], p.raw, p.name, p.index, p.op,
-                None if arg is None else [_moved_part(a, ln) for a in arg])
-
-
-def _moved_redir(r: Redir, ln: int) -> Redir:
-    return Redir(op=r.op, fd=r.fd, target=None if r.target is None else _moved_word(r.target, ln), line=ln,
-                 heredoc=r.heredoc)
+    def copy(self, ln: int) -> list[Node]:
+        make = self.make
+        if make is not None:
+            return make(ln)
+        self.uses += 1
+        if self.uses >= _bash_copies.COMPILE_AFTER:
+            self.make = copier(self.nodes)
+        return [_moved(n, ln) for n in self.nodes]
