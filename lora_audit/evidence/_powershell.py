@@ -29,6 +29,9 @@ _ELSE = re.compile(r"\s*else(if\s*\()?", re.IGNORECASE)
 _METHOD = re.compile(r"(?:\[void\]\s*|\$null\s*=\s*)?\$([A-Za-z_]\w*)\.(Add|AddRange)\(", re.IGNORECASE)
 _BLANK_TO_EOL = re.compile(r"[ \t]*(#.*)?(\n|$)")
 _WORD_STOP = " \t\n;|}"
+# what may follow a newline between statements and needs the loop of _skip_between_statements: blanks, newlines, a
+# continuation, a comment ("#", "<#"), separators ("&&", "||")
+_NOT_A_START = " \t\n`#<;{}|)&"
 
 
 class PowerShellTokenizer(Expressions):
@@ -195,10 +198,16 @@ class PowerShellTokenizer(Expressions):
 
     # -- $list.Add(...) / .AddRange(...) ---------------------------------------------------------------------------
     def _skip_between_statements(self) -> None:
-        while self.pos < self.end:
+        t, end = self.t, self.end  # read once: this runs before every statement
+        pos = self.pos
+        if self.fast and pos + 1 < end and t[pos] == "\n" and t[pos + 1] not in _NOT_A_START:
+            self.pos = pos + 1  # one newline and a statement's first character: what the loop below finds
+            return
+        while self.pos < end:
             self._skip_blanks(newlines=True)
-            if self.pos < self.end and (self._peek() in ";{}|)" or self.t.startswith("&&", self.pos)):
-                self.pos += 2 if self.t.startswith(("&&", "||"), self.pos) else 1
+            pos = self.pos
+            if pos < end and (t[pos] in ";{}|)" or t.startswith("&&", pos)):
+                self.pos += 2 if t.startswith(("&&", "||"), pos) else 1
             else:
                 return
 

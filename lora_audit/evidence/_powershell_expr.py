@@ -5,6 +5,7 @@ statements around them are read by ``_powershell``."""
 from __future__ import annotations
 
 import re
+from itertools import repeat
 
 from lora_audit.errors import EvidenceError
 from lora_audit.evidence._powershell_scan import VAR, C, Scanner
@@ -16,6 +17,10 @@ _NEW_LIST = re.compile(r"(?:\[(?:System\.Collections\.)?(?:ArrayList|Generic\.Li
                        r"New-Object\s+(?:-TypeName\s+)?(?:System\.Collections\.)?(?:ArrayList|Generic\.List\[[^\]]*\])"
                        r"(?:\s*\(\s*\))?)", re.IGNORECASE)
 _CAST = re.compile(r"\[[A-Za-z_][\w.]*(?:\[[^\]]*\])?\]\s*(?=[@$\"'\d(])")
+# .Add("text") with a string of plain characters: no escape, no variable, no doubled quote, on one line
+_ONE_STRING = re.compile(r'"([^"`$\n]*)"\)')
+_BLANKS_QUOTE = re.compile(r'[ \t]*"')
+_NUMBER = re.compile(r"-?\d+(\.\d+)?([eE]-?\d+)?")
 _STATEMENT_END = "\n;|}#"
 
 
@@ -23,6 +28,7 @@ class Expressions(Scanner):
     """The assignments of a script, evaluated on the variables set so far."""
 
     _shared: set[int]  # ids of values a branch copy shares (appended to only after a copy)
+    fast = True  # shortcuts for the common statements (off: the general reading, for the differential tests)
 
     def _method(self, m: re.Match) -> None:
         """``[void]$a.Add(x)``, ``$a.Add(x) | Out-Null``, ``$null = $a.AddRange(@(...))``: append to the list."""
@@ -32,7 +38,11 @@ class Expressions(Scanner):
         scratch = Command(words=[])
         items: list[list[C]] = []
         concat = False
-        while self.pos < self.end:
+        plain = _ONE_STRING.match(self.t, self.pos, self.end) if self.fast else None
+        if plain:  # .Add("text"): the one item the loop below reads, the position after the ")" where it stops
+            items.append(list(zip(plain.group(1), repeat(self.line_of(self.pos + 1)))))
+            self.pos = plain.end()
+        while not plain and self.pos < self.end:
             self._skip_blanks(newlines=True)
             if self._peek() == ")":
                 self.pos += 1
@@ -70,10 +80,15 @@ class Expressions(Scanner):
         line = self.line_of(self.pos)
         self.pos = m.end()
         scratch = Command(words=[])
-        items, array = self._expression(scratch)
-        rhs = self.t[m.end():self.pos].split("#")[0].strip()
-        kind = ("number" if re.fullmatch(r"-?\d+(\.\d+)?([eE]-?\d+)?", rhs) else
-                "bool" if rhs.lower() in ("$true", "$false") else "string")
+        string = self._one_string(scratch) if self.fast else None
+        if string is not None:  # what _expression gives, and a right side starting with a quote is a string
+            items, array, kind = [string], False, "string"
+        else:
+            scratch, self.pos = Command(words=[]), m.end()  # a shortcut tried: its notes are not kept
+            items, array = self._expression(scratch)
+            rhs = self.t[m.end():self.pos].split("#")[0].strip()
+            kind = ("number" if _NUMBER.fullmatch(rhs) else
+                    "bool" if rhs.lower() in ("$true", "$false") else "string")
         value = Value(items=items, line=line, array=array, notes=scratch.notes, kind=kind)
         old = self.vars.get(key)
         if op == "+=" and old is not None:
@@ -83,6 +98,21 @@ class Expressions(Scanner):
                 value = Value(items=[old.items[0] + (items[0] if items else [])], line=old.line,
                               notes=old.notes + scratch.notes)
         self.vars[key] = value
+
+    def _one_string(self, cmd: Command) -> list[C] | None:
+        """A right side that is one double-quoted string ending the statement (``$x = "v $y"``): its characters,
+        read as ``_expression`` reads them (blanks, the string, blanks, then the statement's end); None otherwise
+        (the caller reads it again from the start: what it read here, the same string, raises the same errors)."""
+        q = _BLANKS_QUOTE.match(self.t, self.pos, self.end)
+        if q is None:
+            return None
+        self.pos = q.end() - 1
+        chars = self._double(cmd)
+        if self.pos < self.end and self.t[self.pos] == "\n":
+            return chars  # the common end, where the blanks below are none and a newline ends the statement
+        self._skip_blanks()
+        c = self._peek()
+        return chars if not c or c in _STATEMENT_END else None
 
     def _param_block(self, m: re.Match) -> None:
         """``param([int]$Dim = 32, ...)``: the defaults are what the script runs with unless its caller says."""
@@ -158,6 +188,8 @@ class Expressions(Scanner):
     def _item(self, cmd: Command) -> tuple[list[list[C]], bool] | None:
         """One value in expression mode: a string, a number or bare word, a variable, an @(...) array."""
         c, pos = self._peek(), self.pos
+        if c == '"' and self.fast:  # the common item first: a new list, a cast start with "[" or "N", an array "@"
+            return [self._double(cmd)], False
         m = _NEW_LIST.match(self.t, pos)
         if m:  # [System.Collections.ArrayList]::new(), New-Object System.Collections.ArrayList: an empty list
             self.pos = m.end()

@@ -55,11 +55,12 @@ class Scanner:
         return False
 
     def _skip_blanks(self, newlines: bool = False) -> None:
-        while self.pos < self.end:
-            c = self.t[self.pos]
+        t, end = self.t, self.end  # read once: this runs between every two items of every statement
+        while self.pos < end:
+            c = t[self.pos]
             if c in " \t" or (newlines and c == "\n"):
-                self.pos = (_BLANKS_NL if newlines else _BLANKS).match(self.t, self.pos, self.end).end()  # type: ignore
-            elif c == "`" and self._peek(1) == "\n":
+                self.pos = (_BLANKS_NL if newlines else _BLANKS).match(t, self.pos, end).end()  # type: ignore
+            elif c == "`" and self.pos + 1 < end and t[self.pos + 1] == "\n":
                 self.pos += 2
             elif newlines and (self.t.startswith("<#", self.pos) or c == "#"):
                 self._skip_comment()
@@ -117,26 +118,28 @@ class Scanner:
         start = self.pos
         self.pos += 1
         out: list[C] = []
-        while self.pos < self.end:
-            c, i = self._peek(), self.pos
+        t, end = self.t, self.end  # read once (every string of a script comes here)
+        while self.pos < end:
+            i = self.pos
+            c = t[i]
             if c == '"':
-                if self._peek(1) == '"':
+                if i + 1 < end and t[i + 1] == '"':
                     out.append(('"', self.line_of(i)))
                     self.pos += 2
                     continue
                 self.pos += 1
                 return out
-            if c == "`" and self.pos + 1 < self.end:
-                nxt = self._peek(1)
+            if c == "`" and i + 1 < end:
+                nxt = t[i + 1]
                 if nxt != "\n":
                     out.append((ESCAPES.get(nxt, nxt), self.line_of(i)))
                 self.pos += 2
             elif c == "$":
                 out.extend(self._dollar(cmd))
             else:
-                m = _DQ_PLAIN.match(self.t, i, self.end)  # a run of characters on one line
+                m = _DQ_PLAIN.match(t, i, end)  # a run of characters on one line
                 stop = m.end() if m else i + 1
-                out.extend(zip(self.t[i:stop], repeat(self.line_of(i))))
+                out.extend(zip(t[i:stop], repeat(self.line_of(i))))
                 self.pos = stop
         raise EvidenceError("unterminated double-quoted string", self.label, self.line_of(start))
 
@@ -160,7 +163,7 @@ class Scanner:
     def _dollar(self, cmd: Command) -> list[C]:
         """``$var``, ``${var}``, ``$env:VAR`` or ``$(...)`` inside a word or a double-quoted string."""
         pos = self.pos
-        if self._peek(1) == "(":
+        if pos + 1 < self.end and self.t[pos + 1] == "(":
             close = self._matching(pos + 1)
             raw = self.t[pos:close]
             self._note(cmd.notes, f"{raw} is not run: the word keeps it as written", pos)
@@ -173,7 +176,7 @@ class Scanner:
         self.pos = m.end()
         value = self._lookup(m, cmd)
         if value is None:
-            return [(ch, self.line_of(pos)) for ch in m.group(0)]
+            return list(zip(m.group(0), repeat(self.line_of(pos))))
         out: list[C] = []
         for k, item in enumerate(value.items):  # an array inside a string: elements joined by spaces ($OFS)
             if k:
