@@ -186,3 +186,12 @@ def test_quoted_heredoc_is_literal_and_dash_heredoc_strips_tabs(tmp_path):
     assert {s.name: s.value for s in a.settings}["output_name"] == "$NAME"  # <<'EOF': no expansion
     assert {s.name: s.value for s in b.settings}["network_dim"] == 8  # <<-EOF: tabs stripped, $DIM expanded
     assert [s.source for s in b.settings if s.name == "network_dim"] == [f"{p}:7"]
+
+
+def test_ps1_add_to_a_list_never_created_is_noted_on_its_own_line(tmp_path: Path) -> None:
+    """`$a.Add(...)` without `$a = ...` before it: the warning names the line of the .Add(), not another."""
+    script = tmp_path / "t.ps1"
+    script.write_text('# a\n# b\n\n\n[void]$a.Add("--seed=1")\npython train_network.py $a --network_dim 8\n')
+    (ev,) = parse_shell(script)
+    notes = [w for w in ev.warnings if "is not created in the script before .Add()" in w.message]
+    assert [n.source.rsplit("/", 1)[-1] for n in notes] == ["t.ps1:5"]

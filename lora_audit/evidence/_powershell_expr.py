@@ -33,7 +33,8 @@ class Expressions(Scanner):
     def _method(self, m: re.Match) -> None:
         """``[void]$a.Add(x)``, ``$a.Add(x) | Out-Null``, ``$null = $a.AddRange(@(...))``: append to the list."""
         name, method = m.group(1).lower(), m.group(2).lower()
-        line = self.line_of(self.pos)
+        start = self.pos
+        line = self.line_of(start)
         self.pos = m.end()
         scratch = Command(words=[])
         items: list[list[C]] = []
@@ -68,7 +69,7 @@ class Expressions(Scanner):
             items = [[c for item in items for c in (item + [(" ", line)])][:-1]]  # one element: an array as text
         old = self.vars.get(name)
         if old is None:
-            self._note(scratch.notes, f"${m.group(1)} is not created in the script before .{m.group(2)}()", line)
+            self._note(scratch.notes, f"${m.group(1)} is not created in the script before .{m.group(2)}()", start)
             old = Value(items=[], line=line, array=True)
         self.vars[name] = _extended(old, items, scratch.notes, self._shared, self.label)
         stop = self._statement_end(self.pos)
