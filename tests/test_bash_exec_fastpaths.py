@@ -2,7 +2,8 @@
 
 ``_bash_cond.evaluate`` answers the common test forms (``[ X ]``, ``[ -f X ]``, ``[ A = B ]``) without the parser:
 on every small argument list it must give what ``_bash_cond.parse`` gives. A test's ``"$NAME"`` operand is read
-without the word expansion (``_quoted_var``): what both expansions give it. Past _MAX_FORKS, merges reuse one
+without the word expansion (``_quoted_var``): what both expansions give it. A plain ``$NAME`` is expanded by
+``_expand`` itself, without ``_variable``: what ``_variable`` gives it. Past _MAX_FORKS, merges reuse one
 unknown value per (name, line): a branch appending to it must not change it for the others.
 """
 
@@ -19,7 +20,8 @@ from lora_audit.evidence._bash_cond import evaluate, parse
 from lora_audit.evidence._bash_expand import _GENERAL, DROPPED
 from lora_audit.evidence._bash_lexer import Lexer
 from lora_audit.evidence._bash_parse import Parser
-from lora_audit.evidence._script import Lines
+from lora_audit.evidence._script import Command, Lines
+from lora_audit.evidence.invocation import Token
 
 # the words a test's grammar gives a meaning to, and operands of every kind (empty, numbers, globs, runtime: None)
 _WORDS = ["!", "(", ")", "=", "==", "!=", "<", ">", "=~", "-nt", "-eq", "-ne", "-lt", "-ge", "-a", "-o", "&&", "||",
@@ -102,3 +104,32 @@ def test_an_unknown_value_reused_by_two_branches_is_not_changed_by_an_append_in_
             'accelerate launch train_network.py --output_name "$A"\n')
     (cmd,) = BashTokenizer("t.sh").commands(text)
     assert [(t.text, t.runtime) for t in cmd.words[-2:]] == [("--output_name", False), ("${A}", True)]
+
+
+_REFERENCES = ["$V", '"$V"', "$A", '"$A"', "$U", '"$U"', "$1", "$0", "$@", "$*", "$#", "$?", "${V}", "${A[@]}",
+               "${A[1]}", '"${A[@]}"', "${U:-d}", "$V$U"]
+
+
+@pytest.mark.parametrize("positional", [False, True])
+@pytest.mark.parametrize("state", [*_STATES, "source ./not-there.sh; W=1"])
+def test_a_reference_expands_as_the_variable_reading_gives(state, positional):
+    """_expand reads a plain ``$NAME`` (set, unset, conditional) without _variable: the same pieces, notes (kept or
+    dropped), variables used and conditional names as _variable gives, in and out of a function's arguments."""
+    bt = BashTokenizer("t.sh")
+    bt.commands(state + "\n")
+    if positional:
+        bt._positional = [Token("p1", 4)]
+    for text in _REFERENCES:
+        line = f"echo {text}\n"
+        (node,) = Parser(Lexer(line, Lines(line, 7), "t.sh").lines()).iter_parse()
+        for part in node.words[1].parts:  # type: ignore[union-attr]
+            if part.kind != "var":
+                continue
+            for dropped in (False, True):
+                got = []
+                for read in (lambda p, n, c: bt._expand([p], n, c), bt._variable):
+                    bt._used, bt._picks = {}, {}
+                    notes, cmd = DROPPED if dropped else [], Command(words=[])
+                    pieces = read(part, notes, cmd)
+                    got.append((pieces, [n.model_dump() for n in notes], cmd.variables, bt._used))
+                assert got[0] == got[1], (state, text, positional)

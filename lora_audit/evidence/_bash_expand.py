@@ -132,9 +132,16 @@ class Expander:
                     add((t, ln, 0))
             elif kind == "sub":
                 out.extend(self._substitution(p, notes))
-            elif p.op is None and (v := self.vars.get(p.name)) is not None and v.choices is None \
-                    and not p.name.isdigit():  # $NAME set to one value (the common case): what _variable gives
-                out.extend(self._value_pieces(p, v, notes, cmd))
+            elif p.op is None and not p.name.isdigit():  # $NAME: what _variable gives, the common cases inline
+                v = self.vars.get(p.name)
+                if v is None:  # not set in the script: kept as written, a runtime value
+                    if notes is not DROPPED:
+                        self._unset_note(p, notes)
+                    add((p.raw, p.line, RT))
+                elif v.choices is None:  # set to one value
+                    out.extend(self._value_pieces(p, v, notes, cmd))
+                else:
+                    out.extend(self._variable(p, notes, cmd))
             else:
                 out.extend(self._variable(p, notes, cmd))
         return out
@@ -302,6 +309,7 @@ _GENERAL = object()  # _quoted_var: the word needs the general expansion
 
 
 @lru_cache(maxsize=1024)
+@lru_cache(maxsize=256)  # one message per reference written in a script, met on every line that repeats it
 def _unset_message(raw: str, name: str, sourced: str) -> str:
     """What an unset ``$NAME`` (written ``raw``) gives, for a script that sources the files ``sourced``."""
     if name.isdigit() or name in ("@", "*", "#"):
