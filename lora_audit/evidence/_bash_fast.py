@@ -341,14 +341,20 @@ class Runner:
         text, end = lexer.text, lexer.end
         pos = lexer.pos
         line_no = lexer.line_of(pos)
-        find, split, match = text.find, self.split, self.spans.match
+        find, split, match, seen = text.find, self.split, self.spans.match, self.seen.get
         run_node, run_simple = self.run_node, self.run_simple
         while pos < end:
             nl = find("\n", pos, end)
             if nl < 0:
                 return  # the last line, without a newline: the general path
             line = text[pos:nl]
-            nodes = split(line, line_no)
+            memo = seen(line)
+            nodes: list[Node] | None
+            if memo.__class__ is _Template:  # what split gives for a line with a template, without the call
+                make = memo.make
+                nodes = make(line_no) if make is not None else memo.copy(line_no)
+            else:
+                nodes = split(line, line_no)
             if nodes is None:
                 got = match(line, text, pos, end, line_no)
                 if got is None:
