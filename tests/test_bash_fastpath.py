@@ -222,12 +222,12 @@ def _dump(x: Any) -> Any:
 @settings(max_examples=300, deadline=None)
 @given(_line)
 def test_a_template_moved_to_another_line_is_what_that_line_splits_into(line: str) -> None:
-    """_moved copies a fast line's nodes to another line exactly: the same tree split_line builds there."""
+    """shifted copies a fast line's nodes to another line exactly: the same tree split_line builds there."""
     line = line.replace("\n", " ").replace("\r", " ")
     here = _bash_fast.split_line(line, 3)
     if here is None:
         return
-    moved = [_bash_fast._moved(n, 11) for n in here]
+    moved = [_bash_templates.shifted(n, 11 - 3) for n in here]
     assert _dump(moved) == _dump(_bash_fast.split_line(line, 11))
     assert _dump(here) == _dump(_bash_fast.split_line(line, 3))  # the template itself is left as it was
 

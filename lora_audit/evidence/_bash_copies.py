@@ -2,11 +2,12 @@
 
 The fast path's runner hands out a new copy of a line's template each time the line is met again (generated scripts
 repeat a few lines thousands of times): the same tree ``split_line`` builds at that line, every line number set to
-it, no mutable object shared with the template. ``moved`` walks the template to copy it: a call per node, word and
-part and a test of each field, which cost a line of the ``assigns`` bench shape more (3.5 µs) than building the copy's
-objects does (1.5 µs). A template copied often (``COMPILE_AFTER`` times) gets a copier of its own instead
-(``copier``): one function whose body is the template's constructor calls, written once for it (as ``dataclasses``
-writes an ``__init__``), so a copy is only the construction of its objects.
+it, no mutable object shared with the template. ``_bash_templates.shifted`` (the copy whole commands met again
+get) walks the template to copy it: a call per node, word and part and a test of each field, which cost a line of
+the ``assigns`` bench shape more (3.5 µs) than building the copy's objects does (1.5 µs). A template copied often
+(``COMPILE_AFTER`` times) gets a copier of its own instead (``copier``): one function whose body is the template's
+constructor calls, written once for it (as ``dataclasses`` writes an ``__init__``), so a copy is only the
+construction of its objects.
 
 Nothing of the script is written into a copier's source: every value (texts, names, operators, a bare word's shared
 empty notes) is a global of the copier's own namespace, named ``k0``, ``k1``, ...; the source holds only those
@@ -26,42 +27,9 @@ from lora_audit.evidence._bash_words import Part, Word
 COMPILE_AFTER = 64  # copies made by walking a template before it gets a copier of its own
 
 
-def moved(n: Node, ln: int) -> Node:
-    """A fresh copy of a fast line's node with every line number (all the same on one line) set to ``ln``."""
-    if isinstance(n, Simple):  # the fast path's commands carry no notes and are never too long
-        redirs = n.redirs
-        return Simple([_moved_word(w, ln) for w in n.words], [_moved_redir(r, ln) for r in redirs] if redirs else [],
-                      [], ln)
-    if isinstance(n, AndOr):
-        return AndOr(moved(n.first, ln), [(op, moved(x, ln)) for op, x in n.rest])
-    if isinstance(n, Pipeline):
-        return Pipeline([moved(c, ln) for c in n.cmds], n.negate)
-    if isinstance(n, If):
-        return If([([moved(c, ln) for c in cond], [moved(b, ln) for b in body], ln) for cond, body, _ in n.clauses],
-                  None if n.orelse is None else [moved(b, ln) for b in n.orelse])
-    raise TypeError(f"not a node of the fast path: {type(n).__name__}")
-
-
-def _moved_word(w: Word, ln: int) -> Word:
-    if w.text is not None:
-        return Word(None, ln, False, None, None, w.notes, w.text)  # Word.bare: its shared empty notes
-    return Word([_moved_part(p, ln) for p in w.parts], ln, w.quoted, w.assign,
-                None if w.array is None else [_moved_word(e, ln) for e in w.array])
-
-
-def _moved_part(p: Part, ln: int) -> Part:
-    arg, segs = p.arg, p.segs
-    return Part(p.kind, p.quoted, ln, [(t, ln) for t, _ in segs] if segs else [], p.raw, p.name, p.index, p.op,
-                None if arg is None else [_moved_part(a, ln) for a in arg])
-
-
-def _moved_redir(r: Redir, ln: int) -> Redir:
-    return Redir(op=r.op, fd=r.fd, target=None if r.target is None else _moved_word(r.target, ln), line=ln,
-                 heredoc=r.heredoc)
-
-
 def copier(nodes: list[Node]) -> Callable[[int], list[Node]]:
-    """A function of the line giving what ``[moved(n, line) for n in nodes]`` gives, written for these nodes."""
+    """A function of the line giving what ``[shifted(n, line - first) for n in nodes]`` gives (``first``: the line
+    the nodes were split at), written for these nodes."""
     space: dict[str, object] = {"S": Simple, "W": Word, "P": Part, "R": Redir, "A": AndOr, "L": Pipeline, "I": If}
     count = iter(range(1 << 62))
 

@@ -19,10 +19,9 @@ from typing import cast
 
 from lora_audit.evidence import _bash_copies
 from lora_audit.evidence._bash_copies import copier
-from lora_audit.evidence._bash_copies import moved as _moved
 from lora_audit.evidence._bash_lexer import _BARE_TARGET, _REDIRECT, Lexer, Op, Redir
 from lora_audit.evidence._bash_parse import AndOr, If, Node, Parser, Pipeline, Simple
-from lora_audit.evidence._bash_templates import Spans
+from lora_audit.evidence._bash_templates import Spans, shifted
 from lora_audit.evidence._bash_words import Part, Word
 
 FAST = True  # module switch: False reads every line through the general lexer and parser
@@ -330,7 +329,8 @@ class Runner:
         if nodes is None:
             seen[line] = None
             return None
-        template = seen[line] = _Template(nodes)  # met a second time: this split is the template, the line a copy
+        # met a second time: this split is the template, the line a copy
+        template = seen[line] = _Template(nodes, line_no)
         return template.copy(line_no)
 
     def __call__(self) -> None:
@@ -398,13 +398,14 @@ _MEMO, _MEMO_LINE = 1024, 256
 
 
 class _Template:
-    """A line's nodes, copied to each line where it is met again: by walking them (``_bash_copies.moved``), then,
-    once copied COMPILE_AFTER times, by a copier written for them (``_bash_copies.copier``)."""
+    """A line's nodes (split at line ``line``), copied to each line where it is met again: by walking them
+    (``_bash_templates.shifted``, as whole commands met again are), then, once copied COMPILE_AFTER times, by a
+    copier written for them (``_bash_copies.copier``)."""
 
-    __slots__ = ("nodes", "uses", "make")
+    __slots__ = ("nodes", "line", "uses", "make")
 
-    def __init__(self, nodes: list[Node]):
-        self.nodes, self.uses = nodes, 0
+    def __init__(self, nodes: list[Node], line: int):
+        self.nodes, self.line, self.uses = nodes, line, 0
         self.make: Callable[[int], list[Node]] | None = None
 
     def copy(self, ln: int) -> list[Node]:
@@ -414,4 +415,5 @@ class _Template:
         self.uses += 1
         if self.uses >= _bash_copies.COMPILE_AFTER:
             self.make = copier(self.nodes)
-        return [_moved(n, ln) for n in self.nodes]
+        d = ln - self.line
+        return [shifted(n, d) for n in self.nodes]
